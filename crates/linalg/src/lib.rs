@@ -1,0 +1,41 @@
+//! # insitu-linalg — matrices, the one hot product, Haar-random groups
+//!
+//! **What it is for.** The dense real (`f32`, `f64`) and complex (`Complex32`, `Complex64`)
+//! matrices every other insitu crate uses (nalgebra storage, column-major), and **the one
+//! function through which every hot matrix product goes**: [`matmul`]. It also holds the
+//! Haar-random samplers of the orthogonal group O(d), the special orthogonal group SO(d)
+//! (seed 000, Supplementary Information 1: QR of a Gaussian matrix, `Q ← Q·diag(sign R_ii)`,
+//! rejection while `det Q < 0`) and the unitary group U(n) (used by seed 000's MZI meshes and
+//! seed 002's scattering media), a QR factorisation, and the seeded random-number streams that
+//! all randomness in the workspace flows from ([`rng`]).
+//!
+//! **Backend (chosen by measurement, `../shared/research/gemm-bench.md`).** [`matmul`] passes
+//! pointers and strides to the `gemm` crate with its AVX-512 (`x86-v4`) kernels: 80–95 % of one
+//! core's peak on the FFzero shapes, where nalgebra's own `*` reaches 31–69 % and its `tr_mul`
+//! 1.4 %. Operands are strided views ([`MatRef`], [`MatMut`]); a transpose or an adjoint is a
+//! free view ([`MatRef::t`], [`MatRef::adjoint`]), never a copy.
+//!
+//! **What it must not do.** No I/O, no printing, no global thread pool: parallelism is an
+//! explicit [`Par`] argument and defaults to sequential. It knows nothing about learning or
+//! optics. Hot code elsewhere must not call nalgebra's `tr_mul`, `ad_mul`, `gemm_tr` or complex
+//! `DMatrix` products (40–85× slower); `clippy.toml` at the workspace root bans them.
+
+mod haar;
+mod matmul;
+mod rng;
+
+pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
+pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
+pub use rng::{rng, substream, Rng64};
+
+pub use nalgebra::{self, DMatrix, DVector};
+pub use num_complex::{self, Complex32, Complex64};
+
+/// Real single-precision matrix (column-major): the training kernels' type.
+pub type Mat = DMatrix<f32>;
+/// Complex single-precision matrix (column-major).
+pub type CMat = DMatrix<Complex32>;
+/// Real double-precision matrix, for gradient checks and physics tests.
+pub type Mat64 = DMatrix<f64>;
+/// Complex double-precision matrix.
+pub type CMat64 = DMatrix<Complex64>;

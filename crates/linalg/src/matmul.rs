@@ -1,0 +1,457 @@
+//! The one hot matrix product, [`matmul`], and the strided views it takes.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+
+use nalgebra::{Dim, Matrix, RawStorage, RawStorageMut, Scalar};
+use num_complex::{Complex32, Complex64};
+
+/// Element types [`matmul`] accepts: `f32`, `f64`, `Complex32`, `Complex64`.
+///
+/// Sealed: the backend has kernels for exactly these four.
+pub trait GemmScalar:
+    Scalar + Copy + Send + Sync + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> + sealed::Sealed
+{
+    /// Additive identity.
+    fn zero() -> Self;
+    /// Multiplicative identity.
+    fn one() -> Self;
+    /// Complex conjugate (identity for real types).
+    fn conj(self) -> Self;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for num_complex::Complex32 {}
+    impl Sealed for num_complex::Complex64 {}
+}
+
+macro_rules! real_scalar {
+    ($t:ty) => {
+        impl GemmScalar for $t {
+            fn zero() -> Self {
+                0.0
+            }
+            fn one() -> Self {
+                1.0
+            }
+            fn conj(self) -> Self {
+                self
+            }
+        }
+    };
+}
+real_scalar!(f32);
+real_scalar!(f64);
+
+macro_rules! complex_scalar {
+    ($t:ty) => {
+        impl GemmScalar for $t {
+            fn zero() -> Self {
+                <$t>::new(0.0, 0.0)
+            }
+            fn one() -> Self {
+                <$t>::new(1.0, 0.0)
+            }
+            fn conj(self) -> Self {
+                num_complex::Complex::conj(&self)
+            }
+        }
+    };
+}
+complex_scalar!(Complex32);
+complex_scalar!(Complex64);
+
+/// Whether [`matmul`] overwrites or adds to its destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accum {
+    /// `C ← α·A·B`
+    Replace,
+    /// `C ← C + α·A·B`
+    Add,
+}
+
+/// Parallelism of one product, passed explicitly (never a global setting).
+///
+/// `gemm-bench.md`: on this 2-core machine intra-product threads pay only for products of
+/// ≥ ~40 MFLOP; below that they are neutral or harmful. Spend cores at an outer level instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Par {
+    /// One thread.
+    #[default]
+    Seq,
+    /// Up to `n` rayon threads inside the product.
+    Rayon(usize),
+}
+
+/// A read-only, strided matrix view: `rows × cols`, element `(i, j)` at
+/// `ptr + i·row_stride + j·col_stride`, optionally conjugated.
+///
+/// Build one from any nalgebra matrix or view with `MatRef::from(&m)`, or from a column-major
+/// slice with [`MatRef::from_col_major`]. [`MatRef::t`] and [`MatRef::adjoint`] are free.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    ptr: *const T,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+    conj: bool,
+    _life: PhantomData<&'a T>,
+}
+
+// SAFETY: a MatRef is a shared borrow of `T` data.
+unsafe impl<T: Sync> Send for MatRef<'_, T> {}
+unsafe impl<T: Sync> Sync for MatRef<'_, T> {}
+
+impl<'a, T: GemmScalar> MatRef<'a, T> {
+    /// View of a column-major slice of `rows × cols` elements.
+    ///
+    /// # Panics
+    /// If `data.len() != rows * cols` (a programming error, not a data error).
+    pub fn from_col_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "MatRef::from_col_major: slice of {} elements for a {rows}×{cols} matrix",
+            data.len()
+        );
+        Self::from_raw(data.as_ptr(), rows, cols, 1, rows.max(1) as isize)
+    }
+
+    /// View of a row-major slice of `rows × cols` elements (row `i` contiguous).
+    ///
+    /// # Panics
+    /// If `data.len() != rows * cols`.
+    pub fn from_row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "MatRef::from_row_major: slice of {} elements for a {rows}×{cols} matrix",
+            data.len()
+        );
+        Self::from_raw(data.as_ptr(), rows, cols, cols.max(1) as isize, 1)
+    }
+
+    fn from_raw(ptr: *const T, rows: usize, cols: usize, row_stride: isize, col_stride: isize) -> Self {
+        Self {
+            ptr,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+            conj: false,
+            _life: PhantomData,
+        }
+    }
+
+    /// Number of rows.
+    pub fn nrows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn ncols(&self) -> usize {
+        self.cols
+    }
+
+    /// The transpose, as a view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// The conjugate transpose (adjoint), as a view (no copy).
+    pub fn adjoint(self) -> Self {
+        let mut v = self.t();
+        v.conj = !v.conj;
+        v
+    }
+
+    /// The element-wise conjugate, as a view (no copy).
+    pub fn conjugate(mut self) -> Self {
+        self.conj = !self.conj;
+        self
+    }
+
+    /// The sub-block of `nrows × ncols` starting at `(row, col)`, as a view.
+    ///
+    /// # Panics
+    /// If the block does not fit.
+    pub fn submatrix(self, row: usize, col: usize, nrows: usize, ncols: usize) -> Self {
+        assert!(
+            row + nrows <= self.rows && col + ncols <= self.cols,
+            "submatrix ({row}, {col}) + {nrows}×{ncols} outside a {}×{} view",
+            self.rows,
+            self.cols
+        );
+        let ptr = if nrows == 0 || ncols == 0 {
+            self.ptr
+        } else {
+            self.ptr
+                .wrapping_offset(row as isize * self.row_stride + col as isize * self.col_stride)
+        };
+        Self {
+            ptr,
+            rows: nrows,
+            cols: ncols,
+            ..self
+        }
+    }
+
+    /// Element `(i, j)` (bounds-checked; for tests and cold code).
+    pub fn get(&self, i: usize, j: usize) -> T {
+        assert!(
+            i < self.rows && j < self.cols,
+            "index ({i}, {j}) outside {}×{}",
+            self.rows,
+            self.cols
+        );
+        // SAFETY: in bounds by the assertion and the view's construction.
+        let v = unsafe {
+            *self
+                .ptr
+                .offset(i as isize * self.row_stride + j as isize * self.col_stride)
+        };
+        if self.conj {
+            v.conj()
+        } else {
+            v
+        }
+    }
+}
+
+impl<'a, T, R, C, S> From<&'a Matrix<T, R, C, S>> for MatRef<'a, T>
+where
+    T: GemmScalar,
+    R: Dim,
+    C: Dim,
+    S: RawStorage<T, R, C>,
+{
+    fn from(m: &'a Matrix<T, R, C, S>) -> Self {
+        let (rs, cs) = m.strides();
+        let (rows, cols) = m.shape();
+        Self::from_raw(m.data.ptr(), rows, cols, rs as isize, cs as isize)
+    }
+}
+
+/// A mutable, strided matrix view (the destination of [`matmul`]).
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    ptr: *mut T,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+    _life: PhantomData<&'a mut T>,
+}
+
+// SAFETY: a MatMut is an exclusive borrow of `T` data.
+unsafe impl<T: Send> Send for MatMut<'_, T> {}
+
+impl<'a, T: GemmScalar> MatMut<'a, T> {
+    /// Mutable view of a column-major slice of `rows × cols` elements.
+    ///
+    /// # Panics
+    /// If `data.len() != rows * cols`.
+    pub fn from_col_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "MatMut::from_col_major: slice of {} elements for a {rows}×{cols} matrix",
+            data.len()
+        );
+        Self {
+            ptr: data.as_mut_ptr(),
+            rows,
+            cols,
+            row_stride: 1,
+            col_stride: rows.max(1) as isize,
+            _life: PhantomData,
+        }
+    }
+
+    /// Mutable view of a row-major slice of `rows × cols` elements.
+    ///
+    /// # Panics
+    /// If `data.len() != rows * cols`.
+    pub fn from_row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "MatMut::from_row_major: slice of {} elements for a {rows}×{cols} matrix",
+            data.len()
+        );
+        Self {
+            ptr: data.as_mut_ptr(),
+            rows,
+            cols,
+            row_stride: cols.max(1) as isize,
+            col_stride: 1,
+            _life: PhantomData,
+        }
+    }
+
+    /// Number of rows.
+    pub fn nrows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn ncols(&self) -> usize {
+        self.cols
+    }
+
+    /// The transpose, as a mutable view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Reborrow as a shorter-lived mutable view.
+    pub fn rb_mut(&mut self) -> MatMut<'_, T> {
+        MatMut {
+            ptr: self.ptr,
+            _life: PhantomData,
+            ..*self
+        }
+    }
+
+    /// Read-only view of the same elements.
+    pub fn as_ref(&self) -> MatRef<'_, T> {
+        MatRef::from_raw(self.ptr, self.rows, self.cols, self.row_stride, self.col_stride)
+    }
+}
+
+impl<'a, T, R, C, S> From<&'a mut Matrix<T, R, C, S>> for MatMut<'a, T>
+where
+    T: GemmScalar,
+    R: Dim,
+    C: Dim,
+    S: RawStorageMut<T, R, C>,
+{
+    fn from(m: &'a mut Matrix<T, R, C, S>) -> Self {
+        let (rs, cs) = m.strides();
+        let (rows, cols) = m.shape();
+        Self {
+            ptr: m.data.ptr_mut(),
+            rows,
+            cols,
+            row_stride: rs as isize,
+            col_stride: cs as isize,
+            _life: PhantomData,
+        }
+    }
+}
+
+/// `C ← α·A·B` ([`Accum::Replace`]) or `C ← C + α·A·B` ([`Accum::Add`]): **the one function
+/// through which every hot real and complex matrix product in insitu goes.**
+///
+/// Operands are strided views; pass `a.t()` for `Aᵀ` and `a.adjoint()` for `Aᴴ` (no copies).
+/// Backend: the `gemm` crate's run-time-dispatched AVX-512 kernels (see the crate docs for the
+/// measurement). The result does not depend on `par` beyond floating-point reassociation that
+/// the backend does not perform (each output element is reduced in the same order).
+///
+/// # Panics
+/// On inconsistent shapes (`A: m×k`, `B: k×n`, `C: m×n` required); this is a programming
+/// error in the caller, which validates user-facing shapes long before a product runs.
+pub fn matmul<T: GemmScalar>(c: MatMut<'_, T>, accum: Accum, a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T, par: Par) {
+    let (m, n, k) = (c.rows, c.cols, a.cols);
+    assert!(
+        a.rows == m && b.rows == k && b.cols == n,
+        "matmul: C is {}×{}, A is {}×{}, B is {}×{}",
+        c.rows,
+        c.cols,
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if accum == Accum::Replace {
+            for j in 0..n {
+                for i in 0..m {
+                    // SAFETY: (i, j) lies inside the exclusive view `c`.
+                    unsafe { *c.ptr.offset(i as isize * c.row_stride + j as isize * c.col_stride) = T::zero() };
+                }
+            }
+        }
+        return;
+    }
+    let parallelism = match par {
+        Par::Seq => gemm::Parallelism::None,
+        Par::Rayon(n) if n <= 1 => gemm::Parallelism::None,
+        Par::Rayon(n) => gemm::Parallelism::Rayon(n),
+    };
+    let is_complex = TypeId::of::<T>() == TypeId::of::<Complex32>() || TypeId::of::<T>() == TypeId::of::<Complex64>();
+    // SAFETY: the three views describe memory valid for their shapes and strides (guaranteed by
+    // their constructors and lifetimes); `c` is an exclusive borrow, so it does not alias `a` or
+    // `b`. T is one of the four types the backend supports (sealed trait).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.ptr,
+            c.col_stride,
+            c.row_stride,
+            accum == Accum::Add,
+            a.ptr,
+            a.col_stride,
+            a.row_stride,
+            b.ptr,
+            b.col_stride,
+            b.row_stride,
+            T::one(),
+            alpha,
+            false,
+            is_complex && a.conj,
+            is_complex && b.conj,
+            parallelism,
+        );
+    }
+}
+
+/// The naive triple loop `C ← α·A·B` (or `C + α·A·B`), the reference [`matmul`] is tested
+/// against. Slow; for tests only.
+pub fn matmul_reference<T: GemmScalar>(
+    mut c: MatMut<'_, T>,
+    accum: Accum,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    alpha: T,
+) {
+    let (m, n, k) = (c.rows, c.cols, a.cols);
+    assert!(
+        a.rows == m && b.rows == k && b.cols == n,
+        "matmul_reference: shape mismatch"
+    );
+    for j in 0..n {
+        for i in 0..m {
+            let mut acc = T::zero();
+            for p in 0..k {
+                acc = acc + a.get(i, p) * b.get(p, j);
+            }
+            let cm = c.rb_mut();
+            // SAFETY: (i, j) is inside the exclusive view.
+            let slot = unsafe { &mut *cm.ptr.offset(i as isize * cm.row_stride + j as isize * cm.col_stride) };
+            *slot = match accum {
+                Accum::Replace => alpha * acc,
+                Accum::Add => *slot + alpha * acc,
+            };
+        }
+    }
+}
