@@ -1,0 +1,167 @@
+//! `matmul` against the naive triple loop over many shapes, strides, transposes and element
+//! types, with a fixed seed (rustfft's accuracy-test style).
+
+use insitu_linalg::{matmul, matmul_reference, rng, Accum, Complex32, Complex64, GemmScalar, MatMut, MatRef, Par};
+use nalgebra::DMatrix;
+use rand::Rng;
+
+fn random_real<T: GemmScalar + From<f32>>(r: usize, c: usize, g: &mut impl Rng) -> DMatrix<T> {
+    DMatrix::from_fn(r, c, |_, _| T::from(g.random_range(-1.0f32..1.0)))
+}
+
+fn random_c32(r: usize, c: usize, g: &mut impl Rng) -> DMatrix<Complex32> {
+    DMatrix::from_fn(r, c, |_, _| Complex32::new(g.random_range(-1.0..1.0), g.random_range(-1.0..1.0)))
+}
+
+fn random_c64(r: usize, c: usize, g: &mut impl Rng) -> DMatrix<Complex64> {
+    DMatrix::from_fn(r, c, |_, _| Complex64::new(g.random_range(-1.0..1.0), g.random_range(-1.0..1.0)))
+}
+
+/// Operand `m×k` viewed directly (`false`) or as the transpose of its stored transpose (`true`).
+fn operand<'a, T: GemmScalar>(m: &'a DMatrix<T>, stored_transposed: &'a DMatrix<T>, transposed: bool) -> MatRef<'a, T> {
+    if transposed {
+        MatRef::from(stored_transposed).t()
+    } else {
+        MatRef::from(m)
+    }
+}
+
+fn max_abs_diff_f32(a: &DMatrix<f32>, b: &DMatrix<f32>) -> f32 {
+    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+const SIZES: [usize; 9] = [1, 2, 3, 4, 5, 7, 16, 33, 100];
+
+#[test]
+fn real_f32_all_transposes_and_shapes() {
+    let mut g = rng(1);
+    let mut count = 0;
+    for &m in &SIZES {
+        for &n in &SIZES {
+            for &k in &[1usize, 2, 3, 5, 17, 64] {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    for accum in [Accum::Replace, Accum::Add] {
+                        let a: DMatrix<f32> = random_real(m, k, &mut g);
+                        let at = a.transpose();
+                        let b: DMatrix<f32> = random_real(k, n, &mut g);
+                        let bt = b.transpose();
+                        let c0: DMatrix<f32> = random_real(m, n, &mut g);
+                        let (mut c, mut c_ref) = (c0.clone(), c0.clone());
+                        let (av, bv) = (operand(&a, &at, ta), operand(&b, &bt, tb));
+                        matmul(MatMut::from(&mut c), accum, av, bv, 0.75, Par::Seq);
+                        matmul_reference(MatMut::from(&mut c_ref), accum, av, bv, 0.75);
+                        let tol = 1e-5 * (k as f32).sqrt() * 4.0;
+                        let err = max_abs_diff_f32(&c, &c_ref);
+                        assert!(err <= tol, "m={m} n={n} k={k} ta={ta} tb={tb} {accum:?}: error {err} > {tol}");
+                        count += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(count, SIZES.len() * SIZES.len() * 6 * 8);
+}
+
+#[test]
+fn real_f64_matches_reference() {
+    let mut g = rng(2);
+    for &m in &SIZES {
+        for &n in &[1usize, 4, 9] {
+            for &k in &[1usize, 3, 8, 31] {
+                let a: DMatrix<f64> = DMatrix::from_fn(m, k, |_, _| g.random_range(-1.0..1.0));
+                let b: DMatrix<f64> = DMatrix::from_fn(k, n, |_, _| g.random_range(-1.0..1.0));
+                let mut c = DMatrix::zeros(m, n);
+                let mut c_ref = DMatrix::zeros(m, n);
+                matmul(MatMut::from(&mut c), Accum::Replace, MatRef::from(&a), MatRef::from(&b), 1.0, Par::Seq);
+                matmul_reference(MatMut::from(&mut c_ref), Accum::Replace, MatRef::from(&a), MatRef::from(&b), 1.0);
+                assert!((c - c_ref).amax() < 1e-12);
+            }
+        }
+    }
+}
+
+#[test]
+fn complex_with_adjoints_matches_reference() {
+    let mut g = rng(3);
+    for &m in &[1usize, 2, 3, 5, 12, 40] {
+        for &n in &[1usize, 2, 5, 17] {
+            for &k in &[1usize, 4, 13] {
+                for mode in 0..4 {
+                    let a = random_c32(m, k, &mut g);
+                    let ah = a.adjoint();
+                    let b = random_c32(k, n, &mut g);
+                    let bt = b.transpose();
+                    let av = if mode & 1 == 1 { MatRef::from(&ah).adjoint() } else { MatRef::from(&a) };
+                    let bv = if mode & 2 == 2 { MatRef::from(&bt).t() } else { MatRef::from(&b) };
+                    let alpha = Complex32::new(0.5, -0.25);
+                    let mut c = random_c32(m, n, &mut g);
+                    let mut c_ref = c.clone();
+                    matmul(MatMut::from(&mut c), Accum::Add, av, bv, alpha, Par::Seq);
+                    matmul_reference(MatMut::from(&mut c_ref), Accum::Add, av, bv, alpha);
+                    let err = (c - c_ref).iter().map(|z| z.norm()).fold(0.0f32, f32::max);
+                    assert!(err < 1e-4, "m={m} n={n} k={k} mode={mode}: {err}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn complex64_conjugate_view_matches_reference() {
+    let mut g = rng(4);
+    let a = random_c64(6, 5, &mut g);
+    let b = random_c64(5, 7, &mut g);
+    let mut c = DMatrix::zeros(6, 7);
+    let mut c_ref = DMatrix::zeros(6, 7);
+    let one = Complex64::new(1.0, 0.0);
+    matmul(MatMut::from(&mut c), Accum::Replace, MatRef::from(&a).conjugate(), MatRef::from(&b), one, Par::Seq);
+    matmul_reference(MatMut::from(&mut c_ref), Accum::Replace, MatRef::from(&a).conjugate(), MatRef::from(&b), one);
+    let expected = a.map(|z| z.conj()) * &b;
+    assert!((c.clone() - c_ref).iter().all(|z| z.norm() < 1e-12));
+    assert!((c - expected).iter().all(|z| z.norm() < 1e-12));
+}
+
+#[test]
+fn submatrix_views_and_parallel_agree_bitwise() {
+    let mut g = rng(5);
+    let a: DMatrix<f32> = random_real(300, 200, &mut g);
+    let b: DMatrix<f32> = random_real(150, 120, &mut g);
+    let av = MatRef::from(&a).submatrix(10, 20, 128, 100);
+    let bv = MatRef::from(&b).submatrix(5, 7, 100, 64);
+    let mut c1 = DMatrix::<f32>::zeros(128, 64);
+    let mut c2 = DMatrix::<f32>::zeros(128, 64);
+    let mut c_ref = DMatrix::<f32>::zeros(128, 64);
+    matmul(MatMut::from(&mut c1), Accum::Replace, av, bv, 1.0, Par::Seq);
+    matmul(MatMut::from(&mut c2), Accum::Replace, av, bv, 1.0, Par::Rayon(2));
+    matmul_reference(MatMut::from(&mut c_ref), Accum::Replace, av, bv, 1.0);
+    assert!(max_abs_diff_f32(&c1, &c_ref) < 1e-4);
+    assert_eq!(c1, c2, "the product must not depend on the thread count");
+}
+
+#[test]
+fn empty_inner_dimension_zeroes_or_keeps() {
+    let a = DMatrix::<f32>::zeros(3, 0);
+    let b = DMatrix::<f32>::zeros(0, 2);
+    let mut c = DMatrix::<f32>::from_element(3, 2, 7.0);
+    matmul(MatMut::from(&mut c), Accum::Add, MatRef::from(&a), MatRef::from(&b), 1.0, Par::Seq);
+    assert!(c.iter().all(|&x| x == 7.0));
+    matmul(MatMut::from(&mut c), Accum::Replace, MatRef::from(&a), MatRef::from(&b), 1.0, Par::Seq);
+    assert!(c.iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn slices_row_and_column_major() {
+    let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2×3 row-major [[1,2,3],[4,5,6]]
+    let b = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3×2 column-major [[1,1],[0,1],[0,1]]
+    let mut c = [0.0f32; 4];
+    matmul(
+        MatMut::from_col_major(&mut c, 2, 2),
+        Accum::Replace,
+        MatRef::from_row_major(&a, 2, 3),
+        MatRef::from_col_major(&b, 3, 2),
+        1.0,
+        Par::Seq,
+    );
+    // [[1,2,3],[4,5,6]]·[[1,1],[0,1],[0,1]] = [[1,6],[4,15]], column-major
+    assert_eq!(c, [1.0, 4.0, 6.0, 15.0]);
+}
