@@ -1,0 +1,169 @@
+//! The directional-derivative estimator (seed 000 eq. 12–14, SPEC A4).
+
+use insitu_linalg::substream;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+/// A loss that can only be *evaluated forward* at perturbed parameters — the whole interface
+/// a forward-only (physically plausible) trainer gets to the system it trains.
+///
+/// `losses_along(d, steps, out)` writes `out[i] = L(ω + steps[i]·d)` for the current
+/// parameters `ω`; every entry is one physical forward evaluation (of the whole mini-batch).
+/// Passing all steps of one direction at once lets an exact simulation share work between
+/// them (e.g. a dense layer computes `W·x` once and `V·x` once for both `±ε`), which is
+/// allowed because the numbers equal those of separate physical passes.
+pub trait PerturbedObjective {
+    /// `n`, the number of parameters.
+    fn dim(&self) -> usize;
+    /// `out[i] = L(ω + steps[i]·direction)`, in f64.
+    fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]);
+}
+
+/// How directions are drawn, and the scale that makes the estimate unbiased.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DirectionKind {
+    /// `v̂ = v/‖v‖`, `v ~ N(0, I_n)`: uniform on the unit sphere; `E[v̂ v̂ᵀ] = I/n`, so the
+    /// estimate carries the factor `n` (seed 000 eq. 12–13).
+    #[default]
+    UnitGaussian,
+    /// `Δ ∈ {±1}ⁿ` (SPSA): `E[Δ Δᵀ] = I`, no factor.
+    Rademacher,
+}
+
+impl DirectionKind {
+    /// The factor multiplying `Σ_p (directional derivative)·direction / P`: `n` for unit
+    /// directions, `1` for Rademacher ones. **The one place the scaling rule lives**
+    /// (research/learning.md §2: a Gaussian direction with the factor n is biased by n).
+    pub fn scale(self, n: usize) -> f64 {
+        match self {
+            DirectionKind::UnitGaussian => n as f64,
+            DirectionKind::Rademacher => 1.0,
+        }
+    }
+
+    /// Fill `out` with a fresh direction from `rng`.
+    pub fn draw<R: Rng + ?Sized>(self, rng: &mut R, out: &mut [f32]) {
+        match self {
+            DirectionKind::UnitGaussian => {
+                let mut norm2 = 0.0f64;
+                for v in out.iter_mut() {
+                    let x: f32 = rng.sample(StandardNormal);
+                    *v = x;
+                    norm2 += (x as f64) * (x as f64);
+                }
+                let inv = if norm2 > 0.0 { (1.0 / norm2.sqrt()) as f32 } else { 0.0 };
+                out.iter_mut().for_each(|v| *v *= inv);
+            }
+            DirectionKind::Rademacher => {
+                // 64 signs per random word.
+                for chunk in out.chunks_mut(64) {
+                    let bits: u64 = rng.random();
+                    for (i, v) in chunk.iter_mut().enumerate() {
+                        *v = if (bits >> i) & 1 == 1 { 1.0 } else { -1.0 };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Finite-difference scheme for one directional derivative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Difference {
+    /// `(L(ω + εd) − L(ω − εd)) / 2ε`: two evaluations per direction (seed 000 eq. 12).
+    #[default]
+    Central,
+    /// `(L(ω + εd) − L(ω)) / ε`: one evaluation per direction plus one shared `L(ω)`.
+    Forward,
+}
+
+/// The directional-derivative gradient estimator (seed 000 eq. 12–14).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DirectionalDerivative {
+    /// `P`, the number of directions averaged per step (≥ 1).
+    pub directions: usize,
+    /// `ε`, the perturbation size along a direction (> 0).
+    pub eps: f32,
+    /// How directions are drawn.
+    pub kind: DirectionKind,
+    /// Central or forward differences.
+    pub difference: Difference,
+}
+
+impl Default for DirectionalDerivative {
+    /// Seed 000 Supplementary Table 1: `P = 1`, `ε = 10⁻³`, central differences, unit directions.
+    fn default() -> Self {
+        Self { directions: 1, eps: 1e-3, kind: DirectionKind::UnitGaussian, difference: Difference::Central }
+    }
+}
+
+/// What one estimate cost and saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// Forward evaluations of the objective (each a full mini-batch pass): `2P` (central) or
+    /// `P + 1` (forward).
+    pub evaluations: usize,
+    /// Mean over directions of the losses at the perturbed points (a cheap, slightly biased
+    /// view of the current loss; not finite if any evaluation was not).
+    pub mean_loss: f64,
+}
+
+impl DirectionalDerivative {
+    /// Estimate `∇L(ω)` into `grad` (overwritten; length `objective.dim()`).
+    ///
+    /// Directions come from `substream(seed, p)` for `p = 0..P`, so the same `seed` (e.g. a
+    /// hash of run seed, layer and step) regenerates exactly the same directions. `direction`
+    /// is scratch of length `n` (no allocation here).
+    ///
+    /// # Panics
+    /// If `grad` or `direction` do not have length `objective.dim()` (a programming error).
+    pub fn estimate<O: PerturbedObjective + ?Sized>(
+        &self,
+        objective: &mut O,
+        seed: u64,
+        grad: &mut [f32],
+        direction: &mut [f32],
+    ) -> Estimate {
+        let n = objective.dim();
+        assert_eq!(grad.len(), n, "gradient buffer length");
+        assert_eq!(direction.len(), n, "direction scratch length");
+        grad.fill(0.0);
+        let p_count = self.directions.max(1);
+        let eps = self.eps;
+        let mut out = [0.0f64; 2];
+        let mut evaluations = 0;
+        let mut loss_sum = 0.0;
+        let mut base_loss = None;
+        for p in 0..p_count {
+            self.kind.draw(&mut substream(seed, p as u64), direction);
+            let derivative = match self.difference {
+                Difference::Central => {
+                    objective.losses_along(direction, &[eps, -eps], &mut out);
+                    evaluations += 2;
+                    loss_sum += 0.5 * (out[0] + out[1]);
+                    (out[0] - out[1]) / (2.0 * eps as f64)
+                }
+                Difference::Forward => {
+                    let l0 = match base_loss {
+                        Some(l) => l,
+                        None => {
+                            objective.losses_along(direction, &[0.0], &mut out[..1]);
+                            evaluations += 1;
+                            base_loss = Some(out[0]);
+                            out[0]
+                        }
+                    };
+                    objective.losses_along(direction, &[eps], &mut out[..1]);
+                    evaluations += 1;
+                    loss_sum += out[0];
+                    (out[0] - l0) / eps as f64
+                }
+            };
+            let coefficient = (self.kind.scale(n) * derivative / p_count as f64) as f32;
+            for (g, d) in grad.iter_mut().zip(direction.iter()) {
+                *g += coefficient * d;
+            }
+        }
+        Estimate { evaluations, mean_loss: loss_sum / p_count as f64 }
+    }
+}
