@@ -1,1 +1,239 @@
-fn main() {}
+//! # insitu — the command-line front end
+//!
+//! A thin binary (ripgrep style): it parses arguments, shows progress, prints a summary and
+//! writes the result JSON; every computation lives in the library crates. One run per call,
+//! so xtask and cluster schedulers can run many of them as independent tasks.
+//!
+//! **What it must not do.** No training, data or physics logic of its own.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use insitu_data::{default_datasets_dir, load_task, Task};
+use insitu_ffzero::{LocalLoss, Method, Model, Optimizer, Progress, TrainResult, TrainSpec};
+
+mod output;
+
+#[derive(Parser)]
+#[command(
+    name = "insitu",
+    version,
+    about = "Train neural networks and optical systems without backpropagation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train one network with FFzero or a baseline (seed 000) and evaluate it on the test set.
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// mnist, fashion-mnist, mnist-regression, synthetic-f1, synthetic-f2
+    #[arg(long, default_value = "mnist")]
+    task: String,
+    /// Model family (mlp).
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// Hidden width.
+    #[arg(long, default_value_t = 100)]
+    width: usize,
+    /// Number of hidden layers.
+    #[arg(long, default_value_t = 3)]
+    depth: usize,
+    /// bp-ad, bp-dd, ff-ad or ff-dd (= FFzero).
+    #[arg(long, default_value = "ff-dd")]
+    method: String,
+    /// Epochs (per layer for the FF methods).
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Perturbation size ε of the directional derivatives.
+    #[arg(long, default_value_t = 1e-3)]
+    eps: f32,
+    /// Number of directions P per step.
+    #[arg(long, default_value_t = 1)]
+    directions: usize,
+    /// sgd or adam.
+    #[arg(long, default_value = "sgd")]
+    optimizer: String,
+    /// Local classification loss: margin (eq. 16) or eq5.
+    #[arg(long, default_value = "margin")]
+    loss: String,
+    /// Margin q of eq. 16.
+    #[arg(long, default_value_t = 0.3)]
+    margin: f32,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (results are identical for any value).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Use only the first N training samples.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Use only the first N test samples.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Where the datasets live (default: $INSITU_DATASETS, or the nearest `datasets/`).
+    #[arg(long)]
+    datasets: Option<PathBuf>,
+    /// Write the result JSON here (atomically).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// A spec JSON to run instead of the options above (what xtask and Slurm arrays pass).
+    #[arg(long, conflicts_with_all = ["task", "method"])]
+    spec: Option<PathBuf>,
+}
+
+fn parse_named<T: Copy>(what: &str, value: &str, options: &[(&str, T)]) -> Result<T, String> {
+    options
+        .iter()
+        .find(|(n, _)| *n == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            format!("unknown {what} '{value}' (valid: {})", names.join(", "))
+        })
+}
+
+fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
+    if let Some(path) = &a.spec {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
+        return serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()));
+    }
+    let task = Task::from_name(&a.task).map_err(|e| e.to_string())?;
+    if !matches!(
+        task,
+        Task::Mnist | Task::FashionMnist | Task::MnistRegression | Task::SyntheticF1 | Task::SyntheticF2
+    ) {
+        return Err(format!("task '{}' is not available for `insitu train` (MLP tasks: mnist, fashion-mnist, mnist-regression, synthetic-f1, synthetic-f2)", a.task));
+    }
+    Ok(TrainSpec {
+        task: task.name().into(),
+        model: parse_named("model", &a.model, &[("mlp", Model::Mlp)])?,
+        width: a.width,
+        depth: a.depth,
+        method: Method::from_name(&a.method).map_err(|e| e.to_string())?,
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        eps: a.eps,
+        directions: a.directions,
+        optimizer: parse_named(
+            "optimizer",
+            &a.optimizer,
+            &[("sgd", Optimizer::Sgd), ("adam", Optimizer::Adam)],
+        )?,
+        loss: parse_named(
+            "loss",
+            &a.loss,
+            &[("margin", LocalLoss::Margin), ("eq5", LocalLoss::Eq5)],
+        )?,
+        margin: a.margin,
+        seed: a.seed,
+        train_limit: a.train_limit,
+        test_limit: a.test_limit,
+    })
+}
+
+/// indicatif bars: one per layer (FF) or for the network (BP); hidden when stderr is not a
+/// terminal.
+struct Bars {
+    bar: Option<ProgressBar>,
+    visible: bool,
+}
+
+impl Progress for Bars {
+    fn phase(&mut self, label: &str, epochs: usize, steps_per_epoch: usize) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+        let bar = ProgressBar::new((epochs * steps_per_epoch) as u64);
+        bar.set_draw_target(if self.visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] epoch {msg} {pos}/{len} steps, {eta} left")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        bar.set_message(format!("1/{epochs}"));
+        self.bar = Some(bar);
+    }
+    fn step(&mut self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+    fn epoch_done(&mut self, epoch: usize, mean_loss: f64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{} (loss {mean_loss:.4})", epoch + 2));
+        }
+    }
+}
+
+fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
+    let spec = spec_from_args(a)?;
+    if a.threads == 0 {
+        return Err("invalid --threads = 0: must be at least 1".into());
+    }
+    let task = Task::from_name(&spec.task).map_err(|e| e.to_string())?;
+    // Refuse bad options before loading anything (the class count is known per task).
+    spec.validate(if task.is_classification() { Some(10) } else { None })
+        .map_err(|e| e.to_string())?;
+    let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
+    let data = load_task(task, &dir, spec.seed).map_err(|e| e.to_string())?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut bars = Bars {
+        bar: None,
+        visible: std::io::stderr().is_terminal(),
+    };
+    let result = pool
+        .install(|| insitu_ffzero::train(&spec, &data, &mut bars))
+        .map_err(|e| e.to_string())?;
+    if let Some(b) = bars.bar.take() {
+        b.finish_and_clear();
+    }
+    Ok(result)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(a) => match run_train(&a) {
+            Ok(result) => {
+                println!("{}", output::summary(&result));
+                if let Some(path) = &a.json {
+                    if let Err(e) = output::write_json_atomically(path, &result) {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

@@ -1,1 +1,30 @@
-//! placeholder
+//! # insitu-ffzero — FFzero and its three baselines
+//!
+//! **What it is for.** Seed 000 end to end for MLPs: dense layers with ReLU and biases
+//! ([`Mlp`]); layer goodness against fixed prototypes (eq. 4, 7; SPEC A2); the local,
+//! sequential schedule with cached frozen-layer outputs (Methods "FFzero training strategy";
+//! SPEC A3); directional-derivative updates (eq. 12–14; SPEC A4) through `insitu-optim`;
+//! inference by majority vote over the layers (SPEC A6); regression (eq. 7–8; SPEC A7's FF
+//! output-layer reading); metrics and a count of physical forward passes (SPEC A7). BP+AD,
+//! BP+DD, FF+AD and FF+DD (SPEC A8) are four wirings of the same layers, losses, gradient
+//! sources and step rules in one loop ([`train()`]), not four trainers.
+//!
+//! **What it must not do.** FF+DD and BP+DD reach the model only through
+//! [`insitu_optim::PerturbedObjective`] (forward evaluations at perturbed parameters:
+//! [`LayerObjective`], [`NetworkObjective`]); they never touch the autodiff tape. No printing
+//! and no command-line parsing: progress goes to a [`Progress`] the caller supplies, results
+//! come back as a serialisable [`TrainResult`].
+
+mod metrics;
+mod mlp;
+mod objective;
+mod progress;
+mod spec;
+mod train;
+
+pub use metrics::{accuracy, majority_vote, r_squared};
+pub use mlp::{dense_forward, relu_in_place, split_dense, DenseShape, Mlp};
+pub use objective::{GlobalTarget, LayerObjective, LayerScratch, LayerTarget, NetworkObjective};
+pub use progress::{NoProgress, Progress};
+pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
+pub use train::{layer_widths, train, Divergence, EpochLoss, LayerPrototypes, Status, TrainError, TrainResult};

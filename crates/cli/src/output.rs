@@ -1,0 +1,71 @@
+//! Printing a result and writing it to disk atomically.
+
+use std::io::Write;
+use std::path::Path;
+
+use insitu_ffzero::{Status, TrainResult};
+
+/// One human-readable line per result.
+pub fn summary(r: &TrainResult) -> String {
+    let s = &r.spec;
+    let metric = match (r.test_accuracy, r.test_r2) {
+        (Some(a), _) => format!("test accuracy {:.2} %", 100.0 * a),
+        (_, Some(r2)) => format!("test R² {r2:.4}"),
+        _ => "no metric".into(),
+    };
+    let layers = r
+        .per_layer_test_accuracy
+        .as_ref()
+        .map(|v| {
+            let parts: Vec<String> = v.iter().map(|a| format!("{:.1}", 100.0 * a)).collect();
+            format!(" (layers: {})", parts.join(" / "))
+        })
+        .unwrap_or_default();
+    let status = match (r.status, r.divergence) {
+        (Status::Ok, _) => String::new(),
+        (Status::Diverged, Some(d)) => format!(
+            " — DIVERGED at layer {}, epoch {}, step {}",
+            d.layer.map(|l| (l + 1).to_string()).unwrap_or_else(|| "all".into()),
+            d.epoch + 1,
+            d.step
+        ),
+        (Status::Diverged, None) => " — DIVERGED".into(),
+    };
+    format!(
+        "{} {} w{} d{} {:?}: {metric}{layers}; {:.1} s training, {} forward passes{status}",
+        s.task,
+        s.method.name(),
+        s.width,
+        s.depth,
+        s.optimizer,
+        r.train_seconds,
+        r.forward_passes
+    )
+}
+
+/// Write `value` as pretty JSON to `path` through a temporary file in the same directory
+/// and a rename, so a reader never sees a half-written file.
+pub fn write_json_atomically<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("result"),
+        std::process::id()
+    ));
+    let text = serde_json::to_string_pretty(value).map_err(|e| format!("cannot serialise result: {e}"))?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}

@@ -1,0 +1,144 @@
+//! The MLP: dense layers with biases and ReLU, all parameters in one flat vector so every
+//! gradient source and step rule can work on one layer (FF) or on the whole network (BP).
+
+use insitu_linalg::{derive_seed, matmul, rng, Accum, Mat, MatMut, MatRef, Par};
+use rand::Rng;
+
+/// Shape of one dense layer `z = W·x + b`, `W: out × in`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenseShape {
+    /// Input features.
+    pub inputs: usize,
+    /// Output units.
+    pub outputs: usize,
+}
+
+impl DenseShape {
+    /// Parameter count `out·in + out`.
+    pub fn len(&self) -> usize {
+        self.outputs * self.inputs + self.outputs
+    }
+    /// Never true for a constructed layer (both sizes ≥ 1).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A multilayer perceptron `x → ReLU(W₁x + b₁) → … → W_L h + b_L` (no activation after the
+/// last layer). Parameters of layer `l` are the contiguous slice
+/// `[W_l column-major (out·in) | b_l (out)]` of one flat vector, layers in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp {
+    shapes: Vec<DenseShape>,
+    offsets: Vec<usize>,
+    params: Vec<f32>,
+}
+
+/// Layer `l`'s weight `W` (out × in) and bias `b` viewed inside a layer's parameter slice.
+pub fn split_dense(shape: DenseShape, params: &[f32]) -> (MatRef<'_, f32>, &[f32]) {
+    let nw = shape.outputs * shape.inputs;
+    (
+        MatRef::from_col_major(&params[..nw], shape.outputs, shape.inputs),
+        &params[nw..nw + shape.outputs],
+    )
+}
+
+/// `z ← W·x + b` for a batch `x` (in × B) into `z` (out × B), through the one product function.
+pub fn dense_forward(shape: DenseShape, params: &[f32], x: MatRef<'_, f32>, z: &mut Mat) {
+    let (w, b) = split_dense(shape, params);
+    for mut col in z.column_iter_mut() {
+        col.copy_from_slice(b);
+    }
+    matmul(MatMut::from(&mut *z), Accum::Add, w, x, 1.0, Par::Seq);
+}
+
+/// In-place ReLU.
+pub fn relu_in_place(z: &mut Mat) {
+    z.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+impl Mlp {
+    /// Layers of the given widths `[in, h₁, …, out]`, initialised as PyTorch's `nn.Linear`
+    /// does (the papers' code is PyTorch; SPEC leaves init unstated, this is the **Reading**):
+    /// `W, b ~ U(−1/√in, 1/√in)`, each layer from its own seeded stream.
+    pub fn new(widths: &[usize], seed: u64) -> Self {
+        assert!(
+            widths.len() >= 2 && widths.iter().all(|&w| w > 0),
+            "Mlp::new: widths {widths:?}"
+        );
+        let shapes: Vec<DenseShape> = widths
+            .windows(2)
+            .map(|w| DenseShape {
+                inputs: w[0],
+                outputs: w[1],
+            })
+            .collect();
+        let mut offsets = vec![0];
+        for s in &shapes {
+            offsets.push(offsets.last().unwrap() + s.len());
+        }
+        let mut params = vec![0.0f32; *offsets.last().unwrap()];
+        for (l, s) in shapes.iter().enumerate() {
+            let bound = 1.0 / (s.inputs as f32).sqrt();
+            let mut g = rng(derive_seed(seed, &[0x1417, l as u64]));
+            for p in &mut params[offsets[l]..offsets[l + 1]] {
+                *p = g.random_range(-bound..bound);
+            }
+        }
+        Self {
+            shapes,
+            offsets,
+            params,
+        }
+    }
+
+    /// Number of dense layers.
+    pub fn num_layers(&self) -> usize {
+        self.shapes.len()
+    }
+    /// Shapes of the layers.
+    pub fn shapes(&self) -> &[DenseShape] {
+        &self.shapes
+    }
+    /// All parameters (flat).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+    /// All parameters (flat), mutable.
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+    /// Layer `l`'s parameters.
+    pub fn layer_params(&self, l: usize) -> &[f32] {
+        &self.params[self.offsets[l]..self.offsets[l + 1]]
+    }
+    /// Layer `l`'s parameters, mutable.
+    pub fn layer_params_mut(&mut self, l: usize) -> &mut [f32] {
+        &mut self.params[self.offsets[l]..self.offsets[l + 1]]
+    }
+    /// Offset of layer `l` in the flat vector.
+    pub fn offset(&self, l: usize) -> usize {
+        self.offsets[l]
+    }
+
+    /// Forward a batch `x` (in × B), calling `tap(l, z_l)` with every layer's pre-activation.
+    /// `buffers` holds one matrix per layer (resized on first use, reused after).
+    pub fn forward_taps(&self, x: MatRef<'_, f32>, buffers: &mut Vec<Mat>, mut tap: impl FnMut(usize, &Mat)) {
+        let b = x.ncols();
+        buffers.resize_with(self.num_layers(), || Mat::zeros(0, 0));
+        for l in 0..self.num_layers() {
+            let s = self.shapes[l];
+            let (before, rest) = buffers.split_at_mut(l);
+            let z = &mut rest[0];
+            if z.shape() != (s.outputs, b) {
+                *z = Mat::zeros(s.outputs, b);
+            }
+            let input = if l == 0 { x } else { MatRef::from(&before[l - 1]) };
+            dense_forward(s, self.layer_params(l), input, z);
+            tap(l, z);
+            if l + 1 < self.num_layers() {
+                relu_in_place(z);
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! A run's complete, serialisable description, with Supplementary Table 1's defaults and the
+//! validation that refuses inconsistent options before any work starts.
+
+use serde::{Deserialize, Serialize};
+
+/// One of the four wirings of seed 000's benchmark (Results, "Benchmarks"; SPEC A8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Backpropagation with exact gradients (reverse-mode AD), global loss.
+    BpAd,
+    /// One global directional-derivative estimate over every parameter, global loss.
+    BpDd,
+    /// Local (layer-wise) losses, exact gradients of each layer's own parameters.
+    FfAd,
+    /// Local losses with directional derivatives: FFzero.
+    FfDd,
+}
+
+impl Method {
+    /// All four, in the paper's order.
+    pub const ALL: [Method; 4] = [Method::BpAd, Method::BpDd, Method::FfAd, Method::FfDd];
+    /// The CLI / JSON name (`bp-ad`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::BpAd => "bp-ad",
+            Method::BpDd => "bp-dd",
+            Method::FfAd => "ff-ad",
+            Method::FfDd => "ff-dd",
+        }
+    }
+    /// Whether the layers train locally, one after another (FF) or jointly (BP).
+    pub fn is_local(self) -> bool {
+        matches!(self, Method::FfAd | Method::FfDd)
+    }
+    /// Whether gradients come from directional derivatives (forward passes only).
+    pub fn is_directional(self) -> bool {
+        matches!(self, Method::BpDd | Method::FfDd)
+    }
+    /// Parse a CLI / JSON name.
+    pub fn from_name(s: &str) -> Result<Method, SpecError> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| SpecError::Unknown {
+                what: "method",
+                value: s.into(),
+                valid: "bp-ad, bp-dd, ff-ad, ff-dd",
+            })
+    }
+}
+
+/// The step rule (SPEC A5: plain SGD is the reading of the paper; Adam is an option).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Optimizer {
+    /// `ω ← ω − λ ĝ`.
+    Sgd,
+    /// Adam, β₁ 0.9, β₂ 0.999, ε 10⁻⁸.
+    Adam,
+}
+
+/// The local classification loss (SPEC A2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LocalLoss {
+    /// Methods eq. 16: `Σ_{c≠y} ReLU(G(c) − G(y) + q)`.
+    Margin,
+    /// Eq. 5 as a loss: `−(α G(y) − Σ_{c≠y} G(c))`, `α = N − 1`.
+    Eq5,
+}
+
+/// The model family. Only the MLP exists so far (CNN and photonic networks come later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Model {
+    /// Fully connected, ReLU, biases (SPEC A7).
+    Mlp,
+}
+
+/// Everything that determines a training run. Serialised (resolved) into every result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSpec {
+    /// Task name as `insitu_data::Task::name` gives it (`mnist`, `fashion-mnist`, …).
+    pub task: String,
+    /// Model family.
+    pub model: Model,
+    /// Hidden width `w`.
+    pub width: usize,
+    /// Number of hidden layers `d`.
+    pub depth: usize,
+    /// Which of the four methods.
+    pub method: Method,
+    /// Epochs (per layer for FF methods: SPEC A3).
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Learning rate λ.
+    pub lr: f32,
+    /// Perturbation size ε of the directional derivatives.
+    pub eps: f32,
+    /// Number of directions P per step.
+    pub directions: usize,
+    /// Step rule.
+    pub optimizer: Optimizer,
+    /// Local classification loss (FF methods).
+    pub loss: LocalLoss,
+    /// Margin q of eq. 16.
+    pub margin: f32,
+    /// Seed of every random draw in the run (initialisation, prototypes, batches, directions).
+    pub seed: u64,
+    /// Use only the first N training samples (`None`: all).
+    pub train_limit: Option<usize>,
+    /// Use only the first N test samples (`None`: all).
+    pub test_limit: Option<usize>,
+}
+
+impl Default for TrainSpec {
+    /// Seed 000 Supplementary Table 1 (MLP): MNIST, width 100, depth 3, FF+DD, 100 epochs,
+    /// batch 256, λ = ε = 10⁻³, P = 1, plain SGD (SPEC A5), margin loss with q = 0.3.
+    fn default() -> Self {
+        Self {
+            task: "mnist".into(),
+            model: Model::Mlp,
+            width: 100,
+            depth: 3,
+            method: Method::FfDd,
+            epochs: 100,
+            batch: 256,
+            lr: 1e-3,
+            eps: 1e-3,
+            directions: 1,
+            optimizer: Optimizer::Sgd,
+            loss: LocalLoss::Margin,
+            margin: 0.3,
+            seed: 0,
+            train_limit: None,
+            test_limit: None,
+        }
+    }
+}
+
+/// An option that cannot work, refused before any work starts.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SpecError {
+    /// A value outside its allowed range.
+    #[error("invalid {option} = {value}: {reason}")]
+    OutOfRange {
+        /// the option's name as the CLI spells it
+        option: &'static str,
+        /// the value given
+        value: String,
+        /// what is allowed
+        reason: String,
+    },
+    /// An unknown name.
+    #[error("unknown {what} '{value}' (valid: {valid})")]
+    Unknown {
+        /// what kind of name
+        what: &'static str,
+        /// the name given
+        value: String,
+        /// the valid names
+        valid: &'static str,
+    },
+}
+
+fn out_of_range(option: &'static str, value: impl ToString, reason: impl Into<String>) -> SpecError {
+    SpecError::OutOfRange {
+        option,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl TrainSpec {
+    /// Check every option on its own and against the others, given the task's class count
+    /// (`None` for regression). Runs before any data is touched by training.
+    pub fn validate(&self, num_classes: Option<usize>) -> Result<(), SpecError> {
+        if self.width == 0 {
+            return Err(out_of_range(
+                "--width",
+                self.width,
+                "a hidden layer needs at least one unit",
+            ));
+        }
+        if self.depth == 0 {
+            return Err(out_of_range(
+                "--depth",
+                self.depth,
+                "at least one hidden layer is required",
+            ));
+        }
+        if self.epochs == 0 {
+            return Err(out_of_range("--epochs", self.epochs, "must be at least 1"));
+        }
+        if self.batch == 0 {
+            return Err(out_of_range("--batch", self.batch, "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(out_of_range("--lr", self.lr, "must be a finite number > 0"));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(out_of_range("--eps", self.eps, "must be a finite number > 0"));
+        }
+        if self.directions == 0 {
+            return Err(out_of_range("--directions", self.directions, "P must be at least 1"));
+        }
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(out_of_range("--margin", self.margin, "must be a finite number ≥ 0"));
+        }
+        if self.train_limit == Some(0) {
+            return Err(out_of_range("--train-limit", 0, "must be at least 1"));
+        }
+        if self.test_limit == Some(0) {
+            return Err(out_of_range("--test-limit", 0, "must be at least 1"));
+        }
+        if let Some(c) = num_classes {
+            if self.method.is_local() && self.width < c {
+                return Err(out_of_range(
+                    "--width",
+                    self.width,
+                    format!(
+                        "an FF classification layer must be at least as wide as the number of classes ({c}): its prototypes are {c} maximally separated vectors in R^width"
+                    ),
+                ));
+            }
+        } else if self.method.is_local() && self.width < 2 {
+            return Err(out_of_range(
+                "--width",
+                self.width,
+                "FF regression needs width ≥ 2 for an antipodal prototype pair",
+            ));
+        }
+        Ok(())
+    }
+}

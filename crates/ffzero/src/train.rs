@@ -1,0 +1,614 @@
+//! One training run: the four methods as four wirings of the same parts (SPEC A3–A8).
+//!
+//! Parts: the [`Mlp`]'s layers; the local ([`LayerTarget`]) and global ([`GlobalTarget`])
+//! losses; a gradient source (reverse-mode AD from `insitu-autodiff`, or the
+//! directional-derivative estimator of `insitu-optim`); a step rule (SGD or Adam); a schedule
+//! (local and sequential, or global). [`optimise`] is the single loop they all run in.
+
+use std::time::Instant;
+
+use insitu_autodiff::{loss as lossfn, Tape};
+use insitu_data::{epoch_permutation, gather_columns, Dataset, Targets, TrainTest};
+use insitu_linalg::{derive_seed, rng, Mat, MatRef};
+use insitu_optim::{Adam, AnyStep, DirectionalDerivative, Sgd, StepRule};
+use insitu_proto::{antipodal_pair, simplex_prototypes};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{accuracy, majority_vote, r_squared};
+use crate::mlp::{dense_forward, relu_in_place, DenseShape, Mlp};
+use crate::objective::{GlobalTarget, LayerObjective, LayerScratch, LayerTarget, NetworkObjective};
+use crate::progress::Progress;
+use crate::spec::{Method, Optimizer, SpecError, TrainSpec};
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Trained for every epoch.
+    Ok,
+    /// A loss became NaN or infinite; training stopped there (SPEC A7).
+    Diverged,
+}
+
+/// Where a run diverged (0-based layer for FF, `None` for the global BP schedule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The layer being trained (FF), or `None` (BP: the whole network).
+    pub layer: Option<usize>,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// 0-based step within the epoch.
+    pub step: usize,
+}
+
+/// Mean training loss of one epoch of one unit (a layer in FF, the network in BP).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLoss {
+    /// The layer trained (FF) or `None` (BP).
+    pub layer: Option<usize>,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Mean of the step losses (for DD: of the perturbed evaluations).
+    pub loss: f64,
+}
+
+/// The result of a run: what `insitu train --json` writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainResult {
+    /// Every setting, resolved.
+    pub spec: TrainSpec,
+    /// Test accuracy as a fraction (classification).
+    pub test_accuracy: Option<f64>,
+    /// Test coefficient of determination (regression).
+    pub test_r2: Option<f64>,
+    /// Accuracy of each layer's own vote on the test set (FF classification).
+    pub per_layer_test_accuracy: Option<Vec<f64>>,
+    /// Wall time of training alone (data loading and evaluation excluded).
+    pub train_seconds: f64,
+    /// Sample-passes through physical layers during training, every traversed layer counted
+    /// (SPEC A7): a layer-`m` FF evaluation of a batch of B costs `B·(m+1)`.
+    pub forward_passes: u64,
+    /// `ok` or `diverged`.
+    pub status: Status,
+    /// Where it diverged, if it did.
+    pub divergence: Option<Divergence>,
+    /// Mean training loss per epoch (per layer for FF).
+    pub loss_curve: Vec<EpochLoss>,
+    /// Number of trainable parameters.
+    pub parameters: usize,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Inconsistent options.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The data does not fit the task (e.g. regression targets with more than one output).
+    #[error("data: {0}")]
+    Data(String),
+}
+
+/// The gradient source of a method.
+#[derive(Clone, Copy, Debug)]
+enum GradientSource {
+    Autodiff,
+    Directional(DirectionalDerivative),
+}
+
+/// The task as the network sees it.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Classes(usize),
+    Regression,
+}
+
+fn kind_of(ds: &Dataset) -> Result<Kind, TrainError> {
+    match &ds.targets {
+        Targets::Classes { num_classes, .. } => Ok(Kind::Classes(*num_classes)),
+        Targets::Values(v) if v.nrows() == 1 => Ok(Kind::Regression),
+        Targets::Values(v) => Err(TrainError::Data(format!(
+            "regression with {} outputs is not supported by the MLP runner (scalar targets only)",
+            v.nrows()
+        ))),
+    }
+}
+
+fn step_rule(spec: &TrainSpec, n: usize) -> AnyStep {
+    match spec.optimizer {
+        Optimizer::Sgd => AnyStep::Sgd(Sgd { lr: spec.lr }),
+        Optimizer::Adam => AnyStep::Adam(Adam::new(n, spec.lr)),
+    }
+}
+
+/// Layer widths `[in, w, …, w, out]` of the network a method trains (SPEC A7): `depth`
+/// hidden layers of `width`; the last layer has one unit per class (classification), one
+/// output (BP regression, MSE), or `width` units (FF regression: a 1-D output cannot carry a
+/// cosine goodness — SPEC A7 Reading).
+pub fn layer_widths(spec: &TrainSpec, inputs: usize, num_classes: Option<usize>) -> Vec<usize> {
+    let mut w = vec![inputs];
+    w.extend(std::iter::repeat_n(spec.width, spec.depth));
+    w.push(match num_classes {
+        Some(c) => c,
+        None if spec.method.is_local() => spec.width,
+        None => 1,
+    });
+    w
+}
+
+/// Outcome of [`optimise`] on one unit.
+struct UnitOutcome {
+    divergence: Option<Divergence>,
+    forward_passes: u64,
+}
+
+/// The one training loop: `epochs` passes over `n` samples in seeded shuffled mini-batches;
+/// each step asks `gradient(batch_indices, params, grad)` for `(loss, forward_passes)` and
+/// hands the estimate to the step rule. Stops at the first non-finite loss or gradient.
+fn optimise(
+    params: &mut [f32],
+    step: &mut AnyStep,
+    n: usize,
+    spec: &TrainSpec,
+    order_seed: u64,
+    layer: Option<usize>,
+    progress: &mut dyn Progress,
+    curve: &mut Vec<EpochLoss>,
+    mut gradient: impl FnMut(u64, &[usize], &[f32], &mut [f32]) -> (f64, u64),
+) -> UnitOutcome {
+    let mut grad = vec![0.0f32; params.len()];
+    let mut perm = Vec::with_capacity(n);
+    let mut passes = 0u64;
+    let mut step_counter = 0u64;
+    for epoch in 0..spec.epochs {
+        epoch_permutation(n, order_seed, epoch as u64, &mut perm);
+        let mut sum = 0.0;
+        let mut count = 0usize;
+        for (s, batch) in perm.chunks(spec.batch).enumerate() {
+            let (loss, p) = gradient(step_counter, batch, params, &mut grad);
+            step_counter += 1;
+            passes += p;
+            if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+                return UnitOutcome {
+                    divergence: Some(Divergence { layer, epoch, step: s }),
+                    forward_passes: passes,
+                };
+            }
+            step.step(params, &grad);
+            sum += loss;
+            count += 1;
+            progress.step();
+        }
+        let mean = sum / count.max(1) as f64;
+        curve.push(EpochLoss {
+            layer,
+            epoch,
+            loss: mean,
+        });
+        progress.epoch_done(epoch, mean);
+    }
+    UnitOutcome {
+        divergence: None,
+        forward_passes: passes,
+    }
+}
+
+/// Copies of one batch's inputs and targets, reused across steps.
+#[derive(Default)]
+struct BatchBuffers {
+    x: Mat,
+    labels: Vec<u32>,
+    targets: Vec<f32>,
+    targets_mat: Mat,
+}
+
+impl BatchBuffers {
+    fn gather(&mut self, inputs: &Mat, targets: &Targets, idx: &[usize]) {
+        gather_columns(inputs, idx, &mut self.x);
+        match targets {
+            Targets::Classes { labels, .. } => {
+                self.labels.clear();
+                self.labels.extend(idx.iter().map(|&i| labels[i]));
+            }
+            Targets::Values(v) => {
+                self.targets.clear();
+                self.targets.extend(idx.iter().map(|&i| v[(0, i)]));
+                gather_columns(v, idx, &mut self.targets_mat);
+            }
+        }
+    }
+}
+
+/// Train per `spec` on `data` and evaluate on its test split.
+///
+/// Validation happens first; a diverging run is not an error but a result with
+/// `status: diverged`. `progress` receives phase, step and epoch events (the library prints
+/// nothing).
+pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) -> Result<TrainResult, TrainError> {
+    let kind = kind_of(&data.train)?;
+    let num_classes = match kind {
+        Kind::Classes(c) => Some(c),
+        Kind::Regression => None,
+    };
+    spec.validate(num_classes)?;
+    let train_set = limited(&data.train, spec.train_limit);
+    let test_set = limited(&data.test, spec.test_limit);
+    let widths = layer_widths(spec, train_set.features(), num_classes);
+    let mut mlp = Mlp::new(&widths, spec.seed);
+    let source = if spec.method.is_directional() {
+        GradientSource::Directional(DirectionalDerivative {
+            directions: spec.directions,
+            eps: spec.eps,
+            ..Default::default()
+        })
+    } else {
+        GradientSource::Autodiff
+    };
+
+    let started = Instant::now();
+    let (prototypes, outcome, curve) = if spec.method.is_local() {
+        train_local(spec, &mut mlp, &train_set, kind, source, progress)
+    } else {
+        let (o, c) = train_global(spec, &mut mlp, &train_set, source, progress);
+        (Vec::new(), o, c)
+    };
+    let train_seconds = started.elapsed().as_secs_f64();
+
+    let mut result = TrainResult {
+        spec: spec.clone(),
+        test_accuracy: None,
+        test_r2: None,
+        per_layer_test_accuracy: None,
+        train_seconds,
+        forward_passes: outcome.forward_passes,
+        status: if outcome.divergence.is_some() {
+            Status::Diverged
+        } else {
+            Status::Ok
+        },
+        divergence: outcome.divergence,
+        loss_curve: curve,
+        parameters: mlp.params().len(),
+    };
+    evaluate(&mlp, spec.method, &prototypes, &test_set, &mut result);
+    Ok(result)
+}
+
+fn limited(ds: &Dataset, limit: Option<usize>) -> Dataset {
+    match limit {
+        Some(n) if n < ds.len() => ds.clone().take_first(n),
+        _ => ds.clone(),
+    }
+}
+
+/// A layer's fixed prototypes (SPEC A1): classes (width × c), or the antipodal pair's `ξ^u`
+/// as a width × 1 matrix. Drawn from the run seed and the layer index.
+#[derive(Clone, Debug)]
+pub enum LayerPrototypes {
+    /// One column per class.
+    Classes(Mat),
+    /// `ξ^u` (the label +1 direction); `ξ^l = −ξ^u`.
+    Regression(Vec<f32>),
+}
+
+fn layer_prototypes(seed: u64, layer: usize, width: usize, kind: Kind) -> LayerPrototypes {
+    let mut g = rng(derive_seed(seed, &[0x9907, layer as u64]));
+    match kind {
+        Kind::Classes(c) => {
+            LayerPrototypes::Classes(simplex_prototypes(c, width, &mut g).expect("validated: width ≥ classes"))
+        }
+        Kind::Regression => LayerPrototypes::Regression(antipodal_pair(width, &mut g).expect("validated: width ≥ 2").0),
+    }
+}
+
+/// FF: layers trained one after another, each on its own loss against its prototypes, the
+/// input of layer `m` (the frozen prefix's output) computed once and cached (SPEC A3).
+fn train_local(
+    spec: &TrainSpec,
+    mlp: &mut Mlp,
+    train: &Dataset,
+    kind: Kind,
+    source: GradientSource,
+    progress: &mut dyn Progress,
+) -> (Vec<LayerPrototypes>, UnitOutcome, Vec<EpochLoss>) {
+    let n = train.len();
+    let layers = mlp.num_layers();
+    let mut curve = Vec::new();
+    let mut passes = 0u64;
+    let mut prototypes = Vec::with_capacity(layers);
+    let mut cached: Option<Mat> = None; // input of the current layer for all samples (None: the data itself)
+    let mut batch = BatchBuffers::default();
+    let mut scratch = LayerScratch::default();
+    let mut tape = Tape::new();
+    let mut w_buf = Mat::zeros(0, 0);
+    let mut b_buf = Mat::zeros(0, 0);
+    let mut direction: Vec<f32> = Vec::new();
+    for m in 0..layers {
+        let shape = mlp.shapes()[m];
+        let protos = layer_prototypes(spec.seed, m, shape.outputs, kind);
+        let mut rule = step_rule(spec, shape.len());
+        direction.resize(shape.len(), 0.0);
+        progress.phase(
+            &format!("layer {}/{}", m + 1, layers),
+            spec.epochs,
+            n.div_ceil(spec.batch),
+        );
+        let inputs = cached.as_ref().unwrap_or(&train.inputs);
+        let order_seed = derive_seed(spec.seed, &[0x0BA7C4, m as u64]);
+        let outcome = optimise(
+            mlp.layer_params_mut(m),
+            &mut rule,
+            n,
+            spec,
+            order_seed,
+            Some(m),
+            progress,
+            &mut curve,
+            |step_index, idx, params, grad| {
+                batch.gather(inputs, &train.targets, idx);
+                let target = match &protos {
+                    LayerPrototypes::Classes(p) => LayerTarget::Classes {
+                        prototypes: p,
+                        labels: &batch.labels,
+                        loss: spec.loss,
+                        margin: spec.margin,
+                    },
+                    LayerPrototypes::Regression(u) => LayerTarget::Regression {
+                        prototype: u,
+                        targets: &batch.targets,
+                    },
+                };
+                let b = idx.len() as u64;
+                match source {
+                    GradientSource::Directional(dd) => {
+                        let mut objective =
+                            LayerObjective::new(shape, params, MatRef::from(&batch.x), target, &mut scratch);
+                        let seed = derive_seed(spec.seed, &[0xDD, m as u64, step_index]);
+                        let e = dd.estimate(&mut objective, seed, grad, &mut direction);
+                        (e.mean_loss, e.evaluations as u64 * b * (m as u64 + 1))
+                    }
+                    GradientSource::Autodiff => {
+                        let loss =
+                            layer_gradient_ad(&mut tape, shape, params, &batch.x, target, grad, &mut w_buf, &mut b_buf);
+                        (loss, b * (m as u64 + 1))
+                    }
+                }
+            },
+        );
+        passes += outcome.forward_passes;
+        prototypes.push(protos);
+        if outcome.divergence.is_some() {
+            return (
+                prototypes,
+                UnitOutcome {
+                    divergence: outcome.divergence,
+                    forward_passes: passes,
+                },
+                curve,
+            );
+        }
+        if m + 1 < layers {
+            cached = Some(layer_output_all(
+                shape,
+                mlp.layer_params(m),
+                cached.as_ref().unwrap_or(&train.inputs),
+            ));
+        }
+    }
+    (
+        prototypes,
+        UnitOutcome {
+            divergence: None,
+            forward_passes: passes,
+        },
+        curve,
+    )
+}
+
+/// `ReLU(W·x + b)` of a whole (cached) input set, in chunks: the next layer's frozen input.
+fn layer_output_all(shape: DenseShape, params: &[f32], inputs: &Mat) -> Mat {
+    let n = inputs.ncols();
+    let mut out = Mat::zeros(shape.outputs, n);
+    let chunk = 4096;
+    let mut z = Mat::zeros(0, 0);
+    for start in (0..n).step_by(chunk) {
+        let len = chunk.min(n - start);
+        if z.shape() != (shape.outputs, len) {
+            z = Mat::zeros(shape.outputs, len);
+        }
+        dense_forward(
+            shape,
+            params,
+            MatRef::from(inputs).submatrix(0, start, inputs.nrows(), len),
+            &mut z,
+        );
+        relu_in_place(&mut z);
+        out.columns_mut(start, len).copy_from(&z);
+    }
+    out
+}
+
+/// FF+AD: the exact gradient of one layer's own loss with respect to its own parameters.
+fn layer_gradient_ad(
+    tape: &mut Tape,
+    shape: DenseShape,
+    params: &[f32],
+    x: &Mat,
+    target: LayerTarget<'_>,
+    grad: &mut [f32],
+    w_buf: &mut Mat,
+    b_buf: &mut Mat,
+) -> f64 {
+    let nw = shape.outputs * shape.inputs;
+    copy_into(w_buf, shape.outputs, shape.inputs, &params[..nw]);
+    copy_into(b_buf, shape.outputs, 1, &params[nw..]);
+    tape.reset();
+    let xv = tape.constant(x);
+    let w = tape.param(w_buf);
+    let b = tape.param(b_buf);
+    let z = tape.matmul(w, xv);
+    let z = tape.add_bias(z, b);
+    let loss = target.on_tape(tape, z);
+    let value = tape.value(loss)[(0, 0)] as f64;
+    tape.backward(loss);
+    grad[..nw].copy_from_slice(tape.grad(w).expect("gradient of a parameter").as_slice());
+    grad[nw..].copy_from_slice(tape.grad(b).expect("gradient of a parameter").as_slice());
+    value
+}
+
+fn copy_into(m: &mut Mat, rows: usize, cols: usize, data: &[f32]) {
+    if m.shape() != (rows, cols) {
+        *m = Mat::zeros(rows, cols);
+    }
+    m.as_mut_slice().copy_from_slice(data);
+}
+
+/// BP: every parameter at once on the global loss (cross-entropy of the 10 logits, or MSE of
+/// the single regression output).
+fn train_global(
+    spec: &TrainSpec,
+    mlp: &mut Mlp,
+    train: &Dataset,
+    source: GradientSource,
+    progress: &mut dyn Progress,
+) -> (UnitOutcome, Vec<EpochLoss>) {
+    let n = train.len();
+    let layers = mlp.num_layers() as u64;
+    let shapes = mlp.shapes().to_vec();
+    let mut curve = Vec::new();
+    let mut rule = step_rule(spec, mlp.params().len());
+    let mut batch = BatchBuffers::default();
+    let mut perturbed = mlp.clone();
+    let mut buffers: Vec<Mat> = Vec::new();
+    let mut tape = Tape::new();
+    let mut param_bufs: Vec<(Mat, Mat)> = shapes.iter().map(|_| (Mat::zeros(0, 0), Mat::zeros(0, 0))).collect();
+    let mut direction = vec![0.0f32; mlp.params().len()];
+    let offsets: Vec<usize> = (0..shapes.len()).map(|l| mlp.offset(l)).collect();
+    progress.phase("network", spec.epochs, n.div_ceil(spec.batch));
+    let order_seed = derive_seed(spec.seed, &[0x0BA7C4, u64::MAX]);
+    let outcome = optimise(
+        mlp.params_mut(),
+        &mut rule,
+        n,
+        spec,
+        order_seed,
+        None,
+        progress,
+        &mut curve,
+        |step_index, idx, params, grad| {
+            batch.gather(&train.inputs, &train.targets, idx);
+            let target = match &train.targets {
+                Targets::Classes { .. } => GlobalTarget::Classes(&batch.labels),
+                Targets::Values(_) => GlobalTarget::Regression(&batch.targets_mat),
+            };
+            let b = idx.len() as u64;
+            match source {
+                GradientSource::Directional(dd) => {
+                    let mut objective =
+                        NetworkObjective::new(params, &mut perturbed, MatRef::from(&batch.x), target, &mut buffers);
+                    let seed = derive_seed(spec.seed, &[0xDD, u64::MAX, step_index]);
+                    let e = dd.estimate(&mut objective, seed, grad, &mut direction);
+                    (e.mean_loss, e.evaluations as u64 * b * layers)
+                }
+                GradientSource::Autodiff => {
+                    tape.reset();
+                    let mut h = tape.constant(&batch.x);
+                    let mut vars = Vec::with_capacity(shapes.len());
+                    for (l, s) in shapes.iter().enumerate() {
+                        let p = &params[offsets[l]..offsets[l] + s.len()];
+                        let nw = s.outputs * s.inputs;
+                        let (wb, bb) = &mut param_bufs[l];
+                        copy_into(wb, s.outputs, s.inputs, &p[..nw]);
+                        copy_into(bb, s.outputs, 1, &p[nw..]);
+                        let w = tape.param(wb);
+                        let bias = tape.param(bb);
+                        let z = tape.matmul(w, h);
+                        let z = tape.add_bias(z, bias);
+                        h = if l + 1 < shapes.len() { tape.relu(z) } else { z };
+                        vars.push((w, bias));
+                    }
+                    let loss = target.on_tape(&mut tape, h);
+                    let value = tape.value(loss)[(0, 0)] as f64;
+                    tape.backward(loss);
+                    for (l, s) in shapes.iter().enumerate() {
+                        let nw = s.outputs * s.inputs;
+                        let g = &mut grad[offsets[l]..offsets[l] + s.len()];
+                        g[..nw].copy_from_slice(tape.grad(vars[l].0).expect("parameter gradient").as_slice());
+                        g[nw..].copy_from_slice(tape.grad(vars[l].1).expect("parameter gradient").as_slice());
+                    }
+                    (value, b * layers)
+                }
+            }
+        },
+    );
+    (outcome, curve)
+}
+
+/// Test metrics: FF classification by majority vote over the layers (SPEC A6, ties to the
+/// latest layer) and per-layer accuracy; FF regression by the last layer's goodness; BP by
+/// the output (argmax of logits, or the regression output). R² on the test targets.
+fn evaluate(mlp: &Mlp, method: Method, prototypes: &[LayerPrototypes], test: &Dataset, result: &mut TrainResult) {
+    let n = test.len();
+    let layers = mlp.num_layers();
+    let chunk = 2048;
+    let mut buffers = Vec::new();
+    let mut goodness = Mat::zeros(0, 0);
+    let mut per_layer_preds: Vec<Vec<u32>> = vec![Vec::with_capacity(n); layers];
+    let mut output_preds: Vec<u32> = Vec::with_capacity(n);
+    let mut regression_preds: Vec<f64> = Vec::with_capacity(n);
+    let mut scratch = vec![0u32; chunk];
+    for start in (0..n).step_by(chunk) {
+        let len = chunk.min(n - start);
+        let x = MatRef::from(&test.inputs).submatrix(0, start, test.inputs.nrows(), len);
+        mlp.forward_taps(x, &mut buffers, |l, z| {
+            if method.is_local() {
+                match &prototypes.get(l) {
+                    Some(LayerPrototypes::Classes(p)) => {
+                        if goodness.shape() != (p.ncols(), len) {
+                            goodness = Mat::zeros(p.ncols(), len);
+                        }
+                        lossfn::cosine_goodness(z, p, &mut goodness);
+                        lossfn::predict_classes(&goodness, &mut scratch[..len]);
+                        per_layer_preds[l].extend_from_slice(&scratch[..len]);
+                    }
+                    Some(LayerPrototypes::Regression(u)) if l + 1 == layers => {
+                        for col in z.column_iter() {
+                            let norm = col.norm() as f64;
+                            let dot: f64 = col.iter().zip(u).map(|(a, b)| *a as f64 * *b as f64).sum();
+                            regression_preds.push(if norm > 0.0 { dot / norm } else { 0.0 });
+                        }
+                    }
+                    _ => {}
+                }
+            } else if l + 1 == layers {
+                match &test.targets {
+                    Targets::Classes { .. } => {
+                        lossfn::predict_classes(z, &mut scratch[..len]);
+                        output_preds.extend_from_slice(&scratch[..len]);
+                    }
+                    Targets::Values(_) => regression_preds.extend(z.row(0).iter().map(|&v| v as f64)),
+                }
+            }
+        });
+    }
+    match &test.targets {
+        Targets::Classes { labels, .. } => {
+            if method.is_local() {
+                // layers that never trained (divergence) still vote: their prototypes exist only
+                // for trained layers, so vote over those.
+                let voting: Vec<&Vec<u32>> = per_layer_preds.iter().filter(|p| p.len() == n).collect();
+                result.per_layer_test_accuracy = Some(voting.iter().map(|p| accuracy(p, labels)).collect());
+                let vote = majority_vote(&voting, n);
+                result.test_accuracy = Some(accuracy(&vote, labels));
+            } else {
+                result.test_accuracy = Some(accuracy(&output_preds, labels));
+            }
+        }
+        Targets::Values(v) => {
+            if regression_preds.len() == n {
+                let y: Vec<f64> = v.row(0).iter().map(|&t| t as f64).collect();
+                result.test_r2 = Some(r_squared(&regression_preds, &y));
+            }
+        }
+    }
+}
