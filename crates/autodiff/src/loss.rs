@@ -1,0 +1,539 @@
+//! Forward-only loss functions shared by every training method (BP+AD, BP+DD, FF+AD, FF+DD).
+//!
+//! These are pure functions: no tape, no allocation, one fused pass over each sample column
+//! (a sample is one column of a `width × batch` [`Mat`], so its vector is contiguous). The
+//! per-sample terms are computed in `f32` (the kernels' precision) and the batch sum is
+//! accumulated in `f64`. The directional-derivative trainers evaluate these twice per step; the
+//! reverse-mode [`Tape`](crate::Tape) evaluates the same functions for its forward values and
+//! differentiates them with the `*_backward` kernels of this module (one concept, one place).
+//!
+//! **Zero columns.** The cosine goodness `G(c) = ξ_c·z/‖z‖` is undefined at `z = 0`; here it is
+//! defined as `0` (SPEC A2: "a zero `z_m` gives goodness 0, not NaN"), and the gradient through
+//! the norm at `z = 0` is taken as `0` as well (the loss is treated as locally constant there).
+//!
+//! **Panics.** Shape mismatches and out-of-range labels are programming errors of the caller
+//! (user-facing input is validated long before a loss runs, e.g. with [`validate_labels`]), so
+//! these functions assert them and panic with a message saying which shapes disagreed.
+
+use insitu_linalg::Mat;
+
+use crate::AutodiffError;
+
+/// Dot product of two equal-length `f32` slices, with eight independent accumulators so that it
+/// vectorises; the accumulation order is fixed, so the result is deterministic.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `1/‖z‖` for a sample column, or `0` for a zero (or underflowing) column: with this factor a
+/// zero column has goodness 0 and zero gradient.
+#[inline]
+fn inv_norm(z: &[f32]) -> f32 {
+    let n = dot(z, z).sqrt();
+    if n > 0.0 {
+        1.0 / n
+    } else {
+        0.0
+    }
+}
+
+/// Goodness `ξ·z/‖z‖` of one sample column against one prototype, given `1/‖z‖`.
+#[inline]
+fn goodness(proto: &[f32], z: &[f32], inv_n: f32) -> f32 {
+    dot(proto, z) * inv_n
+}
+
+fn check_prototypes(z: &Mat, prototypes: &Mat, what: &str) {
+    assert_eq!(
+        z.nrows(),
+        prototypes.nrows(),
+        "{what}: activations have width {} but prototypes have width {}",
+        z.nrows(),
+        prototypes.nrows()
+    );
+}
+
+fn check_labels(z: &Mat, labels: &[u32], classes: usize, what: &str) {
+    assert_eq!(
+        labels.len(),
+        z.ncols(),
+        "{what}: {} labels for a batch of {}",
+        labels.len(),
+        z.ncols()
+    );
+    if let Some(&bad) = labels.iter().find(|&&y| y as usize >= classes) {
+        panic!("{what}: label {bad} out of range for {classes} classes");
+    }
+}
+
+/// Checks that every label is a valid class index (`< classes`): the typed error for user-facing
+/// input, to call before the asserting loss functions.
+pub fn validate_labels(labels: &[u32], classes: usize) -> Result<(), AutodiffError> {
+    match labels.iter().position(|&y| y as usize >= classes) {
+        Some(index) => Err(AutodiffError::LabelOutOfRange {
+            index,
+            label: labels[index],
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Cosine goodness `G(c) = ξ_c·z/‖z‖` of every sample column of `z` (`width × batch`) against
+/// every prototype column of `prototypes` (`width × classes`), written into `out`
+/// (`classes × batch`). Seed 000 eq. 4, SPEC A2. A zero column has goodness 0.
+///
+/// # Panics
+/// If the widths differ or `out` is not `classes × batch`.
+pub fn cosine_goodness(z: &Mat, prototypes: &Mat, out: &mut Mat) {
+    check_prototypes(z, prototypes, "cosine_goodness");
+    let (classes, batch) = (prototypes.ncols(), z.ncols());
+    assert_eq!(
+        out.shape(),
+        (classes, batch),
+        "cosine_goodness: output is {:?}, expected {classes}×{batch}",
+        out.shape()
+    );
+    for j in 0..batch {
+        let zj = z.column(j);
+        let zj = zj.as_slice();
+        let inv_n = inv_norm(zj);
+        let mut oj = out.column_mut(j);
+        for c in 0..classes {
+            oj[c] = goodness(prototypes.column(c).as_slice(), zj, inv_n);
+        }
+    }
+}
+
+/// Margin loss of seed 000 Methods eq. 16 (SPEC A2): per sample
+/// `Σ_{c≠y} ReLU(G(c) − G(y) + q)` with `q = margin`, averaged over the batch (sum in `f64`).
+/// `z` is `width × batch`, `prototypes` `width × classes`, `labels[j]` the class of column `j`.
+///
+/// # Panics
+/// On mismatched shapes or a label `≥ classes`.
+pub fn margin_loss(z: &Mat, prototypes: &Mat, labels: &[u32], margin: f32) -> f64 {
+    check_prototypes(z, prototypes, "margin_loss");
+    let classes = prototypes.ncols();
+    check_labels(z, labels, classes, "margin_loss");
+    let batch = z.ncols();
+    if batch == 0 {
+        return 0.0;
+    }
+    let mut sum = 0.0f64;
+    for (j, &y) in labels.iter().enumerate() {
+        let zj = z.column(j);
+        let zj = zj.as_slice();
+        let inv_n = inv_norm(zj);
+        let y = y as usize;
+        let gy = goodness(prototypes.column(y).as_slice(), zj, inv_n);
+        let mut per_sample = 0.0f32;
+        for c in (0..classes).filter(|&c| c != y) {
+            let h = goodness(prototypes.column(c).as_slice(), zj, inv_n) - gy + margin;
+            per_sample += h.max(0.0);
+        }
+        sum += per_sample as f64;
+    }
+    sum / batch as f64
+}
+
+/// Seed 000 eq. 5 written as a loss to **minimise**: per sample `−(α·G(y) − Σ_{c≠y} G(c))` with
+/// `α = C − 1` (`C` = number of prototypes), averaged over the batch (sum in `f64`).
+///
+/// # Panics
+/// On mismatched shapes or a label `≥ classes`.
+pub fn eq5_loss(z: &Mat, prototypes: &Mat, labels: &[u32]) -> f64 {
+    check_prototypes(z, prototypes, "eq5_loss");
+    let classes = prototypes.ncols();
+    check_labels(z, labels, classes, "eq5_loss");
+    let batch = z.ncols();
+    if batch == 0 {
+        return 0.0;
+    }
+    let alpha = (classes as f32) - 1.0;
+    let mut sum = 0.0f64;
+    for (j, &y) in labels.iter().enumerate() {
+        let zj = z.column(j);
+        let zj = zj.as_slice();
+        let inv_n = inv_norm(zj);
+        let y = y as usize;
+        let mut others = 0.0f32;
+        let mut gy = 0.0f32;
+        for c in 0..classes {
+            let g = goodness(prototypes.column(c).as_slice(), zj, inv_n);
+            if c == y {
+                gy = g;
+            } else {
+                others += g;
+            }
+        }
+        sum += (others - alpha * gy) as f64;
+    }
+    sum / batch as f64
+}
+
+/// Regression loss of seed 000 eq. 7–8: `G = ξ^u·z/‖z‖` per sample, loss `(G − y)²` averaged over
+/// the batch (sum in `f64`). `prototype` is `ξ^u` (length = width), `targets[j] ∈ [-1, 1]` the
+/// target of column `j`.
+///
+/// # Panics
+/// If `prototype.len()` is not the width of `z` or `targets.len()` is not the batch size.
+pub fn squared_cosine_loss(z: &Mat, prototype: &[f32], targets: &[f32]) -> f64 {
+    assert_eq!(
+        prototype.len(),
+        z.nrows(),
+        "squared_cosine_loss: prototype of length {} for width {}",
+        prototype.len(),
+        z.nrows()
+    );
+    assert_eq!(
+        targets.len(),
+        z.ncols(),
+        "squared_cosine_loss: {} targets for a batch of {}",
+        targets.len(),
+        z.ncols()
+    );
+    let batch = z.ncols();
+    if batch == 0 {
+        return 0.0;
+    }
+    let mut sum = 0.0f64;
+    for (j, &t) in targets.iter().enumerate() {
+        let zj = z.column(j);
+        let zj = zj.as_slice();
+        let e = goodness(prototype, zj, inv_norm(zj)) - t;
+        sum += (e * e) as f64;
+    }
+    sum / batch as f64
+}
+
+/// `log Σ_c exp(l_c)` of one column, stable (shifted by the maximum).
+#[inline]
+fn log_sum_exp(l: &[f32]) -> f32 {
+    let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let s: f32 = l.iter().map(|&v| (v - m).exp()).sum();
+    m + s.ln()
+}
+
+/// Softmax cross-entropy of `logits` (`classes × batch`) against `labels`, averaged over the
+/// batch: per sample `log Σ_c exp(l_c) − l_y`, computed with the log-sum-exp shift (stable for
+/// large logits); batch sum in `f64`.
+///
+/// # Panics
+/// On a label count different from the batch size or a label `≥ classes`.
+pub fn softmax_cross_entropy(logits: &Mat, labels: &[u32]) -> f64 {
+    check_labels(logits, labels, logits.nrows(), "softmax_cross_entropy");
+    let batch = logits.ncols();
+    if batch == 0 {
+        return 0.0;
+    }
+    let mut sum = 0.0f64;
+    for (j, &y) in labels.iter().enumerate() {
+        let lj = logits.column(j);
+        let lj = lj.as_slice();
+        let lse = log_sum_exp(lj);
+        sum += (lse - lj[y as usize]) as f64;
+    }
+    sum / batch as f64
+}
+
+/// Squared error summed over the outputs and **averaged over the batch**:
+/// `(1/B) Σ_j Σ_k (pred_kj − t_kj)²` for `pred`, `targets` of shape `outputs × batch`. For a
+/// one-output regression network this is the usual mean squared error; for `K` outputs it is `K`
+/// times the mean over all entries.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn mse(pred: &Mat, targets: &Mat) -> f64 {
+    assert_eq!(
+        pred.shape(),
+        targets.shape(),
+        "mse: prediction is {:?} but targets are {:?}",
+        pred.shape(),
+        targets.shape()
+    );
+    let batch = pred.ncols();
+    if batch == 0 {
+        return 0.0;
+    }
+    let mut sum = 0.0f64;
+    for j in 0..batch {
+        let p = pred.column(j);
+        let t = targets.column(j);
+        let per_sample: f32 = p.iter().zip(t.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
+        sum += per_sample as f64;
+    }
+    sum / batch as f64
+}
+
+/// Index of the largest entry of every column of `goodness_or_logits` (`classes × batch`),
+/// written into `out` (length = batch). Ties go to the **lowest** index; NaN entries never win
+/// (a column of NaNs gives 0).
+///
+/// # Panics
+/// If `out.len()` is not the number of columns.
+pub fn predict_classes(goodness_or_logits: &Mat, out: &mut [u32]) {
+    assert_eq!(
+        out.len(),
+        goodness_or_logits.ncols(),
+        "predict_classes: output of length {} for {} columns",
+        out.len(),
+        goodness_or_logits.ncols()
+    );
+    for (j, o) in out.iter_mut().enumerate() {
+        let col = goodness_or_logits.column(j);
+        let mut best = 0usize;
+        let mut best_v = f32::NEG_INFINITY;
+        for (c, &v) in col.iter().enumerate() {
+            if v > best_v {
+                best = c;
+                best_v = v;
+            }
+        }
+        *o = best as u32;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vector-Jacobian products (used by the tape). Each writes `dz` (first contribution, `first`)
+// or adds to it; `scale` is the upstream gradient of the scalar loss.
+// ---------------------------------------------------------------------------------------------
+
+/// What the per-sample goodness gradient `∂ℓ/∂G(c)` is, for [`cosine_backward`].
+#[derive(Clone, Copy)]
+pub(crate) enum GoodnessGrad<'a> {
+    /// Eq. 16: `∂ℓ/∂G(c) = 1[G(c) − G(y) + q > 0]` for `c ≠ y`, `∂ℓ/∂G(y) = −#active`.
+    /// ReLU'(0) is taken as 0.
+    Margin { labels: &'a [u32], margin: f32 },
+    /// Eq. 5: `∂ℓ/∂G(y) = −α`, `∂ℓ/∂G(c) = 1` for `c ≠ y`.
+    Eq5 { labels: &'a [u32] },
+    /// Eq. 7–8 (one prototype): `∂ℓ/∂G = 2(G − t)`.
+    SquaredCosine { targets: &'a [f32] },
+    /// An upstream `classes × batch` gradient of the goodness matrix itself.
+    Upstream { dg: &'a Mat },
+}
+
+#[inline]
+fn write_or_add<const FIRST: bool>(d: &mut f32, v: f32) {
+    if FIRST {
+        *d = v;
+    } else {
+        *d += v;
+    }
+}
+
+/// `dz (=|+=) scale · ∂L/∂z` where `L = (1/B) Σ_j ℓ_j(G_j)` (or, for [`GoodnessGrad::Upstream`],
+/// `L = Σ dG ⊙ G`, no `1/B`), with `G(c) = ξ_c·z/‖z‖`.
+///
+/// Per column: `∂G(c)/∂z = (ξ_c − G(c)·ẑ)/‖z‖ = (I − ẑẑᵀ)ξ_c/‖z‖`, so with `v = Σ_c g_c ξ_c` and
+/// `s = Σ_c g_c G(c)` (`g_c = ∂ℓ/∂G(c)`) the column gradient is `(v − s·z/‖z‖)/‖z‖`. A zero
+/// column gets zero gradient. `g_buf` (≥ classes) and `v_buf` (≥ width) are scratch.
+pub(crate) fn cosine_backward(
+    z: &Mat,
+    prototypes: &Mat,
+    kind: GoodnessGrad<'_>,
+    scale: f32,
+    dz: &mut Mat,
+    first: bool,
+    g_buf: &mut Vec<f32>,
+    v_buf: &mut Vec<f32>,
+) {
+    if first {
+        cosine_backward_impl::<true>(z, prototypes, kind, scale, dz, g_buf, v_buf)
+    } else {
+        cosine_backward_impl::<false>(z, prototypes, kind, scale, dz, g_buf, v_buf)
+    }
+}
+
+fn cosine_backward_impl<const FIRST: bool>(
+    z: &Mat,
+    prototypes: &Mat,
+    kind: GoodnessGrad<'_>,
+    scale: f32,
+    dz: &mut Mat,
+    g_buf: &mut Vec<f32>,
+    v_buf: &mut Vec<f32>,
+) {
+    let (width, batch) = z.shape();
+    let classes = prototypes.ncols();
+    assert_eq!(prototypes.nrows(), width, "cosine_backward: prototype width");
+    assert_eq!(dz.shape(), (width, batch), "cosine_backward: gradient shape");
+    g_buf.clear();
+    g_buf.resize(classes, 0.0);
+    v_buf.clear();
+    v_buf.resize(width, 0.0);
+    let per_sample = match kind {
+        GoodnessGrad::Upstream { .. } => scale,
+        _ if batch == 0 => 0.0,
+        _ => scale / batch as f32,
+    };
+    let alpha = classes as f32 - 1.0;
+    for j in 0..batch {
+        let zj = z.column(j);
+        let zj = zj.as_slice();
+        let inv_n = inv_norm(zj);
+        let mut dzj = dz.column_mut(j);
+        if inv_n == 0.0 {
+            for d in dzj.iter_mut() {
+                write_or_add::<FIRST>(d, 0.0);
+            }
+            continue;
+        }
+        // g_buf ← G(c), then overwritten by ∂ℓ/∂G(c); s = Σ g_c G(c).
+        for c in 0..classes {
+            g_buf[c] = goodness(prototypes.column(c).as_slice(), zj, inv_n);
+        }
+        let mut s = 0.0f32;
+        match kind {
+            GoodnessGrad::Margin { labels, margin } => {
+                let y = labels[j] as usize;
+                let gy = g_buf[y];
+                let mut active = 0.0f32;
+                for c in 0..classes {
+                    if c == y {
+                        continue;
+                    }
+                    let gc = g_buf[c];
+                    let d = if gc - gy + margin > 0.0 { 1.0 } else { 0.0 };
+                    active += d;
+                    s += d * gc;
+                    g_buf[c] = d;
+                }
+                s -= active * gy;
+                g_buf[y] = -active;
+            }
+            GoodnessGrad::Eq5 { labels } => {
+                let y = labels[j] as usize;
+                for c in 0..classes {
+                    let d = if c == y { -alpha } else { 1.0 };
+                    s += d * g_buf[c];
+                    g_buf[c] = d;
+                }
+            }
+            GoodnessGrad::SquaredCosine { targets } => {
+                let d = 2.0 * (g_buf[0] - targets[j]);
+                s = d * g_buf[0];
+                g_buf[0] = d;
+            }
+            GoodnessGrad::Upstream { dg } => {
+                let dgj = dg.column(j);
+                for c in 0..classes {
+                    let d = dgj[c];
+                    s += d * g_buf[c];
+                    g_buf[c] = d;
+                }
+            }
+        }
+        // v = Σ_c g_c ξ_c (skipping inactive classes).
+        v_buf.iter_mut().for_each(|v| *v = 0.0);
+        for c in 0..classes {
+            let gc = g_buf[c];
+            if gc != 0.0 {
+                for (v, &p) in v_buf.iter_mut().zip(prototypes.column(c).iter()) {
+                    *v += gc * p;
+                }
+            }
+        }
+        let a = per_sample * inv_n;
+        let b = a * s * inv_n;
+        for ((d, &v), &zi) in dzj.iter_mut().zip(v_buf.iter()).zip(zj) {
+            write_or_add::<FIRST>(d, a * v - b * zi);
+        }
+    }
+}
+
+/// `dl (=|+=) scale · ∂L/∂logits` for [`softmax_cross_entropy`]: `(softmax(l) − onehot(y))/B`.
+pub(crate) fn softmax_cross_entropy_backward(logits: &Mat, labels: &[u32], scale: f32, dl: &mut Mat, first: bool) {
+    let batch = logits.ncols();
+    assert_eq!(
+        dl.shape(),
+        logits.shape(),
+        "softmax_cross_entropy_backward: gradient shape"
+    );
+    if batch == 0 {
+        return;
+    }
+    let per_sample = scale / batch as f32;
+    for (j, &y) in labels.iter().enumerate() {
+        let lj = logits.column(j);
+        let lj = lj.as_slice();
+        let lse = log_sum_exp(lj);
+        let mut dj = dl.column_mut(j);
+        for (c, (d, &l)) in dj.iter_mut().zip(lj).enumerate() {
+            let p = (l - lse).exp() - if c == y as usize { 1.0 } else { 0.0 };
+            if first {
+                *d = per_sample * p;
+            } else {
+                *d += per_sample * p;
+            }
+        }
+    }
+}
+
+/// `dp (=|+=) scale · ∂L/∂pred` for [`mse`]: `2(pred − t)/B`.
+pub(crate) fn mse_backward(pred: &Mat, targets: &Mat, scale: f32, dp: &mut Mat, first: bool) {
+    assert_eq!(dp.shape(), pred.shape(), "mse_backward: gradient shape");
+    let batch = pred.ncols();
+    if batch == 0 {
+        return;
+    }
+    let k = 2.0 * scale / batch as f32;
+    for ((d, &p), &t) in dp.iter_mut().zip(pred.iter()).zip(targets.iter()) {
+        if first {
+            *d = k * (p - t);
+        } else {
+            *d += k * (p - t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive_for_all_tail_lengths() {
+        for n in 0..40 {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.91).cos()).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - naive).abs() < 1e-5, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn validate_labels_reports_first_bad_label() {
+        assert!(validate_labels(&[0, 1, 2], 3).is_ok());
+        let err = validate_labels(&[0, 3, 7], 3).unwrap_err();
+        assert_eq!(
+            err,
+            AutodiffError::LabelOutOfRange {
+                index: 1,
+                label: 3,
+                classes: 3
+            }
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn margin_loss_panics_on_bad_label() {
+        let z = Mat::from_element(3, 2, 1.0);
+        let p = Mat::identity(3, 3);
+        margin_loss(&z, &p, &[0, 3], 0.3);
+    }
+}
