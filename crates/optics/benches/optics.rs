@@ -1,0 +1,4 @@
+//! Benchmarks of the optics kernels (filled in below).
+fn main() {
+    divan::main();
+}
