@@ -1,1 +1,36 @@
-fn main() {}
+//! `cargo xtask <command>`: the workspace's build system (the cargo-xtask pattern; the alias in
+//! `.cargo/config.toml` runs this binary in release mode).
+//!
+//! This file only parses the command line and dispatches; each command lives in its own module
+//! of the `xtask` library (`src/lib.rs`). To add a command (`reproduce`, `collect`, `bench`):
+//! write `src/<command>.rs` with a `clap::Args` struct and a `pub fn main(args) -> ExitCode`,
+//! declare it in `src/lib.rs`, and add one variant to [`Command`] and one arm to `main`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use xtask::datasets;
+
+/// insitu's build system.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify every file of datasets/SHA256SUMS and fetch what is missing or corrupt.
+    Datasets(datasets::DatasetsArgs),
+    // Reproduce(reproduce::ReproduceArgs),  -- the experiment matrix (to be added)
+    // Collect(collect::CollectArgs),        -- results → tables and figures (to be added)
+    // Bench(bench::BenchArgs),              -- throughput benchmarks (to be added)
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Datasets(args) => datasets::main(args),
+    }
+}
