@@ -1,1 +1,508 @@
-//! placeholder
+//! Deep free-space optical classifiers trained ideally, in silico or in situ with FFM
+//! (seed 002 Fig. 2d and Methods "Free-space neural network"; SPEC B3).
+//!
+//! A run ([`run`]) embeds each 28×28 image as an amplitude field with zero phase (bilinear
+//! resize to `input_fraction·n`, centred, zero-padded; 392/400 in the paper), passes it through
+//! `layers` phase masks (starting at zero) each followed by band-limited angular-spectrum
+//! propagation, detects the intensity in ten square regions (3-4-3), and trains the masks with
+//! Adam on the SPEC B3 loss (intensity divided by its maximum, summed squared error against a
+//! binary target image that is 1 in the true class's region). Three modes:
+//! * [`TrainingMode::Ideal`]: train and test on the digital model;
+//! * [`TrainingMode::InSilico`]: train on the digital model, deploy (test) on the bench;
+//! * [`TrainingMode::InSitu`]: FFM on the bench (forward runs only), test on the bench.
+//!
+//! The gradient of a mini-batch is the mean of the per-sample gradients, summed in sample
+//! order after a parallel map, so the result does not depend on the number of threads.
+
+use std::time::Instant;
+
+use insitu_data::{epoch_permutation, Dataset};
+use insitu_linalg::derive_seed;
+use insitu_optics::{FreeSpace, Grid, Optoelectronic, Photorefractive, PropagationMethod};
+use insitu_optim::{Adam, StepRule};
+use num_complex::Complex32;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::bench::{CountingSystem, ImperfectBench, Imperfections};
+use crate::gradient::{data_pass, ffm_gradient, FfmWorkspace};
+use crate::loss::FieldLoss;
+use crate::system::{DigitalChain, PhysicalSystem};
+use crate::{ElementwiseActivation, FfmError};
+
+/// Where the masks are trained and where they are tested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainingMode {
+    /// Train and test on the digital model.
+    Ideal,
+    /// Train on the digital model, test on the (imperfect) bench.
+    InSilico,
+    /// Train on the bench with FFM (forward runs only), test on the bench.
+    InSitu,
+}
+
+/// Activation after every layer's propagation except the last (nonlinear FFM, SPEC B2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationKind {
+    /// Linear network.
+    #[default]
+    None,
+    /// `x e^{i|x|²}`.
+    Optoelectronic,
+    /// `x e^{iπ|x|²/(1+|x|²)}`.
+    Photorefractive,
+}
+
+/// Everything that defines one classifier run (serialisable; part of the result).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FfmSpec {
+    /// Number of layers (mask + propagation).
+    pub layers: usize,
+    /// Grid side `n` (`n × n` modulator pixels).
+    pub grid_n: usize,
+    /// Pixel pitch in metres.
+    pub dx: f64,
+    /// Wavelength in metres.
+    pub wavelength: f64,
+    /// Distance between successive masks (and to the detector) in metres.
+    pub distance: f64,
+    /// Zero-padding factor of the angular-spectrum propagation.
+    pub padding: usize,
+    /// Side of the resized image as a fraction of `grid_n` (paper: 392/400).
+    pub input_fraction: f64,
+    /// Side of each detector square as a fraction of `grid_n`.
+    pub detector_fraction: f64,
+    /// Training epochs.
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Adam learning rate (radians).
+    pub lr: f32,
+    /// Seed of the run (batch order).
+    pub seed: u64,
+    /// Use only the first `train_limit` training samples (None: all).
+    pub train_limit: Option<usize>,
+    /// Use only the first `test_limit` test samples (None: all).
+    pub test_limit: Option<usize>,
+    /// Where training and testing happen.
+    pub mode: TrainingMode,
+    /// Activation between layers.
+    pub activation: ActivationKind,
+    /// The bench's imperfections (used by `InSilico` and `InSitu`).
+    pub imperfections: Imperfections,
+}
+
+impl Default for FfmSpec {
+    /// The quick configuration documented in `docs/ffm.md`: 64×64 grid at the paper's 8 µm
+    /// pitch and 532 nm, distance scaled with the grid (`0.388 m · 64/400`) so that the
+    /// propagation distance stays ≈ 8× the critical distance `n·dx²/λ` as in the paper.
+    fn default() -> Self {
+        Self {
+            layers: 2,
+            grid_n: 64,
+            dx: 8e-6,
+            wavelength: 532e-9,
+            distance: 0.388 * 64.0 / 400.0,
+            padding: 2,
+            input_fraction: 392.0 / 400.0,
+            detector_fraction: 0.1,
+            epochs: 2,
+            batch: 32,
+            lr: 0.05,
+            seed: 0,
+            train_limit: Some(3000),
+            test_limit: Some(1000),
+            mode: TrainingMode::InSitu,
+            activation: ActivationKind::None,
+            imperfections: Imperfections::realistic(),
+        }
+    }
+}
+
+impl FfmSpec {
+    /// The paper's geometry (seed 002 Methods): 400×400 pixels of 8 µm, 532 nm, 0.388 m.
+    pub fn paper() -> Self {
+        Self {
+            grid_n: 400,
+            distance: 0.388,
+            train_limit: Some(30_000),
+            test_limit: Some(5_000),
+            ..Self::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), FfmError> {
+        let bad = |m: String| Err(FfmError::InvalidSpec(m));
+        if self.layers == 0 {
+            return bad("layers must be ≥ 1".into());
+        }
+        if self.grid_n < 8 {
+            return bad(format!("grid_n must be ≥ 8, got {}", self.grid_n));
+        }
+        if self.batch == 0 {
+            return bad("batch must be ≥ 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be finite and > 0, got {}", self.lr));
+        }
+        if !(self.input_fraction > 0.0 && self.input_fraction <= 1.0) {
+            return bad(format!("input_fraction must be in (0, 1], got {}", self.input_fraction));
+        }
+        if !(self.detector_fraction > 0.0 && self.detector_fraction <= 0.2) {
+            return bad(format!(
+                "detector_fraction must be in (0, 0.2], got {}",
+                self.detector_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Outcome of a run (serialisable).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FfmResult {
+    /// The spec that produced it.
+    pub spec: FfmSpec,
+    /// `"ok"` or `"diverged"` (a non-finite loss ended training).
+    pub status: String,
+    /// Test accuracy on the test system (digital model for `Ideal`, bench otherwise).
+    pub test_accuracy: f64,
+    /// Mean training loss per epoch.
+    pub loss_curve: Vec<f64>,
+    /// Test accuracy after each epoch.
+    pub test_accuracy_curve: Vec<f64>,
+    /// Wall time of training (seconds), evaluation excluded.
+    pub train_seconds: f64,
+    /// Forward runs (one layer each) made during training, on the training system.
+    pub forward_propagations: u64,
+    /// Of those, the runs on the physical bench (0 unless `InSitu`).
+    pub physical_forward_propagations: u64,
+    /// Forward runs made during evaluation.
+    pub eval_propagations: u64,
+}
+
+/// The ten detector squares (row, col of the top-left corner; side) in a 3-4-3 arrangement
+/// centred on the `n × n` output plane, with gaps of one square side between squares.
+pub fn detector_squares(n: usize, fraction: f64) -> Vec<(usize, usize, usize)> {
+    let s = ((n as f64 * fraction).round() as usize).max(1);
+    let pitch = 2 * s; // square + gap
+    let total_h = 3 * s + 2 * s;
+    let top = (n.saturating_sub(total_h)) / 2;
+    let mut out = Vec::with_capacity(10);
+    for (row, count) in [3usize, 4, 3].into_iter().enumerate() {
+        let width = count * s + (count - 1) * s;
+        let left = n.saturating_sub(width) / 2;
+        for k in 0..count {
+            out.push((top + row * pitch, left + k * pitch, s));
+        }
+    }
+    out
+}
+
+/// Sums `intensity` (`n × n`, row-major) over each square.
+pub fn integrate_regions(intensity: &[f32], n: usize, squares: &[(usize, usize, usize)], out: &mut [f64]) {
+    for (o, &(r0, c0, s)) in out.iter_mut().zip(squares) {
+        let mut acc = 0.0f64;
+        for r in r0..r0 + s {
+            for c in c0..c0 + s {
+                acc += intensity[r * n + c] as f64;
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// Writes the amplitude image `img` (`side × side`, row-major, values in [0, 1]) into `field`
+/// (`n × n`): bilinear resize to `inner × inner` (pixel centres aligned, edges clamped),
+/// centred, zero elsewhere, zero phase.
+pub fn embed_image(img: &[f32], side: usize, n: usize, inner: usize, field: &mut [Complex32]) {
+    assert_eq!(img.len(), side * side);
+    assert_eq!(field.len(), n * n);
+    assert!(inner <= n);
+    field.fill(Complex32::new(0.0, 0.0));
+    let off = (n - inner) / 2;
+    let scale = side as f32 / inner as f32;
+    let coord = |i: usize| {
+        let x = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, (side - 1) as f32);
+        let i0 = (x.floor() as usize).min(side - 1);
+        let i1 = (i0 + 1).min(side - 1);
+        (i0, i1, x - i0 as f32)
+    };
+    for r in 0..inner {
+        let (r0, r1, fr) = coord(r);
+        for c in 0..inner {
+            let (c0, c1, fc) = coord(c);
+            let v = (1.0 - fr) * ((1.0 - fc) * img[r0 * side + c0] + fc * img[r0 * side + c1])
+                + fr * ((1.0 - fc) * img[r1 * side + c0] + fc * img[r1 * side + c1]);
+            field[(off + r) * n + off + c] = Complex32::new(v, 0.0);
+        }
+    }
+}
+
+struct Task<'a> {
+    images: &'a [f32],
+    labels: &'a [u32],
+    side: usize,
+    count: usize,
+}
+
+impl<'a> Task<'a> {
+    fn new(ds: &'a Dataset, limit: Option<usize>, what: &str) -> Result<Self, FfmError> {
+        let labels = ds
+            .labels()
+            .ok_or_else(|| FfmError::InvalidSpec(format!("{what} set has no class labels")))?;
+        let f = ds.features();
+        let side = (f as f64).sqrt().round() as usize;
+        if side * side != f {
+            return Err(FfmError::InvalidSpec(format!(
+                "{what} samples have {f} features, not a square image"
+            )));
+        }
+        if let Some(&bad) = labels.iter().find(|&&l| l >= 10) {
+            return Err(FfmError::InvalidSpec(format!(
+                "{what} label {bad} ≥ 10 (ten detector regions)"
+            )));
+        }
+        let count = limit.map_or(labels.len(), |l| l.min(labels.len()));
+        if count == 0 {
+            return Err(FfmError::InvalidSpec(format!("{what} set is empty")));
+        }
+        Ok(Self {
+            images: ds.inputs.as_slice(),
+            labels,
+            side,
+            count,
+        })
+    }
+    fn image(&self, j: usize) -> &[f32] {
+        let f = self.side * self.side;
+        &self.images[j * f..(j + 1) * f]
+    }
+}
+
+/// The network's fixed parts shared by all passes.
+struct Setup {
+    n: usize,
+    inner: usize,
+    squares: Vec<(usize, usize, usize)>,
+    targets: Vec<Vec<f32>>,
+    activation: ActivationKind,
+    layers: usize,
+}
+
+impl Setup {
+    fn activations(&self) -> Vec<Option<&'static dyn ElementwiseActivation<f32>>> {
+        static OPTO: Optoelectronic = Optoelectronic;
+        static PHOTO: Photorefractive = Photorefractive;
+        let f: Option<&'static dyn ElementwiseActivation<f32>> = match self.activation {
+            ActivationKind::None => None,
+            ActivationKind::Optoelectronic => Some(&OPTO),
+            ActivationKind::Photorefractive => Some(&PHOTO),
+        };
+        (0..self.layers)
+            .map(|l| if l + 1 < self.layers { f } else { None })
+            .collect()
+    }
+}
+
+struct Worker {
+    ws: FfmWorkspace<f32>,
+    input: Vec<Complex32>,
+    intensity: Vec<f32>,
+    regions: Vec<f64>,
+}
+
+impl Worker {
+    fn new(setup: &Setup) -> Self {
+        let nn = setup.n * setup.n;
+        Self {
+            ws: FfmWorkspace::new(setup.layers, nn),
+            input: vec![Complex32::new(0.0, 0.0); nn],
+            intensity: vec![0.0; nn],
+            regions: vec![0.0; 10],
+        }
+    }
+}
+
+/// Accuracy of `phases` on `system` over the first `task.count` samples.
+fn evaluate<S: PhysicalSystem<f32> + Clone + Send + Sync>(
+    system: &S,
+    phases: &[Vec<f32>],
+    setup: &Setup,
+    task: &Task<'_>,
+    shot_base: u64,
+) -> f64 {
+    let acts = setup.activations();
+    let correct: usize = (0..task.count)
+        .into_par_iter()
+        .map_init(
+            || (system.clone(), Worker::new(setup)),
+            |(sys, w), j| {
+                embed_image(task.image(j), task.side, setup.n, setup.inner, &mut w.input);
+                data_pass(sys, phases, &acts, &w.input, &mut w.ws, shot_base + (j as u64) * 64);
+                for (i, z) in w.intensity.iter_mut().zip(w.ws.output()) {
+                    *i = z.norm_sqr();
+                }
+                integrate_regions(&w.intensity, setup.n, &setup.squares, &mut w.regions);
+                let pred = w
+                    .regions
+                    .iter()
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b })
+                    .0;
+                usize::from(pred as u32 == task.labels[j])
+            },
+        )
+        .sum();
+    correct as f64 / task.count as f64
+}
+
+/// Trains `phases` with FFM on `system` — forward runs only. Returns (loss curve, accuracy
+/// curve on `eval`, status).
+fn train<S, E>(
+    system: &S,
+    eval: &E,
+    phases: &mut [Vec<f32>],
+    setup: &Setup,
+    spec: &FfmSpec,
+    train_task: &Task<'_>,
+    test_task: &Task<'_>,
+) -> (Vec<f64>, Vec<f64>, String, f64)
+where
+    S: PhysicalSystem<f32> + Clone + Send + Sync,
+    E: PhysicalSystem<f32> + Clone + Send + Sync,
+{
+    let nn = setup.n * setup.n;
+    let acts = setup.activations();
+    let mut adams: Vec<Adam> = (0..setup.layers).map(|_| Adam::new(nn, spec.lr)).collect();
+    let mut order = Vec::new();
+    let mut sample_grads: Vec<Vec<Vec<f32>>> = Vec::new();
+    let mut sample_loss: Vec<f64> = Vec::new();
+    let mut grad = vec![vec![0.0f32; nn]; setup.layers];
+    let (mut losses, mut accs) = (Vec::new(), Vec::new());
+    let mut train_seconds = 0.0;
+    let mut step: u64 = 0;
+    for epoch in 0..spec.epochs {
+        let t0 = Instant::now();
+        epoch_permutation(train_task.count, spec.seed, epoch as u64, &mut order);
+        let mut epoch_loss = 0.0;
+        for batch in order.chunks(spec.batch) {
+            sample_grads.resize_with(batch.len(), || vec![vec![0.0; nn]; setup.layers]);
+            sample_loss.resize(batch.len(), 0.0);
+            let phases_ref: &[Vec<f32>] = phases;
+            sample_grads
+                .par_iter_mut()
+                .zip(sample_loss.par_iter_mut())
+                .zip(batch.par_iter())
+                .for_each_init(
+                    || (system.clone(), Worker::new(setup)),
+                    |(sys, w), ((g, l), &j)| {
+                        embed_image(train_task.image(j), train_task.side, setup.n, setup.inner, &mut w.input);
+                        g.iter_mut().for_each(|v| v.fill(0.0));
+                        let target = &setup.targets[train_task.labels[j] as usize];
+                        let loss = FieldLoss::NormalizedIntensityMse(target);
+                        let shot = derive_seed(spec.seed, &[step, j as u64]);
+                        *l = ffm_gradient(sys, phases_ref, &acts, &w.input, &loss, &mut w.ws, g, shot);
+                    },
+                );
+            // fixed-order reduction: independent of the thread count
+            let inv = 1.0 / batch.len() as f32;
+            for (l, gl) in grad.iter_mut().enumerate() {
+                gl.fill(0.0);
+                for sg in &sample_grads[..batch.len()] {
+                    for (a, b) in gl.iter_mut().zip(&sg[l]) {
+                        *a += b * inv;
+                    }
+                }
+            }
+            let batch_loss: f64 = sample_loss[..batch.len()].iter().sum();
+            if !batch_loss.is_finite() || grad.iter().flatten().any(|g| !g.is_finite()) {
+                train_seconds += t0.elapsed().as_secs_f64();
+                return (losses, accs, "diverged".into(), train_seconds);
+            }
+            epoch_loss += batch_loss;
+            for (adam, (p, g)) in adams.iter_mut().zip(phases.iter_mut().zip(&grad)) {
+                adam.step(p, g);
+            }
+            step += 1;
+        }
+        train_seconds += t0.elapsed().as_secs_f64();
+        losses.push(epoch_loss / train_task.count as f64);
+        accs.push(evaluate(
+            eval,
+            phases,
+            setup,
+            test_task,
+            derive_seed(spec.seed, &[0xE7A1, epoch as u64]),
+        ));
+    }
+    (losses, accs, "ok".into(), train_seconds)
+}
+
+/// Runs one classifier experiment (train, then test) as `spec` describes.
+pub fn run(spec: &FfmSpec, train_set: &Dataset, test_set: &Dataset) -> Result<FfmResult, FfmError> {
+    spec.validate()?;
+    let train_task = Task::new(train_set, spec.train_limit, "training")?;
+    let test_task = Task::new(test_set, spec.test_limit, "test")?;
+    let n = spec.grid_n;
+    let grid = Grid::new(n, spec.dx)?;
+    let freespace = FreeSpace::new(
+        grid,
+        spec.wavelength,
+        spec.distance,
+        PropagationMethod::BandLimitedAngularSpectrum,
+        spec.padding,
+    )?;
+    let model_layers = vec![freespace; spec.layers];
+    let squares = detector_squares(n, spec.detector_fraction);
+    let targets = (0..10)
+        .map(|k| {
+            let mut t = vec![0.0f32; n * n];
+            let (r0, c0, s) = squares[k];
+            for r in r0..r0 + s {
+                t[r * n + c0..r * n + c0 + s].fill(1.0);
+            }
+            t
+        })
+        .collect();
+    let inner = ((n as f64 * spec.input_fraction).round() as usize).clamp(1, n);
+    let setup = Setup {
+        n,
+        inner,
+        squares,
+        targets,
+        activation: spec.activation,
+        layers: spec.layers,
+    };
+    let digital = CountingSystem::new(
+        DigitalChain::new(model_layers.clone()).ok_or_else(|| FfmError::InvalidSpec("empty network".into()))?,
+    );
+    let bench = CountingSystem::new(ImperfectBench::new(&model_layers, &spec.imperfections)?);
+    let mut phases = vec![vec![0.0f32; n * n]; spec.layers];
+    let (losses, accs, status, secs) = match spec.mode {
+        TrainingMode::Ideal => train(&digital, &digital, &mut phases, &setup, spec, &train_task, &test_task),
+        TrainingMode::InSilico => train(&digital, &bench, &mut phases, &setup, spec, &train_task, &test_task),
+        TrainingMode::InSitu => train(&bench, &bench, &mut phases, &setup, spec, &train_task, &test_task),
+    };
+    let per_eval = (test_task.count * spec.layers) as u64;
+    let evals = accs.len() as u64 * per_eval;
+    let (train_count, physical) = match spec.mode {
+        TrainingMode::Ideal => (digital.count() - evals, 0),
+        TrainingMode::InSilico => (digital.count(), 0),
+        TrainingMode::InSitu => (bench.count() - evals, bench.count() - evals),
+    };
+    Ok(FfmResult {
+        spec: spec.clone(),
+        status,
+        test_accuracy: accs.last().copied().unwrap_or(f64::NAN),
+        loss_curve: losses,
+        test_accuracy_curve: accs,
+        train_seconds: secs,
+        forward_propagations: train_count,
+        physical_forward_propagations: physical,
+        eval_propagations: evals,
+    })
+}

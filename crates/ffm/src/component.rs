@@ -114,3 +114,14 @@ where
         self.apply(field, true);
     }
 }
+
+/// Free-space propagation (band-limited angular spectrum etc., insitu-optics): symmetric on the
+/// grid (`T = Tᵀ`, SPEC B1), so FFM's forward error pass is exact for it.
+impl Propagation<f32> for insitu_optics::FreeSpace {
+    fn field_len(&self) -> usize {
+        self.grid().n * self.grid().n
+    }
+    fn propagate(&mut self, field: &mut [Complex<f32>]) {
+        insitu_optics::FreeSpace::propagate(self, field);
+    }
+}

@@ -22,6 +22,7 @@
 //! access to the digital model. No I/O or printing; all randomness from seeded streams.
 
 pub mod activation;
+pub mod bench;
 pub mod classifier;
 pub mod component;
 pub mod gradient;
@@ -30,8 +31,21 @@ pub mod scalar;
 pub mod system;
 
 pub use activation::ElementwiseActivation;
+pub use bench::{CountingSystem, ImperfectBench, Imperfections};
+pub use classifier::{run, ActivationKind, FfmResult, FfmSpec, TrainingMode};
 pub use component::{AdjointPropagation, DenseTransfer, Propagation};
 pub use gradient::{adjoint_gradient, data_pass, ffm_gradient, Activations, FfmWorkspace};
 pub use loss::FieldLoss;
 pub use scalar::Real;
 pub use system::{apply_phase_mask, DigitalChain, PhysicalSystem};
+
+/// Errors of the FFM crate: bad specs or data, and the simulator's own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum FfmError {
+    /// A spec field or a data set does not make sense (the message says which and why).
+    #[error("invalid FFM run: {0}")]
+    InvalidSpec(String),
+    /// The optics simulator rejected a parameter.
+    #[error(transparent)]
+    Optics(#[from] insitu_optics::OpticsError),
+}

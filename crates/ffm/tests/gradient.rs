@@ -43,35 +43,6 @@ fn random_phases(layers: usize, n: usize, r: &mut Rng64) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// f64 optoelectronic activation `x e^{i|x|²}` (test reference, written from SPEC B2).
-struct Optoelectronic64;
-impl ElementwiseActivation<f64> for Optoelectronic64 {
-    fn apply(&self, u: C) -> C {
-        u * C::cis(u.norm_sqr())
-    }
-    fn wirtinger(&self, u: C) -> (C, C) {
-        // f = u e^{i u ū}: ∂f/∂u = e^{i|u|²}(1 + i|u|²), ∂f/∂ū = i u² e^{i|u|²}
-        let e = C::cis(u.norm_sqr());
-        (e * C::new(1.0, u.norm_sqr()), C::i() * u * u * e)
-    }
-}
-
-/// f64 photorefractive activation `x e^{iπ|x|²/(1+|x|²)}` (test reference).
-struct Photorefractive64;
-impl ElementwiseActivation<f64> for Photorefractive64 {
-    fn apply(&self, u: C) -> C {
-        let s = u.norm_sqr();
-        u * C::cis(std::f64::consts::PI * s / (1.0 + s))
-    }
-    fn wirtinger(&self, u: C) -> (C, C) {
-        // θ(s) = π s/(1+s), θ' = π/(1+s)²; f = u e^{iθ(uū)}
-        let s = u.norm_sqr();
-        let e = C::cis(std::f64::consts::PI * s / (1.0 + s));
-        let dth = std::f64::consts::PI / ((1.0 + s) * (1.0 + s));
-        (e * C::new(1.0, s * dth), C::i() * u * u * e * dth)
-    }
-}
-
 fn loss_value(
     model: &mut DigitalChain<DenseTransfer<f64>>,
     phases: &[Vec<f64>],
@@ -257,8 +228,8 @@ fn partial_asymmetry_error_grows_with_the_asymmetric_part() {
 
 #[test]
 fn nonlinear_ffm_matches_finite_differences_and_adjoint() {
-    let opto = Optoelectronic64;
-    let photo = Photorefractive64;
+    let opto = insitu_optics::Optoelectronic;
+    let photo = insitu_optics::Photorefractive;
     let acts_o: [Option<&dyn ElementwiseActivation<f64>>; 3] = [Some(&opto), Some(&opto), None];
     let acts_p: [Option<&dyn ElementwiseActivation<f64>>; 3] = [Some(&photo), Some(&photo), None];
     for (name, acts) in [("optoelectronic", &acts_o), ("photorefractive", &acts_p)] {
@@ -287,10 +258,13 @@ fn holomorphic_rule_would_be_wrong_for_these_activations() {
     struct HolomorphicOnly;
     impl ElementwiseActivation<f64> for HolomorphicOnly {
         fn apply(&self, u: C) -> C {
-            Optoelectronic64.apply(u)
+            ElementwiseActivation::<f64>::apply(&insitu_optics::Optoelectronic, u)
         }
         fn wirtinger(&self, u: C) -> (C, C) {
-            (Optoelectronic64.wirtinger(u).0, C::new(0.0, 0.0))
+            (
+                ElementwiseActivation::<f64>::wirtinger(&insitu_optics::Optoelectronic, u).0,
+                C::new(0.0, 0.0),
+            )
         }
     }
     let h = HolomorphicOnly;

@@ -1,0 +1,327 @@
+//! The free-space classifier pipeline: bench properties, FFM through FFT propagation, detector
+//! layout, image embedding, run-level determinism and bookkeeping.
+
+use insitu_data::{Dataset, Targets};
+use insitu_ffm::classifier::{detector_squares, embed_image};
+use insitu_ffm::{
+    ffm_gradient, run, DigitalChain, FfmSpec, FfmWorkspace, FieldLoss, ImperfectBench, Imperfections, PhysicalSystem,
+    TrainingMode,
+};
+use insitu_linalg::{rng, Mat};
+use insitu_optics::{FreeSpace, Grid, PropagationMethod};
+use num_complex::Complex32 as C;
+use rand::Rng;
+
+fn freespace(n: usize) -> FreeSpace {
+    FreeSpace::new(
+        Grid::new(n, 8e-6).unwrap(),
+        532e-9,
+        0.388 * n as f64 / 400.0,
+        PropagationMethod::BandLimitedAngularSpectrum,
+        2,
+    )
+    .unwrap()
+}
+
+fn random_field(n: usize, seed: u64) -> Vec<C> {
+    let mut r = rng(seed);
+    (0..n)
+        .map(|_| C::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+        .collect()
+}
+
+fn bilinear(a: &[C], b: &[C]) -> num_complex::Complex64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            num_complex::Complex64::new(x.re as f64, x.im as f64)
+                * num_complex::Complex64::new(y.re as f64, y.im as f64)
+        })
+        .sum()
+}
+
+#[test]
+fn perfect_bench_equals_digital_model() {
+    let n = 16;
+    let model = vec![freespace(n); 2];
+    let imp = Imperfections::default();
+    let mut bench = ImperfectBench::new(&model, &imp).unwrap();
+    let mut digital = DigitalChain::new(model).unwrap();
+    let phase: Vec<f32> = random_field(n * n, 3).iter().map(|z| z.re * 3.0).collect();
+    let mut a = random_field(n * n, 4);
+    let mut b = a.clone();
+    bench.run(Some((1, &phase)), 0, &mut a, 0);
+    digital.run(Some((1, &phase)), 0, &mut b, 0);
+    let err = a.iter().zip(&b).map(|(x, y)| (x - y).norm()).fold(0.0f32, f32::max);
+    assert!(err < 1e-5, "perfect bench differs from the model by {err}");
+}
+
+#[test]
+fn imperfect_bench_propagation_stays_reciprocal_and_differs_from_model() {
+    // Tᵀ = T for the bench's propagation: b·(T a) = a·(T b) (bilinear, no conjugation)
+    let n = 16;
+    let model = vec![freespace(n); 2];
+    let imp = Imperfections {
+        detector_noise: 0.0,
+        ..Imperfections::realistic()
+    };
+    let mut bench = ImperfectBench::new(&model, &imp).unwrap();
+    let (a, b) = (random_field(n * n, 5), random_field(n * n, 6));
+    for l in 0..2 {
+        let (mut ta, mut tb) = (a.clone(), b.clone());
+        bench.run(None, l, &mut ta, 0);
+        bench.run(None, l, &mut tb, 0);
+        let (x, y) = (bilinear(&b, &ta), bilinear(&a, &tb));
+        assert!(
+            (x - y).norm() < 1e-4 * x.norm().max(1e-3),
+            "layer {l}: b·Ta = {x}, a·Tb = {y}"
+        );
+    }
+    // ...and the bench is not the model
+    let phase = vec![0.5f32; n * n];
+    let mut digital = DigitalChain::new(model).unwrap();
+    let (mut p, mut q) = (a.clone(), a.clone());
+    bench.run(Some((0, &phase)), 0, &mut p, 0);
+    digital.run(Some((0, &phase)), 0, &mut q, 0);
+    let diff: f32 = p.iter().zip(&q).map(|(x, y)| (x - y).norm_sqr()).sum::<f32>().sqrt();
+    let norm: f32 = q.iter().map(|x| x.norm_sqr()).sum::<f32>().sqrt();
+    assert!(diff > 0.05 * norm, "imperfections too weak to matter: {diff} vs {norm}");
+}
+
+#[test]
+fn detector_noise_depends_on_the_shot_only() {
+    let n = 16;
+    let model = vec![freespace(n); 1];
+    let imp = Imperfections {
+        detector_noise: 0.05,
+        ..Imperfections::default()
+    };
+    let bench = ImperfectBench::new(&model, &imp).unwrap();
+    let a = random_field(n * n, 7);
+    let run = |shot| {
+        let mut b = bench.clone();
+        let mut f = a.clone();
+        b.run(None, 0, &mut f, shot);
+        f
+    };
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11), run(12));
+}
+
+#[test]
+fn ffm_through_free_space_matches_finite_differences() {
+    // f32 FFT propagation: compare the directional derivative along a random direction.
+    let n = 16;
+    let layers = 3;
+    let mut model = DigitalChain::new(vec![freespace(n); layers]).unwrap();
+    let mut r = rng(9);
+    let phases: Vec<Vec<f32>> = (0..layers)
+        .map(|_| (0..n * n).map(|_| r.random_range(0.0..std::f32::consts::TAU)).collect())
+        .collect();
+    let x = random_field(n * n, 10);
+    // target: the output intensity of another random design (a loss of order one per pixel)
+    let mut ws = FfmWorkspace::new(layers, n * n);
+    let other: Vec<Vec<f32>> = (0..layers)
+        .map(|_| (0..n * n).map(|_| r.random_range(0.0..std::f32::consts::TAU)).collect())
+        .collect();
+    insitu_ffm::data_pass(&mut model, &other, &[], &x, &mut ws, 0);
+    let t: Vec<f32> = ws.output().iter().map(|z| z.norm_sqr()).collect();
+    let loss = FieldLoss::IntensityMse(&t);
+    let mut g = vec![vec![0.0f32; n * n]; layers];
+    ffm_gradient(&mut model, &phases, &[], &x, &loss, &mut ws, &mut g, 0);
+    // along the (normalised) FFM gradient itself, so the derivative stands far above f32 noise;
+    // a wrong gradient gives a smaller (or negative) finite difference than its norm
+    let norm = g.iter().flatten().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    let dir: Vec<Vec<f32>> = g
+        .iter()
+        .map(|l| l.iter().map(|v| (*v as f64 / norm) as f32).collect())
+        .collect();
+    let analytic: f64 = g
+        .iter()
+        .flatten()
+        .zip(dir.iter().flatten())
+        .map(|(a, b)| (*a as f64) * (*b as f64))
+        .sum();
+    let mut eval = |s: f32| {
+        let p: Vec<Vec<f32>> = phases
+            .iter()
+            .zip(&dir)
+            .map(|(p, d)| p.iter().zip(d).map(|(a, b)| a + s * b).collect())
+            .collect();
+        let mut gg = vec![vec![0.0f32; n * n]; layers];
+        ffm_gradient(&mut model, &p, &[], &x, &loss, &mut ws, &mut gg, 0)
+    };
+    let h = 3e-2;
+    let fd = (eval(h) - eval(-h)) / (2.0 * h as f64);
+    eprintln!("FFM {analytic} vs finite difference {fd}");
+    assert!(
+        (fd - analytic).abs() < 1e-2 * analytic.abs(),
+        "FFM {analytic} vs finite difference {fd}"
+    );
+}
+
+#[test]
+fn detector_squares_are_ten_disjoint_squares_in_three_four_three_rows() {
+    for n in [32, 64, 100, 400] {
+        let sq = detector_squares(n, 0.1);
+        assert_eq!(sq.len(), 10);
+        let rows: Vec<usize> = sq.iter().map(|s| s.0).collect();
+        assert!(rows[..3].iter().all(|&r| r == rows[0]) && rows[3..7].iter().all(|&r| r == rows[3]));
+        assert!(rows[0] < rows[3] && rows[3] < rows[7]);
+        let mut cover = vec![0u8; n * n];
+        for &(r0, c0, s) in &sq {
+            assert!(r0 + s <= n && c0 + s <= n);
+            for r in r0..r0 + s {
+                for c in c0..c0 + s {
+                    cover[r * n + c] += 1;
+                }
+            }
+        }
+        assert!(cover.iter().all(|&c| c <= 1), "squares overlap at n = {n}");
+    }
+}
+
+#[test]
+fn embedding_keeps_a_same_size_image_and_pads_with_zeros() {
+    let side = 8;
+    let img: Vec<f32> = (0..side * side).map(|i| i as f32 / 64.0).collect();
+    let n = 12;
+    let mut f = vec![C::new(9.0, 9.0); n * n];
+    embed_image(&img, side, n, side, &mut f);
+    for r in 0..n {
+        for c in 0..n {
+            let inside = (2..10).contains(&r) && (2..10).contains(&c);
+            let want = if inside { img[(r - 2) * side + c - 2] } else { 0.0 };
+            assert!((f[r * n + c] - C::new(want, 0.0)).norm() < 1e-6);
+        }
+    }
+    // a constant image stays constant when upsampled
+    embed_image(&vec![0.7; side * side], side, n, 11, &mut f);
+    assert!((f[5 * n + 5].re - 0.7).abs() < 1e-6);
+}
+
+fn toy_dataset(count: usize, seed: u64) -> Dataset {
+    let mut r = rng(seed);
+    let labels: Vec<u32> = (0..count).map(|_| r.random_range(0..10)).collect();
+    // class k: a bright blob at a class-dependent place, plus noise
+    let inputs = Mat::from_fn(784, count, |i, j| {
+        let (y, x) = ((i / 28) as f32, (i % 28) as f32);
+        let k = labels[j] as f32;
+        let (cy, cx) = (6.0 + 1.6 * k, 22.0 - 1.6 * k);
+        let blob = (-((y - cy).powi(2) + (x - cx).powi(2)) / 8.0).exp();
+        (blob + 0.1 * ((i * 7 + j * 13) % 10) as f32 / 10.0).min(1.0)
+    });
+    Dataset {
+        inputs,
+        targets: Targets::Classes {
+            labels,
+            num_classes: 10,
+        },
+    }
+}
+
+fn tiny_spec(mode: TrainingMode) -> FfmSpec {
+    FfmSpec {
+        layers: 2,
+        grid_n: 24,
+        distance: 0.388 * 24.0 / 400.0,
+        epochs: 2,
+        batch: 8,
+        lr: 0.1,
+        train_limit: Some(40),
+        test_limit: Some(20),
+        mode,
+        ..FfmSpec::default()
+    }
+}
+
+#[test]
+fn run_results_do_not_depend_on_the_thread_count() {
+    let (train, test) = (toy_dataset(40, 1), toy_dataset(20, 2));
+    let spec = tiny_spec(TrainingMode::InSitu);
+    let go = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run(&spec, &train, &test).unwrap())
+    };
+    let (a, b) = (go(1), go(3));
+    assert_eq!(a.loss_curve, b.loss_curve);
+    assert_eq!(a.test_accuracy_curve, b.test_accuracy_curve);
+}
+
+#[test]
+fn run_counts_forward_propagations_and_round_trips_through_json() {
+    let (train, test) = (toy_dataset(40, 1), toy_dataset(20, 2));
+    for mode in [TrainingMode::Ideal, TrainingMode::InSilico, TrainingMode::InSitu] {
+        let spec = tiny_spec(mode);
+        let r = run(&spec, &train, &test).unwrap();
+        assert_eq!(r.status, "ok");
+        // 2 epochs × 40 samples × (L data + L error) runs
+        assert_eq!(r.forward_propagations, 2 * 40 * 2 * 2, "{mode:?}");
+        let physical = if mode == TrainingMode::InSitu {
+            r.forward_propagations
+        } else {
+            0
+        };
+        assert_eq!(r.physical_forward_propagations, physical);
+        assert_eq!(r.eval_propagations, 2 * 20 * 2);
+        assert!(
+            r.loss_curve[1] < r.loss_curve[0],
+            "{mode:?}: loss did not fall: {:?}",
+            r.loss_curve
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        let back: insitu_ffm::FfmResult = serde_json::from_str(&json).unwrap();
+        assert!((back.spec.distance - spec.distance).abs() < 1e-15);
+        assert_eq!(
+            FfmSpec {
+                distance: spec.distance,
+                ..back.spec
+            },
+            spec
+        );
+        assert_eq!(back.loss_curve.len(), r.loss_curve.len());
+    }
+}
+
+#[test]
+fn bad_specs_and_data_are_errors() {
+    let (train, test) = (toy_dataset(10, 1), toy_dataset(10, 2));
+    for spec in [
+        FfmSpec {
+            layers: 0,
+            ..tiny_spec(TrainingMode::Ideal)
+        },
+        FfmSpec {
+            batch: 0,
+            ..tiny_spec(TrainingMode::Ideal)
+        },
+        FfmSpec {
+            lr: f32::NAN,
+            ..tiny_spec(TrainingMode::Ideal)
+        },
+        FfmSpec {
+            wavelength: -1.0,
+            ..tiny_spec(TrainingMode::Ideal)
+        },
+        FfmSpec {
+            imperfections: Imperfections {
+                distance_error: -0.1,
+                ..Imperfections::default()
+            },
+            ..tiny_spec(TrainingMode::InSitu)
+        },
+    ] {
+        assert!(run(&spec, &train, &test).is_err(), "{spec:?} accepted");
+    }
+    let odd = Dataset {
+        inputs: Mat::zeros(10, 4),
+        targets: Targets::Classes {
+            labels: vec![0; 4],
+            num_classes: 10,
+        },
+    };
+    assert!(run(&tiny_spec(TrainingMode::Ideal), &odd, &test).is_err());
+}
