@@ -21,9 +21,11 @@ pub mod activation;
 pub mod error;
 pub mod fft;
 pub mod freespace;
+pub mod mzi;
 
 pub use activation::{Activation, ElectroOptic, Optoelectronic, Photorefractive};
 pub use error::OpticsError;
 pub use fft::Fft2;
 pub use freespace::{fft_frequency, transfer_function, FreeSpace, Grid, PropagationMethod};
+pub use mzi::{clements_decomposition, mzi_transfer, MeshPhases64, RectangularMesh};
 pub use num_complex::{Complex32, Complex64};
