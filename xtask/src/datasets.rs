@@ -394,6 +394,15 @@ pub fn fetch_one(dir: &Path, entry: &ManifestEntry, candidate: &Candidate, progr
             found,
         });
     }
+    // Temporary files are created private (0600); a data file is world-readable like the rest
+    // of the checkout.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| unavailable(format!("cannot set permissions on {}: {e}", tmp.path().display())))?;
+    }
     tmp.as_file()
         .sync_all()
         .map_err(|e| unavailable(format!("cannot flush {}: {e}", tmp.path().display())))?;

@@ -113,6 +113,15 @@ fn corrupt_and_missing_files_are_repaired_from_a_mirror_directory() {
         verify_file(&tmp.path().join(&e.path), &e.sha256).unwrap();
     }
     assert!(partials(tmp.path()).is_empty());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tmp.path().join(IRIS_CSV))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "fetched files are readable by all");
+    }
     // A second run finds everything verified.
     let (report, _) = run_logged(&opts(tmp.path(), vec![], true));
     assert!(report.all_verified());
