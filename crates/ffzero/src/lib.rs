@@ -24,7 +24,10 @@ mod train;
 
 pub use metrics::{accuracy, majority_vote, r_squared};
 pub use mlp::{dense_forward, relu_in_place, split_dense, DenseShape, Mlp};
-pub use objective::{GlobalTarget, LayerObjective, LayerScratch, LayerTarget, NetworkObjective};
+pub use objective::{
+    layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
+    NetworkObjective,
+};
 pub use progress::{NoProgress, Progress};
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
 pub use train::{layer_widths, train, Divergence, EpochLoss, LayerPrototypes, Status, TrainError, TrainResult};

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::{accuracy, majority_vote, r_squared};
 use crate::mlp::{dense_forward, relu_in_place, DenseShape, Mlp};
-use crate::objective::{GlobalTarget, LayerObjective, LayerScratch, LayerTarget, NetworkObjective};
+use crate::objective::{
+    layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
+    NetworkObjective,
+};
 use crate::progress::Progress;
 use crate::spec::{Method, Optimizer, SpecError, TrainSpec};
 
@@ -320,8 +323,7 @@ fn train_local(
     let mut batch = BatchBuffers::default();
     let mut scratch = LayerScratch::default();
     let mut tape = Tape::new();
-    let mut w_buf = Mat::zeros(0, 0);
-    let mut b_buf = Mat::zeros(0, 0);
+    let mut ad_bufs = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     let mut direction: Vec<f32> = Vec::new();
     for m in 0..layers {
         let shape = mlp.shapes()[m];
@@ -369,7 +371,7 @@ fn train_local(
                     }
                     GradientSource::Autodiff => {
                         let loss =
-                            layer_gradient_ad(&mut tape, shape, params, &batch.x, target, grad, &mut w_buf, &mut b_buf);
+                            layer_gradient_autodiff(&mut tape, shape, params, &batch.x, target, grad, &mut ad_bufs);
                         (loss, b * (m as u64 + 1))
                     }
                 }
@@ -428,41 +430,6 @@ fn layer_output_all(shape: DenseShape, params: &[f32], inputs: &Mat) -> Mat {
     out
 }
 
-/// FF+AD: the exact gradient of one layer's own loss with respect to its own parameters.
-fn layer_gradient_ad(
-    tape: &mut Tape,
-    shape: DenseShape,
-    params: &[f32],
-    x: &Mat,
-    target: LayerTarget<'_>,
-    grad: &mut [f32],
-    w_buf: &mut Mat,
-    b_buf: &mut Mat,
-) -> f64 {
-    let nw = shape.outputs * shape.inputs;
-    copy_into(w_buf, shape.outputs, shape.inputs, &params[..nw]);
-    copy_into(b_buf, shape.outputs, 1, &params[nw..]);
-    tape.reset();
-    let xv = tape.constant(x);
-    let w = tape.param(w_buf);
-    let b = tape.param(b_buf);
-    let z = tape.matmul(w, xv);
-    let z = tape.add_bias(z, b);
-    let loss = target.on_tape(tape, z);
-    let value = tape.value(loss)[(0, 0)] as f64;
-    tape.backward(loss);
-    grad[..nw].copy_from_slice(tape.grad(w).expect("gradient of a parameter").as_slice());
-    grad[nw..].copy_from_slice(tape.grad(b).expect("gradient of a parameter").as_slice());
-    value
-}
-
-fn copy_into(m: &mut Mat, rows: usize, cols: usize, data: &[f32]) {
-    if m.shape() != (rows, cols) {
-        *m = Mat::zeros(rows, cols);
-    }
-    m.as_mut_slice().copy_from_slice(data);
-}
-
 /// BP: every parameter at once on the global loss (cross-entropy of the 10 logits, or MSE of
 /// the single regression output).
 fn train_global(
@@ -481,9 +448,8 @@ fn train_global(
     let mut perturbed = mlp.clone();
     let mut buffers: Vec<Mat> = Vec::new();
     let mut tape = Tape::new();
-    let mut param_bufs: Vec<(Mat, Mat)> = shapes.iter().map(|_| (Mat::zeros(0, 0), Mat::zeros(0, 0))).collect();
+    let mut param_bufs: Vec<(Mat, Mat)> = Vec::new();
     let mut direction = vec![0.0f32; mlp.params().len()];
-    let offsets: Vec<usize> = (0..shapes.len()).map(|l| mlp.offset(l)).collect();
     progress.phase("network", spec.epochs, n.div_ceil(spec.batch));
     let order_seed = derive_seed(spec.seed, &[0x0BA7C4, u64::MAX]);
     let outcome = optimise(
@@ -511,31 +477,8 @@ fn train_global(
                     (e.mean_loss, e.evaluations as u64 * b * layers)
                 }
                 GradientSource::Autodiff => {
-                    tape.reset();
-                    let mut h = tape.constant(&batch.x);
-                    let mut vars = Vec::with_capacity(shapes.len());
-                    for (l, s) in shapes.iter().enumerate() {
-                        let p = &params[offsets[l]..offsets[l] + s.len()];
-                        let nw = s.outputs * s.inputs;
-                        let (wb, bb) = &mut param_bufs[l];
-                        copy_into(wb, s.outputs, s.inputs, &p[..nw]);
-                        copy_into(bb, s.outputs, 1, &p[nw..]);
-                        let w = tape.param(wb);
-                        let bias = tape.param(bb);
-                        let z = tape.matmul(w, h);
-                        let z = tape.add_bias(z, bias);
-                        h = if l + 1 < shapes.len() { tape.relu(z) } else { z };
-                        vars.push((w, bias));
-                    }
-                    let loss = target.on_tape(&mut tape, h);
-                    let value = tape.value(loss)[(0, 0)] as f64;
-                    tape.backward(loss);
-                    for (l, s) in shapes.iter().enumerate() {
-                        let nw = s.outputs * s.inputs;
-                        let g = &mut grad[offsets[l]..offsets[l] + s.len()];
-                        g[..nw].copy_from_slice(tape.grad(vars[l].0).expect("parameter gradient").as_slice());
-                        g[nw..].copy_from_slice(tape.grad(vars[l].1).expect("parameter gradient").as_slice());
-                    }
+                    let value =
+                        network_gradient_autodiff(&mut tape, &shapes, params, &batch.x, target, grad, &mut param_bufs);
                     (value, b * layers)
                 }
             }

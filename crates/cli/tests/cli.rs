@@ -1,0 +1,65 @@
+//! The binary as a user meets it: bad options are refused with a clear message and exit code
+//! 2 before any work; a small run writes the documented JSON fields.
+
+use std::process::Command;
+
+fn insitu(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_insitu"))
+        .args(args)
+        .output()
+        .expect("run the insitu binary")
+}
+
+#[test]
+fn refuses_bad_options_with_a_clear_message() {
+    for (args, needle) in [
+        (vec!["train", "--task", "cifar"], "unknown task"),
+        (vec!["train", "--width", "0"], "--width"),
+        (vec!["train", "--depth", "0"], "--depth"),
+        (vec!["train", "--eps", "0"], "--eps"),
+        (vec!["train", "--directions", "0"], "--directions"),
+        (
+            vec!["train", "--width", "5", "--method", "ff-dd"],
+            "at least as wide as the number of classes",
+        ),
+        (vec!["train", "--method", "ff-zero"], "unknown method"),
+        (vec!["train", "--optimizer", "rmsprop"], "unknown optimizer"),
+        (vec!["train", "--threads", "0"], "--threads"),
+    ] {
+        let out = insitu(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
+    }
+}
+
+#[test]
+fn writes_the_result_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = insitu(&[
+        "train",
+        "--task",
+        "synthetic-f1",
+        "--method",
+        "ff-dd",
+        "--width",
+        "10",
+        "--depth",
+        "2",
+        "--epochs",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in ["spec", "test_r2", "train_seconds", "forward_passes", "status"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["spec"]["width"], 10);
+    assert!(v["test_r2"].is_number());
+    // no temporary file left behind
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}

@@ -1,0 +1,123 @@
+//! The directional-derivative estimates, averaged over many directions with a fixed seed,
+//! point where the autodiff gradients point — for the local (FF) and the global (BP) losses
+//! (issue 4: cosine > 0.99). This ties the forward-only objectives, the estimator's scaling
+//! and the tape's gradients together: a mistake in any of them fails here.
+
+use insitu_autodiff::Tape;
+use insitu_ffzero::{
+    layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
+    LocalLoss, Mlp, NetworkObjective,
+};
+use insitu_linalg::{rng, Mat, MatRef};
+use insitu_optim::{DirectionalDerivative, PerturbedObjective};
+use insitu_proto::{antipodal_pair, simplex_prototypes};
+use rand::Rng;
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn batch(features: usize, n: usize, classes: u32, seed: u64) -> (Mat, Vec<u32>, Vec<f32>) {
+    let mut g = rng(seed);
+    let x = Mat::from_fn(features, n, |_, _| g.random_range(0.0..1.0));
+    let labels = (0..n).map(|_| g.random_range(0..classes)).collect();
+    let targets = (0..n).map(|_| g.random_range(-1.0..1.0)).collect();
+    (x, labels, targets)
+}
+
+/// `P` large enough that cos ≈ 1/sqrt(1 + n/P) > 0.995 for an exact directional derivative.
+fn many_directions(n: usize) -> DirectionalDerivative {
+    DirectionalDerivative {
+        directions: 200 * n,
+        eps: 1e-3,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn local_margin_eq5_and_regression_losses() {
+    let mlp = Mlp::new(&[12, 10], 3);
+    let shape = mlp.shapes()[0];
+    let params = mlp.layer_params(0);
+    let (x, labels, targets) = batch(12, 32, 4, 4);
+    let protos = simplex_prototypes(4, 10, &mut rng(5)).unwrap();
+    let (upper, _) = antipodal_pair(10, &mut rng(6)).unwrap();
+    let targets_for = [
+        LayerTarget::Classes {
+            prototypes: &protos,
+            labels: &labels,
+            loss: LocalLoss::Margin,
+            margin: 0.3,
+        },
+        LayerTarget::Classes {
+            prototypes: &protos,
+            labels: &labels,
+            loss: LocalLoss::Eq5,
+            margin: 0.3,
+        },
+        LayerTarget::Regression {
+            prototype: &upper,
+            targets: &targets,
+        },
+    ];
+    for target in targets_for {
+        let mut ad = vec![0.0; shape.len()];
+        let ad_loss = layer_gradient_autodiff(
+            &mut Tape::new(),
+            shape,
+            params,
+            &x,
+            target,
+            &mut ad,
+            &mut (Mat::zeros(0, 0), Mat::zeros(0, 0)),
+        );
+        let mut scratch = LayerScratch::default();
+        let mut objective = LayerObjective::new(shape, params, MatRef::from(&x), target, &mut scratch);
+        let mut at_zero = [0.0];
+        objective.losses_along(&vec![0.0; shape.len()], &[0.0], &mut at_zero);
+        assert!(
+            (at_zero[0] - ad_loss).abs() < 1e-5,
+            "forward objective and tape agree on the loss"
+        );
+        let mut dd = vec![0.0; shape.len()];
+        many_directions(shape.len()).estimate(&mut objective, 11, &mut dd, &mut vec![0.0; shape.len()]);
+        let c = cosine(&dd, &ad);
+        assert!(c > 0.99, "{target:?}: cos(DD, AD) = {c}");
+    }
+}
+
+#[test]
+fn global_cross_entropy_and_mse() {
+    let (x, labels, targets) = batch(8, 24, 3, 7);
+    for regression in [false, true] {
+        let mlp = Mlp::new(&[8, 6, 6, if regression { 1 } else { 3 }], 9);
+        let n = mlp.params().len();
+        let t = Mat::from_row_slice(1, targets.len(), &targets);
+        let target = if regression {
+            GlobalTarget::Regression(&t)
+        } else {
+            GlobalTarget::Classes(&labels)
+        };
+        let mut ad = vec![0.0; n];
+        network_gradient_autodiff(
+            &mut Tape::new(),
+            mlp.shapes(),
+            mlp.params(),
+            &x,
+            target,
+            &mut ad,
+            &mut Vec::new(),
+        );
+        let mut scratch_model = mlp.clone();
+        let mut buffers = Vec::new();
+        let mut objective =
+            NetworkObjective::new(mlp.params(), &mut scratch_model, MatRef::from(&x), target, &mut buffers);
+        let mut dd = vec![0.0; n];
+        many_directions(n).estimate(&mut objective, 12, &mut dd, &mut vec![0.0; n]);
+        let c = cosine(&dd, &ad);
+        assert!(c > 0.99, "regression={regression}: cos(DD, AD) = {c}");
+    }
+}
