@@ -18,14 +18,25 @@
 //! explicit seeded generator); no allocation inside the per-propagation / per-batch kernels.
 
 pub mod activation;
+pub mod detector;
+pub mod elements;
 pub mod error;
 pub mod fft;
 pub mod freespace;
+pub mod imperfections;
 pub mod mzi;
 
 pub use activation::{Activation, ElectroOptic, Optoelectronic, Photorefractive};
+pub use detector::{intensity, DetectorRegions, PhotonDetector};
+pub use elements::{
+    apply_amplitude_mask, apply_complex_mask, apply_phase_mask, CircularAperture, RectangularAperture, ThinLens,
+};
 pub use error::OpticsError;
 pub use fft::Fft2;
 pub use freespace::{fft_frequency, transfer_function, FreeSpace, Grid, PropagationMethod};
+pub use imperfections::{
+    correlated_noise, BeamsplitterError, DiffuseReflector, DistanceError, MaskShift, ModulatorResponse,
+    RandomPhaseScatterer, SmoothRandomPhase, ZernikeAberration,
+};
 pub use mzi::{clements_decomposition, mzi_transfer, MeshPhases64, RectangularMesh};
 pub use num_complex::{Complex32, Complex64};
