@@ -23,6 +23,19 @@ pub fn substream(seed: u64, stream: u64) -> Rng64 {
     r
 }
 
+/// A seed derived from `seed` and a list of labels (layer, epoch, step, …) by SplitMix64
+/// mixing: a cheap, well-spread hash so that every (run, layer, step) gets its own stream
+/// without any shared generator state.
+pub fn derive_seed(seed: u64, labels: &[u64]) -> u64 {
+    fn splitmix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    labels.iter().fold(splitmix(seed), |h, &l| splitmix(h ^ splitmix(l)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,17 +66,4 @@ mod tests {
         assert_ne!(x, y);
         assert_ne!(x, z);
     }
-}
-
-/// A seed derived from `seed` and a list of labels (layer, epoch, step, …) by SplitMix64
-/// mixing: a cheap, well-spread hash so that every (run, layer, step) gets its own stream
-/// without any shared generator state.
-pub fn derive_seed(seed: u64, labels: &[u64]) -> u64 {
-    fn splitmix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    labels.iter().fold(splitmix(seed), |h, &l| splitmix(h ^ splitmix(l)))
 }

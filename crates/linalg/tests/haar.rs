@@ -32,7 +32,10 @@ fn unitary_samples_are_unitary() {
     let mut g = rng(12);
     for n in 1..=12 {
         let u: DMatrix<Complex64> = haar_unitary(n, &mut g);
-        let e = (u.adjoint() * &u - DMatrix::identity(n, n)).iter().map(|z| z.norm()).fold(0.0, f64::max);
+        let e = (u.adjoint() * &u - DMatrix::identity(n, n))
+            .iter()
+            .map(|z| z.norm())
+            .fold(0.0, f64::max);
         assert!(e < 1e-12, "n={n}: {e}");
     }
 }
@@ -54,7 +57,10 @@ fn first_moments_vanish_and_second_moments_match() {
     let s = samples as f64;
     // std of one entry is 1/sqrt(d) = 0.5; 5 sigma of the mean over 4000 samples ≈ 0.04
     assert!((m1 / s).amax() < 0.04, "E[Q] should vanish");
-    assert!((m2 / s).map(|x| x - 1.0 / d as f64).amax() < 0.02, "E[Q²] should be 1/d");
+    assert!(
+        (m2 / s).map(|x| x - 1.0 / d as f64).amax() < 0.02,
+        "E[Q²] should be 1/d"
+    );
     assert!((tr / s).abs() < 0.08, "E[tr Q] should vanish for O(d)");
 
     let mut so_m1 = DMatrix::<f64>::zeros(3, 3);
@@ -71,7 +77,10 @@ fn first_moments_vanish_and_second_moments_match() {
         u2 += u.map(|z| z.norm_sqr());
         trace_sq += u.trace().norm_sqr();
     }
-    assert!((u1 / Complex64::new(s, 0.0)).iter().all(|z| z.norm() < 0.05), "E[U] vanishes");
+    assert!(
+        (u1 / Complex64::new(s, 0.0)).iter().all(|z| z.norm() < 0.05),
+        "E[U] vanishes"
+    );
     assert!((u2 / s).map(|x| x - 1.0 / n as f64).amax() < 0.02, "E|U_ij|² = 1/n");
     assert!((trace_sq / s - 1.0).abs() < 0.1, "E|tr U|² = 1 for Haar U(n)");
 }
@@ -80,7 +89,10 @@ fn first_moments_vanish_and_second_moments_match() {
 fn qr_reconstructs() {
     let mut g = rng(14);
     for (m, n) in [(1, 1), (3, 3), (5, 3), (3, 5), (8, 8)] {
-        let a: DMatrix<f64> = haar_orthogonal::<f64, _>(m.max(n), &mut g).view((0, 0), (m, n)).into_owned() * 3.0
+        let a: DMatrix<f64> = haar_orthogonal::<f64, _>(m.max(n), &mut g)
+            .view((0, 0), (m, n))
+            .into_owned()
+            * 3.0
             + DMatrix::from_fn(m, n, |i, j| (i * n + j) as f64 * 0.1);
         let f = qr(a.clone());
         assert!((&f.q * &f.r - &a).amax() < 1e-12);

@@ -10,11 +10,15 @@ fn random_real<T: GemmScalar + From<f32>>(r: usize, c: usize, g: &mut impl Rng) 
 }
 
 fn random_c32(r: usize, c: usize, g: &mut impl Rng) -> DMatrix<Complex32> {
-    DMatrix::from_fn(r, c, |_, _| Complex32::new(g.random_range(-1.0..1.0), g.random_range(-1.0..1.0)))
+    DMatrix::from_fn(r, c, |_, _| {
+        Complex32::new(g.random_range(-1.0..1.0), g.random_range(-1.0..1.0))
+    })
 }
 
 fn random_c64(r: usize, c: usize, g: &mut impl Rng) -> DMatrix<Complex64> {
-    DMatrix::from_fn(r, c, |_, _| Complex64::new(g.random_range(-1.0..1.0), g.random_range(-1.0..1.0)))
+    DMatrix::from_fn(r, c, |_, _| {
+        Complex64::new(g.random_range(-1.0..1.0), g.random_range(-1.0..1.0))
+    })
 }
 
 /// Operand `m×k` viewed directly (`false`) or as the transpose of its stored transpose (`true`).
@@ -52,7 +56,10 @@ fn real_f32_all_transposes_and_shapes() {
                         matmul_reference(MatMut::from(&mut c_ref), accum, av, bv, 0.75);
                         let tol = 1e-5 * (k as f32).sqrt() * 4.0;
                         let err = max_abs_diff_f32(&c, &c_ref);
-                        assert!(err <= tol, "m={m} n={n} k={k} ta={ta} tb={tb} {accum:?}: error {err} > {tol}");
+                        assert!(
+                            err <= tol,
+                            "m={m} n={n} k={k} ta={ta} tb={tb} {accum:?}: error {err} > {tol}"
+                        );
                         count += 1;
                     }
                 }
@@ -72,8 +79,21 @@ fn real_f64_matches_reference() {
                 let b: DMatrix<f64> = DMatrix::from_fn(k, n, |_, _| g.random_range(-1.0..1.0));
                 let mut c = DMatrix::zeros(m, n);
                 let mut c_ref = DMatrix::zeros(m, n);
-                matmul(MatMut::from(&mut c), Accum::Replace, MatRef::from(&a), MatRef::from(&b), 1.0, Par::Seq);
-                matmul_reference(MatMut::from(&mut c_ref), Accum::Replace, MatRef::from(&a), MatRef::from(&b), 1.0);
+                matmul(
+                    MatMut::from(&mut c),
+                    Accum::Replace,
+                    MatRef::from(&a),
+                    MatRef::from(&b),
+                    1.0,
+                    Par::Seq,
+                );
+                matmul_reference(
+                    MatMut::from(&mut c_ref),
+                    Accum::Replace,
+                    MatRef::from(&a),
+                    MatRef::from(&b),
+                    1.0,
+                );
                 assert!((c - c_ref).amax() < 1e-12);
             }
         }
@@ -91,8 +111,16 @@ fn complex_with_adjoints_matches_reference() {
                     let ah = a.adjoint();
                     let b = random_c32(k, n, &mut g);
                     let bt = b.transpose();
-                    let av = if mode & 1 == 1 { MatRef::from(&ah).adjoint() } else { MatRef::from(&a) };
-                    let bv = if mode & 2 == 2 { MatRef::from(&bt).t() } else { MatRef::from(&b) };
+                    let av = if mode & 1 == 1 {
+                        MatRef::from(&ah).adjoint()
+                    } else {
+                        MatRef::from(&a)
+                    };
+                    let bv = if mode & 2 == 2 {
+                        MatRef::from(&bt).t()
+                    } else {
+                        MatRef::from(&b)
+                    };
                     let alpha = Complex32::new(0.5, -0.25);
                     let mut c = random_c32(m, n, &mut g);
                     let mut c_ref = c.clone();
@@ -114,8 +142,21 @@ fn complex64_conjugate_view_matches_reference() {
     let mut c = DMatrix::zeros(6, 7);
     let mut c_ref = DMatrix::zeros(6, 7);
     let one = Complex64::new(1.0, 0.0);
-    matmul(MatMut::from(&mut c), Accum::Replace, MatRef::from(&a).conjugate(), MatRef::from(&b), one, Par::Seq);
-    matmul_reference(MatMut::from(&mut c_ref), Accum::Replace, MatRef::from(&a).conjugate(), MatRef::from(&b), one);
+    matmul(
+        MatMut::from(&mut c),
+        Accum::Replace,
+        MatRef::from(&a).conjugate(),
+        MatRef::from(&b),
+        one,
+        Par::Seq,
+    );
+    matmul_reference(
+        MatMut::from(&mut c_ref),
+        Accum::Replace,
+        MatRef::from(&a).conjugate(),
+        MatRef::from(&b),
+        one,
+    );
     let expected = a.map(|z| z.conj()) * &b;
     assert!((c.clone() - c_ref).iter().all(|z| z.norm() < 1e-12));
     assert!((c - expected).iter().all(|z| z.norm() < 1e-12));
@@ -143,9 +184,23 @@ fn empty_inner_dimension_zeroes_or_keeps() {
     let a = DMatrix::<f32>::zeros(3, 0);
     let b = DMatrix::<f32>::zeros(0, 2);
     let mut c = DMatrix::<f32>::from_element(3, 2, 7.0);
-    matmul(MatMut::from(&mut c), Accum::Add, MatRef::from(&a), MatRef::from(&b), 1.0, Par::Seq);
+    matmul(
+        MatMut::from(&mut c),
+        Accum::Add,
+        MatRef::from(&a),
+        MatRef::from(&b),
+        1.0,
+        Par::Seq,
+    );
     assert!(c.iter().all(|&x| x == 7.0));
-    matmul(MatMut::from(&mut c), Accum::Replace, MatRef::from(&a), MatRef::from(&b), 1.0, Par::Seq);
+    matmul(
+        MatMut::from(&mut c),
+        Accum::Replace,
+        MatRef::from(&a),
+        MatRef::from(&b),
+        1.0,
+        Par::Seq,
+    );
     assert!(c.iter().all(|&x| x == 0.0));
 }
 
