@@ -1,11 +1,11 @@
 //! Measures ideal / in-silico-deployed / FFM-in-situ accuracy of a free-space classifier on
 //! Fashion-MNIST (docs/ffm.md). One JSON result per line on stdout.
 //!
-//! `cargo run --release -p insitu-ffm --example ffm_classify -- [layers] [grid_n] [train] [test] [epochs] [seeds] [modes]`
+//! `cargo run --release -p insitu-ffm --example ffm_classify -- [layers] [grid_n] [train] [test] [epochs] [seeds] [modes] [lr] [batch] [imperfections-json] [detector_fraction] [loss]`
 //! e.g. `... -- 2 64 3000 1000 2 1 ideal,in-silico,in-situ`
 
 use insitu_data::{default_datasets_dir, load_task, Task};
-use insitu_ffm::{run, FfmSpec, TrainingMode};
+use insitu_ffm::{run, ClassifierLoss, FfmSpec, Imperfections, TrainingMode};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +19,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let modes = arg(6, "ideal,in-silico,in-situ");
     let lr: f32 = arg(7, "0.05").parse()?;
     let batch: usize = arg(8, "32").parse()?;
+    let imperfections: Imperfections = match a.get(9) {
+        Some(j) => serde_json::from_str(j)?,
+        None => Imperfections::realistic(),
+    };
+    let detector_fraction: f64 = arg(10, "0.1").parse()?;
+    let loss: ClassifierLoss = serde_json::from_str(&format!("\"{}\"", arg(11, "region-fraction-mse")))?;
     let tt = load_task(Task::FashionMnist, &default_datasets_dir(), 0)?;
     for mode in modes.split(',') {
         let mode: TrainingMode = serde_json::from_str(&format!("\"{mode}\""))?;
@@ -34,6 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 train_limit: Some(train),
                 test_limit: Some(test),
                 mode,
+                imperfections: imperfections.clone(),
+                detector_fraction,
+                loss,
                 ..FfmSpec::default()
             };
             let r = run(&spec, &tt.train, &tt.test)?;

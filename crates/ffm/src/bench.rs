@@ -27,10 +27,12 @@ pub struct Imperfections {
     pub misalignment_px: usize,
     /// Relative standard deviation of each layer's propagation distance (`z·(1 + δ)`).
     pub distance_error: f64,
-    /// RMS (radians) of a smooth random aberration phase screen in each layer's modulator plane.
+    /// RMS (radians) of a smooth random aberration phase screen half-way along each layer's
+    /// propagation (`T → T_{z/2} A T_{z/2}`, which stays symmetric).
     pub aberration_rms: f64,
-    /// Relative standard deviation of each modulator's phase-response gain (`φ → (1 + γ)φ`,
-    /// after wrapping into `[0, 2π)`).
+    /// Size of each modulator's phase-response (look-up-table) error: the imprinted phase is
+    /// `φ + γ_l sin(φ + θ_l)` with `γ_l ~ N(0, phase_gain_error²)` (clamped to ±0.9, so the
+    /// response stays monotonic) and `θ_l` uniform; periodic, so it has no jump at the 2π wrap.
     pub phase_gain_error: f64,
     /// Phase quantisation levels of the modulators (0 = continuous; the paper's SLMs: 256).
     pub phase_levels: u32,
@@ -57,7 +59,7 @@ impl Default for Imperfections {
 
 impl Imperfections {
     /// The project's default "realistic bench" (documented in `docs/ffm.md`): 2-pixel
-    /// misalignment, 2 % distance error, 1 rad RMS aberrations, 10 % phase-gain error,
+    /// misalignment, 2 % distance error, 1 rad RMS aberrations, 0.1 rad phase-response error,
     /// 8-bit phase, 1 % measurement noise.
     pub fn realistic() -> Self {
         Self {
@@ -92,8 +94,10 @@ impl Imperfections {
 struct BenchLayer {
     shift: (isize, isize),
     gain: f32,
-    /// `e^{iα}` of the aberration screen.
+    lut_offset: f32,
+    /// `e^{iα}` of the mid-propagation aberration screen (empty: none).
     aberration: Vec<Complex32>,
+    /// The whole propagation without aberration, or its first/second half with one.
     propagation: FreeSpace,
 }
 
@@ -156,14 +160,22 @@ impl ImperfectBench {
             let g: f64 = StandardNormal.sample(&mut r);
             let dz: f64 = StandardNormal.sample(&mut r);
             let screen = smooth_screen(n, &mut r);
-            let aberration = screen
-                .iter()
-                .map(|&s| Complex32::from_polar(1.0, s * imp.aberration_rms as f32))
-                .collect();
-            let propagation = p.with_distance(p.distance() * (1.0 + imp.distance_error * dz))?;
+            let z = p.distance() * (1.0 + imp.distance_error * dz);
+            let (aberration, propagation) = if imp.aberration_rms > 0.0 {
+                let a = screen
+                    .iter()
+                    .map(|&s| Complex32::from_polar(1.0, s * imp.aberration_rms as f32))
+                    .collect();
+                (a, p.with_distance(z / 2.0)?)
+            } else {
+                (Vec::new(), p.with_distance(z)?)
+            };
+            let gain = (imp.phase_gain_error * g).clamp(-0.9, 0.9) as f32;
+            let lut_offset = r.random_range(0.0..std::f32::consts::TAU);
             layers.push(BenchLayer {
                 shift,
-                gain: (1.0 + imp.phase_gain_error * g) as f32,
+                gain,
+                lut_offset,
                 aberration,
                 propagation,
             });
@@ -186,7 +198,8 @@ impl ImperfectBench {
             let q = tau / self.levels as f32;
             p = ((p / q).round() * q).rem_euclid(tau);
         }
-        p * self.layers[layer].gain
+        let l = &self.layers[layer];
+        p + l.gain * (p + l.lut_offset).sin()
     }
 }
 
@@ -220,12 +233,19 @@ impl PhysicalSystem<f32> for ImperfectBench {
                     screen[br as usize * n + bc as usize] = self.realised_phase(l, phase[r * n + c]);
                 }
             }
-            for ((f, &s), &a) in field.iter_mut().zip(&screen).zip(&self.layers[l].aberration) {
-                *f *= Complex32::from_polar(1.0, s) * a;
+            for (f, &s) in field.iter_mut().zip(&screen) {
+                *f *= Complex32::from_polar(1.0, s);
             }
             self.screen = screen;
         }
-        self.layers[propagation].propagation.propagate(field);
+        let layer = &mut self.layers[propagation];
+        layer.propagation.propagate(field);
+        if !layer.aberration.is_empty() {
+            for (f, &a) in field.iter_mut().zip(&layer.aberration) {
+                *f *= a;
+            }
+            layer.propagation.propagate(field);
+        }
         if self.noise > 0.0 {
             let rms = (field.iter().map(|z| z.norm_sqr() as f64).sum::<f64>() / field.len() as f64).sqrt() as f32;
             let sigma = self.noise * rms * std::f32::consts::FRAC_1_SQRT_2;

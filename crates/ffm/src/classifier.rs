@@ -55,6 +55,19 @@ pub enum ActivationKind {
     Photorefractive,
 }
 
+/// The training loss of a classifier run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassifierLoss {
+    /// SPEC B3's reading: output intensity divided by its maximum, summed squared error against
+    /// the binary target image (1 in the true class's detector square).
+    MaxNormalizedMse,
+    /// Squared error between the fractions of detected energy per detector square and the
+    /// one-hot label ([`FieldLoss::RegionFractionMse`]); the default, see `docs/ffm.md`.
+    #[default]
+    RegionFractionMse,
+}
+
 /// Everything that defines one classifier run (serialisable; part of the result).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -91,6 +104,8 @@ pub struct FfmSpec {
     pub mode: TrainingMode,
     /// Activation between layers.
     pub activation: ActivationKind,
+    /// Training loss.
+    pub loss: ClassifierLoss,
     /// The bench's imperfections (used by `InSilico` and `InSitu`).
     pub imperfections: Imperfections,
 }
@@ -109,14 +124,15 @@ impl Default for FfmSpec {
             padding: 2,
             input_fraction: 392.0 / 400.0,
             detector_fraction: 0.1,
-            epochs: 2,
-            batch: 32,
+            epochs: 3,
+            batch: 16,
             lr: 0.05,
             seed: 0,
             train_limit: Some(3000),
             test_limit: Some(1000),
             mode: TrainingMode::InSitu,
             activation: ActivationKind::None,
+            loss: ClassifierLoss::default(),
             imperfections: Imperfections::realistic(),
         }
     }
@@ -402,8 +418,17 @@ where
                     |(sys, w), ((g, l), &j)| {
                         embed_image(train_task.image(j), train_task.side, setup.n, setup.inner, &mut w.input);
                         g.iter_mut().for_each(|v| v.fill(0.0));
-                        let target = &setup.targets[train_task.labels[j] as usize];
-                        let loss = FieldLoss::NormalizedIntensityMse(target);
+                        let label = train_task.labels[j] as usize;
+                        let loss = match spec.loss {
+                            ClassifierLoss::MaxNormalizedMse => {
+                                FieldLoss::NormalizedIntensityMse(&setup.targets[label])
+                            }
+                            ClassifierLoss::RegionFractionMse => FieldLoss::RegionFractionMse {
+                                n: setup.n,
+                                squares: &setup.squares,
+                                label,
+                            },
+                        };
                         let shot = derive_seed(spec.seed, &[step, j as u64]);
                         *l = ffm_gradient(sys, phases_ref, &acts, &w.input, &loss, &mut w.ws, g, shot);
                     },

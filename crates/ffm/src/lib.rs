@@ -32,7 +32,7 @@ pub mod system;
 
 pub use activation::ElementwiseActivation;
 pub use bench::{CountingSystem, ImperfectBench, Imperfections};
-pub use classifier::{run, ActivationKind, FfmResult, FfmSpec, TrainingMode};
+pub use classifier::{run, ActivationKind, ClassifierLoss, FfmResult, FfmSpec, TrainingMode};
 pub use component::{AdjointPropagation, DenseTransfer, Propagation};
 pub use gradient::{adjoint_gradient, data_pass, ffm_gradient, Activations, FfmWorkspace};
 pub use loss::FieldLoss;

@@ -21,6 +21,18 @@ pub enum FieldLoss<'a, F: Real> {
     /// `∂L/∂I_j = 2(p_j − t_j)/m − [j = k]·Σ_i 2(p_i − t_i)·I_i/m²`, `∂L/∂ȳ_j = ∂L/∂I_j · y_j`.
     /// An all-zero output gives loss `Σ t²` and a zero gradient.
     NormalizedIntensityMse(&'a [F]),
+    /// Detector-fraction MSE on an `n × n` output: `E_k = Σ_{j ∈ R_k} |y_j|²` over the square
+    /// regions `(row, col, side)`, `e_k = E_k / Σ_m E_m`, `L = Σ_k (e_k − [k = label])²`.
+    /// `∂L/∂E_k = 2(e_k − o_k)/S − Σ_m 2(e_m − o_m) e_m / S` (`S = Σ E`), `∂L/∂ȳ_j = ∂L/∂E_{k(j)} y_j`
+    /// inside region `k(j)`, 0 outside. No light on any detector gives `L = 1`, zero gradient.
+    RegionFractionMse {
+        /// Grid side.
+        n: usize,
+        /// The detector squares `(row, col, side)`, disjoint.
+        squares: &'a [(usize, usize, usize)],
+        /// The true class (index into `squares`).
+        label: usize,
+    },
 }
 
 impl<F: Real> FieldLoss<'_, F> {
@@ -29,6 +41,7 @@ impl<F: Real> FieldLoss<'_, F> {
         match self {
             FieldLoss::FieldMse(t) => t.len(),
             FieldLoss::IntensityMse(t) | FieldLoss::NormalizedIntensityMse(t) => t.len(),
+            FieldLoss::RegionFractionMse { n, .. } => n * n,
         }
     }
 
@@ -64,6 +77,7 @@ impl<F: Real> FieldLoss<'_, F> {
                 l
             }
             FieldLoss::NormalizedIntensityMse(t) => normalized_intensity_mse(y, t, grad),
+            FieldLoss::RegionFractionMse { n, squares, label } => region_fraction_mse(y, n, squares, label, grad),
         }
     }
 }
@@ -96,5 +110,48 @@ fn normalized_intensity_mse<F: Real>(y: &[Complex<F>], t: &[F], grad: &mut [Comp
         *g = yi * (two * d * inv_m);
     }
     grad[k] -= y[k] * (F::of(s) * inv_m);
+    l
+}
+
+fn region_fraction_mse<F: Real>(
+    y: &[Complex<F>],
+    n: usize,
+    squares: &[(usize, usize, usize)],
+    label: usize,
+    grad: &mut [Complex<F>],
+) -> f64 {
+    grad.fill(Complex::new(F::zero(), F::zero()));
+    let energy = |&(r0, c0, s): &(usize, usize, usize)| -> f64 {
+        (r0..r0 + s)
+            .map(|r| {
+                y[r * n + c0..r * n + c0 + s]
+                    .iter()
+                    .map(|z| z.norm_sqr().to_f64())
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let total: f64 = squares.iter().map(energy).sum();
+    if total <= 0.0 {
+        return 1.0;
+    }
+    let frac = |k: usize, e: f64| (e / total, if k == label { 1.0 } else { 0.0 });
+    let mut l = 0.0;
+    let mut s = 0.0;
+    for (k, sq) in squares.iter().enumerate() {
+        let (e, o) = frac(k, energy(sq));
+        l += (e - o) * (e - o);
+        s += 2.0 * (e - o) * e;
+    }
+    for (k, sq) in squares.iter().enumerate() {
+        let (e, o) = frac(k, energy(sq));
+        let d = F::of((2.0 * (e - o) - s) / total);
+        let &(r0, c0, side) = sq;
+        for r in r0..r0 + side {
+            for j in r * n + c0..r * n + c0 + side {
+                grad[j] = y[j] * d;
+            }
+        }
+    }
     l
 }

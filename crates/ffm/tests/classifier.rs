@@ -325,3 +325,33 @@ fn bad_specs_and_data_are_errors() {
     };
     assert!(run(&tiny_spec(TrainingMode::Ideal), &odd, &test).is_err());
 }
+
+/// `INSITU_SLOW_TESTS=1`: on Fashion-MNIST (if present under the datasets directory), FFM in
+/// situ stays near ideal while the in-silico design deployed on the bench falls far below.
+#[test]
+fn slow_in_situ_beats_in_silico_on_fashion_mnist() {
+    if std::env::var("INSITU_SLOW_TESTS").ok().as_deref() != Some("1") {
+        return;
+    }
+    let tt = insitu_data::load_task(insitu_data::Task::FashionMnist, &insitu_data::default_datasets_dir(), 0)
+        .expect("Fashion-MNIST under the datasets directory (cargo xtask datasets)");
+    let acc = |mode| {
+        let spec = FfmSpec {
+            epochs: 2,
+            train_limit: Some(2000),
+            test_limit: Some(500),
+            mode,
+            ..FfmSpec::default()
+        };
+        run(&spec, &tt.train, &tt.test).unwrap().test_accuracy
+    };
+    let (ideal, silico, situ) = (
+        acc(TrainingMode::Ideal),
+        acc(TrainingMode::InSilico),
+        acc(TrainingMode::InSitu),
+    );
+    eprintln!("ideal {ideal:.3}, in silico deployed {silico:.3}, FFM in situ {situ:.3}");
+    assert!(ideal > 0.6, "ideal accuracy {ideal}");
+    assert!(situ > ideal - 0.1, "FFM in situ {situ} vs ideal {ideal}");
+    assert!(silico < situ - 0.2, "in silico {silico} vs in situ {situ}");
+}

@@ -272,3 +272,48 @@ fn holomorphic_rule_would_be_wrong_for_these_activations() {
     let c = run_case(10, 2, true, &acts, 1, 8, true);
     assert!(rel_err(&c.ffm, &c.fd) > 1e-3);
 }
+
+#[test]
+fn every_loss_gradient_is_the_wirtinger_derivative() {
+    // ∂L/∂ȳ = (∂L/∂Re y + i ∂L/∂Im y)/2, by central differences in f64, for all four losses
+    let n = 5;
+    let mut r = rng(42);
+    let y = random_field(n * n, &mut r);
+    let t_field = random_field(n * n, &mut r);
+    let t_int: Vec<f64> = (0..n * n).map(|_| r.random_range(0.0..1.0)).collect();
+    let squares = [(0, 0, 2), (0, 3, 2), (3, 0, 2), (3, 3, 1)];
+    let losses = [
+        FieldLoss::FieldMse(&t_field),
+        FieldLoss::IntensityMse(&t_int),
+        FieldLoss::NormalizedIntensityMse(&t_int),
+        FieldLoss::RegionFractionMse {
+            n,
+            squares: &squares,
+            label: 2,
+        },
+    ];
+    for (k, loss) in losses.iter().enumerate() {
+        let mut g = vec![C::new(0.0, 0.0); n * n];
+        loss.eval(&y, &mut g);
+        let mut scratch = vec![C::new(0.0, 0.0); n * n];
+        let h = 1e-6;
+        let mut worst = 0.0f64;
+        let scale = g.iter().map(|z| z.norm()).fold(0.0, f64::max);
+        for j in 0..n * n {
+            let mut partial = |d: C| {
+                let mut yp = y.clone();
+                yp[j] += d;
+                let lp = loss.eval(&yp, &mut scratch);
+                yp[j] -= d * 2.0;
+                let lm = loss.eval(&yp, &mut scratch);
+                (lp - lm) / (2.0 * h)
+            };
+            let fd = C::new(partial(C::new(h, 0.0)), partial(C::new(0.0, h))) * 0.5;
+            worst = worst.max((fd - g[j]).norm() / scale);
+        }
+        assert!(
+            worst < 1e-7,
+            "loss {k}: ∂L/∂ȳ off by {worst:e} (relative to its largest entry)"
+        );
+    }
+}
