@@ -274,7 +274,12 @@ pub fn mse(pred: &Mat, targets: &Mat) -> f64 {
     for j in 0..batch {
         let p = pred.column(j);
         let t = targets.column(j);
-        let per_sample: f32 = p.iter().zip(t.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
+        let per_sample: f32 = p
+            .as_slice()
+            .iter()
+            .zip(t.as_slice())
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
         sum += per_sample as f64;
     }
     sum / batch as f64
@@ -382,11 +387,14 @@ fn cosine_backward_impl<const FIRST: bool>(
         _ => scale / batch as f32,
     };
     let alpha = classes as f32 - 1.0;
+    let protos = prototypes.as_slice();
+    let proto = |c: usize| &protos[c * width..(c + 1) * width];
+    let zs = z.as_slice();
+    let dzs = dz.as_mut_slice();
     for j in 0..batch {
-        let zj = z.column(j);
-        let zj = zj.as_slice();
+        let zj = &zs[j * width..(j + 1) * width];
         let inv_n = inv_norm(zj);
-        let mut dzj = dz.column_mut(j);
+        let dzj = &mut dzs[j * width..(j + 1) * width];
         if inv_n == 0.0 {
             for d in dzj.iter_mut() {
                 write_or_add::<FIRST>(d, 0.0);
@@ -395,7 +403,7 @@ fn cosine_backward_impl<const FIRST: bool>(
         }
         // g_buf ← G(c), then overwritten by ∂ℓ/∂G(c); s = Σ g_c G(c).
         for c in 0..classes {
-            g_buf[c] = goodness(prototypes.column(c).as_slice(), zj, inv_n);
+            g_buf[c] = goodness(proto(c), zj, inv_n);
         }
         let mut s = 0.0f32;
         match kind {
@@ -443,7 +451,7 @@ fn cosine_backward_impl<const FIRST: bool>(
         for c in 0..classes {
             let gc = g_buf[c];
             if gc != 0.0 {
-                for (v, &p) in v_buf.iter_mut().zip(prototypes.column(c).iter()) {
+                for (v, &p) in v_buf.iter_mut().zip(proto(c)) {
                     *v += gc * p;
                 }
             }
@@ -472,7 +480,8 @@ pub(crate) fn softmax_cross_entropy_backward(logits: &Mat, labels: &[u32], scale
         let lj = logits.column(j);
         let lj = lj.as_slice();
         let lse = log_sum_exp(lj);
-        let mut dj = dl.column_mut(j);
+        let dj = dl.column_mut(j);
+        let dj = dj.data.into_slice_mut();
         for (c, (d, &l)) in dj.iter_mut().zip(lj).enumerate() {
             let p = (l - lse).exp() - if c == y as usize { 1.0 } else { 0.0 };
             if first {
@@ -492,7 +501,12 @@ pub(crate) fn mse_backward(pred: &Mat, targets: &Mat, scale: f32, dp: &mut Mat, 
         return;
     }
     let k = 2.0 * scale / batch as f32;
-    for ((d, &p), &t) in dp.iter_mut().zip(pred.iter()).zip(targets.iter()) {
+    for ((d, &p), &t) in dp
+        .as_mut_slice()
+        .iter_mut()
+        .zip(pred.as_slice())
+        .zip(targets.as_slice())
+    {
         if first {
             *d = k * (p - t);
         } else {

@@ -251,8 +251,13 @@ impl Tape {
         let (lo, out) = split(&mut self.values, i);
         set_shape(out, r, c);
         let bias = lo[b].as_slice();
-        for (mut oc, zc) in out.column_iter_mut().zip(lo[z].column_iter()) {
-            for ((o, &zv), &bv) in oc.iter_mut().zip(zc.iter()).zip(bias) {
+        let zs = lo[z].as_slice();
+        for (oc, zc) in out
+            .as_mut_slice()
+            .chunks_exact_mut(r.max(1))
+            .zip(zs.chunks_exact(r.max(1)))
+        {
+            for ((o, &zv), &bv) in oc.iter_mut().zip(zc).zip(bias) {
                 *o = zv + bv;
             }
         }
@@ -266,7 +271,7 @@ impl Tape {
         let i = self.push(Op::Relu { z }, ng);
         let (lo, out) = split(&mut self.values, i);
         set_shape(out, lo[z].nrows(), lo[z].ncols());
-        for (o, &v) in out.iter_mut().zip(lo[z].iter()) {
+        for (o, &v) in out.as_mut_slice().iter_mut().zip(lo[z].as_slice()) {
             *o = v.max(0.0);
         }
         Var(i)
@@ -459,10 +464,11 @@ impl Tape {
                     if needs_grad[z] {
                         let first = Self::touch(grads, grad_ready, values, z);
                         let (up, dz) = upstream_and(grads, i, z);
+                        let dz = dz.as_mut_slice();
                         if first {
-                            dz.copy_from(up);
+                            dz.copy_from_slice(up.as_slice());
                         } else {
-                            *dz += up;
+                            dz.iter_mut().zip(up.as_slice()).for_each(|(d, u)| *d += u);
                         }
                     }
                     if needs_grad[b] {
@@ -472,8 +478,8 @@ impl Tape {
                         if first {
                             db.iter_mut().for_each(|d| *d = 0.0);
                         }
-                        for col in up.column_iter() {
-                            for (d, &u) in db.iter_mut().zip(col.iter()) {
+                        for col in up.as_slice().chunks_exact(db.len().max(1)) {
+                            for (d, &u) in db.iter_mut().zip(col) {
                                 *d += u;
                             }
                         }
@@ -484,7 +490,8 @@ impl Tape {
                         let first = Self::touch(grads, grad_ready, values, z);
                         let (up, dz) = upstream_and(grads, i, z);
                         let out = &values[i];
-                        for ((d, &u), &o) in dz.iter_mut().zip(up.iter()).zip(out.iter()) {
+                        let dz = dz.as_mut_slice();
+                        for ((d, &u), &o) in dz.iter_mut().zip(up.as_slice()).zip(out.as_slice()) {
                             let g = if o > 0.0 { u } else { 0.0 };
                             if first {
                                 *d = g;
