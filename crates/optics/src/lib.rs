@@ -1,17 +1,26 @@
 //! # insitu-optics — the optics simulator
 //!
-//! **What it is for.** The physical components the two papers train, simulated so that the
-//! conventions are explicit and documented (`docs/optics.md`):
-//! - free-space propagation on a square grid (exact, Fresnel and band-limited angular spectrum,
-//!   zero-padded, symmetric `T = Tᵀ` on the grid; SPEC B1, seed 002 Methods), thin lenses,
-//!   apertures, phase and amplitude masks;
-//! - elementwise optical nonlinearities with Wirtinger derivatives: the electro-optic activation
-//!   of Williamson et al. (SPEC A9, seed 000's photonic emulation) and seed 002's optoelectronic
-//!   and photorefractive activations (SPEC B2);
+//! **What it is for.** The physical components the two papers train, simulated with explicit,
+//! documented conventions (`docs/optics.md`; users may depend on this crate alone):
+//! - [`mzi`]: the MZI and the rectangular (Clements) mesh in neurophox's convention written for
+//!   column vectors (SPEC A9, seed 000's photonic emulation): allocation-free batch application,
+//!   the unitary, Haar initialisation (Pai et al. 2019), the Clements decomposition, coupler
+//!   errors and phase quantisation; parameters as one flat slice for gradient estimators;
+//! - [`activation`]: elementwise nonlinearities with Wirtinger derivatives — the electro-optic
+//!   activation of Williamson et al. (SPEC A9) and seed 002's optoelectronic and photorefractive
+//!   activations (SPEC B2);
+//! - [`freespace`]: angular-spectrum, Fresnel and band-limited angular-spectrum propagation on a
+//!   square grid, zero-padded, symmetric `T = Tᵀ` on the grid (SPEC B1, seed 002 Methods);
+//!   [`elements`]: thin lenses, apertures, phase / amplitude masks;
+//! - [`detector`]: intensity, the 3-4-3 ten-region detector (SPEC B3 reading), photon-limited
+//!   camera noise; [`imperfections`]: seeded reciprocal imperfections that make a "physical"
+//!   system differ from its digital model (SPEC B3, B4); [`pic`]: the symmetric 2×2 core and the
+//!   coupled waveguide pair with gain/loss (SPEC B4).
 //!
 //! **Conventions.** Time dependence `exp(−iωt)`; propagation over `z` multiplies the angular
 //! spectrum by `exp(+i k_z z)`. Fields are row-major `n × n` slices (`row * n + col`), sample
-//! `j` at `dx·(j − n/2)`.
+//! `j` at `dx·(j − n/2)`. Mesh: `y = U x`, `U = Layer_{L−1} ⋯ Layer_0 · diag(e^{iγ})`
+//! (neurophox's `.matrix` is `Uᵀ`).
 //!
 //! **What it must not do.** No I/O, no printing, no learning logic (gradients, optimisers and
 //! losses live in insitu-ffzero / insitu-ffm); no hidden randomness (every random draw takes an
@@ -25,6 +34,7 @@ pub mod fft;
 pub mod freespace;
 pub mod imperfections;
 pub mod mzi;
+pub mod pic;
 
 pub use activation::{Activation, ElectroOptic, Optoelectronic, Photorefractive};
 pub use detector::{intensity, DetectorRegions, PhotonDetector};
@@ -40,3 +50,4 @@ pub use imperfections::{
 };
 pub use mzi::{clements_decomposition, mzi_transfer, MeshPhases64, RectangularMesh};
 pub use num_complex::{Complex32, Complex64};
+pub use pic::{CoupledWaveguides, SymmetricCore};

@@ -82,7 +82,7 @@ pub fn mzi_transfer_with_error(theta: f64, phi: f64, eps_in: f64, eps_out: f64) 
 
 /// Number of MZIs in layer `l` of an `n`-mode mesh.
 pub fn mzis_in_layer(n: usize, l: usize) -> usize {
-    if l % 2 == 0 {
+    if l.is_multiple_of(2) {
         n / 2
     } else {
         n.saturating_sub(1) / 2
@@ -537,7 +537,11 @@ fn alpha_checkerboard_general(units: usize, layers: usize) -> Vec<Vec<f64>> {
         push(alpha_checkerboard(units, units, blk % 2 == 1 && units % 2 == 1));
     }
     let extra = layers - full * units;
-    push(alpha_checkerboard(units, extra, full % 2 == 0 && units % 2 == 1));
+    push(alpha_checkerboard(
+        units,
+        extra,
+        full.is_multiple_of(2) && units % 2 == 1,
+    ));
     out
 }
 
@@ -635,7 +639,7 @@ pub fn clements_decomposition(u: &CMat64, tol: f64) -> Result<MeshPhases64, Opti
         });
     }
     let dev = unitarity_deviation(u);
-    if !(dev <= tol) {
+    if dev.is_nan() || dev > tol {
         return Err(OpticsError::NotUnitary {
             deviation: dev,
             tolerance: tol,
