@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use insitu_linalg::{derive_seed, rng, substream};
-use insitu_optics::FreeSpace;
+use insitu_optics::{DistanceError, FreeSpace, MaskShift, ModulatorResponse, SmoothRandomPhase};
 use num_complex::Complex32;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -18,24 +18,29 @@ use serde::{Deserialize, Serialize};
 use crate::system::PhysicalSystem;
 use crate::FfmError;
 
-/// Strengths of the bench's imperfections (all zero: the bench equals the digital model).
+/// Strengths of the bench's imperfections (all zero: the bench equals the digital model). Each
+/// layer draws its own instance from the bench seed; the physics is insitu-optics'
+/// (`MaskShift`, `DistanceError`, `SmoothRandomPhase`, `ModulatorResponse`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Imperfections {
-    /// Largest lateral misalignment of each layer's modulator against the beam, in pixels:
-    /// each layer gets integer shifts `(s_r, s_c)` drawn uniformly from `−k..=k`.
-    pub misalignment_px: usize,
-    /// Relative standard deviation of each layer's propagation distance (`z·(1 + δ)`).
+    /// Largest lateral misregistration of each layer's modulator, in pixels: sub-pixel shifts
+    /// `(dx, dy)` drawn uniformly from `[−k, k]²` (`MaskShift`, bilinear).
+    pub misalignment_px: f64,
+    /// Relative standard deviation of each layer's propagation distance (`z·(1 + δ)`,
+    /// `DistanceError`).
     pub distance_error: f64,
     /// RMS (radians) of a smooth random aberration phase screen half-way along each layer's
-    /// propagation (`T → T_{z/2} A T_{z/2}`, which stays symmetric).
+    /// propagation (`T → T_{z/2} A T_{z/2}`, which stays symmetric; `SmoothRandomPhase`).
     pub aberration_rms: f64,
-    /// Size of each modulator's phase-response (look-up-table) error: the imprinted phase is
-    /// `φ + γ_l sin(φ + θ_l)` with `γ_l ~ N(0, phase_gain_error²)` (clamped to ±0.9, so the
-    /// response stays monotonic) and `θ_l` uniform; periodic, so it has no jump at the 2π wrap.
+    /// Correlation length (pixels) of the aberration screens.
+    pub aberration_correlation_px: f64,
+    /// Standard deviation of each modulator's look-up-table gain error `γ`: the imparted phase
+    /// is `(1+γ)φ̃ − γφ̃²/(2π)` (`ModulatorResponse`, `φ̃ = φ mod 2π`): right at 0 and 2π, so
+    /// the response has no jump at the wrap, bowed in between.
     pub phase_gain_error: f64,
-    /// Phase quantisation levels of the modulators (0 = continuous; the paper's SLMs: 256).
-    pub phase_levels: u32,
+    /// Phase quantisation in bits (0 = continuous; the paper's SLMs: 8).
+    pub phase_bits: u32,
     /// Standard deviation of complex Gaussian measurement noise, relative to the RMS amplitude
     /// of the measured field.
     pub detector_noise: f64,
@@ -46,11 +51,12 @@ pub struct Imperfections {
 impl Default for Imperfections {
     fn default() -> Self {
         Self {
-            misalignment_px: 0,
+            misalignment_px: 0.0,
             distance_error: 0.0,
             aberration_rms: 0.0,
+            aberration_correlation_px: 4.0,
             phase_gain_error: 0.0,
-            phase_levels: 0,
+            phase_bits: 0,
             detector_noise: 0.0,
             seed: 2024,
         }
@@ -58,16 +64,17 @@ impl Default for Imperfections {
 }
 
 impl Imperfections {
-    /// The project's default "realistic bench" (documented in `docs/ffm.md`): 2-pixel
-    /// misalignment, 2 % distance error, 1 rad RMS aberrations, 0.1 rad phase-response error,
-    /// 8-bit phase, 1 % measurement noise.
+    /// The project's default "realistic bench" (documented in `docs/ffm.md`): up to 1-pixel
+    /// misregistration, 2 % distance error, 1 rad RMS aberrations (correlation 4 px), 10 %
+    /// look-up-table gain error, 8-bit phase, 1 % measurement noise.
     pub fn realistic() -> Self {
         Self {
-            misalignment_px: 2,
+            misalignment_px: 1.0,
             distance_error: 0.02,
             aberration_rms: 1.0,
+            aberration_correlation_px: 4.0,
             phase_gain_error: 0.1,
-            phase_levels: 256,
+            phase_bits: 8,
             detector_noise: 0.01,
             seed: 2024,
         }
@@ -75,8 +82,10 @@ impl Imperfections {
 
     fn validate(&self) -> Result<(), FfmError> {
         for (name, v) in [
+            ("misalignment_px", self.misalignment_px),
             ("distance_error", self.distance_error),
             ("aberration_rms", self.aberration_rms),
+            ("aberration_correlation_px", self.aberration_correlation_px),
             ("phase_gain_error", self.phase_gain_error),
             ("detector_noise", self.detector_noise),
         ] {
@@ -86,18 +95,23 @@ impl Imperfections {
                 )));
             }
         }
+        if self.phase_bits > 24 {
+            return Err(FfmError::InvalidSpec(format!(
+                "phase_bits must be ≤ 24, got {}",
+                self.phase_bits
+            )));
+        }
         Ok(())
     }
 }
 
 #[derive(Clone, Debug)]
 struct BenchLayer {
-    shift: (isize, isize),
-    gain: f32,
-    lut_offset: f32,
+    shift: MaskShift,
+    response: ModulatorResponse,
     /// `e^{iα}` of the mid-propagation aberration screen (empty: none).
     aberration: Vec<Complex32>,
-    /// The whole propagation without aberration, or its first/second half with one.
+    /// The whole propagation without aberration, or each half with one.
     propagation: FreeSpace,
 }
 
@@ -106,42 +120,10 @@ struct BenchLayer {
 pub struct ImperfectBench {
     n: usize,
     layers: Vec<BenchLayer>,
-    levels: u32,
     noise: f32,
     noise_seed: u64,
-    screen: Vec<f32>,
-}
-
-/// A smooth real random screen on `n × n` with unit RMS: random low spatial frequencies
-/// (`|k| ≤ 3` cycles across the aperture).
-fn smooth_screen(n: usize, r: &mut impl Rng) -> Vec<f32> {
-    let kmax = 3i32;
-    let mut terms = Vec::new();
-    for kx in -kmax..=kmax {
-        for ky in 0..=kmax {
-            if ky == 0 && kx <= 0 {
-                continue;
-            }
-            let a: f64 = StandardNormal.sample(r);
-            let phase: f64 = r.random_range(0.0..std::f64::consts::TAU);
-            terms.push((kx as f64, ky as f64, a, phase));
-        }
-    }
-    let mut s: Vec<f64> = (0..n * n)
-        .map(|j| {
-            let (y, x) = ((j / n) as f64 / n as f64, (j % n) as f64 / n as f64);
-            terms
-                .iter()
-                .map(|&(kx, ky, a, p)| a * (std::f64::consts::TAU * (kx * x + ky * y) + p).cos())
-                .sum()
-        })
-        .collect();
-    let mean = s.iter().sum::<f64>() / s.len() as f64;
-    s.iter_mut().for_each(|v| *v -= mean);
-    let rms = (s.iter().map(|v| v * v).sum::<f64>() / s.len() as f64)
-        .sqrt()
-        .max(1e-300);
-    s.iter().map(|v| (v / rms) as f32).collect()
+    responded: Vec<f32>,
+    shifted: Vec<f32>,
 }
 
 impl ImperfectBench {
@@ -153,29 +135,43 @@ impl ImperfectBench {
             .ok_or_else(|| FfmError::InvalidSpec("a bench needs at least one layer".into()))?;
         let n = first.grid().n;
         let mut r = rng(derive_seed(imp.seed, &[0xBE_0C]));
-        let k = imp.misalignment_px as i64;
+        let k = imp.misalignment_px;
         let mut layers = Vec::with_capacity(model.len());
         for p in model {
-            let shift = (r.random_range(-k..=k) as isize, r.random_range(-k..=k) as isize);
+            let (dx, dy) = if k > 0.0 {
+                (r.random_range(-k..=k), r.random_range(-k..=k))
+            } else {
+                (0.0, 0.0)
+            };
             let g: f64 = StandardNormal.sample(&mut r);
             let dz: f64 = StandardNormal.sample(&mut r);
-            let screen = smooth_screen(n, &mut r);
-            let z = p.distance() * (1.0 + imp.distance_error * dz);
+            let gamma = (imp.phase_gain_error * g).clamp(-0.9, 0.9);
+            let response = ModulatorResponse {
+                linear: 1.0 + gamma,
+                quadratic: -gamma / std::f64::consts::TAU,
+                bits: (imp.phase_bits > 0).then_some(imp.phase_bits),
+            };
+            let z = DistanceError {
+                offset: p.distance() * imp.distance_error * dz,
+            }
+            .apply(p)?
+            .distance();
             let (aberration, propagation) = if imp.aberration_rms > 0.0 {
-                let a = screen
-                    .iter()
-                    .map(|&s| Complex32::from_polar(1.0, s * imp.aberration_rms as f32))
-                    .collect();
-                (a, p.with_distance(z / 2.0)?)
+                let screen = SmoothRandomPhase {
+                    rms: imp.aberration_rms,
+                    correlation_length: imp.aberration_correlation_px,
+                }
+                .phase(n, &mut r)?;
+                (
+                    screen.iter().map(|&a| Complex32::from_polar(1.0, a)).collect(),
+                    p.with_distance(z / 2.0)?,
+                )
             } else {
                 (Vec::new(), p.with_distance(z)?)
             };
-            let gain = (imp.phase_gain_error * g).clamp(-0.9, 0.9) as f32;
-            let lut_offset = r.random_range(0.0..std::f32::consts::TAU);
             layers.push(BenchLayer {
-                shift,
-                gain,
-                lut_offset,
+                shift: MaskShift { dx, dy, fill: 0.0 },
+                response,
                 aberration,
                 propagation,
             });
@@ -183,23 +179,11 @@ impl ImperfectBench {
         Ok(Self {
             n,
             layers,
-            levels: imp.phase_levels,
             noise: imp.detector_noise as f32,
             noise_seed: derive_seed(imp.seed, &[0x0015E]),
-            screen: vec![0.0; n * n],
+            responded: vec![0.0; n * n],
+            shifted: vec![0.0; n * n],
         })
-    }
-
-    /// The phase the modulator of `layer` actually imprints for a commanded `phase`.
-    fn realised_phase(&self, layer: usize, phase: f32) -> f32 {
-        let tau = std::f32::consts::TAU;
-        let mut p = phase.rem_euclid(tau);
-        if self.levels > 0 {
-            let q = tau / self.levels as f32;
-            p = ((p / q).round() * q).rem_euclid(tau);
-        }
-        let l = &self.layers[layer];
-        p + l.gain * (p + l.lut_offset).sin()
     }
 }
 
@@ -214,29 +198,19 @@ impl PhysicalSystem<f32> for ImperfectBench {
         let n = self.n;
         assert_eq!(field.len(), n * n, "ImperfectBench::run: field length");
         if let Some((l, phase)) = modulator {
-            assert_eq!(phase.len(), n * n, "ImperfectBench::run: mask length");
-            let (sr, sc) = self.layers[l].shift;
-            // the modulator's pixel (r, c) sits over beam pixel (r + sr, c + sc); beam pixels
-            // not covered see a flat (zero) command
-            let mut screen = std::mem::take(&mut self.screen);
-            screen.fill(self.realised_phase(l, 0.0));
-            for r in 0..n {
-                let br = r as isize + sr;
-                if br < 0 || br >= n as isize {
-                    continue;
-                }
-                for c in 0..n {
-                    let bc = c as isize + sc;
-                    if bc < 0 || bc >= n as isize {
-                        continue;
-                    }
-                    screen[br as usize * n + bc as usize] = self.realised_phase(l, phase[r * n + c]);
-                }
-            }
-            for (f, &s) in field.iter_mut().zip(&screen) {
+            let layer = &self.layers[l];
+            // programmed phase → imparted phase (LUT, quantisation) → pattern displaced on the beam
+            layer
+                .response
+                .apply(phase, &mut self.responded)
+                .expect("validated modulator response, n·n mask");
+            layer
+                .shift
+                .apply(n, &self.responded, &mut self.shifted)
+                .expect("finite shift, n·n mask");
+            for (f, &s) in field.iter_mut().zip(&self.shifted) {
                 *f *= Complex32::from_polar(1.0, s);
             }
-            self.screen = screen;
         }
         let layer = &mut self.layers[propagation];
         layer.propagation.propagate(field);

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use insitu_data::{epoch_permutation, Dataset};
 use insitu_linalg::derive_seed;
-use insitu_optics::{FreeSpace, Grid, Optoelectronic, Photorefractive, PropagationMethod};
+use insitu_optics::{DetectorRegions, FreeSpace, Grid, Optoelectronic, Photorefractive, PropagationMethod};
 use insitu_optim::{Adam, StepRule};
 use num_complex::Complex32;
 use rayon::prelude::*;
@@ -200,37 +200,6 @@ pub struct FfmResult {
     pub eval_propagations: u64,
 }
 
-/// The ten detector squares (row, col of the top-left corner; side) in a 3-4-3 arrangement
-/// centred on the `n × n` output plane, with gaps of one square side between squares.
-pub fn detector_squares(n: usize, fraction: f64) -> Vec<(usize, usize, usize)> {
-    let s = ((n as f64 * fraction).round() as usize).max(1);
-    let pitch = 2 * s; // square + gap
-    let total_h = 3 * s + 2 * s;
-    let top = (n.saturating_sub(total_h)) / 2;
-    let mut out = Vec::with_capacity(10);
-    for (row, count) in [3usize, 4, 3].into_iter().enumerate() {
-        let width = count * s + (count - 1) * s;
-        let left = n.saturating_sub(width) / 2;
-        for k in 0..count {
-            out.push((top + row * pitch, left + k * pitch, s));
-        }
-    }
-    out
-}
-
-/// Sums `intensity` (`n × n`, row-major) over each square.
-pub fn integrate_regions(intensity: &[f32], n: usize, squares: &[(usize, usize, usize)], out: &mut [f64]) {
-    for (o, &(r0, c0, s)) in out.iter_mut().zip(squares) {
-        let mut acc = 0.0f64;
-        for r in r0..r0 + s {
-            for c in c0..c0 + s {
-                acc += intensity[r * n + c] as f64;
-            }
-        }
-        *o = acc;
-    }
-}
-
 /// Writes the amplitude image `img` (`side × side`, row-major, values in [0, 1]) into `field`
 /// (`n × n`): bilinear resize to `inner × inner` (pixel centres aligned, edges clamped),
 /// centred, zero elsewhere, zero phase.
@@ -303,6 +272,7 @@ impl<'a> Task<'a> {
 struct Setup {
     n: usize,
     inner: usize,
+    regions: DetectorRegions,
     squares: Vec<(usize, usize, usize)>,
     targets: Vec<Vec<f32>>,
     activation: ActivationKind,
@@ -328,7 +298,6 @@ struct Worker {
     ws: FfmWorkspace<f32>,
     input: Vec<Complex32>,
     intensity: Vec<f32>,
-    regions: Vec<f64>,
 }
 
 impl Worker {
@@ -338,7 +307,6 @@ impl Worker {
             ws: FfmWorkspace::new(setup.layers, nn),
             input: vec![Complex32::new(0.0, 0.0); nn],
             intensity: vec![0.0; nn],
-            regions: vec![0.0; 10],
         }
     }
 }
@@ -362,13 +330,7 @@ fn evaluate<S: PhysicalSystem<f32> + Clone + Send + Sync>(
                 for (i, z) in w.intensity.iter_mut().zip(w.ws.output()) {
                     *i = z.norm_sqr();
                 }
-                integrate_regions(&w.intensity, setup.n, &setup.squares, &mut w.regions);
-                let pred = w
-                    .regions
-                    .iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b })
-                    .0;
+                let pred = setup.regions.classify(&w.intensity);
                 usize::from(pred as u32 == task.labels[j])
             },
         )
@@ -482,21 +444,20 @@ pub fn run(spec: &FfmSpec, train_set: &Dataset, test_set: &Dataset) -> Result<Ff
         spec.padding,
     )?;
     let model_layers = vec![freespace; spec.layers];
-    let squares = detector_squares(n, spec.detector_fraction);
+    let size = ((n as f64 * spec.detector_fraction).round() as usize).max(1);
+    let regions = DetectorRegions::ten_class_343(n, size)?;
+    let squares = regions.origins().iter().map(|&(r, c)| (r, c, size)).collect();
     let targets = (0..10)
         .map(|k| {
             let mut t = vec![0.0f32; n * n];
-            let (r0, c0, s) = squares[k];
-            for r in r0..r0 + s {
-                t[r * n + c0..r * n + c0 + s].fill(1.0);
-            }
-            t
+            regions.target_image(k, &mut t).map(|()| t)
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let inner = ((n as f64 * spec.input_fraction).round() as usize).clamp(1, n);
     let setup = Setup {
         n,
         inner,
+        regions,
         squares,
         targets,
         activation: spec.activation,

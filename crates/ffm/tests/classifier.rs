@@ -2,7 +2,7 @@
 //! layout, image embedding, run-level determinism and bookkeeping.
 
 use insitu_data::{Dataset, Targets};
-use insitu_ffm::classifier::{detector_squares, embed_image};
+use insitu_ffm::classifier::embed_image;
 use insitu_ffm::{
     ffm_gradient, run, DigitalChain, FfmSpec, FfmWorkspace, FieldLoss, ImperfectBench, Imperfections, PhysicalSystem,
     TrainingMode,
@@ -158,27 +158,6 @@ fn ffm_through_free_space_matches_finite_differences() {
         (fd - analytic).abs() < 1e-2 * analytic.abs(),
         "FFM {analytic} vs finite difference {fd}"
     );
-}
-
-#[test]
-fn detector_squares_are_ten_disjoint_squares_in_three_four_three_rows() {
-    for n in [32, 64, 100, 400] {
-        let sq = detector_squares(n, 0.1);
-        assert_eq!(sq.len(), 10);
-        let rows: Vec<usize> = sq.iter().map(|s| s.0).collect();
-        assert!(rows[..3].iter().all(|&r| r == rows[0]) && rows[3..7].iter().all(|&r| r == rows[3]));
-        assert!(rows[0] < rows[3] && rows[3] < rows[7]);
-        let mut cover = vec![0u8; n * n];
-        for &(r0, c0, s) in &sq {
-            assert!(r0 + s <= n && c0 + s <= n);
-            for r in r0..r0 + s {
-                for c in c0..c0 + s {
-                    cover[r * n + c] += 1;
-                }
-            }
-        }
-        assert!(cover.iter().all(|&c| c <= 1), "squares overlap at n = {n}");
-    }
 }
 
 #[test]
