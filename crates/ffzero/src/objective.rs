@@ -216,7 +216,6 @@ impl PerturbedObjective for NetworkObjective<'_> {
 
 /// FF+AD's gradient source: the exact gradient of one layer's own loss with respect to its
 /// own parameters (`[W | b]` layout), by reverse mode on `tape`. Returns the loss.
-/// `bufs` holds the layer's `W` and `b` as matrices (reused across calls).
 pub fn layer_gradient_autodiff(
     tape: &mut Tape,
     shape: DenseShape,
@@ -224,19 +223,16 @@ pub fn layer_gradient_autodiff(
     x: &Mat,
     target: LayerTarget<'_>,
     grad: &mut [f32],
-    bufs: &mut (Mat, Mat),
 ) -> f64 {
     let nw = shape.outputs * shape.inputs;
-    copy_into(&mut bufs.0, shape.outputs, shape.inputs, &params[..nw]);
-    copy_into(&mut bufs.1, shape.outputs, 1, &params[nw..]);
     tape.reset();
     let xv = tape.constant(x);
-    let w = tape.param(&bufs.0);
-    let b = tape.param(&bufs.1);
+    let w = tape.param_slice(&params[..nw], shape.outputs, shape.inputs);
+    let b = tape.param_slice(&params[nw..], shape.outputs, 1);
     let z = tape.matmul(w, xv);
     let z = tape.add_bias(z, b);
     let loss = target.on_tape(tape, z);
-    let value = tape.value(loss)[(0, 0)] as f64;
+    let value = tape.scalar(loss);
     tape.backward(loss);
     grad[..nw].copy_from_slice(tape.grad(w).expect("gradient of a parameter").as_slice());
     grad[nw..].copy_from_slice(tape.grad(b).expect("gradient of a parameter").as_slice());
@@ -245,7 +241,7 @@ pub fn layer_gradient_autodiff(
 
 /// BP+AD's gradient source: the exact gradient of the global loss with respect to every
 /// parameter of an MLP with layer `shapes` and flat `params` (layout of [`Mlp`]), by
-/// back-propagation on `tape`. Returns the loss. `bufs` is per-layer scratch (reused).
+/// back-propagation on `tape`. Returns the loss.
 pub fn network_gradient_autodiff(
     tape: &mut Tape,
     shapes: &[DenseShape],
@@ -253,9 +249,7 @@ pub fn network_gradient_autodiff(
     x: &Mat,
     target: GlobalTarget<'_>,
     grad: &mut [f32],
-    bufs: &mut Vec<(Mat, Mat)>,
 ) -> f64 {
-    bufs.resize_with(shapes.len(), || (Mat::zeros(0, 0), Mat::zeros(0, 0)));
     tape.reset();
     let mut h = tape.constant(x);
     let mut vars = Vec::with_capacity(shapes.len());
@@ -264,33 +258,23 @@ pub fn network_gradient_autodiff(
         let p = &params[offset..offset + s.len()];
         offset += s.len();
         let nw = s.outputs * s.inputs;
-        let (wb, bb) = &mut bufs[l];
-        copy_into(wb, s.outputs, s.inputs, &p[..nw]);
-        copy_into(bb, s.outputs, 1, &p[nw..]);
-        let w = tape.param(wb);
-        let bias = tape.param(bb);
+        let w = tape.param_slice(&p[..nw], s.outputs, s.inputs);
+        let bias = tape.param_slice(&p[nw..], s.outputs, 1);
         let z = tape.matmul(w, h);
         let z = tape.add_bias(z, bias);
         h = if l + 1 < shapes.len() { tape.relu(z) } else { z };
         vars.push((w, bias));
     }
     let loss = target.on_tape(tape, h);
-    let value = tape.value(loss)[(0, 0)] as f64;
+    let value = tape.scalar(loss);
     tape.backward(loss);
     let mut offset = 0;
-    for (l, s) in shapes.iter().enumerate() {
+    for (s, (w, bias)) in shapes.iter().zip(vars) {
         let nw = s.outputs * s.inputs;
         let g = &mut grad[offset..offset + s.len()];
         offset += s.len();
-        g[..nw].copy_from_slice(tape.grad(vars[l].0).expect("parameter gradient").as_slice());
-        g[nw..].copy_from_slice(tape.grad(vars[l].1).expect("parameter gradient").as_slice());
+        g[..nw].copy_from_slice(tape.grad(w).expect("parameter gradient").as_slice());
+        g[nw..].copy_from_slice(tape.grad(bias).expect("parameter gradient").as_slice());
     }
     value
-}
-
-fn copy_into(m: &mut Mat, rows: usize, cols: usize, data: &[f32]) {
-    if m.shape() != (rows, cols) {
-        *m = Mat::zeros(rows, cols);
-    }
-    m.as_mut_slice().copy_from_slice(data);
 }

@@ -323,7 +323,6 @@ fn train_local(
     let mut batch = BatchBuffers::default();
     let mut scratch = LayerScratch::default();
     let mut tape = Tape::new();
-    let mut ad_bufs = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     let mut direction: Vec<f32> = Vec::new();
     for m in 0..layers {
         let shape = mlp.shapes()[m];
@@ -370,8 +369,7 @@ fn train_local(
                         (e.mean_loss, e.evaluations as u64 * b * (m as u64 + 1))
                     }
                     GradientSource::Autodiff => {
-                        let loss =
-                            layer_gradient_autodiff(&mut tape, shape, params, &batch.x, target, grad, &mut ad_bufs);
+                        let loss = layer_gradient_autodiff(&mut tape, shape, params, &batch.x, target, grad);
                         (loss, b * (m as u64 + 1))
                     }
                 }
@@ -448,7 +446,6 @@ fn train_global(
     let mut perturbed = mlp.clone();
     let mut buffers: Vec<Mat> = Vec::new();
     let mut tape = Tape::new();
-    let mut param_bufs: Vec<(Mat, Mat)> = Vec::new();
     let mut direction = vec![0.0f32; mlp.params().len()];
     progress.phase("network", spec.epochs, n.div_ceil(spec.batch));
     let order_seed = derive_seed(spec.seed, &[0x0BA7C4, u64::MAX]);
@@ -477,8 +474,7 @@ fn train_global(
                     (e.mean_loss, e.evaluations as u64 * b * layers)
                 }
                 GradientSource::Autodiff => {
-                    let value =
-                        network_gradient_autodiff(&mut tape, &shapes, params, &batch.x, target, grad, &mut param_bufs);
+                    let value = network_gradient_autodiff(&mut tape, &shapes, params, &batch.x, target, grad);
                     (value, b * layers)
                 }
             }
