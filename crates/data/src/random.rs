@@ -6,7 +6,7 @@
 //! Lemire's unbiased bounded integers, 53-bit uniform doubles, Box–Muller normals and
 //! Fisher–Yates shuffles.
 
-use insitu_linalg::{substream, Rng64};
+use insitu_linalg::{splitmix64, substream, Rng64};
 use rand::RngCore;
 
 /// Domain label of the mini-batch permutations ([`crate::epoch_permutation`]).
@@ -20,10 +20,7 @@ pub const DOMAIN_SPLIT: u64 = 0x7370_6c69_7431_0000; // "split1"
 /// that a data stream never coincides with another crate's `substream(seed, k)` for the same run
 /// seed (same key and stream label would give the same numbers).
 pub fn domain_seed(seed: u64, domain: u64) -> u64 {
-    let mut z = (seed ^ domain).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    splitmix64(seed ^ domain)
 }
 
 /// The generator for `stream` within `domain` of the run seed `seed`.

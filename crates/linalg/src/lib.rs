@@ -26,7 +26,7 @@ mod rng;
 
 pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
 pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
-pub use rng::{derive_seed, rng, substream, Rng64};
+pub use rng::{derive_seed, rng, splitmix64, substream, Rng64};
 
 pub use nalgebra::{self, DMatrix, DVector};
 pub use num_complex::{self, Complex32, Complex64};
