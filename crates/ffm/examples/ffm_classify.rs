@@ -1,11 +1,11 @@
 //! Measures ideal / in-silico-deployed / FFM-in-situ accuracy of a free-space classifier on
 //! Fashion-MNIST (docs/ffm.md). One JSON result per line on stdout.
 //!
-//! `cargo run --release -p insitu-ffm --example ffm_classify -- [layers] [grid_n] [train] [test] [epochs] [seeds] [modes] [lr] [batch] [imperfections-json] [detector_fraction] [loss]`
+//! `cargo run --release -p insitu-ffm --example ffm_classify -- [layers] [grid_n] [train] [test] [epochs] [seeds] [modes] [lr] [batch] [imperfections-json] [detector_fraction] [loss] [activation]`
 //! e.g. `... -- 2 64 3000 1000 2 1 ideal,in-silico,in-situ`
 
 use insitu_data::{default_datasets_dir, load_task, Task};
-use insitu_ffm::{run, ClassifierLoss, FfmSpec, Imperfections, TrainingMode};
+use insitu_ffm::{run, ActivationKind, ClassifierLoss, FfmSpec, Imperfections, TrainingMode};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => Imperfections::realistic(),
     };
     let detector_fraction: f64 = arg(10, "0.1").parse()?;
+    let activation: ActivationKind = serde_json::from_str(&format!("\"{}\"", arg(12, "none")))?;
     let loss: ClassifierLoss = serde_json::from_str(&format!("\"{}\"", arg(11, "region-fraction-mse")))?;
     let tt = load_task(Task::FashionMnist, &default_datasets_dir(), 0)?;
     for mode in modes.split(',') {
@@ -43,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 imperfections: imperfections.clone(),
                 detector_fraction,
                 loss,
+                activation,
                 ..FfmSpec::default()
             };
             let r = run(&spec, &tt.train, &tt.test)?;

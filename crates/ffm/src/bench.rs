@@ -1,7 +1,8 @@
 //! A simulated *physical* free-space bench (SPEC B3): the digital model's layers plus the
 //! imperfections a real bench has, hidden behind [`PhysicalSystem`]. Every imperfection is a
-//! diagonal screen or a symmetric propagation, so the bench stays reciprocal and FFM stays
-//! exact on it, while in-silico designs (trained on the ideal model) are deployed on a system
+//! diagonal screen or a symmetric propagation, so the bench stays reciprocal: errors inside the
+//! propagations are absorbed exactly by FFM, modulator-plane errors (misregistration, look-up
+//! table) only approximately (the trainer forms `u_l` from the commanded phase), while in-silico designs (trained on the ideal model) are deployed on a system
 //! they were not trained for. The same imperfections act in data and error passes (it is the
 //! same hardware): they live in the object, not in the pass.
 
