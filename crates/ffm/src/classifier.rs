@@ -4,9 +4,11 @@
 //! A run ([`run`]) embeds each 28×28 image as an amplitude field with zero phase (bilinear
 //! resize to `input_fraction·n`, centred, zero-padded; 392/400 in the paper), passes it through
 //! `layers` phase masks (starting at zero) each followed by band-limited angular-spectrum
-//! propagation, detects the intensity in ten square regions (3-4-3), and trains the masks with
-//! Adam on the SPEC B3 loss (intensity divided by its maximum, summed squared error against a
-//! binary target image that is 1 in the true class's region). Three modes:
+//! propagation, detects the intensity in ten square regions (insitu-optics' 3-4-3
+//! `DetectorRegions`), and trains the masks with Adam (`insitu_optim::Adam`) on a
+//! [`ClassifierLoss`]: by default the squared error of the per-detector energy fractions against
+//! the one-hot label; SPEC B3's reading (intensity divided by its maximum, squared error against
+//! the binary target image) is selectable, and measured worse (`docs/ffm.md`). Three modes:
 //! * [`TrainingMode::Ideal`]: train and test on the digital model;
 //! * [`TrainingMode::InSilico`]: train on the digital model, deploy (test) on the bench;
 //! * [`TrainingMode::InSitu`]: FFM on the bench (forward runs only), test on the bench.
