@@ -15,6 +15,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use insitu_data::{default_datasets_dir, load_task, Task};
 use insitu_ffzero::{LocalLoss, Method, Model, Optimizer, Progress, TrainResult, TrainSpec};
 
+mod interchange;
+mod optics;
 mod output;
 
 #[derive(Parser)]
@@ -32,6 +34,9 @@ struct Cli {
 enum Command {
     /// Train one network with FFzero or a baseline (seed 000) and evaluate it on the test set.
     Train(TrainArgs),
+    /// Interchange commands for cross-checking the optics simulator (JSON in, JSON out).
+    #[command(subcommand)]
+    Optics(optics::OpticsCommand),
 }
 
 #[derive(Args)]
@@ -235,5 +240,19 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Optics(cmd) => print_json_or_fail(optics::run(&cmd)),
+    }
+}
+
+fn print_json_or_fail(result: Result<serde_json::Value, String>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
