@@ -1,53 +1,78 @@
-//! Measures ideal / in-silico-deployed / FFM-in-situ accuracy of a free-space classifier on
-//! Fashion-MNIST (docs/ffm.md). One JSON result per line on stdout.
+//! Measures ideal / in-silico-deployed / FFM-in-situ accuracy of a free-space classifier
+//! (docs/ffm.md, docs/results/ffm.md). One JSON `FfmResult` per line on stdout.
 //!
-//! `cargo run --release -p insitu-ffm --example ffm_classify -- [layers] [grid_n] [train] [test] [epochs] [seeds] [modes] [lr] [batch] [imperfections-json] [detector_fraction] [loss] [activation]`
-//! e.g. `... -- 2 64 3000 1000 2 1 ideal,in-silico,in-situ`
+//! ```text
+//! cargo run --release -p insitu-ffm --example ffm_classify -- [--option value]...
+//!   --task fashion-mnist|mnist|mnist-even   (default fashion-mnist)
+//!   --layers 2 --grid 64 --train 3000 --test 1000 --epochs 3 --lr 0.05 --batch 16
+//!   --seeds 0-4            (inclusive range, or one seed)
+//!   --modes in-silico,in-situ   (an in-silico run also reports the ideal accuracy of the same
+//!                                masks: `model_test_accuracy`; `ideal` trains separately)
+//!   --strength 0.5         (Imperfections::at_strength; or --imperfections '<json>')
+//!   --activation none|optoelectronic|photorefractive --input-power 1
+//!   --loss region-fraction-mse|max-normalized-mse --detector-fraction 0.1
+//! ```
+//! The distance is scaled with the grid (`0.388 m · n / 400`, docs/ffm.md §2).
 
-use insitu_data::{default_datasets_dir, load_task, Task};
-use insitu_ffm::{run, ActivationKind, ClassifierLoss, FfmSpec, Imperfections, TrainingMode};
+use insitu_data::{default_datasets_dir, load_task};
+use insitu_ffm::{run, ActivationKind, ClassifierLoss, FfmSpec, FfmTask, Imperfections, TrainingMode};
+
+fn kebab<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(&format!("\"{s}\""))
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, d: &str| a.get(i).cloned().unwrap_or_else(|| d.to_string());
-    let layers: usize = arg(0, "2").parse()?;
-    let n: usize = arg(1, "64").parse()?;
-    let train: usize = arg(2, "3000").parse()?;
-    let test: usize = arg(3, "1000").parse()?;
-    let epochs: usize = arg(4, "2").parse()?;
-    let seeds: u64 = arg(5, "1").parse()?;
-    let modes = arg(6, "ideal,in-silico,in-situ");
-    let lr: f32 = arg(7, "0.05").parse()?;
-    let batch: usize = arg(8, "32").parse()?;
-    let imperfections: Imperfections = match a.get(9) {
-        Some(j) => serde_json::from_str(j)?,
-        None => Imperfections::realistic(),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.len().is_multiple_of(2) {
+        return Err("options come in `--name value` pairs".into());
+    }
+    let mut spec = FfmSpec {
+        imperfections: Imperfections::at_strength(0.5),
+        ..FfmSpec::default()
     };
-    let detector_fraction: f64 = arg(10, "0.1").parse()?;
-    let activation: ActivationKind = serde_json::from_str(&format!("\"{}\"", arg(12, "none")))?;
-    let loss: ClassifierLoss = serde_json::from_str(&format!("\"{}\"", arg(11, "region-fraction-mse")))?;
-    let tt = load_task(Task::FashionMnist, &default_datasets_dir(), 0)?;
+    let (mut seeds, mut modes) = ((0u64, 0u64), "in-silico,in-situ".to_string());
+    for pair in args.chunks(2) {
+        let v = pair[1].as_str();
+        match pair[0].as_str() {
+            "--task" => spec.task = kebab::<FfmTask>(v)?,
+            "--layers" => spec.layers = v.parse()?,
+            "--grid" => {
+                spec.grid_n = v.parse()?;
+                spec.distance = 0.388 * spec.grid_n as f64 / 400.0;
+            }
+            "--train" => spec.train_limit = Some(v.parse()?),
+            "--test" => spec.test_limit = Some(v.parse()?),
+            "--epochs" => spec.epochs = v.parse()?,
+            "--lr" => spec.lr = v.parse()?,
+            "--batch" => spec.batch = v.parse()?,
+            "--seeds" => {
+                seeds = match v.split_once('-') {
+                    Some((a, b)) => (a.parse()?, b.parse()?),
+                    None => (v.parse()?, v.parse()?),
+                }
+            }
+            "--modes" => modes = v.to_string(),
+            "--strength" => spec.imperfections = Imperfections::at_strength(v.parse()?),
+            "--imperfections" => spec.imperfections = serde_json::from_str(v)?,
+            "--activation" => spec.activation = kebab::<ActivationKind>(v)?,
+            "--input-power" => spec.input_power = v.parse()?,
+            "--loss" => spec.loss = kebab::<ClassifierLoss>(v)?,
+            "--detector-fraction" => spec.detector_fraction = v.parse()?,
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    let data = spec
+        .task
+        .select(load_task(spec.task.data_task(), &default_datasets_dir(), 0)?)?;
     for mode in modes.split(',') {
-        let mode: TrainingMode = serde_json::from_str(&format!("\"{mode}\""))?;
-        for seed in 0..seeds {
+        let mode: TrainingMode = kebab(mode)?;
+        for seed in seeds.0..=seeds.1 {
             let spec = FfmSpec {
-                layers,
-                grid_n: n,
-                distance: 0.388 * n as f64 / 400.0,
-                epochs,
-                batch,
-                lr,
-                seed,
-                train_limit: Some(train),
-                test_limit: Some(test),
                 mode,
-                imperfections: imperfections.clone(),
-                detector_fraction,
-                loss,
-                activation,
-                ..FfmSpec::default()
+                seed,
+                ..spec.clone()
             };
-            let r = run(&spec, &tt.train, &tt.test)?;
+            let r = run(&spec, &data.train, &data.test)?;
             println!("{}", serde_json::to_string(&r)?);
         }
     }

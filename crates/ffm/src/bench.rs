@@ -81,6 +81,24 @@ impl Imperfections {
         }
     }
 
+    /// One scalar imperfection level (the CLI's knob): [`Imperfections::realistic`] with every
+    /// continuous *error* strength (misregistration, distance error, aberration RMS, look-up-table
+    /// gain error) multiplied by `strength`; the correlation length, 8-bit quantisation, 1 %
+    /// measurement noise and the bench seed do not scale. `0` is an 8-bit, 1 %-noise bench
+    /// otherwise equal to the model; `0.5` is the calibrated bench of the measurements in
+    /// `docs/results/ffm.md` (±0.5 px, 1 %, 0.5 rad RMS ≈ λ/13, 5 %); `1` is `realistic()`.
+    /// A negative or non-finite strength yields values the bench rejects (`ImperfectBench::new`).
+    pub fn at_strength(strength: f64) -> Self {
+        let r = Self::realistic();
+        Self {
+            misalignment_px: r.misalignment_px * strength,
+            distance_error: r.distance_error * strength,
+            aberration_rms: r.aberration_rms * strength,
+            phase_gain_error: r.phase_gain_error * strength,
+            ..r
+        }
+    }
+
     fn validate(&self) -> Result<(), FfmError> {
         for (name, v) in [
             ("misalignment_px", self.misalignment_px),

@@ -18,7 +18,7 @@
 
 use std::time::Instant;
 
-use insitu_data::{epoch_permutation, Dataset};
+use insitu_data::{epoch_permutation, Dataset, TrainTest};
 use insitu_linalg::derive_seed;
 use insitu_optics::{DetectorRegions, FreeSpace, Grid, Optoelectronic, Photorefractive, PropagationMethod};
 use insitu_optim::{Adam, StepRule};
@@ -70,10 +70,62 @@ pub enum ClassifierLoss {
     RegionFractionMse,
 }
 
+/// The classification task of a run: which data set and which classes (the data themselves
+/// are loaded by the caller, e.g. `insitu_data::load_task(task.data_task(), ..)`, then narrowed
+/// by [`FfmTask::select`]; `run` itself does no I/O).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FfmTask {
+    /// Fashion-MNIST, 10 classes (seed 002 Fig. 2d).
+    #[default]
+    FashionMnist,
+    /// MNIST, 10 classes (seed 002 Fig. 2d).
+    Mnist,
+    /// MNIST digits {0, 2, 4, 6, 8} relabelled 0..5 (seed 002's nonlinear experiment, Fig. 2f);
+    /// five detector regions (the first five of the 3-4-3 layout).
+    MnistEven,
+}
+
+impl FfmTask {
+    /// The insitu-data task whose files this one reads.
+    pub fn data_task(self) -> insitu_data::Task {
+        match self {
+            FfmTask::FashionMnist => insitu_data::Task::FashionMnist,
+            FfmTask::Mnist | FfmTask::MnistEven => insitu_data::Task::Mnist,
+        }
+    }
+
+    /// The classes kept (in label order), or `None` for all ten.
+    pub fn classes(self) -> Option<&'static [u32]> {
+        match self {
+            FfmTask::MnistEven => Some(&[0, 2, 4, 6, 8]),
+            FfmTask::FashionMnist | FfmTask::Mnist => None,
+        }
+    }
+
+    /// Narrows a loaded train/test pair of [`FfmTask::data_task`] to this task's classes.
+    pub fn select(self, data: TrainTest) -> Result<TrainTest, FfmError> {
+        let Some(keep) = self.classes() else {
+            return Ok(data);
+        };
+        let filter = |d: Dataset| {
+            d.filter_classes(keep)
+                .map_err(|e| FfmError::InvalidSpec(format!("selecting the classes of {self:?}: {e}")))
+        };
+        Ok(TrainTest {
+            train: filter(data.train)?,
+            test: filter(data.test)?,
+        })
+    }
+}
+
 /// Everything that defines one classifier run (serialisable; part of the result).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FfmSpec {
+    /// The task (recorded for the caller, who loads the data; `run` reads the number of classes
+    /// from the data it is given).
+    pub task: FfmTask,
     /// Number of layers (mask + propagation).
     pub layers: usize,
     /// Grid side `n` (`n × n` modulator pixels).
@@ -106,18 +158,25 @@ pub struct FfmSpec {
     pub mode: TrainingMode,
     /// Activation between layers.
     pub activation: ActivationKind,
+    /// Optical input power: the embedded image amplitude (pixel values in [0, 1]) is multiplied
+    /// by `√input_power`. Linear networks with the default loss do not depend on it; the
+    /// activations' nonlinear phase (`|x|²` and `π|x|²/(1+|x|²)`) scales with it.
+    pub input_power: f64,
     /// Training loss.
     pub loss: ClassifierLoss,
-    /// The bench's imperfections (used by `InSilico` and `InSitu`).
+    /// The bench's imperfections (used by `InSilico` and `InSitu`); one scalar level:
+    /// [`Imperfections::at_strength`].
     pub imperfections: Imperfections,
 }
 
 impl Default for FfmSpec {
     /// The quick configuration documented in `docs/ffm.md`: 64×64 grid at the paper's 8 µm
     /// pitch and 532 nm, distance scaled with the grid (`0.388 m · 64/400`) so that the
-    /// propagation distance stays ≈ 8× the critical distance `n·dx²/λ` as in the paper.
+    /// propagation distance stays ≈ 8× the critical distance `n·dx²/λ` as in the paper; the
+    /// calibrated bench `Imperfections::at_strength(0.5)` of `docs/results/ffm.md`.
     fn default() -> Self {
         Self {
+            task: FfmTask::FashionMnist,
             layers: 2,
             grid_n: 64,
             dx: 8e-6,
@@ -134,8 +193,9 @@ impl Default for FfmSpec {
             test_limit: Some(1000),
             mode: TrainingMode::InSitu,
             activation: ActivationKind::None,
+            input_power: 1.0,
             loss: ClassifierLoss::default(),
-            imperfections: Imperfections::realistic(),
+            imperfections: Imperfections::at_strength(0.5),
         }
     }
 }
@@ -165,6 +225,9 @@ impl FfmSpec {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("lr must be finite and > 0, got {}", self.lr));
+        }
+        if !(self.input_power.is_finite() && self.input_power > 0.0) {
+            return bad(format!("input_power must be finite and > 0, got {}", self.input_power));
         }
         if !(self.input_fraction > 0.0 && self.input_fraction <= 1.0) {
             return bad(format!("input_fraction must be in (0, 1], got {}", self.input_fraction));
@@ -200,6 +263,11 @@ pub struct FfmResult {
     pub physical_forward_propagations: u64,
     /// Forward runs made during evaluation.
     pub eval_propagations: u64,
+    /// `InSilico` only: the test accuracy of the same trained masks on the digital model, i.e.
+    /// the `Ideal` result of the same spec (training is identical: same model, same batches),
+    /// measured without training twice. `None` for the other modes (and in older JSON).
+    #[serde(default)]
+    pub model_test_accuracy: Option<f64>,
 }
 
 /// Writes the amplitude image `img` (`side × side`, row-major, values in [0, 1]) into `field`
@@ -250,7 +318,7 @@ impl<'a> Task<'a> {
         }
         if let Some(&bad) = labels.iter().find(|&&l| l >= 10) {
             return Err(FfmError::InvalidSpec(format!(
-                "{what} label {bad} ≥ 10 (ten detector regions)"
+                "{what} label {bad} ≥ 10 (at most ten detector regions)"
             )));
         }
         let count = limit.map_or(labels.len(), |l| l.min(labels.len()));
@@ -279,9 +347,19 @@ struct Setup {
     targets: Vec<Vec<f32>>,
     activation: ActivationKind,
     layers: usize,
+    /// `√input_power`: multiplies the embedded amplitude image.
+    amplitude: f32,
 }
 
 impl Setup {
+    /// Embeds image `j` of `task` into `field` at the run's input power.
+    fn embed(&self, task: &Task<'_>, j: usize, field: &mut [Complex32]) {
+        embed_image(task.image(j), task.side, self.n, self.inner, field);
+        if self.amplitude != 1.0 {
+            field.iter_mut().for_each(|z| *z *= self.amplitude);
+        }
+    }
+
     fn activations(&self) -> Vec<Option<&'static dyn ElementwiseActivation<f32>>> {
         static OPTO: Optoelectronic = Optoelectronic;
         static PHOTO: Photorefractive = Photorefractive;
@@ -327,7 +405,7 @@ fn evaluate<S: PhysicalSystem<f32> + Clone + Send + Sync>(
         .map_init(
             || (system.clone(), Worker::new(setup)),
             |(sys, w), j| {
-                embed_image(task.image(j), task.side, setup.n, setup.inner, &mut w.input);
+                setup.embed(task, j, &mut w.input);
                 data_pass(sys, phases, &acts, &w.input, &mut w.ws, shot_base + (j as u64) * 64);
                 for (i, z) in w.intensity.iter_mut().zip(w.ws.output()) {
                     *i = z.norm_sqr();
@@ -380,7 +458,7 @@ where
                 .for_each_init(
                     || (system.clone(), Worker::new(setup)),
                     |(sys, w), ((g, l), &j)| {
-                        embed_image(train_task.image(j), train_task.side, setup.n, setup.inner, &mut w.input);
+                        setup.embed(train_task, j, &mut w.input);
                         g.iter_mut().for_each(|v| v.fill(0.0));
                         let label = train_task.labels[j] as usize;
                         let loss = match spec.loss {
@@ -447,9 +525,28 @@ pub fn run(spec: &FfmSpec, train_set: &Dataset, test_set: &Dataset) -> Result<Ff
     )?;
     let model_layers = vec![freespace; spec.layers];
     let size = ((n as f64 * spec.detector_fraction).round() as usize).max(1);
-    let regions = DetectorRegions::ten_class_343(n, size)?;
+    // one detector region per class: the 3-4-3 layout's first `classes` squares
+    let classes = [train_set, test_set]
+        .iter()
+        .filter_map(|d| d.num_classes())
+        .max()
+        .unwrap_or(10);
+    if classes > 10 {
+        return Err(FfmError::InvalidSpec(format!(
+            "{classes} classes, at most ten detector regions"
+        )));
+    }
+    for (t, what) in [(&train_task, "training"), (&test_task, "test")] {
+        if let Some(&bad) = t.labels.iter().find(|&&l| l as usize >= classes) {
+            return Err(FfmError::InvalidSpec(format!(
+                "{what} label {bad} is not below the data set's {classes} classes"
+            )));
+        }
+    }
+    let ten = DetectorRegions::ten_class_343(n, size)?;
+    let regions = DetectorRegions::new(n, size, ten.origins()[..classes].to_vec())?;
     let squares = regions.origins().iter().map(|&(r, c)| (r, c, size)).collect();
-    let targets = (0..10)
+    let targets = (0..classes)
         .map(|k| {
             let mut t = vec![0.0f32; n * n];
             regions.target_image(k, &mut t).map(|()| t)
@@ -464,6 +561,7 @@ pub fn run(spec: &FfmSpec, train_set: &Dataset, test_set: &Dataset) -> Result<Ff
         targets,
         activation: spec.activation,
         layers: spec.layers,
+        amplitude: spec.input_power.sqrt() as f32,
     };
     let digital = CountingSystem::new(
         DigitalChain::new(model_layers.clone()).ok_or_else(|| FfmError::InvalidSpec("empty network".into()))?,
@@ -482,6 +580,18 @@ pub fn run(spec: &FfmSpec, train_set: &Dataset, test_set: &Dataset) -> Result<Ff
         TrainingMode::InSilico => (digital.count(), 0),
         TrainingMode::InSitu => (bench.count() - evals, bench.count() - evals),
     };
+    // the same masks on the digital model, with the shots of the last epoch's evaluation
+    let model_test_accuracy = (spec.mode == TrainingMode::InSilico && !accs.is_empty()).then(|| {
+        let last = accs.len() as u64 - 1;
+        evaluate(
+            &digital,
+            &phases,
+            &setup,
+            &test_task,
+            derive_seed(spec.seed, &[0xE7A1, last]),
+        )
+    });
+    let evals = evals + if model_test_accuracy.is_some() { per_eval } else { 0 };
     Ok(FfmResult {
         spec: spec.clone(),
         status,
@@ -492,5 +602,6 @@ pub fn run(spec: &FfmSpec, train_set: &Dataset, test_set: &Dataset) -> Result<Ff
         forward_propagations: train_count,
         physical_forward_propagations: physical,
         eval_propagations: evals,
+        model_test_accuracy,
     })
 }

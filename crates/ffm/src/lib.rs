@@ -10,6 +10,8 @@
 //!   `ε ← f_u ε + conj(f_ū) conj(ε)` (seed 002 Fig. 2f; SPEC B2);
 //! * the reverse-mode (adjoint) gradient of the digital model as a baseline
 //!   ([`adjoint_gradient`]), which needs `Tᴴ`;
+//! * both gradients of a small dense system given as plain data, with each transfer's
+//!   asymmetry `‖T − Tᵀ‖_F/‖T‖_F` ([`gradients_of_dense_system`], for `insitu ffm gradient`);
 //! * field, intensity and max-normalised classification losses (seed 002 Methods; SPEC B3);
 //! * the in-situ / in-silico / ideal comparison on deep free-space classifiers
 //!   (seed 002 Fig. 2d, Methods "Free-space neural network"; SPEC B3) — [`classifier`].
@@ -25,6 +27,7 @@ pub mod activation;
 pub mod bench;
 pub mod classifier;
 pub mod component;
+pub mod dense;
 pub mod gradient;
 pub mod loss;
 pub mod scalar;
@@ -32,8 +35,9 @@ pub mod system;
 
 pub use activation::ElementwiseActivation;
 pub use bench::{CountingSystem, ImperfectBench, Imperfections};
-pub use classifier::{run, ActivationKind, ClassifierLoss, FfmResult, FfmSpec, TrainingMode};
+pub use classifier::{run, ActivationKind, ClassifierLoss, FfmResult, FfmSpec, FfmTask, TrainingMode};
 pub use component::{AdjointPropagation, DenseTransfer, Propagation};
+pub use dense::{gradients_of_dense_system, transpose_asymmetry, DenseLayer, DenseLoss, DenseSystemGradients};
 pub use gradient::{adjoint_gradient, data_pass, ffm_gradient, Activations, FfmWorkspace};
 pub use loss::FieldLoss;
 pub use scalar::Real;

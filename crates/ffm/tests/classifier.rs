@@ -4,8 +4,8 @@
 use insitu_data::{Dataset, Targets};
 use insitu_ffm::classifier::embed_image;
 use insitu_ffm::{
-    ffm_gradient, run, DigitalChain, FfmSpec, FfmWorkspace, FieldLoss, ImperfectBench, Imperfections, PhysicalSystem,
-    TrainingMode,
+    ffm_gradient, run, ActivationKind, DigitalChain, FfmError, FfmSpec, FfmTask, FfmWorkspace, FieldLoss,
+    ImperfectBench, Imperfections, PhysicalSystem, TrainingMode,
 };
 use insitu_linalg::{rng, Mat};
 use insitu_optics::{FreeSpace, Grid, PropagationMethod};
@@ -245,7 +245,10 @@ fn run_counts_forward_propagations_and_round_trips_through_json() {
             0
         };
         assert_eq!(r.physical_forward_propagations, physical);
-        assert_eq!(r.eval_propagations, 2 * 20 * 2);
+        // an in-silico run also evaluates the final masks on the digital model once
+        let model_eval = if mode == TrainingMode::InSilico { 20 * 2 } else { 0 };
+        assert_eq!(r.eval_propagations, 2 * 20 * 2 + model_eval);
+        assert_eq!(r.model_test_accuracy.is_some(), mode == TrainingMode::InSilico);
         assert!(
             r.loss_curve[1] < r.loss_curve[0],
             "{mode:?}: loss did not fall: {:?}",
@@ -303,6 +306,99 @@ fn bad_specs_and_data_are_errors() {
         },
     };
     assert!(run(&tiny_spec(TrainingMode::Ideal), &odd, &test).is_err());
+}
+
+#[test]
+fn in_silico_reports_the_ideal_accuracy_of_the_same_masks() {
+    let (train, test) = (toy_dataset(40, 1), toy_dataset(20, 2));
+    let ideal = run(&tiny_spec(TrainingMode::Ideal), &train, &test).unwrap();
+    let silico = run(&tiny_spec(TrainingMode::InSilico), &train, &test).unwrap();
+    // identical training on the digital model ...
+    assert_eq!(ideal.loss_curve, silico.loss_curve);
+    // ... so the model accuracy of the in-silico masks is the ideal run's accuracy
+    assert_eq!(silico.model_test_accuracy, Some(ideal.test_accuracy));
+    assert_eq!(ideal.model_test_accuracy, None);
+}
+
+#[test]
+fn spec_json_from_before_task_and_input_power_parses_with_defaults() {
+    let mut v = serde_json::to_value(tiny_spec(TrainingMode::InSitu)).unwrap();
+    let obj = v.as_object_mut().unwrap();
+    assert!(obj.remove("task").is_some() && obj.remove("input_power").is_some());
+    let back: FfmSpec = serde_json::from_value(v).unwrap();
+    assert_eq!(back.task, FfmTask::FashionMnist);
+    assert_eq!(back.input_power, 1.0);
+    let task: FfmTask = serde_json::from_str("\"mnist-even\"").unwrap();
+    assert_eq!(task, FfmTask::MnistEven);
+}
+
+#[test]
+fn strength_scales_the_realistic_bench() {
+    assert_eq!(Imperfections::at_strength(1.0), Imperfections::realistic());
+    let half = Imperfections::at_strength(0.5);
+    assert_eq!(half.misalignment_px, 0.5);
+    assert_eq!(half.aberration_rms, 0.5);
+    assert!((half.distance_error - 0.01).abs() < 1e-15 && (half.phase_gain_error - 0.05).abs() < 1e-15);
+    assert_eq!((half.phase_bits, half.detector_noise), (8, 0.01));
+    let zero = Imperfections::at_strength(0.0);
+    assert_eq!(
+        zero.misalignment_px + zero.distance_error + zero.aberration_rms + zero.phase_gain_error,
+        0.0
+    );
+    let model = vec![freespace(16); 2];
+    assert!(ImperfectBench::new(&model, &Imperfections::at_strength(-1.0)).is_err());
+    assert!(ImperfectBench::new(&model, &Imperfections::at_strength(f64::NAN)).is_err());
+}
+
+#[test]
+fn even_digit_task_keeps_five_classes_and_trains_on_five_detectors() {
+    let data = insitu_data::TrainTest {
+        train: toy_dataset(80, 1),
+        test: toy_dataset(40, 2),
+    };
+    let kept = |d: &Dataset| d.labels().unwrap().iter().filter(|&&l| l % 2 == 0).count();
+    let (n_train, n_test) = (kept(&data.train), kept(&data.test));
+    let even = FfmTask::MnistEven.select(data.clone()).unwrap();
+    assert_eq!((even.train.len(), even.test.len()), (n_train, n_test));
+    assert_eq!(even.test.num_classes(), Some(5));
+    assert!(even.train.labels().unwrap().iter().all(|&l| l < 5));
+    assert_eq!(FfmTask::Mnist.select(data).unwrap().train.len(), 80);
+    let r = run(&tiny_spec(TrainingMode::Ideal), &even.train, &even.test).unwrap();
+    assert_eq!(r.status, "ok");
+    // a label outside the data set's classes is refused
+    let mut bad = even.test.clone();
+    if let Targets::Classes { labels, .. } = &mut bad.targets {
+        labels[0] = 7;
+    }
+    assert!(matches!(
+        run(&tiny_spec(TrainingMode::Ideal), &even.train, &bad),
+        Err(FfmError::InvalidSpec(_))
+    ));
+}
+
+#[test]
+fn input_power_matters_only_through_the_activation() {
+    let (train, test) = (toy_dataset(40, 1), toy_dataset(20, 2));
+    let curve = |activation, input_power| {
+        let spec = FfmSpec {
+            activation,
+            input_power,
+            ..tiny_spec(TrainingMode::Ideal)
+        };
+        run(&spec, &train, &test).unwrap().loss_curve
+    };
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4 * y.abs());
+    // the detector-fraction loss is scale-invariant: a linear network ignores the power
+    assert!(close(
+        &curve(ActivationKind::None, 1.0),
+        &curve(ActivationKind::None, 9.0)
+    ));
+    // x e^{i|x|²}: nine times the power, a different network
+    let (lo, hi) = (
+        curve(ActivationKind::Optoelectronic, 1.0),
+        curve(ActivationKind::Optoelectronic, 9.0),
+    );
+    assert!(!close(&lo, &hi), "{lo:?} vs {hi:?}");
 }
 
 /// `INSITU_SLOW_TESTS=1`: on Fashion-MNIST (if present under the datasets directory), FFM in
