@@ -93,7 +93,12 @@ pub struct DirectionalDerivative {
 impl Default for DirectionalDerivative {
     /// Seed 000 Supplementary Table 1: `P = 1`, `ε = 10⁻³`, central differences, unit directions.
     fn default() -> Self {
-        Self { directions: 1, eps: 1e-3, kind: DirectionKind::UnitGaussian, difference: Difference::Central }
+        Self {
+            directions: 1,
+            eps: 1e-3,
+            kind: DirectionKind::UnitGaussian,
+            difference: Difference::Central,
+        }
     }
 }
 
@@ -164,6 +169,9 @@ impl DirectionalDerivative {
                 *g += coefficient * d;
             }
         }
-        Estimate { evaluations, mean_loss: loss_sum / p_count as f64 }
+        Estimate {
+            evaluations,
+            mean_loss: loss_sum / p_count as f64,
+        }
     }
 }

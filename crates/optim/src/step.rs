@@ -16,7 +16,11 @@ pub struct Sgd {
 
 impl StepRule for Sgd {
     fn step(&mut self, params: &mut [f32], grad: &[f32]) {
-        assert_eq!(params.len(), grad.len(), "Sgd::step: parameter and gradient lengths differ");
+        assert_eq!(
+            params.len(),
+            grad.len(),
+            "Sgd::step: parameter and gradient lengths differ"
+        );
         for (w, g) in params.iter_mut().zip(grad) {
             *w -= self.lr * g;
         }
@@ -44,20 +48,42 @@ pub struct Adam {
 impl Adam {
     /// Adam for `n` parameters with the default β₁, β₂, ε.
     pub fn new(n: usize, lr: f32) -> Self {
-        Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
     }
 }
 
 impl StepRule for Adam {
     fn step(&mut self, params: &mut [f32], grad: &[f32]) {
-        assert_eq!(params.len(), grad.len(), "Adam::step: parameter and gradient lengths differ");
-        assert_eq!(params.len(), self.m.len(), "Adam::step: built for {} parameters, got {}", self.m.len(), params.len());
+        assert_eq!(
+            params.len(),
+            grad.len(),
+            "Adam::step: parameter and gradient lengths differ"
+        );
+        assert_eq!(
+            params.len(),
+            self.m.len(),
+            "Adam::step: built for {} parameters, got {}",
+            self.m.len(),
+            params.len()
+        );
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t);
         let bc2 = 1.0 - self.beta2.powi(self.t);
         let step = self.lr / bc1;
         let inv_sqrt_bc2 = 1.0 / bc2.sqrt();
-        for ((w, g), (m, v)) in params.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+        for ((w, g), (m, v)) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+        {
             *m = self.beta1 * *m + (1.0 - self.beta1) * g;
             *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
             *w -= step * *m / ((*v).sqrt() * inv_sqrt_bc2 + self.eps);

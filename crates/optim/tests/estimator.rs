@@ -17,13 +17,24 @@ impl Quadratic {
         let w = (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1).collect();
         let a = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
         let b = (0..n).map(|i| ((i * 5 % 7) as f64 - 3.0) * 0.2).collect();
-        Self { w, a, b, evaluations: 0 }
+        Self {
+            w,
+            a,
+            b,
+            evaluations: 0,
+        }
     }
     fn loss(&self, w: impl Iterator<Item = f64>) -> f64 {
-        w.zip(self.a.iter().zip(&self.b)).map(|(x, (a, b))| 0.5 * a * x * x + b * x).sum()
+        w.zip(self.a.iter().zip(&self.b))
+            .map(|(x, (a, b))| 0.5 * a * x * x + b * x)
+            .sum()
     }
     fn gradient(&self) -> Vec<f64> {
-        self.w.iter().zip(self.a.iter().zip(&self.b)).map(|(&x, (a, b))| a * x as f64 + b).collect()
+        self.w
+            .iter()
+            .zip(self.a.iter().zip(&self.b))
+            .map(|(&x, (a, b))| a * x as f64 + b)
+            .collect()
     }
 }
 
@@ -50,7 +61,12 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 /// Mean and mean squared norm of `trials` single-direction estimates.
 fn moments(kind: DirectionKind, difference: Difference, n: usize, trials: u64) -> (Vec<f64>, f64, Vec<f64>) {
     let mut q = Quadratic::new(n);
-    let est = DirectionalDerivative { directions: 1, eps: 1e-2, kind, difference };
+    let est = DirectionalDerivative {
+        directions: 1,
+        eps: 1e-2,
+        kind,
+        difference,
+    };
     let (mut g, mut d) = (vec![0.0; n], vec![0.0; n]);
     let mut mean = vec![0.0f64; n];
     let mut sq = 0.0;
@@ -100,16 +116,27 @@ fn forward_difference_is_unbiased_up_to_order_eps() {
 fn many_directions_converge_to_the_gradient_and_cost_is_counted() {
     let n = 50;
     let mut q = Quadratic::new(n);
-    let est = DirectionalDerivative { directions: 20_000, ..Default::default() };
+    let est = DirectionalDerivative {
+        directions: 20_000,
+        ..Default::default()
+    };
     let (mut g, mut d) = (vec![0.0; n], vec![0.0; n]);
     let e = est.estimate(&mut q, 7, &mut g, &mut d);
     assert_eq!(e.evaluations, 40_000);
     assert_eq!(q.evaluations, 40_000);
     let g64: Vec<f64> = g.iter().map(|&x| x as f64).collect();
     // cos ≈ 1/sqrt(1 + n/P) ≈ 0.9988 for an exact directional derivative
-    assert!(cosine(&g64, &q.gradient()) > 0.99, "cos = {}", cosine(&g64, &q.gradient()));
+    assert!(
+        cosine(&g64, &q.gradient()) > 0.99,
+        "cos = {}",
+        cosine(&g64, &q.gradient())
+    );
 
-    let fwd = DirectionalDerivative { directions: 3, difference: Difference::Forward, ..Default::default() };
+    let fwd = DirectionalDerivative {
+        directions: 3,
+        difference: Difference::Forward,
+        ..Default::default()
+    };
     q.evaluations = 0;
     assert_eq!(fwd.estimate(&mut q, 7, &mut g, &mut d).evaluations, 4);
     assert_eq!(q.evaluations, 4);
@@ -118,7 +145,10 @@ fn many_directions_converge_to_the_gradient_and_cost_is_counted() {
 #[test]
 fn same_seed_same_estimate() {
     let mut q = Quadratic::new(30);
-    let est = DirectionalDerivative { directions: 4, ..Default::default() };
+    let est = DirectionalDerivative {
+        directions: 4,
+        ..Default::default()
+    };
     let (mut g1, mut g2, mut d) = (vec![0.0; 30], vec![0.0; 30], vec![0.0; 30]);
     est.estimate(&mut q, 99, &mut g1, &mut d);
     est.estimate(&mut q, 99, &mut g2, &mut d);
@@ -145,8 +175,11 @@ fn step_rules_descend_a_quadratic() {
     for rule in ["sgd", "adam"] {
         let mut q = Quadratic::new(n);
         let start = q.loss(q.w.iter().map(|&x| x as f64));
-        let mut step: Box<dyn StepRule> =
-            if rule == "sgd" { Box::new(Sgd { lr: 0.1 }) } else { Box::new(Adam::new(n, 0.05)) };
+        let mut step: Box<dyn StepRule> = if rule == "sgd" {
+            Box::new(Sgd { lr: 0.1 })
+        } else {
+            Box::new(Adam::new(n, 0.05))
+        };
         for _ in 0..300 {
             let g: Vec<f32> = q.gradient().iter().map(|&x| x as f32).collect();
             step.step(&mut q.w, &g);
@@ -154,7 +187,10 @@ fn step_rules_descend_a_quadratic() {
         let end = q.loss(q.w.iter().map(|&x| x as f64));
         // minimum of ½aω² + bω is −b²/2a per coordinate
         let min: f64 = q.a.iter().zip(&q.b).map(|(a, b)| -b * b / (2.0 * a)).sum();
-        assert!(end - min < 1e-3 * (start - min).abs(), "{rule}: {start} → {end}, min {min}");
+        assert!(
+            end - min < 1e-3 * (start - min).abs(),
+            "{rule}: {start} → {end}, min {min}"
+        );
     }
     // Adam's first step moves each coordinate by lr·sign(g) (bias-corrected).
     let mut adam = Adam::new(3, 0.01);

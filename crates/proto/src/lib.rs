@@ -44,7 +44,11 @@ pub fn simplex(classes: usize, dim: usize) -> Result<Mat64, ProtoError> {
         return Err(ProtoError::TooFewClasses(classes));
     }
     if dim < classes {
-        return Err(ProtoError::DimensionTooSmall { dim, count: classes, what: "classes" });
+        return Err(ProtoError::DimensionTooSmall {
+            dim,
+            count: classes,
+            what: "classes",
+        });
     }
     let c = classes as f64;
     let scale = 1.0 / (1.0 - 1.0 / c).sqrt();
@@ -69,9 +73,11 @@ pub fn simplex_prototypes<R: Rng + ?Sized>(classes: usize, dim: usize, rng: &mut
 /// eq. 7; the construction above with `c = 2`). `ξ^u` encodes the label `+1`.
 pub fn antipodal_pair<R: Rng + ?Sized>(dim: usize, rng: &mut R) -> Result<(Vec<f32>, Vec<f32>), ProtoError> {
     let p = simplex_prototypes(2, dim, rng).map_err(|e| match e {
-        ProtoError::DimensionTooSmall { dim, count, .. } => {
-            ProtoError::DimensionTooSmall { dim, count, what: "regression outputs (an antipodal pair needs 2)" }
-        }
+        ProtoError::DimensionTooSmall { dim, count, .. } => ProtoError::DimensionTooSmall {
+            dim,
+            count,
+            what: "regression outputs (an antipodal pair needs 2)",
+        },
         other => other,
     })?;
     // Column 0 is ξ^u; column 1 is exactly −ξ^u by construction (up to f32 rounding of the same
@@ -86,7 +92,11 @@ pub fn antipodal_pair<R: Rng + ?Sized>(dim: usize, rng: &mut R) -> Result<(Vec<f
 /// a `K`-output regression; each output's lower prototype is `−ξ^u_k` (SPEC A1 Reading).
 pub fn orthogonal_pairs<R: Rng + ?Sized>(outputs: usize, dim: usize, rng: &mut R) -> Result<Mat, ProtoError> {
     if dim < outputs {
-        return Err(ProtoError::DimensionTooSmall { dim, count: outputs, what: "regression outputs" });
+        return Err(ProtoError::DimensionTooSmall {
+            dim,
+            count: outputs,
+            what: "regression outputs",
+        });
     }
     let t: Mat64 = haar_special_orthogonal(dim, rng);
     Ok(t.columns(0, outputs).map(|v| v as f32))
@@ -140,7 +150,10 @@ mod tests {
             assert!(p64.column_sum().amax() < 1e-5);
             // a rotation: the padded rows were mixed in, so the prototypes are not axis-aligned
             if d > c {
-                assert!(p64.rows(c, d - c).amax() > 1e-3, "the random rotation must use all d dimensions");
+                assert!(
+                    p64.rows(c, d - c).amax() > 1e-3,
+                    "the random rotation must use all d dimensions"
+                );
             }
         }
     }
@@ -161,7 +174,10 @@ mod tests {
         let c = simplex_prototypes(10, 20, &mut rng(6)).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert!(matches!(simplex_prototypes(10, 9, &mut rng(0)), Err(ProtoError::DimensionTooSmall { dim: 9, .. })));
+        assert!(matches!(
+            simplex_prototypes(10, 9, &mut rng(0)),
+            Err(ProtoError::DimensionTooSmall { dim: 9, .. })
+        ));
         assert_eq!(simplex(1, 5), Err(ProtoError::TooFewClasses(1)));
         assert!(antipodal_pair(1, &mut rng(0)).is_err());
         assert!(orthogonal_pairs(4, 3, &mut rng(0)).is_err());
