@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xtask::datasets;
+use xtask::{datasets, reproduce};
 
 /// insitu's build system.
 #[derive(Debug, Parser)]
@@ -24,13 +24,19 @@ struct Cli {
 enum Command {
     /// Verify every file of datasets/SHA256SUMS and fetch what is missing or corrupt.
     Datasets(datasets::DatasetsArgs),
-    // Reproduce(reproduce::ReproduceArgs),  -- the experiment matrix (to be added)
-    // Collect(collect::CollectArgs),        -- results → tables and figures (to be added)
+    /// Run the experiment matrix of the papers' figures (resumable, parallel), draw the
+    /// figures and write docs/reproduction.md.
+    Reproduce(reproduce::ReproduceArgs),
+    /// Merge results produced elsewhere (a Slurm array from `reproduce --emit-slurm`, another
+    /// machine's store or `--shard`) into the store, then redraw.
+    Collect(reproduce::CollectArgs),
     // Bench(bench::BenchArgs),              -- throughput benchmarks (to be added)
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Datasets(args) => datasets::main(args),
+        Command::Reproduce(args) => reproduce::main(args),
+        Command::Collect(args) => reproduce::collect_main(args),
     }
 }

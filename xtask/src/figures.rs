@@ -1,0 +1,335 @@
+//! Figures drawn like the papers': the numbers of a figure are gathered into [`Panel`]s (one
+//! chart each: x, and one line per method or mode), drawn with plotters as PNG and SVG with the
+//! embedded DejaVu Sans (`xtask/assets/DejaVuSans.ttf`, Bitstream Vera / DejaVu licence in
+//! `xtask/assets/DejaVuSans-LICENSE.txt`), so no system font library is needed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::runspec::{RunResult, RunSpec};
+use crate::store::StoredResult;
+
+/// One line of a chart.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Legend text (`FF+DD`, `in situ (FFM)`, `paper: ideal`, …).
+    pub name: String,
+    /// `(x, mean y, number of runs averaged)` sorted by x; x values without a result are absent.
+    pub points: Vec<(f64, f64, usize)>,
+    /// Drawn dashed (reference values from the paper).
+    pub reference: bool,
+}
+
+/// One chart.
+#[derive(Clone, Debug)]
+pub struct Panel {
+    /// Caption.
+    pub title: String,
+    /// x axis label.
+    pub x_label: String,
+    /// y axis label.
+    pub y_label: String,
+    /// Lines.
+    pub series: Vec<Series>,
+    /// y range drawn (values outside are clamped onto the frame).
+    pub y_range: (f64, f64),
+    /// Every x of the figure's grid, found or not (table rows).
+    pub xs: Vec<f64>,
+}
+
+fn method_label(name: &str) -> String {
+    name.to_uppercase().replace('-', "+")
+}
+
+struct Acc {
+    panels: Vec<(String, BTreeMap<String, BTreeMap<i64, (f64, usize)>>, Vec<String>)>,
+    xs: BTreeMap<String, Vec<f64>>,
+}
+
+impl Acc {
+    fn new() -> Self {
+        Self {
+            panels: Vec::new(),
+            xs: BTreeMap::new(),
+        }
+    }
+    fn add(&mut self, panel: &str, series: &str, x: f64, y: Option<f64>) {
+        let idx = match self.panels.iter().position(|p| p.0 == panel) {
+            Some(i) => i,
+            None => {
+                self.panels.push((panel.to_string(), BTreeMap::new(), Vec::new()));
+                self.panels.len() - 1
+            }
+        };
+        let entry = &mut self.panels[idx];
+        if !entry.2.iter().any(|s| s == series) {
+            entry.2.push(series.to_string());
+        }
+        let xs = self.xs.entry(panel.to_string()).or_default();
+        if !xs.contains(&x) {
+            xs.push(x);
+        }
+        let pts = entry.1.entry(series.to_string()).or_default();
+        if let Some(y) = y.filter(|y| y.is_finite()) {
+            let e = pts.entry((x * 1000.0).round() as i64).or_insert((0.0, 0));
+            e.0 += y;
+            e.1 += 1;
+        }
+    }
+    fn finish(self, x_label: &str, y_label: &str, y_range: (f64, f64)) -> Vec<Panel> {
+        self.panels
+            .into_iter()
+            .map(|(title, by_series, order)| {
+                let mut xs = self.xs.get(&title).cloned().unwrap_or_default();
+                xs.sort_by(f64::total_cmp);
+                Panel {
+                    series: order
+                        .iter()
+                        .map(|name| Series {
+                            name: name.clone(),
+                            reference: name.starts_with("paper"),
+                            points: by_series[name]
+                                .iter()
+                                .map(|(&x, &(sum, n))| (x as f64 / 1000.0, sum / n as f64, n))
+                                .collect(),
+                        })
+                        .collect(),
+                    title,
+                    x_label: x_label.into(),
+                    y_label: y_label.into(),
+                    y_range,
+                    xs,
+                }
+            })
+            .collect()
+    }
+}
+
+fn accuracy_percent(r: Option<&StoredResult>) -> Option<f64> {
+    match &r?.result {
+        RunResult::Ffzero(t) => t.test_accuracy.map(|a| 100.0 * a),
+        RunResult::Ffm(f) => Some(100.0 * f.test_accuracy),
+    }
+}
+
+fn r2(r: Option<&StoredResult>) -> Option<f64> {
+    match &r?.result {
+        RunResult::Ffzero(t) => t.test_r2,
+        RunResult::Ffm(_) => None,
+    }
+}
+
+fn dataset_label(task: &str) -> &str {
+    match task {
+        "mnist" => "MNIST",
+        "fashion-mnist" => "Fashion-MNIST",
+        "mnist-regression" => "MNIST regression",
+        "synthetic-f1" => "synthetic f1",
+        "synthetic-f2" => "synthetic f2",
+        other => other,
+    }
+}
+
+/// The panels of figure `id` from its runs (`(spec, stored result if done)`), and the number of
+/// columns to lay them out in.
+pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel>, usize) {
+    let mut acc = Acc::new();
+    match id {
+        "seed000-fig4" => {
+            for (spec, r) in runs {
+                if let RunSpec::Ffzero(s) = spec {
+                    let panel = format!("{}, width {}", dataset_label(&s.task), s.width);
+                    acc.add(
+                        &panel,
+                        &method_label(s.method.name()),
+                        s.depth as f64,
+                        accuracy_percent(*r),
+                    );
+                }
+            }
+            let cols = acc.panels.iter().filter(|p| p.0.starts_with("MNIST")).count().max(1);
+            (
+                acc.finish("hidden layers (depth)", "test accuracy (%)", (0.0, 100.0)),
+                cols,
+            )
+        }
+        "seed000-fig6" => {
+            for (spec, r) in runs {
+                if let RunSpec::Ffzero(s) = spec {
+                    acc.add(
+                        dataset_label(&s.task),
+                        &method_label(s.method.name()),
+                        s.width as f64,
+                        r2(*r),
+                    );
+                }
+            }
+            let n = acc.panels.len().max(1);
+            (acc.finish("hidden width (2 hidden layers)", "test R²", (-0.2, 1.0)), n)
+        }
+        "seed000-suppfig1" => {
+            for (spec, r) in runs {
+                if let RunSpec::Ffzero(s) = spec {
+                    let panel = format!("{} depth {}, width {}", dataset_label(&s.task), s.depth, s.width);
+                    acc.add(
+                        &panel,
+                        &method_label(s.method.name()),
+                        s.directions as f64,
+                        accuracy_percent(*r),
+                    );
+                }
+            }
+            let n = acc.panels.len().max(1);
+            (acc.finish("directions P", "test accuracy (%)", (0.0, 100.0)), n)
+        }
+        "seed002-fig2d" => {
+            let panel = "Fashion-MNIST, free-space ONN".to_string();
+            for (spec, r) in runs {
+                if let RunSpec::Ffm(f) = spec {
+                    let mode = match f.spec.mode {
+                        insitu_ffm::TrainingMode::Ideal => "ideal",
+                        insitu_ffm::TrainingMode::InSilico => "in silico (deployed)",
+                        insitu_ffm::TrainingMode::InSitu => "in situ (FFM)",
+                    };
+                    acc.add(&panel, mode, f.spec.layers as f64, accuracy_percent(*r));
+                }
+            }
+            for (name, values) in PAPER_FIG2D {
+                for (l, v) in [2.0, 4.0, 6.0, 8.0].into_iter().zip(values) {
+                    acc.add(&panel, name, l, Some(v));
+                }
+            }
+            (
+                acc.finish("layers", "test accuracy (%), mean over seeds", (0.0, 100.0)),
+                1,
+            )
+        }
+        _ => (Vec::new(), 1),
+    }
+}
+
+/// Seed 002 Fig. 2d as SPEC B3 quotes it (2/4/6/8 layers).
+const PAPER_FIG2D: [(&str, [f64; 4]); 3] = [
+    ("paper: ideal", [92.2, 93.8, 96.0, 96.0]),
+    ("paper: in silico", [44.0, 52.4, 58.4, 58.8]),
+    ("paper: FFM", [86.5, 91.0, 92.3, 92.5]),
+];
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            plotters::style::register_font("sans-serif", style, bytes)
+                .unwrap_or_else(|_| panic!("the embedded DejaVu Sans is a valid font"));
+        }
+    });
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    panels: &[Panel],
+    cols: usize,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(e)?;
+    let rows = panels.len().div_ceil(cols.max(1)).max(1);
+    let areas = root.split_evenly((rows, cols.max(1)));
+    for (area, p) in areas.iter().zip(panels) {
+        let (mut x0, mut x1) = (
+            p.xs.first().copied().unwrap_or(0.0),
+            p.xs.last().copied().unwrap_or(1.0),
+        );
+        let pad = ((x1 - x0) * 0.05).max(0.5);
+        x0 -= pad;
+        x1 += pad;
+        let (y0, y1) = p.y_range;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&p.title, ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(38)
+            .y_label_area_size(48)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc(p.x_label.as_str())
+            .y_desc(p.y_label.as_str())
+            .label_style(("sans-serif", 12))
+            .x_label_formatter(&|x| {
+                if x.fract().abs() < 1e-9 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|y| format!("{y:.1}"))
+            .axis_desc_style(("sans-serif", 13))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(e)?;
+        for (k, s) in p.series.iter().enumerate() {
+            let color = COLORS[k % COLORS.len()];
+            let pts: Vec<(f64, f64)> = s.points.iter().map(|&(x, y, _)| (x, y.clamp(y0, y1))).collect();
+            if s.reference {
+                chart
+                    .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, color.stroke_width(2)))
+                    .map_err(e)?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                chart
+                    .draw_series(pts.iter().map(|&q| TriangleMarker::new(q, 4, color.filled())))
+                    .map_err(e)?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(e)?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                chart
+                    .draw_series(pts.iter().map(|&q| Circle::new(q, 3, color.filled())))
+                    .map_err(e)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .label_font(("sans-serif", 11))
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()
+            .map_err(e)?;
+    }
+    root.present().map_err(e)?;
+    Ok(())
+}
+
+/// Draws `panels` as `<dir>/<id>.png` and `<dir>/<id>.svg`; returns the PNG's path.
+pub fn render(dir: &Path, id: &str, title: &str, panels: &[Panel], cols: usize) -> Result<PathBuf, String> {
+    register_font();
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let cols = cols.max(1);
+    let rows = panels.len().div_ceil(cols).max(1);
+    let size = (380 * cols as u32 + 20, 300 * rows as u32 + 50);
+    let png = dir.join(format!("{id}.png"));
+    let svg = dir.join(format!("{id}.svg"));
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), title, panels, cols)
+        .map_err(|e| format!("{}: {e}", png.display()))?;
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), title, panels, cols)
+        .map_err(|e| format!("{}: {e}", svg.display()))?;
+    Ok(png)
+}

@@ -1,0 +1,361 @@
+//! The experiment matrix: for each paper figure the workspace can compute, the runs that
+//! produce it, in three profiles (`smoke`, `quick`, `paper`) plus a tiny one for tests, and
+//! an estimate of each run's cost.
+//!
+//! `paper` follows seed 000 Supplementary Table 1 (SPEC A7) and seed 002 Methods (SPEC B3,
+//! through `FfmSpec::paper()`); `quick` keeps the shape of every figure (all methods, the same
+//! axes, fewer grid points) with fewer samples and epochs; `smoke` is a handful of tiny runs per
+//! figure so that every figure is drawn in CI.
+
+use insitu_ffm::{FfmSpec, TrainingMode};
+use insitu_ffzero::{Method, TrainSpec};
+
+use crate::runspec::{FfmRun, RunSpec};
+
+/// How big a reproduction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Profile {
+    /// Minutes on two cores, every figure drawn from a handful of tiny runs (CI).
+    Smoke,
+    /// Under an hour on two cores: the figures' shape with fewer epochs, samples, grid points.
+    Quick,
+    /// The papers' settings exactly (days of CPU time: use `--emit-slurm`).
+    Paper,
+    /// A few seconds of synthetic-regression runs (`seed000-fig6` only), for xtask's tests.
+    #[value(hide = true)]
+    Tiny,
+}
+
+impl Profile {
+    /// The name used on the command line and as the store's directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Smoke => "smoke",
+            Profile::Quick => "quick",
+            Profile::Paper => "paper",
+            Profile::Tiny => "tiny",
+        }
+    }
+
+    /// What the profile changes with respect to the paper, for the report.
+    pub fn description(self) -> &'static str {
+        match self {
+            Profile::Smoke => "smoke: 1000 training / 500 test samples, 1 epoch, a handful of grid points per figure (a check that everything runs, not a measurement)",
+            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 20 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds)",
+            Profile::Paper => "paper: seed 000 Supplementary Table 1 and seed 002 Methods exactly",
+            Profile::Tiny => "tiny: synthetic f1 only, for tests",
+        }
+    }
+}
+
+/// A paper figure that the matrix reproduces.
+#[derive(Clone, Copy, Debug)]
+pub struct Figure {
+    /// Name on the command line and of the output files, e.g. `seed000-fig4`.
+    pub id: &'static str,
+    /// What it shows.
+    pub title: &'static str,
+    /// The title drawn on the image.
+    pub plot_title: &'static str,
+    /// What the paper reports (SPEC A8 / B3), to set next to our numbers.
+    pub claim: &'static str,
+}
+
+/// Every figure, in the report's order.
+pub const FIGURES: [Figure; 4] = [
+    Figure {
+        id: "seed000-fig4",
+        plot_title: "Seed 000 Fig. 4: MLP classification, accuracy vs depth",
+        title: "Seed 000 Fig. 4: MLP classification accuracy versus depth (MNIST, Fashion-MNIST; widths 10/50/100; BP+AD, BP+DD, FF+AD, FF+DD)",
+        claim: "BP+DD accuracy falls toward chance (10 %) as depth grows while FF+DD barely degrades; BP+AD ≥ FF+AD ≥ FF+DD, and FF+DD ≫ BP+DD for deep or wide networks (SPEC A8 items 1–2).",
+    },
+    Figure {
+        id: "seed000-fig6",
+        plot_title: "Seed 000 Fig. 6: regression, R² vs width",
+        title: "Seed 000 Fig. 6: regression R² versus width (synthetic f1, f2 with 2 hidden layers; MNIST regression)",
+        claim: "FF+DD beats BP+DD as the number of parameters grows (SPEC A8 item 4).",
+    },
+    Figure {
+        id: "seed000-suppfig1",
+        plot_title: "Seed 000 Suppl. Fig. 1: accuracy vs directions P",
+        title: "Seed 000 Supplementary Fig. 1: accuracy versus the number of directions P (MNIST, depth 5)",
+        claim: "FF+DD improves with P, saturating around P = 3–4 (SPEC A8 item 5).",
+    },
+    Figure {
+        id: "seed002-fig2d",
+        plot_title: "Seed 002 Fig. 2d: free-space ONN, accuracy vs layers",
+        title: "Seed 002 Fig. 2d: deep free-space ONN on Fashion-MNIST, accuracy versus number of layers (ideal, in silico deployed on the bench, FFM in situ)",
+        claim: "Paper, 2/4/6/8 layers: ideal 92.2/93.8/96.0/96.0 %, in silico deployed 44.0/52.4/58.4/58.8 %, FFM in situ 86.5/91.0/92.3/92.5 % (mean of 5 runs; SPEC B3).",
+    },
+];
+
+/// The figure called `id`.
+pub fn figure(id: &str) -> Option<&'static Figure> {
+    FIGURES.iter().find(|f| f.id == id)
+}
+
+/// Sample counts, epochs and batch of a seed 000 profile.
+#[derive(Clone, Copy)]
+struct Scale {
+    train_limit: Option<usize>,
+    test_limit: Option<usize>,
+    epochs: usize,
+    batch: usize,
+}
+
+fn scale(profile: Profile) -> Scale {
+    match profile {
+        Profile::Paper => Scale {
+            train_limit: None,
+            test_limit: None,
+            epochs: 100,
+            batch: 256,
+        },
+        Profile::Quick => Scale {
+            train_limit: Some(10_000),
+            test_limit: Some(2_000),
+            epochs: 20,
+            batch: 64,
+        },
+        Profile::Smoke => Scale {
+            train_limit: Some(1000),
+            test_limit: Some(500),
+            epochs: 1,
+            batch: 64,
+        },
+        Profile::Tiny => Scale {
+            train_limit: Some(2000),
+            test_limit: Some(500),
+            epochs: 30,
+            batch: 64,
+        },
+    }
+}
+
+fn ffzero(profile: Profile, task: &str, width: usize, depth: usize, method: Method, directions: usize) -> RunSpec {
+    let s = scale(profile);
+    RunSpec::Ffzero(TrainSpec {
+        task: task.into(),
+        width,
+        depth,
+        method,
+        directions,
+        epochs: s.epochs,
+        batch: s.batch,
+        train_limit: s.train_limit,
+        test_limit: s.test_limit,
+        ..TrainSpec::default()
+    })
+}
+
+/// The runs of figure `id` in `profile` (empty when the profile does not draw it), or why the
+/// figure cannot be computed by this workspace.
+pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> {
+    use Profile::*;
+    let mut out = Vec::new();
+    match id {
+        "seed000-fig4" => {
+            let (tasks, widths, depths): (&[&str], &[usize], Vec<usize>) = match profile {
+                Paper => (&["mnist", "fashion-mnist"], &[10, 50, 100], (1..=10).collect()),
+                Quick => (&["mnist", "fashion-mnist"], &[10, 50, 100], vec![1, 2, 4, 6, 8, 10]),
+                Smoke => (&["mnist", "fashion-mnist"], &[50], vec![1, 3]),
+                Tiny => return Ok(out),
+            };
+            for &task in tasks {
+                for &w in widths {
+                    for &d in &depths {
+                        for m in Method::ALL {
+                            out.push(ffzero(profile, task, w, d, m, 1));
+                        }
+                    }
+                }
+            }
+        }
+        "seed000-fig6" => {
+            let (f1, f2, mnist): (Vec<usize>, Vec<usize>, &[usize]) = match profile {
+                Paper | Quick => (
+                    (1..=10).map(|k| 10 * k).collect(),
+                    (1..=10).map(|k| 20 * k).collect(),
+                    &[10, 50, 100],
+                ),
+                Smoke => (vec![10, 50], vec![20, 100], &[50]),
+                Tiny => (vec![10, 20, 30], Vec::new(), &[]),
+            };
+            let methods: &[Method] = if profile == Tiny {
+                &[Method::BpAd, Method::FfDd]
+            } else {
+                &Method::ALL
+            };
+            for (task, widths) in [
+                ("synthetic-f1", &f1[..]),
+                ("synthetic-f2", &f2[..]),
+                ("mnist-regression", mnist),
+            ] {
+                for &w in widths {
+                    for &m in methods {
+                        let mut spec = ffzero(profile, task, w, 2, m, 1);
+                        if let RunSpec::Ffzero(s) = &mut spec {
+                            if task.starts_with("synthetic") && profile != Paper {
+                                // the synthetic sets are small (10 000 / 2 000): keep them whole
+                                s.train_limit = None;
+                                s.test_limit = None;
+                                s.epochs = if profile == Quick { 30 } else { s.epochs };
+                            }
+                        }
+                        out.push(spec);
+                    }
+                }
+            }
+        }
+        "seed000-suppfig1" => {
+            let (widths, ps): (&[usize], &[usize]) = match profile {
+                Paper | Quick => (&[10, 50, 100], &[1, 2, 4, 8]),
+                Smoke => (&[10, 50], &[1, 4]),
+                Tiny => return Ok(out),
+            };
+            for &w in widths {
+                for &p in ps {
+                    for m in [Method::FfDd, Method::BpDd] {
+                        out.push(ffzero(profile, "mnist", w, 5, m, p));
+                    }
+                }
+            }
+        }
+        "seed002-fig2d" => {
+            let (base, layers, seeds): (FfmSpec, &[usize], u64) = match profile {
+                Paper => (FfmSpec::paper(), &[2, 4, 6, 8], 5),
+                Quick => (FfmSpec::default(), &[2, 4, 6, 8], 2),
+                Smoke => (
+                    FfmSpec {
+                        grid_n: 32,
+                        distance: 0.388 * 32.0 / 400.0,
+                        epochs: 1,
+                        train_limit: Some(300),
+                        test_limit: Some(200),
+                        ..FfmSpec::default()
+                    },
+                    &[2, 4],
+                    1,
+                ),
+                Tiny => return Ok(out),
+            };
+            for &l in layers {
+                for mode in [TrainingMode::Ideal, TrainingMode::InSilico, TrainingMode::InSitu] {
+                    for seed in 0..seeds {
+                        out.push(RunSpec::Ffm(FfmRun {
+                            task: "fashion-mnist".into(),
+                            spec: FfmSpec {
+                                layers: l,
+                                mode,
+                                seed,
+                                ..base.clone()
+                            },
+                        }));
+                    }
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown figure '{other}' (known: {})",
+                FIGURES.iter().map(|f| f.id).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    }
+    Ok(out)
+}
+
+/// Seconds per cost unit of a seed 000 run (a parameter × sample × epoch, AD-equivalent),
+/// calibrated on this (loaded) 2-core machine with quick-profile runs (e.g. MNIST FF+DD width
+/// 100 depth 1, 10 epochs of 10 000 samples: 3.7 s; BP+DD width 100 depth 5 P = 2: 12.5 s).
+const FFZERO_SECONDS_PER_UNIT: f64 = 2.0e-10;
+/// Seconds per cost unit of a seed 002 run (a sample × layer × FFT point × log2), calibrated
+/// with quick runs (8 layers, 64×64 grid, 3 epochs of 3 000 samples: 29 s).
+const FFM_SECONDS_PER_UNIT: f64 = 0.8e-9;
+/// Fixed cost of a run (data set clone, evaluation), seconds.
+const PER_RUN_SECONDS: f64 = 0.3;
+
+fn task_shape(task: &str) -> (usize, usize, Option<usize>) {
+    // (inputs, training samples, classes)
+    match task {
+        "mnist" | "fashion-mnist" => (784, 50_000, Some(10)),
+        "mnist-regression" => (784, 50_000, None),
+        "synthetic-f1" => (2, 10_000, None),
+        "synthetic-f2" => (5, 10_000, None),
+        _ => (784, 50_000, Some(10)),
+    }
+}
+
+/// Estimated wall time of `spec` on one core of this machine, seconds.
+pub fn estimated_seconds(spec: &RunSpec) -> f64 {
+    match spec {
+        RunSpec::Ffzero(s) => {
+            let (inputs, n, classes) = task_shape(&s.task);
+            let n_train = s.train_limit.map_or(n, |l| l.min(n)) as f64;
+            let widths = insitu_ffzero::layer_widths(s, inputs, classes);
+            let params: usize = widths.windows(2).map(|w| (w[0] + 1) * w[1]).sum();
+            let mult = if s.method.is_directional() {
+                1.0 + 2.0 * s.directions as f64
+            } else {
+                3.0
+            };
+            PER_RUN_SECONDS + FFZERO_SECONDS_PER_UNIT * params as f64 * n_train * s.epochs as f64 * mult
+        }
+        RunSpec::Ffm(f) => {
+            let s = &f.spec;
+            let m = (s.grid_n * s.padding) as f64;
+            let fft = m * m * (m * m).log2();
+            let n_train = s.train_limit.unwrap_or(50_000) as f64;
+            let n_test = s.test_limit.unwrap_or(10_000) as f64;
+            let passes = s.epochs as f64 * (2.0 * n_train + n_test) * s.layers as f64;
+            PER_RUN_SECONDS + FFM_SECONDS_PER_UNIT * passes * fft
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_figure_has_runs_in_every_public_profile_and_no_duplicates() {
+        for p in [Profile::Smoke, Profile::Quick, Profile::Paper] {
+            for f in FIGURES {
+                let specs = figure_specs(f.id, p).unwrap();
+                assert!(!specs.is_empty(), "{} {}", f.id, p.name());
+                let mut hashes: Vec<String> = specs.iter().map(|s| s.hash()).collect();
+                hashes.sort();
+                hashes.dedup();
+                assert_eq!(hashes.len(), specs.len(), "{} {}", f.id, p.name());
+            }
+        }
+        assert!(figure_specs("fig99", Profile::Smoke)
+            .unwrap_err()
+            .contains("seed000-fig4"));
+    }
+
+    #[test]
+    fn paper_profile_has_the_papers_grid() {
+        let n = |id| figure_specs(id, Profile::Paper).unwrap().len();
+        assert_eq!(n("seed000-fig4"), 2 * 3 * 10 * 4);
+        assert_eq!(n("seed000-fig6"), (10 + 10 + 3) * 4);
+        assert_eq!(n("seed000-suppfig1"), 3 * 4 * 2);
+        assert_eq!(n("seed002-fig2d"), 4 * 3 * 5);
+        for s in figure_specs("seed000-fig4", Profile::Paper).unwrap() {
+            let RunSpec::Ffzero(t) = s else { panic!() };
+            assert_eq!(
+                (t.epochs, t.batch, t.train_limit, t.lr, t.eps),
+                (100, 256, None, 1e-3, 1e-3)
+            );
+        }
+    }
+
+    #[test]
+    fn cost_grows_with_work() {
+        let a = ffzero(Profile::Paper, "mnist", 10, 1, Method::BpAd, 1);
+        let b = ffzero(Profile::Paper, "mnist", 100, 1, Method::BpAd, 1);
+        let c = ffzero(Profile::Paper, "mnist", 100, 5, Method::BpAd, 1);
+        assert!(estimated_seconds(&a) < estimated_seconds(&b));
+        assert!(estimated_seconds(&b) < estimated_seconds(&c));
+    }
+}

@@ -1,0 +1,223 @@
+//! Runs pending specs in parallel (rayon, one single-threaded run per job, so results equal a
+//! serial run's), storing each result atomically the moment it finishes, with indicatif bars:
+//! one per running job and an overall bar with the time left (hidden when stderr is not a
+//! terminal; then one line per finished run is printed instead).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use insitu_data::{load_task, Task, TrainTest};
+use rayon::prelude::*;
+
+use crate::matrix::estimated_seconds;
+use crate::runspec::{RunResult, RunSpec, RESULTS_SCHEMA_VERSION};
+use crate::store::{now_rfc3339, Store, StoredResult};
+
+type Loaded = Arc<OnceLock<Result<Arc<TrainTest>, String>>>;
+
+/// Data sets loaded once and shared by every run that needs them.
+#[derive(Default)]
+pub struct DataCache {
+    dir: PathBuf,
+    sets: Mutex<HashMap<(String, u64), Loaded>>,
+}
+
+impl DataCache {
+    /// A cache over the datasets directory `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            sets: Mutex::default(),
+        }
+    }
+
+    /// The train/test split of `task` (`seed` matters for the synthetic sets only).
+    pub fn get(&self, task: &str, seed: u64) -> Result<Arc<TrainTest>, String> {
+        let task = Task::from_name(task).map_err(|e| e.to_string())?;
+        let seed = if matches!(task, Task::SyntheticF1 | Task::SyntheticF2 | Task::Iris) {
+            seed
+        } else {
+            0
+        };
+        let cell = {
+            let mut sets = self.sets.lock().expect("no panics while locked");
+            sets.entry((task.name().to_string(), seed)).or_default().clone()
+        };
+        cell.get_or_init(|| {
+            load_task(task, &self.dir, seed)
+                .map(Arc::new)
+                .map_err(|e| format!("cannot load {task}: {e}"))
+        })
+        .clone()
+    }
+}
+
+/// Runs one spec on the calling thread (inside a one-thread rayon pool, so a library's inner
+/// parallel loops stay serial), reporting steps to `bar`.
+pub fn run_spec(spec: &RunSpec, data: &DataCache, bar: &ProgressBar) -> Result<RunResult, String> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    match spec {
+        RunSpec::Ffzero(s) => {
+            let tt = data.get(&s.task, s.seed)?;
+            let mut progress = BarProgress { bar: bar.clone() };
+            pool.install(|| insitu_ffzero::train(s, &tt, &mut progress))
+                .map(RunResult::Ffzero)
+                .map_err(|e| e.to_string())
+        }
+        RunSpec::Ffm(f) => {
+            let tt = data.get(&f.task, f.spec.seed)?;
+            bar.set_message("(no step events from insitu-ffm)");
+            pool.install(|| insitu_ffm::run(&f.spec, &tt.train, &tt.test))
+                .map(RunResult::Ffm)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+struct BarProgress {
+    bar: ProgressBar,
+}
+
+impl insitu_ffzero::Progress for BarProgress {
+    fn phase(&mut self, label: &str, epochs: usize, steps_per_epoch: usize) {
+        self.bar.set_length((epochs * steps_per_epoch) as u64);
+        self.bar.set_position(0);
+        self.bar.set_message(label.to_string());
+    }
+    fn step(&mut self) {
+        self.bar.inc(1);
+    }
+}
+
+/// What a batch of runs did.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    /// Runs stored.
+    pub finished: usize,
+    /// Runs that failed (message per run); nothing is stored for them.
+    pub failed: Vec<(String, String)>,
+    /// Wall time of the whole batch.
+    pub wall: Duration,
+}
+
+/// Runs `pending` with `jobs` parallel jobs, writing each result into `store` as it finishes.
+pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache, commit: &str) -> RunSummary {
+    let started = Instant::now();
+    let visible = std::io::stderr().is_terminal();
+    let multi = MultiProgress::with_draw_target(if visible {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    // the overall bar counts estimated milliseconds of work, so its ETA weighs runs by cost
+    let costs: Vec<f64> = pending.iter().map(estimated_seconds).collect();
+    let total_ms: u64 = costs.iter().map(|c| (c * 1000.0) as u64).sum();
+    let overall = multi.add(ProgressBar::new(total_ms.max(1)));
+    overall.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:40}] {msg} elapsed {elapsed_precise}, about {eta} left")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    overall.set_prefix("overall");
+    let done = AtomicUsize::new(0);
+    let n = pending.len();
+    overall.set_message(format!("0/{n} runs"));
+    let summary = Mutex::new(RunSummary::default());
+    let job_style = ProgressStyle::with_template("{prefix:>8} {wide_msg} [{bar:30}] {pos}/{len}")
+        .expect("static template")
+        .progress_chars("=> ");
+
+    // biggest first: better packing across jobs, and an honest ETA early on
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));
+    let next = AtomicUsize::new(0);
+    let run_one = |i: usize| {
+        let spec = &pending[i];
+        let hash = spec.hash();
+        let bar = multi.insert_before(&overall, ProgressBar::new(1));
+        bar.set_style(job_style.clone());
+        bar.set_prefix(hash[..8].to_string());
+        bar.set_message(spec.label());
+        let t0 = Instant::now();
+        let outcome = run_spec(spec, data, &bar);
+        let wall_seconds = t0.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        multi.remove(&bar);
+        let k = done.fetch_add(1, Ordering::SeqCst) + 1;
+        let line = match outcome {
+            Ok(result) => {
+                let record = StoredResult {
+                    schema_version: RESULTS_SCHEMA_VERSION,
+                    spec: spec.clone(),
+                    result,
+                    commit: commit.to_string(),
+                    finished_at: now_rfc3339(),
+                    wall_seconds,
+                };
+                match store.write(&record) {
+                    Ok(_) => {
+                        summary.lock().expect("not poisoned").finished += 1;
+                        format!("[{k}/{n}] done {hash} {} in {wall_seconds:.1} s", spec.label())
+                    }
+                    Err(e) => {
+                        summary
+                            .lock()
+                            .expect("not poisoned")
+                            .failed
+                            .push((hash.clone(), e.to_string()));
+                        format!("[{k}/{n}] FAILED to store {hash}: {e}")
+                    }
+                }
+            }
+            Err(e) => {
+                summary
+                    .lock()
+                    .expect("not poisoned")
+                    .failed
+                    .push((hash.clone(), e.clone()));
+                format!("[{k}/{n}] FAILED {hash} {}: {e}", spec.label())
+            }
+        };
+        if visible {
+            multi.suspend(|| eprintln!("{line}"));
+        } else {
+            eprintln!("{line}");
+        }
+        overall.inc((costs[i] * 1000.0) as u64);
+        overall.set_message(format!("{k}/{n} runs"));
+    };
+    let jobs = jobs.max(1);
+    // a shared queue in `order`: each job takes the next-biggest pending run
+    let work = || {
+        (0..jobs).into_par_iter().for_each(|_| loop {
+            let j = next.fetch_add(1, Ordering::SeqCst);
+            if j >= n {
+                break;
+            }
+            run_one(order[j]);
+        })
+    };
+    match rayon::ThreadPoolBuilder::new().num_threads(jobs).build() {
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
+    }
+    overall.finish_and_clear();
+    let mut s = summary.into_inner().expect("not poisoned");
+    s.wall = started.elapsed();
+    s
+}
+
+/// The datasets directory: `$INSITU_DATASETS`, else the workspace's `datasets/`.
+pub fn datasets_dir(workspace: &Path) -> PathBuf {
+    std::env::var_os("INSITU_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("datasets"))
+}
