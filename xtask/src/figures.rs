@@ -44,8 +44,12 @@ fn method_label(name: &str) -> String {
     name.to_uppercase().replace('-', "+")
 }
 
+/// Per series: x (in thousandths) → (sum of y, count).
+type SeriesSums = BTreeMap<String, BTreeMap<i64, (f64, usize)>>;
+
+/// Points gathered per panel: (title, sums per series, series in first-seen order).
 struct Acc {
-    panels: Vec<(String, BTreeMap<String, BTreeMap<i64, (f64, usize)>>, Vec<String>)>,
+    panels: Vec<(String, SeriesSums, Vec<String>)>,
     xs: BTreeMap<String, Vec<f64>>,
 }
 
@@ -282,8 +286,10 @@ fn draw<DB: DrawingBackend>(
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(e)?;
+        let measured = p.series.iter().filter(|s| !s.reference).count();
         for (k, s) in p.series.iter().enumerate() {
-            let color = COLORS[k % COLORS.len()];
+            // a paper reference line takes the colour of the measured line it stands beside
+            let color = COLORS[if s.reference { k - measured } else { k } % COLORS.len()];
             let pts: Vec<(f64, f64)> = s.points.iter().map(|&(x, y, _)| (x, y.clamp(y0, y1))).collect();
             if s.reference {
                 chart
@@ -324,7 +330,7 @@ pub fn render(dir: &Path, id: &str, title: &str, panels: &[Panel], cols: usize) 
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let cols = cols.max(1);
     let rows = panels.len().div_ceil(cols).max(1);
-    let size = (380 * cols as u32 + 20, 300 * rows as u32 + 50);
+    let size = ((380 * cols as u32 + 20).max(640), 300 * rows as u32 + 50);
     let png = dir.join(format!("{id}.png"));
     let svg = dir.join(format!("{id}.svg"));
     draw(BitMapBackend::new(&png, size).into_drawing_area(), title, panels, cols)

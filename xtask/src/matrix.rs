@@ -41,7 +41,7 @@ impl Profile {
     pub fn description(self) -> &'static str {
         match self {
             Profile::Smoke => "smoke: 1000 training / 500 test samples, 1 epoch, a handful of grid points per figure (a check that everything runs, not a measurement)",
-            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 20 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds)",
+            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 10 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds)",
             Profile::Paper => "paper: seed 000 Supplementary Table 1 and seed 002 Methods exactly",
             Profile::Tiny => "tiny: synthetic f1 only, for tests",
         }
@@ -114,7 +114,7 @@ fn scale(profile: Profile) -> Scale {
         Profile::Quick => Scale {
             train_limit: Some(10_000),
             test_limit: Some(2_000),
-            epochs: 20,
+            epochs: 10,
             batch: 64,
         },
         Profile::Smoke => Scale {

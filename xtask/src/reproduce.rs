@@ -89,6 +89,9 @@ pub struct ReproduceArgs {
     /// With --emit-slurm: specs per array task.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub per_task: usize,
+    /// Run nothing: draw the figures and write the report from the results already stored.
+    #[arg(long, conflicts_with_all = ["list", "emit_slurm"])]
+    pub render_only: bool,
     /// Paths of the store, figures and report.
     #[command(flatten)]
     pub paths: Paths,
@@ -250,6 +253,10 @@ fn reproduce(args: &ReproduceArgs) -> Result<bool, String> {
         return Ok(true);
     }
 
+    if args.render_only {
+        render_profile(profile, &args.paths)?;
+        return Ok(true);
+    }
     let commit = current_commit(&workspace_root());
     if let Some(dir) = &args.emit_slurm {
         let tasks = slurm::emit(dir, profile, &commit, &pending, args.per_task)?;

@@ -57,7 +57,10 @@ impl RunSpec {
 
     /// Compact JSON with every object's keys sorted, whatever order the structs declare.
     pub fn canonical_json(&self) -> String {
-        let value = serde_json::to_value(self).expect("specs are plain data");
+        // through text, not `to_value`: an f32 field then reads as its shortest decimal
+        // (`0.001`), not as the f64 widening of the f32 (`0.0010000000474974513`)
+        let text = serde_json::to_string(self).expect("specs are plain data");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("serde_json reads what it writes");
         let mut out = String::new();
         write_canonical(&value, &mut out);
         out
