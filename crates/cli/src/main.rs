@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use insitu_data::{default_datasets_dir, load_task, Task};
 use insitu_ffzero::{LocalLoss, Method, Model, Optimizer, Progress, TrainResult, TrainSpec};
 
+mod ffm;
 mod interchange;
 mod optics;
 mod output;
@@ -34,6 +35,9 @@ struct Cli {
 enum Command {
     /// Train one network with FFzero or a baseline (seed 000) and evaluate it on the test set.
     Train(TrainArgs),
+    /// FFM learning of optical systems (seed 002).
+    #[command(subcommand)]
+    Ffm(ffm::FfmCommand),
     /// Interchange commands for cross-checking the optics simulator (JSON in, JSON out).
     #[command(subcommand)]
     Optics(optics::OpticsCommand),
@@ -241,6 +245,23 @@ fn main() -> ExitCode {
             }
         },
         Command::Optics(cmd) => print_json_or_fail(optics::run(&cmd)),
+        Command::Ffm(ffm::FfmCommand::Gradient(a)) => print_json_or_fail(ffm::gradient(&a)),
+        Command::Ffm(ffm::FfmCommand::Train(a)) => match ffm::train(&a, std::io::stderr().is_terminal()) {
+            Ok(report) => {
+                println!("{}", ffm::summary(&report));
+                if let Some(path) = &a.json {
+                    if let Err(e) = output::write_json_atomically(path, &report) {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

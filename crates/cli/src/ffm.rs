@@ -1,0 +1,301 @@
+//! `insitu ffm …`: seed 002's FFM learning from the command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use insitu_data::{default_datasets_dir, load_task};
+use insitu_ffm::{
+    gradients_of_dense_system, ActivationKind, DenseLayer, DenseLoss, FfmResult, FfmSpec, FfmTask as LibTask,
+    Imperfections, TrainingMode,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::interchange::{complex_matrix, complex_vector, read_json, real_vector};
+
+#[derive(Subcommand)]
+pub enum FfmCommand {
+    /// Train a deep free-space optical classifier: ideal, in silico (deployed on the imperfect
+    /// bench) and/or FFM in situ (trained on the bench through forward propagations only).
+    Train(FfmTrainArgs),
+    /// Print the FFM gradient (forward error propagation) and the adjoint gradient of a small
+    /// dense system given as JSON, with each layer's asymmetry ‖T − Tᵀ‖_F/‖T‖_F.
+    Gradient(FfmGradientArgs),
+}
+
+#[derive(Args)]
+pub struct FfmGradientArgs {
+    /// JSON `{"x": complex vector, "layers": [{"phase": [...], "transfer": complex matrix}, ...],
+    /// "loss": "field-mse" | "intensity-mse", "target": complex vector | real vector}`; layer l
+    /// applies its mask, then its transfer.
+    #[arg(long)]
+    system: PathBuf,
+}
+
+/// `insitu ffm gradient`: parse the system, call the library, print JSON.
+pub fn gradient(a: &FfmGradientArgs) -> Result<Value, String> {
+    let v = read_json(&a.system)?;
+    let field = |k: &str| v.get(k).ok_or_else(|| format!("system: missing field \"{k}\""));
+    let x = complex_vector(field("x")?, "x")?;
+    let layers = field("layers")?.as_array().ok_or("layers: expected an array")?;
+    let layers = layers
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| {
+            let phase = real_vector(
+                layer.get("phase").ok_or(format!("layers[{l}]: missing \"phase\""))?,
+                &format!("layers[{l}].phase"),
+            )?;
+            let (rows, cols, transfer) = complex_matrix(
+                layer
+                    .get("transfer")
+                    .ok_or(format!("layers[{l}]: missing \"transfer\""))?,
+                &format!("layers[{l}].transfer"),
+            )?;
+            if rows != x.len() || cols != x.len() {
+                return Err(format!(
+                    "layers[{l}].transfer is {rows}×{cols}; the field has {} entries",
+                    x.len()
+                ));
+            }
+            Ok(DenseLayer { phase, transfer })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let loss = match field("loss")?.as_str() {
+        Some("field-mse") => DenseLoss::FieldMse(complex_vector(field("target")?, "target")?),
+        Some("intensity-mse") => DenseLoss::IntensityMse(real_vector(field("target")?, "target")?),
+        other => {
+            return Err(format!(
+                "loss: expected \"field-mse\" or \"intensity-mse\", found {other:?}"
+            ))
+        }
+    };
+    let g = gradients_of_dense_system(&x, &layers, &loss).map_err(|e| e.to_string())?;
+    Ok(json!({"loss": g.loss, "gradients": g.ffm, "adjoint_gradients": g.adjoint, "asymmetry": g.asymmetry}))
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FfmTask {
+    /// Fashion-MNIST (seed 002 Fig. 2d).
+    FashionMnist,
+    /// MNIST.
+    Mnist,
+    /// MNIST digits {0, 2, 4, 6, 8} (seed 002's nonlinear experiment).
+    MnistEven,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum Mode {
+    /// Train and test on the digital model.
+    Ideal,
+    /// Train on the model, deploy on the physical bench.
+    InSilico,
+    /// Train on the bench with FFM, test on it.
+    InSitu,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Activation {
+    /// Linear network.
+    None,
+    /// x·e^{i|x|²}.
+    Optoelectronic,
+    /// x·e^{iπ|x|²/(1+|x|²)}.
+    Photorefractive,
+}
+
+#[derive(Args)]
+pub struct FfmTrainArgs {
+    /// Data set.
+    #[arg(long, value_enum, default_value = "fashion-mnist")]
+    task: FfmTask,
+    /// Number of layers (phase mask + propagation).
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Grid side n (n × n pixels); the distance scales as 0.388 m · n/400 unless --distance is given.
+    #[arg(long, default_value_t = 64)]
+    grid: usize,
+    /// Pixel pitch (m).
+    #[arg(long, default_value_t = 8e-6)]
+    dx: f64,
+    /// Wavelength (m).
+    #[arg(long, default_value_t = 532e-9)]
+    wavelength: f64,
+    /// Distance between masks (m).
+    #[arg(long)]
+    distance: Option<f64>,
+    /// Strength of the bench's imperfections: 0 = the bench equals the model, 1 = docs/ffm.md's
+    /// realistic bench (`Imperfections::at_strength`).
+    #[arg(long, default_value_t = 0.5)]
+    imperfection_level: f64,
+    /// An `Imperfections` JSON (overrides --imperfection-level).
+    #[arg(long)]
+    imperfections_file: Option<PathBuf>,
+    /// Modes to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ideal,in-silico,in-situ")]
+    mode: Vec<Mode>,
+    /// Activation between layers.
+    #[arg(long, value_enum, default_value = "none")]
+    activation: Activation,
+    /// Input power: the image amplitude is scaled by its square root (sets the |x|² scale the
+    /// activations see).
+    #[arg(long, default_value_t = 1.0)]
+    input_power: f64,
+    /// Epochs.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Adam learning rate (radians).
+    #[arg(long, default_value_t = 0.05)]
+    lr: f32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Training samples used (first N).
+    #[arg(long, default_value_t = 3000)]
+    train_limit: usize,
+    /// Test samples used (first N).
+    #[arg(long, default_value_t = 1000)]
+    test_limit: usize,
+    /// Worker threads (results are identical for any value).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Where the datasets live.
+    #[arg(long)]
+    datasets: Option<PathBuf>,
+    /// Write the result JSON here (atomically).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// What `insitu ffm train --json` writes: the task, the common spec, one result per mode.
+#[derive(Serialize)]
+pub struct FfmReport {
+    /// Data set name.
+    pub task: String,
+    /// `(mode, result)` in the order run; each result holds its full spec.
+    pub modes: Vec<(String, FfmResult)>,
+}
+
+fn mode_of(m: Mode) -> (TrainingMode, &'static str) {
+    match m {
+        Mode::Ideal => (TrainingMode::Ideal, "ideal"),
+        Mode::InSilico => (TrainingMode::InSilico, "in-silico"),
+        Mode::InSitu => (TrainingMode::InSitu, "in-situ"),
+    }
+}
+
+pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, String> {
+    if a.threads == 0 {
+        return Err("invalid --threads = 0: must be at least 1".into());
+    }
+    if a.mode.is_empty() {
+        return Err("--mode: give at least one of ideal, in-silico, in-situ".into());
+    }
+    let imperfections = match &a.imperfections_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("invalid imperfections {}: {e}", p.display()))?
+        }
+        None => {
+            if !(a.imperfection_level.is_finite() && a.imperfection_level >= 0.0) {
+                return Err(format!(
+                    "invalid --imperfection-level = {}: must be ≥ 0",
+                    a.imperfection_level
+                ));
+            }
+            Imperfections::at_strength(a.imperfection_level)
+        }
+    };
+    let task = match a.task {
+        FfmTask::FashionMnist => LibTask::FashionMnist,
+        FfmTask::Mnist => LibTask::Mnist,
+        FfmTask::MnistEven => LibTask::MnistEven,
+    };
+    let base = FfmSpec {
+        task,
+        input_power: a.input_power,
+        layers: a.layers,
+        grid_n: a.grid,
+        dx: a.dx,
+        wavelength: a.wavelength,
+        distance: a.distance.unwrap_or(0.388 * a.grid as f64 / 400.0),
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+        train_limit: Some(a.train_limit),
+        test_limit: Some(a.test_limit),
+        activation: match a.activation {
+            Activation::None => ActivationKind::None,
+            Activation::Optoelectronic => ActivationKind::Optoelectronic,
+            Activation::Photorefractive => ActivationKind::Photorefractive,
+        },
+        imperfections,
+        ..FfmSpec::default()
+    };
+    let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
+    let data = load_task(task.data_task(), &dir, a.seed).map_err(|e| e.to_string())?;
+    let data = task.select(data).map_err(|e| e.to_string())?;
+    let (train_set, test_set) = (data.train, data.test);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let bar = ProgressBar::new(a.mode.len() as u64);
+    bar.set_draw_target(if progress_visible {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:20}] {pos}/{len} modes, {msg} ({elapsed})")
+            .expect("static template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut modes = Vec::new();
+    for &m in &a.mode {
+        let (mode, name) = mode_of(m);
+        bar.set_message(name);
+        let spec = FfmSpec { mode, ..base.clone() };
+        let result = pool
+            .install(|| insitu_ffm::run(&spec, &train_set, &test_set))
+            .map_err(|e| e.to_string())?;
+        modes.push((name.to_string(), result));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(FfmReport {
+        task: a
+            .task
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
+        modes,
+    })
+}
+
+/// One line per mode.
+pub fn summary(r: &FfmReport) -> String {
+    r.modes
+        .iter()
+        .map(|(name, res)| {
+            format!(
+                "{} {} layers {}×{} {name}: test accuracy {:.2} %; {:.1} s training, {} forward propagations ({} on the bench){}",
+                r.task,
+                res.spec.layers,
+                res.spec.grid_n,
+                res.spec.grid_n,
+                100.0 * res.test_accuracy,
+                res.train_seconds,
+                res.forward_propagations,
+                res.physical_forward_propagations,
+                if res.status == "ok" { String::new() } else { format!(" — {}", res.status) }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
