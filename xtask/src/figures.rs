@@ -193,12 +193,12 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
             let panel = "Fashion-MNIST, free-space ONN".to_string();
             for (spec, r) in runs {
                 if let RunSpec::Ffm(f) = spec {
-                    let mode = match f.spec.mode {
+                    let mode = match f.mode {
                         insitu_ffm::TrainingMode::Ideal => "ideal",
                         insitu_ffm::TrainingMode::InSilico => "in silico (deployed)",
                         insitu_ffm::TrainingMode::InSitu => "in situ (FFM)",
                     };
-                    acc.add(&panel, mode, f.spec.layers as f64, accuracy_percent(*r));
+                    acc.add(&panel, mode, f.layers as f64, accuracy_percent(*r));
                 }
             }
             for (name, values) in PAPER_FIG2D {

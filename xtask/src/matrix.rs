@@ -7,10 +7,10 @@
 //! axes, fewer grid points) with fewer samples and epochs; `smoke` is a handful of tiny runs per
 //! figure so that every figure is drawn in CI.
 
-use insitu_ffm::{FfmSpec, TrainingMode};
+use insitu_ffm::{FfmSpec, FfmTask, TrainingMode};
 use insitu_ffzero::{Method, TrainSpec};
 
-use crate::runspec::{FfmRun, RunSpec};
+use crate::runspec::RunSpec;
 
 /// How big a reproduction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -242,14 +242,12 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
             for &l in layers {
                 for mode in [TrainingMode::Ideal, TrainingMode::InSilico, TrainingMode::InSitu] {
                     for seed in 0..seeds {
-                        out.push(RunSpec::Ffm(FfmRun {
-                            task: "fashion-mnist".into(),
-                            spec: FfmSpec {
-                                layers: l,
-                                mode,
-                                seed,
-                                ..base.clone()
-                            },
+                        out.push(RunSpec::Ffm(FfmSpec {
+                            task: FfmTask::FashionMnist,
+                            layers: l,
+                            mode,
+                            seed,
+                            ..base.clone()
                         }));
                     }
                 }
@@ -301,8 +299,7 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
             };
             PER_RUN_SECONDS + FFZERO_SECONDS_PER_UNIT * params as f64 * n_train * s.epochs as f64 * mult
         }
-        RunSpec::Ffm(f) => {
-            let s = &f.spec;
+        RunSpec::Ffm(s) => {
             let m = (s.grid_n * s.padding) as f64;
             let fft = m * m * (m * m).log2();
             let n_train = s.train_limit.unwrap_or(50_000) as f64;

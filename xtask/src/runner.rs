@@ -73,9 +73,16 @@ pub fn run_spec(spec: &RunSpec, data: &DataCache, bar: &ProgressBar) -> Result<R
                 .map_err(|e| e.to_string())
         }
         RunSpec::Ffm(f) => {
-            let tt = data.get(&f.task, f.spec.seed)?;
+            let tt = data.get(spec.task(), f.seed)?;
+            let selected;
+            let tt: &TrainTest = if f.task.classes().is_some() {
+                selected = f.task.select((*tt).clone()).map_err(|e| e.to_string())?;
+                &selected
+            } else {
+                &tt
+            };
             bar.set_message("(no step events from insitu-ffm)");
-            pool.install(|| insitu_ffm::run(&f.spec, &tt.train, &tt.test))
+            pool.install(|| insitu_ffm::run(f, &tt.train, &tt.test))
                 .map(RunResult::Ffm)
                 .map_err(|e| e.to_string())
         }
@@ -135,9 +142,11 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
         .expect("static template")
         .progress_chars("=> ");
 
-    // biggest first: better packing across jobs, and an honest ETA early on
+    // cheapest first: an interrupted run (or one cut short on a busy machine) leaves as many
+    // finished points as possible, and every figure fills in early; the overall bar counts
+    // estimated cost, so its ETA stays honest
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| costs[a].total_cmp(&costs[b]).then(a.cmp(&b)));
     let next = AtomicUsize::new(0);
     let run_one = |i: usize| {
         let spec = &pending[i];
@@ -195,7 +204,7 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
         overall.set_message(format!("{k}/{n} runs"));
     };
     let jobs = jobs.max(1);
-    // a shared queue in `order`: each job takes the next-biggest pending run
+    // a shared queue in `order`: each job takes the next pending run
     let work = || {
         (0..jobs).into_par_iter().for_each(|_| loop {
             let j = next.fetch_add(1, Ordering::SeqCst);

@@ -14,23 +14,15 @@ pub const RESULTS_SCHEMA_VERSION: u32 = 1;
 /// Number of hex digits of the SHA-256 kept as a spec's identity (64 bits).
 pub const HASH_HEX_DIGITS: usize = 16;
 
-/// A seed 002 classifier run: the data set it trains on and the `insitu-ffm` spec.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FfmRun {
-    /// `insitu_data::Task` name of the images (`fashion-mnist` for Fig. 2d).
-    pub task: String,
-    /// Everything else, as `insitu_ffm::run` takes it.
-    pub spec: FfmSpec,
-}
-
 /// One run of the matrix, fully resolved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RunSpec {
     /// Seed 000: an MLP trained by `insitu_ffzero::train` (what `insitu train --spec` runs).
     Ffzero(TrainSpec),
-    /// Seed 002: a deep free-space classifier run by `insitu_ffm::run`.
-    Ffm(FfmRun),
+    /// Seed 002: a deep free-space classifier run by `insitu_ffm::run` (what
+    /// `insitu ffm train --spec` runs).
+    Ffm(FfmSpec),
 }
 
 /// What a run produced (the JSON `insitu train --json` / `insitu ffm train --json` writes).
@@ -66,11 +58,11 @@ impl RunSpec {
         out
     }
 
-    /// The task name (data set) the run uses.
+    /// The `insitu_data::Task` name of the data set the run reads.
     pub fn task(&self) -> &str {
         match self {
             RunSpec::Ffzero(s) => &s.task,
-            RunSpec::Ffm(f) => &f.task,
+            RunSpec::Ffm(f) => f.task.data_task().name(),
         }
     }
 
@@ -87,8 +79,8 @@ impl RunSpec {
                 s.epochs
             ),
             RunSpec::Ffm(f) => format!(
-                "{} ffm {:?} L{} n{} e{} seed{}",
-                f.task, f.spec.mode, f.spec.layers, f.spec.grid_n, f.spec.epochs, f.spec.seed
+                "{:?} ffm {:?} L{} n{} e{} seed{}",
+                f.task, f.mode, f.layers, f.grid_n, f.epochs, f.seed
             ),
         }
     }
@@ -97,7 +89,7 @@ impl RunSpec {
     pub fn matches(&self, result: &RunResult) -> bool {
         match (self, result) {
             (RunSpec::Ffzero(s), RunResult::Ffzero(r)) => r.spec == *s,
-            (RunSpec::Ffm(f), RunResult::Ffm(r)) => r.spec == f.spec,
+            (RunSpec::Ffm(f), RunResult::Ffm(r)) => r.spec == *f,
             _ => false,
         }
     }
@@ -215,13 +207,10 @@ mod tests {
 
     #[test]
     fn ffm_specs_hash_and_match_their_results() {
-        let a = RunSpec::Ffm(FfmRun {
-            task: "fashion-mnist".into(),
-            spec: FfmSpec::default(),
-        });
+        let a = RunSpec::Ffm(FfmSpec::default());
         let mut b = a.clone();
         if let RunSpec::Ffm(f) = &mut b {
-            f.spec.layers = 4;
+            f.layers = 4;
         }
         assert_ne!(a.hash(), b.hash());
         assert_ne!(a.hash(), base().hash());

@@ -3,7 +3,8 @@
 //! merges it into the store. No scheduler of our own: Slurm is what the clusters run.
 //!
 //! Layout of DIR: `specs/NNNN.json` (the bare `TrainSpec` / `FfmSpec` that
-//! `insitu train --spec` / `insitu ffm train --spec` read), `manifest.json` (profile, commit,
+//! `insitu train --spec` / `insitu ffm train --spec` read; an `FfmSpec` names its data set),
+//! `manifest.json` (profile, commit,
 //! and the full [`RunSpec`] and hash of every index), `job.sbatch`, `results/NNNN.json` (what
 //! the array tasks write), `logs/`.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::{estimated_seconds, Profile};
-use crate::runspec::{FfmRun, RunResult, RunSpec, RESULTS_SCHEMA_VERSION};
+use crate::runspec::{RunResult, RunSpec, RESULTS_SCHEMA_VERSION};
 use crate::store::{rfc3339, Store, StoreError, StoredResult};
 
 /// `manifest.json` of an emitted directory.
@@ -56,12 +57,11 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
     }
     let mut entries = Vec::new();
     let mut kinds = Vec::new();
-    let mut tasks = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
         let path = dir.join("specs").join(format!("{index:04}.json"));
         let bare = match spec {
             RunSpec::Ffzero(s) => serde_json::to_string_pretty(s),
-            RunSpec::Ffm(f) => serde_json::to_string_pretty(&f.spec),
+            RunSpec::Ffm(f) => serde_json::to_string_pretty(f),
         }
         .expect("specs are plain data");
         write_file(&path, &(bare + "\n"))?;
@@ -69,7 +69,6 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
             RunSpec::Ffzero(_) => "train",
             RunSpec::Ffm(_) => "ffm",
         });
-        tasks.push(spec.task().to_string());
         entries.push(ManifestEntry {
             index,
             hash: spec.hash(),
@@ -91,7 +90,7 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
         .chunks(per_task)
         .map(|c| c.iter().map(estimated_seconds).sum::<f64>())
         .fold(0.0, f64::max);
-    let script = sbatch_script(profile, commit, &kinds, &tasks, per_task, array_tasks, longest);
+    let script = sbatch_script(profile, commit, &kinds, per_task, array_tasks, longest);
     write_file(&dir.join("job.sbatch"), &script)?;
     Ok(array_tasks)
 }
@@ -110,7 +109,6 @@ fn sbatch_script(
     profile: Profile,
     commit: &str,
     kinds: &[&str],
-    tasks: &[String],
     per_task: usize,
     array_tasks: usize,
     longest_seconds: f64,
@@ -139,20 +137,18 @@ INSITU="${{INSITU:-insitu}}"
 N={n}
 PER_TASK={per_task}
 KINDS=({kinds})
-TASKS=({tasks})
 first=$((SLURM_ARRAY_TASK_ID * PER_TASK))
 for ((i = first; i < first + PER_TASK && i < N; i++)); do
   id=$(printf '%04d' "$i")
   if [ -s "results/$id.json" ]; then continue; fi
   case "${{KINDS[$i]}}" in
     train) "$INSITU" train --spec "specs/$id.json" --json "results/$id.json" ;;
-    ffm) "$INSITU" ffm train --spec "specs/$id.json" --task "${{TASKS[$i]}}" --json "results/$id.json" ;;
+    ffm) "$INSITU" ffm train --spec "specs/$id.json" --json "results/$id.json" ;;
   esac
 done
 "#,
         profile = profile.name(),
         kinds = bash_array(kinds),
-        tasks = bash_array(tasks),
     )
 }
 
@@ -290,9 +286,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Parses an `insitu train` / `insitu ffm train` result JSON of the kind of `expected`, and
-/// rebuilds its spec from the result's own embedded spec (the data set of an FFM run, which
-/// `FfmResult` does not record, comes from `expected`).
+/// Parses an `insitu train` / `insitu ffm train` result JSON of the kind of `expected` and
+/// rebuilds its spec from the result's own embedded spec. For FFM it accepts a bare
+/// `FfmResult`, or the `{task, modes: [[mode, FfmResult], …]}` report of `insitu ffm train`
+/// (the entry whose spec is `expected`, else the only one).
 fn read_raw(path: &Path, expected: &RunSpec) -> Result<(RunSpec, RunResult), String> {
     let text = std::fs::read(path).map_err(|e| e.to_string())?;
     match expected {
@@ -302,15 +299,24 @@ fn read_raw(path: &Path, expected: &RunSpec) -> Result<(RunSpec, RunResult), Str
             Ok((RunSpec::Ffzero(r.spec.clone()), RunResult::Ffzero(r)))
         }
         RunSpec::Ffm(f) => {
-            let r: insitu_ffm::FfmResult =
-                serde_json::from_slice(&text).map_err(|e| format!("not an `insitu ffm train` result: {e}"))?;
-            Ok((
-                RunSpec::Ffm(FfmRun {
-                    task: f.task.clone(),
-                    spec: r.spec.clone(),
-                }),
-                RunResult::Ffm(r),
-            ))
+            #[derive(Deserialize)]
+            struct Report {
+                modes: Vec<(String, insitu_ffm::FfmResult)>,
+            }
+            let r: insitu_ffm::FfmResult = match serde_json::from_slice(&text) {
+                Ok(r) => r,
+                Err(e) => {
+                    let report: Report =
+                        serde_json::from_slice(&text).map_err(|_| format!("not an `insitu ffm train` result: {e}"))?;
+                    let mut modes = report.modes;
+                    match modes.iter().position(|(_, r)| r.spec == *f) {
+                        Some(i) => modes.swap_remove(i).1,
+                        None if modes.len() == 1 => modes.remove(0).1,
+                        None => return Err("no result of this spec among the report's modes".into()),
+                    }
+                }
+            };
+            Ok((RunSpec::Ffm(r.spec.clone()), RunResult::Ffm(r)))
         }
     }
 }
