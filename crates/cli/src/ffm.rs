@@ -169,6 +169,10 @@ pub struct FfmTrainArgs {
     /// Write the result JSON here (atomically).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run exactly this `FfmSpec` JSON (one mode; what xtask's Slurm arrays pass) instead of the
+    /// options above.
+    #[arg(long)]
+    spec: Option<PathBuf>,
 }
 
 /// What `insitu ffm train --json` writes: the task, the common spec, one result per mode.
@@ -180,11 +184,11 @@ pub struct FfmReport {
     pub modes: Vec<(String, FfmResult)>,
 }
 
-fn mode_of(m: Mode) -> (TrainingMode, &'static str) {
+fn mode_of(m: Mode) -> TrainingMode {
     match m {
-        Mode::Ideal => (TrainingMode::Ideal, "ideal"),
-        Mode::InSilico => (TrainingMode::InSilico, "in-silico"),
-        Mode::InSitu => (TrainingMode::InSitu, "in-situ"),
+        Mode::Ideal => TrainingMode::Ideal,
+        Mode::InSilico => TrainingMode::InSilico,
+        Mode::InSitu => TrainingMode::InSitu,
     }
 }
 
@@ -215,6 +219,11 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
         FfmTask::Mnist => LibTask::Mnist,
         FfmTask::MnistEven => LibTask::MnistEven,
     };
+    if let Some(path) = &a.spec {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
+        let spec: FfmSpec = serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()))?;
+        return run_specs(vec![spec], a.datasets.clone(), a.threads, progress_visible);
+    }
     let base = FfmSpec {
         task,
         input_power: a.input_power,
@@ -237,15 +246,36 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
         imperfections,
         ..FfmSpec::default()
     };
-    let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
-    let data = load_task(task.data_task(), &dir, a.seed).map_err(|e| e.to_string())?;
+    let specs = a
+        .mode
+        .iter()
+        .map(|&m| FfmSpec {
+            mode: mode_of(m),
+            ..base.clone()
+        })
+        .collect();
+    run_specs(specs, a.datasets.clone(), a.threads, progress_visible)
+}
+
+/// Run specs that share a data set (one per mode), in order.
+fn run_specs(
+    specs: Vec<FfmSpec>,
+    datasets: Option<PathBuf>,
+    threads: usize,
+    progress_visible: bool,
+) -> Result<FfmReport, String> {
+    let task = specs[0].task;
+    if specs.iter().any(|s| s.task != task) {
+        return Err("all modes of one report must use the same task".into());
+    }
+    let dir = datasets.unwrap_or_else(default_datasets_dir);
+    let data = load_task(task.data_task(), &dir, specs[0].seed).map_err(|e| e.to_string())?;
     let data = task.select(data).map_err(|e| e.to_string())?;
-    let (train_set, test_set) = (data.train, data.test);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
+        .num_threads(threads)
         .build()
         .map_err(|e| e.to_string())?;
-    let bar = ProgressBar::new(a.mode.len() as u64);
+    let bar = ProgressBar::new(specs.len() as u64);
     bar.set_draw_target(if progress_visible {
         ProgressDrawTarget::stderr()
     } else {
@@ -257,25 +287,25 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let mut modes = Vec::new();
-    for &m in &a.mode {
-        let (mode, name) = mode_of(m);
+    for spec in specs {
+        let name = match spec.mode {
+            TrainingMode::Ideal => "ideal",
+            TrainingMode::InSilico => "in-silico",
+            TrainingMode::InSitu => "in-situ",
+        };
         bar.set_message(name);
-        let spec = FfmSpec { mode, ..base.clone() };
         let result = pool
-            .install(|| insitu_ffm::run(&spec, &train_set, &test_set))
+            .install(|| insitu_ffm::run(&spec, &data.train, &data.test))
             .map_err(|e| e.to_string())?;
         modes.push((name.to_string(), result));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(FfmReport {
-        task: a
-            .task
-            .to_possible_value()
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default(),
-        modes,
-    })
+    let task = serde_json::to_value(task)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    Ok(FfmReport { task, modes })
 }
 
 /// One line per mode.

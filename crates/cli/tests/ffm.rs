@@ -119,4 +119,24 @@ fn ffm_train_writes_every_mode() {
     let (code, _, err) = run(&["ffm", "train", "--imperfection-level=-1"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--imperfection-level"), "{err}");
+
+    // --spec runs exactly one stored spec (what xtask's Slurm arrays do)
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, in_situ["spec"].to_string()).unwrap();
+    let json2 = dir.path().join("r2.json");
+    let (code, _, err) = run(&[
+        "ffm",
+        "train",
+        "--spec",
+        spec_path.to_str().unwrap(),
+        "--json",
+        json2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v2: Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    assert_eq!(v2["modes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v2["modes"][0][1]["test_accuracy"], in_situ["test_accuracy"],
+        "same spec, same result"
+    );
 }
