@@ -165,6 +165,7 @@ pub fn shard_of(unique: &BTreeMap<String, RunSpec>, shard: Option<(usize, usize)
 }
 
 fn fmt_seconds(s: f64) -> String {
+    let s = s + 0.0; // an empty f64 sum is −0.0
     if s < 120.0 {
         format!("{s:.0} s")
     } else if s < 7200.0 {
