@@ -18,7 +18,7 @@ use crate::interchange::{complex_matrix, complex_vector, read_json, real_vector}
 pub enum FfmCommand {
     /// Train a deep free-space optical classifier: ideal, in silico (deployed on the imperfect
     /// bench) and/or FFM in situ (trained on the bench through forward propagations only).
-    Train(FfmTrainArgs),
+    Train(Box<FfmTrainArgs>),
     /// Print the FFM gradient (forward error propagation) and the adjoint gradient of a small
     /// dense system given as JSON, with each layer's asymmetry ‖T − Tᵀ‖_F/‖T‖_F.
     Gradient(FfmGradientArgs),

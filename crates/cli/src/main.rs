@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train one network with FFzero or a baseline (seed 000) and evaluate it on the test set.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// FFM learning of optical systems (seed 002).
     #[command(subcommand)]
     Ffm(ffm::FfmCommand),
