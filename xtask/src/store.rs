@@ -128,7 +128,9 @@ impl Store {
         let hash = stored.spec.hash();
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if stem != hash {
-            return Err(corrupt(format!("its spec hashes to {hash}, not to its file name")));
+            return Err(corrupt(format!(
+                "its spec hashes to {hash}, not to its file name (renamed, or written when a spec type had other fields)"
+            )));
         }
         if !stored.spec.matches(&stored.result) {
             return Err(corrupt("the result was produced by a different spec".into()));
