@@ -228,40 +228,39 @@ fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Train(a) => match run_train(&a) {
-            Ok(result) => {
-                println!("{}", output::summary(&result));
-                if let Some(path) = &a.json {
-                    if let Err(e) = output::write_json_atomically(path, &result) {
-                        eprintln!("error: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Train(a) => report(run_train(&a), output::summary, a.json.as_deref()),
         Command::Optics(cmd) => print_json_or_fail(optics::run(&cmd)),
         Command::Ffm(ffm::FfmCommand::Gradient(a)) => print_json_or_fail(ffm::gradient(&a)),
-        Command::Ffm(ffm::FfmCommand::Train(a)) => match ffm::train(&a, std::io::stderr().is_terminal()) {
-            Ok(report) => {
-                println!("{}", ffm::summary(&report));
-                if let Some(path) = &a.json {
-                    if let Err(e) = output::write_json_atomically(path, &report) {
-                        eprintln!("error: {e}");
-                        return ExitCode::FAILURE;
-                    }
+        Command::Ffm(ffm::FfmCommand::Train(a)) => report(
+            ffm::train(&a, std::io::stderr().is_terminal()),
+            ffm::summary,
+            a.json.as_deref(),
+        ),
+    }
+}
+
+/// Print a run's summary and write its JSON (atomically) if asked; errors go to stderr with
+/// exit code 2 (refused before work) or 1 (the result could not be written).
+fn report<T: serde::Serialize>(
+    result: Result<T, String>,
+    summary: fn(&T) -> String,
+    json: Option<&std::path::Path>,
+) -> ExitCode {
+    match result {
+        Ok(r) => {
+            println!("{}", summary(&r));
+            if let Some(path) = json {
+                if let Err(e) = output::write_json_atomically(path, &r) {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
                 }
-                ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
