@@ -9,7 +9,11 @@
 //! hash, stored atomically ([`store`]), run in parallel ([`runner`]) or on a cluster
 //! ([`slurm`]), then drawn ([`figures`]) and reported ([`report`]). They add no method of their
 //! own: every number comes from `insitu_ffzero::train` or `insitu_ffm::run`.
+//!
+//! `bench` (issue 8) measures throughput: training epochs, optics kernels and allocations per
+//! step (`docs/performance.md`).
 
+pub mod bench;
 pub mod datasets;
 pub mod figures;
 pub mod matrix;

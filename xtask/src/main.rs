@@ -9,7 +9,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xtask::{datasets, reproduce};
+
+/// Counts allocation calls so that `bench` can report allocations per training step.
+#[global_allocator]
+static ALLOCATOR: xtask::bench::CountingAllocator = xtask::bench::CountingAllocator;
+use xtask::{bench, datasets, reproduce};
 
 /// insitu's build system.
 #[derive(Debug, Parser)]
@@ -30,7 +34,9 @@ enum Command {
     /// Merge results produced elsewhere (a Slurm array from `reproduce --emit-slurm`, another
     /// machine's store or `--shard`) into the store, then redraw.
     Collect(reproduce::CollectArgs),
-    // Bench(bench::BenchArgs),              -- throughput benchmarks (to be added)
+    /// Throughput benchmarks of issue 8: training epochs, optics kernels, allocations per
+    /// step; a table, and JSON with --json.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +44,6 @@ fn main() -> ExitCode {
         Command::Datasets(args) => datasets::main(args),
         Command::Reproduce(args) => reproduce::main(args),
         Command::Collect(args) => reproduce::collect_main(args),
+        Command::Bench(args) => bench::main(args),
     }
 }

@@ -1,0 +1,594 @@
+//! `cargo xtask bench`: the throughput benchmarks of issue 8, printed as a table and written as
+//! JSON (`--json PATH`).
+//!
+//! What is measured (formulas and method in `docs/performance.md`):
+//! - **Training epochs.** MNIST (50,000 training samples, batch 256), MLP width 100 at depth 3
+//!   and 10 (and width 10 at depth 3), one epoch of each of the four methods (FF: one epoch of
+//!   every layer), through `insitu_ffzero::train` with `epochs: 1` and `test_limit: Some(1)`.
+//!   The time is the result's `train_seconds` (training only: no data loading, no evaluation).
+//!   GFLOP/s divide an analytic count of the matrix-product FLOPs ([`epoch_flops`]) by it. Each
+//!   run happens inside a rayon pool of 1, 2, … threads (`--threads`).
+//! - **Optics.** A 784-mode Haar-random Clements mesh applied to a batch of 128 fields, and one
+//!   400×400 band-limited angular-spectrum propagation with 2× padding (medians of a few runs).
+//! - **Allocations per FF+DD step after warm-up.** The binary installs [`CountingAllocator`] as
+//!   its global allocator; the allocation count of an FF+DD run of 2 epochs minus that of the
+//!   same run with 1 epoch, divided by the steps of the extra epoch, is the number of
+//!   allocations per step once every buffer exists (setup, caching and evaluation cancel out).
+//!
+//! It measures; it adds no method and changes no numbers of the library crates.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use clap::Args;
+use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
+use insitu_ffzero::{
+    dense_forward, layer_widths, train, DenseShape, LayerObjective, LayerScratch, LayerTarget, LocalLoss, Method,
+    NoProgress, Optimizer, TrainSpec,
+};
+use insitu_linalg::{rng, CMat, Mat, MatRef};
+use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RectangularMesh};
+use insitu_optim::PerturbedObjective;
+use serde::Serialize;
+
+/// Samples of a full MNIST epoch in the papers' setting (the issue's reference).
+pub const FULL_EPOCH_SAMPLES: usize = 50_000;
+/// Samples per epoch with `--quick`; times are then scaled to [`FULL_EPOCH_SAMPLES`].
+pub const QUICK_EPOCH_SAMPLES: usize = 12_800;
+
+/// Command-line arguments of `cargo xtask bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Rayon pool sizes to run the training epochs under, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub threads: Vec<usize>,
+
+    /// Depth 3 only, 12,800 samples per epoch (times scaled to 50,000), one optics repeat.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// The datasets directory (default as in `cargo xtask datasets`).
+    #[arg(long, value_name = "DIR")]
+    pub datasets_dir: Option<PathBuf>,
+}
+
+/// A global allocator that forwards to [`System`] and counts allocation calls (`alloc`,
+/// `alloc_zeroed`, `realloc`). Install it with `#[global_allocator]` in a binary; the library
+/// then reads [`allocation_count`].
+pub struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call forwards unchanged to `System`, which upholds the `GlobalAlloc` contract;
+// the counter is a relaxed atomic increment with no effect on the memory returned.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Allocation calls counted so far by [`CountingAllocator`] (stays 0 where it is not the
+/// global allocator, e.g. in unit tests).
+pub fn allocation_count() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Whether [`CountingAllocator`] is this process's global allocator.
+pub fn counting_allocator_installed() -> bool {
+    let before = allocation_count();
+    let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(64));
+    drop(v);
+    allocation_count() > before
+}
+
+/// One training-epoch measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochRow {
+    /// `bp-ad`, `bp-dd`, `ff-ad`, `ff-dd`.
+    pub method: String,
+    /// Hidden width.
+    pub width: usize,
+    /// Hidden layers.
+    pub depth: usize,
+    /// Rayon pool size the run was inside.
+    pub threads: usize,
+    /// Training samples per epoch actually used.
+    pub samples: usize,
+    /// Measured `train_seconds` of the run (FF: one epoch of every layer).
+    pub train_seconds: f64,
+    /// `train_seconds` scaled to 50,000 samples (equal to it without `--quick`).
+    pub epoch_seconds: f64,
+    /// Analytic matrix-product FLOPs of the epoch ([`epoch_flops`]) for `samples`.
+    pub flops: f64,
+    /// `flops / train_seconds / 1e9`.
+    pub gflops: f64,
+}
+
+/// One optics-kernel measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelRow {
+    /// What was timed.
+    pub name: String,
+    /// Median seconds per call.
+    pub median_seconds: f64,
+    /// Fastest seconds per call.
+    pub min_seconds: f64,
+    /// Calls timed.
+    pub repeats: usize,
+}
+
+/// The allocation measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct AllocationRow {
+    /// Network (`784-100-10`).
+    pub network: String,
+    /// Training samples per epoch.
+    pub samples: usize,
+    /// Steps of the extra epoch (all layers).
+    pub steps: usize,
+    /// Allocation calls of the 1-epoch run.
+    pub allocations_one_epoch: u64,
+    /// Allocation calls of the 2-epoch run.
+    pub allocations_two_epochs: u64,
+    /// `(two − one) / steps`.
+    pub per_step: f64,
+    /// Allocation calls of one `dense_forward` (100×784)·(784×256), after a warm-up call.
+    pub dense_forward_per_call: u64,
+    /// Allocation calls of one `LayerObjective::losses_along` (one ± pair) on that layer.
+    pub losses_along_per_call: u64,
+}
+
+/// Everything `cargo xtask bench` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// `uname -n`-free machine description: logical CPUs and load average before and after.
+    pub machine: Machine,
+    /// Whether `--quick` was given.
+    pub quick: bool,
+    /// Training epochs.
+    pub epochs: Vec<EpochRow>,
+    /// Optics kernels.
+    pub kernels: Vec<KernelRow>,
+    /// Allocations per FF+DD step (`None` if the counting allocator is not installed).
+    pub allocations: Option<AllocationRow>,
+}
+
+/// The machine as far as the benchmark can see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// `std::thread::available_parallelism`.
+    pub logical_cpus: usize,
+    /// `/proc/loadavg` when the benchmark started (1, 5, 15 min), if readable.
+    pub load_before: Option<String>,
+    /// `/proc/loadavg` when it finished.
+    pub load_after: Option<String>,
+}
+
+fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// The method's step rule in the issue's reference: Adam for the AD methods, SGD for the DD
+/// methods (the paper's reading, SPEC A5).
+fn optimizer_of(method: Method) -> Optimizer {
+    if method.is_directional() {
+        Optimizer::Sgd
+    } else {
+        Optimizer::Adam
+    }
+}
+
+/// Analytic matrix-product FLOPs of one epoch of `method` over `samples` samples on a network
+/// of layer widths `widths` (`widths[0]` inputs, last = classes), counting `2·m·n·k` per product
+/// and nothing elementwise (bias, ReLU, perturbation, optimiser, softmax), with `P = 1` and the
+/// central (±ε) difference. Per layer `l` (`o × i`), per sample, with `C` classes:
+/// - FF+DD: `W·x` once and `V·x` once (shared by ±ε): `4·o·i`; the cosine goodness of each of
+///   the 2 evaluations `2·2·o·C`; the layer's output for the next layer's cache (all but the
+///   last layer) `2·o·i`.
+/// - FF+AD: forward `2·o·i`, weight gradient `2·o·i` (the frozen input needs none); goodness
+///   forward and backward `3·2·o·C`; cache `2·o·i` (all but the last).
+/// - BP+DD: two full forward passes (±ε): `2·2·o·i`.
+/// - BP+AD: forward `2·o·i`, weight gradient `2·o·i`, input gradient `2·o·i` except for the
+///   first layer.
+pub fn epoch_flops(method: Method, widths: &[usize], samples: usize) -> f64 {
+    let classes = *widths.last().expect("at least one layer") as f64;
+    let layers = widths.len() - 1;
+    let mut per_sample = 0.0;
+    for l in 0..layers {
+        let (i, o) = (widths[l] as f64, widths[l + 1] as f64);
+        let last = l + 1 == layers;
+        let cache = if last { 0.0 } else { 2.0 * o * i };
+        per_sample += match method {
+            Method::FfDd => 4.0 * o * i + 4.0 * o * classes + cache,
+            Method::FfAd => 4.0 * o * i + 6.0 * o * classes + cache,
+            Method::BpDd => 4.0 * o * i,
+            Method::BpAd => {
+                if l == 0 {
+                    4.0 * o * i
+                } else {
+                    6.0 * o * i
+                }
+            }
+        };
+    }
+    per_sample * samples as f64
+}
+
+fn spec_for(method: Method, width: usize, depth: usize, epochs: usize, samples: usize) -> TrainSpec {
+    TrainSpec {
+        task: "mnist".into(),
+        width,
+        depth,
+        method,
+        epochs,
+        batch: 256,
+        optimizer: optimizer_of(method),
+        seed: 0,
+        train_limit: Some(samples),
+        test_limit: Some(1),
+        ..TrainSpec::default()
+    }
+}
+
+/// Times one epoch of `method` inside a rayon pool of `threads` threads.
+pub fn bench_epoch(
+    data: &TrainTest,
+    method: Method,
+    width: usize,
+    depth: usize,
+    threads: usize,
+    samples: usize,
+) -> Result<EpochRow, String> {
+    let spec = spec_for(method, width, depth, 1, samples);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let result = pool
+        .install(|| train(&spec, data, &mut NoProgress))
+        .map_err(|e| e.to_string())?;
+    let samples = samples.min(data.train.len());
+    let widths = layer_widths(&spec, data.train.features(), data.train.num_classes());
+    let flops = epoch_flops(method, &widths, samples);
+    Ok(EpochRow {
+        method: method.name().into(),
+        width,
+        depth,
+        threads,
+        samples,
+        train_seconds: result.train_seconds,
+        epoch_seconds: result.train_seconds * FULL_EPOCH_SAMPLES as f64 / samples as f64,
+        flops,
+        gflops: flops / result.train_seconds / 1e9,
+    })
+}
+
+fn time_repeats(name: &str, repeats: usize, mut f: impl FnMut()) -> KernelRow {
+    f(); // warm-up
+    let mut t: Vec<f64> = (0..repeats)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    KernelRow {
+        name: name.into(),
+        median_seconds: t[t.len() / 2],
+        min_seconds: t[0],
+        repeats,
+    }
+}
+
+/// Times the 784-mode mesh on 128 fields and the 400×400 band-limited propagation (2× padding).
+pub fn bench_optics(repeats: usize) -> Result<Vec<KernelRow>, String> {
+    let mut r = rng(1);
+    let mesh = RectangularMesh::haar_rect(784, &mut r).map_err(|e| e.to_string())?;
+    let x = CMat::from_fn(784, 128, |i, j| {
+        Complex32::new(((i * 131 + j * 17) % 97) as f32 / 97.0, 0.0)
+    });
+    let mut y = x.clone();
+    let mut mesh_err = None;
+    let mesh_row = time_repeats(
+        &format!("mesh 784 modes ({} MZIs) × 128 fields", mesh.num_mzis()),
+        repeats,
+        || {
+            y.copy_from(&x);
+            if let Err(e) = mesh.apply_batch(&mut y) {
+                mesh_err = Some(e.to_string());
+            }
+            std::hint::black_box(&y);
+        },
+    );
+    if let Some(e) = mesh_err {
+        return Err(e);
+    }
+    let grid = Grid { n: 400, dx: 8e-6 };
+    let mut fs = FreeSpace::new(grid, 532e-9, 0.388, PropagationMethod::BandLimitedAngularSpectrum, 2)
+        .map_err(|e| e.to_string())?;
+    let field: Vec<Complex32> = (0..400 * 400)
+        .map(|k| Complex32::new(((k * 7919) % 101) as f32 / 101.0, 0.0))
+        .collect();
+    let mut f = field.clone();
+    let fs_row = time_repeats(
+        "free space 400×400 band-limited, 2× padding",
+        repeats.max(3) * 4,
+        || {
+            f.copy_from_slice(&field);
+            fs.propagate(&mut f);
+            std::hint::black_box(&f);
+        },
+    );
+    Ok(vec![mesh_row, fs_row])
+}
+
+/// Allocations per FF+DD step after warm-up on a 784-100-10 network (depth 1): count of a
+/// 2-epoch run minus count of a 1-epoch run, over the steps of the extra epoch. `None` if the
+/// counting allocator is not the global allocator.
+pub fn bench_allocations(data: &TrainTest, samples: usize) -> Result<Option<AllocationRow>, String> {
+    if !counting_allocator_installed() {
+        return Ok(None);
+    }
+    let mut counts = [0u64; 2];
+    for (k, epochs) in [1usize, 2].into_iter().enumerate() {
+        let spec = spec_for(Method::FfDd, 100, 1, epochs, samples);
+        let before = allocation_count();
+        train(&spec, data, &mut NoProgress).map_err(|e| e.to_string())?;
+        counts[k] = allocation_count() - before;
+    }
+    let samples = samples.min(data.train.len());
+    let steps = 2 * samples.div_ceil(256);
+    let (dense_forward_per_call, losses_along_per_call) = kernel_allocations(data);
+    Ok(Some(AllocationRow {
+        dense_forward_per_call,
+        losses_along_per_call,
+        network: "784-100-10".into(),
+        samples,
+        steps,
+        allocations_one_epoch: counts[0],
+        allocations_two_epochs: counts[1],
+        per_step: (counts[1] as f64 - counts[0] as f64) / steps as f64,
+    }))
+}
+
+/// Allocation calls of one warmed-up `dense_forward` and one `losses_along` (± pair) on the
+/// first layer (784 → 100) of a batch of 256 MNIST images.
+fn kernel_allocations(data: &TrainTest) -> (u64, u64) {
+    let shape = DenseShape {
+        inputs: 784,
+        outputs: 100,
+    };
+    let batch = 256.min(data.train.len());
+    let x = data.train.inputs.columns(0, batch).into_owned();
+    let params: Vec<f32> = (0..shape.len()).map(|k| ((k % 13) as f32 - 6.0) * 1e-3).collect();
+    let direction: Vec<f32> = (0..shape.len()).map(|k| ((k % 7) as f32 - 3.0) * 1e-3).collect();
+    let mut z = Mat::zeros(shape.outputs, batch);
+    dense_forward(shape, &params, MatRef::from(&x), &mut z);
+    let before = allocation_count();
+    dense_forward(shape, &params, MatRef::from(&x), &mut z);
+    let dense = allocation_count() - before;
+    let prototypes = Mat::from_fn(shape.outputs, 10, |i, c| if i % 10 == c { 1.0 } else { 0.0 });
+    let labels: Vec<u32> = (0..batch as u32).map(|j| j % 10).collect();
+    let target = LayerTarget::Classes {
+        prototypes: &prototypes,
+        labels: &labels,
+        loss: LocalLoss::Margin,
+        margin: 0.3,
+    };
+    let mut scratch = LayerScratch::default();
+    let mut objective = LayerObjective::new(shape, &params, MatRef::from(&x), target, &mut scratch);
+    let mut out = [0.0f64; 2];
+    objective.losses_along(&direction, &[1e-3, -1e-3], &mut out);
+    let before = allocation_count();
+    objective.losses_along(&direction, &[1e-3, -1e-3], &mut out);
+    (dense, allocation_count() - before)
+}
+
+/// Runs every benchmark of `args`, printing progress to stderr.
+pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
+    let load_before = load_average();
+    let dir = args.datasets_dir.clone().unwrap_or_else(default_datasets_dir);
+    let data = load_task(Task::Mnist, &dir, 0).map_err(|e| format!("loading MNIST from {}: {e}", dir.display()))?;
+    let samples = if args.quick {
+        QUICK_EPOCH_SAMPLES
+    } else {
+        FULL_EPOCH_SAMPLES
+    };
+    let configs: &[(usize, usize)] = if args.quick {
+        &[(100, 3)]
+    } else {
+        &[(100, 3), (100, 10), (10, 3)]
+    };
+    let mut epochs = Vec::new();
+    for &threads in &args.threads {
+        if threads == 0 {
+            return Err("--threads: a pool needs at least 1 thread".into());
+        }
+        for &(width, depth) in configs {
+            for method in [Method::FfDd, Method::FfAd, Method::BpDd, Method::BpAd] {
+                let row = bench_epoch(&data, method, width, depth, threads, samples)?;
+                eprintln!(
+                    "{:>5} w{width:<3} d{depth:<2} {threads}t: {:.3} s/epoch",
+                    row.method, row.epoch_seconds
+                );
+                epochs.push(row);
+            }
+        }
+    }
+    eprintln!("optics kernels…");
+    let kernels = bench_optics(if args.quick { 3 } else { 7 })?;
+    eprintln!("allocations…");
+    let allocations = bench_allocations(&data, if args.quick { 12_800 } else { 25_600 })?;
+    Ok(BenchReport {
+        machine: Machine {
+            logical_cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_before,
+            load_after: load_average(),
+        },
+        quick: args.quick,
+        epochs,
+        kernels,
+        allocations,
+    })
+}
+
+/// The report as markdown tables (what `cargo xtask bench` prints).
+pub fn render(report: &BenchReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "machine: {} logical CPUs, load average {} (start) / {} (end){}\n",
+        report.machine.logical_cpus,
+        report.machine.load_before.as_deref().unwrap_or("?"),
+        report.machine.load_after.as_deref().unwrap_or("?"),
+        if report.quick {
+            "; --quick: 12,800 samples, times scaled to 50,000"
+        } else {
+            ""
+        }
+    );
+    s.push_str("| method | width | depth | threads | s / epoch (50k) | GFLOP/s |\n|---|---|---|---|---|---|\n");
+    for r in &report.epochs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.3} | {:.1} |",
+            r.method, r.width, r.depth, r.threads, r.epoch_seconds, r.gflops
+        );
+    }
+    s.push_str("\n| kernel | median | fastest | repeats |\n|---|---|---|---|\n");
+    for k in &report.kernels {
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} ms | {:.2} ms | {} |",
+            k.name,
+            k.median_seconds * 1e3,
+            k.min_seconds * 1e3,
+            k.repeats
+        );
+    }
+    match &report.allocations {
+        Some(a) => {
+            let _ = writeln!(
+                s,
+                "\nallocations per FF+DD step after warm-up ({}, {} samples): ({} − {}) / {} steps = {:.2}",
+                a.network, a.samples, a.allocations_two_epochs, a.allocations_one_epoch, a.steps, a.per_step
+            );
+            let _ = writeln!(
+                s,
+                "allocations per call: dense_forward (100×784)·(784×256) {}, losses_along (± pair) {}",
+                a.dense_forward_per_call, a.losses_along_per_call
+            );
+        }
+        None => s.push_str("\nallocations: not measured (the counting allocator is not installed)\n"),
+    }
+    s
+}
+
+fn write_json(path: &Path, report: &BenchReport) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// `cargo xtask bench`: run, print the tables, write JSON if asked.
+pub fn main(args: BenchArgs) -> ExitCode {
+    let report = match run_bench(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", render(&report));
+    if let Some(path) = &args.json {
+        if let Err(e) = write_json(path, &report) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FLOP formulas against a direct count of the products for a 2-layer network.
+    #[test]
+    fn epoch_flops_match_a_hand_count() {
+        let w = [784usize, 100, 10];
+        let n = 1000usize;
+        let (p1, p2) = (100.0 * 784.0, 10.0 * 100.0);
+        let n_f = n as f64;
+        // FF+DD: layer 1: 2 products (W·x, V·x) + goodness ×2 + cache; layer 2: 2 products + goodness ×2.
+        let ffdd =
+            n_f * (2.0 * 2.0 * p1 + 2.0 * 2.0 * 100.0 * 10.0 + 2.0 * p1 + 2.0 * 2.0 * p2 + 2.0 * 2.0 * 10.0 * 10.0);
+        assert_eq!(epoch_flops(Method::FfDd, &w, n), ffdd);
+        // BP+AD: layer 1 forward + dW, layer 2 forward + dW + dX.
+        assert_eq!(
+            epoch_flops(Method::BpAd, &w, n),
+            n_f * (2.0 * 2.0 * p1 + 3.0 * 2.0 * p2)
+        );
+        // BP+DD: two forward passes.
+        assert_eq!(epoch_flops(Method::BpDd, &w, n), n_f * 2.0 * 2.0 * (p1 + p2));
+    }
+
+    #[test]
+    fn render_mentions_every_row() {
+        let report = BenchReport {
+            machine: Machine {
+                logical_cpus: 2,
+                load_before: Some("1.0 1.0 1.0".into()),
+                load_after: None,
+            },
+            quick: false,
+            epochs: vec![EpochRow {
+                method: "ff-dd".into(),
+                width: 100,
+                depth: 3,
+                threads: 1,
+                samples: 50_000,
+                train_seconds: 0.5,
+                epoch_seconds: 0.5,
+                flops: 1e9,
+                gflops: 2.0,
+            }],
+            kernels: vec![KernelRow {
+                name: "mesh".into(),
+                median_seconds: 0.1,
+                min_seconds: 0.09,
+                repeats: 3,
+            }],
+            allocations: None,
+        };
+        let s = render(&report);
+        assert!(s.contains("| ff-dd | 100 | 3 | 1 | 0.500 | 2.0 |"), "{s}");
+        assert!(s.contains("| mesh | 100.00 ms | 90.00 ms | 3 |"), "{s}");
+        assert!(s.contains("not measured"), "{s}");
+    }
+}
