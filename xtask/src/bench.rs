@@ -30,7 +30,7 @@ use insitu_ffzero::{
     dense_forward, layer_widths, train, DenseShape, LayerObjective, LayerScratch, LayerTarget, LocalLoss, Method,
     NoProgress, Optimizer, TrainSpec,
 };
-use insitu_linalg::{rng, CMat, Mat, MatRef};
+use insitu_linalg::{rng, CMat, Mat, MatRef, Par};
 use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RectangularMesh};
 use insitu_optim::PerturbedObjective;
 use serde::Serialize;
@@ -207,9 +207,9 @@ fn optimizer_of(method: Method) -> Optimizer {
 /// of layer widths `widths` (`widths[0]` inputs, last = classes), counting `2·m·n·k` per product
 /// and nothing elementwise (bias, ReLU, perturbation, optimiser, softmax), with `P = 1` and the
 /// central (±ε) difference. Per layer `l` (`o × i`), per sample, with `C` classes:
-/// - FF+DD: `W·x` once and `V·x` once (shared by ±ε): `4·o·i`; the cosine goodness of each of
-///   the 2 evaluations `2·2·o·C`; the layer's output for the next layer's cache (all but the
-///   last layer) `2·o·i`.
+/// - FF+DD: `W·x` once and `V·x` once (shared by ±ε): `4·o·i`; the prototype projections
+///   `Ξᵀ·(W·x)` and `Ξᵀ·(V·x)`, from which the goodness of both evaluations follows: `2·2·o·C`;
+///   the layer's output for the next layer's cache (all but the last layer) `2·o·i`.
 /// - FF+AD: forward `2·o·i`, weight gradient `2·o·i` (the frozen input needs none); goodness
 ///   forward and backward `3·2·o·C`; cache `2·o·i` (all but the last).
 /// - BP+DD: two full forward passes (±ε): `2·2·o·i`.
@@ -355,6 +355,9 @@ pub fn bench_allocations(data: &TrainTest, samples: usize) -> Result<Option<Allo
     if !counting_allocator_installed() {
         return Ok(None);
     }
+    // A discarded warm-up run first: one-time allocations (rayon's registry, faer's per-thread
+    // packing buffers, lazily sized scratch) must not be counted against either run.
+    train(&spec_for(Method::FfDd, 100, 1, 1, samples), data, &mut NoProgress).map_err(|e| e.to_string())?;
     let mut counts = [0u64; 2];
     for (k, epochs) in [1usize, 2].into_iter().enumerate() {
         let spec = spec_for(Method::FfDd, 100, 1, epochs, samples);
@@ -402,7 +405,7 @@ fn kernel_allocations(data: &TrainTest) -> (u64, u64) {
         margin: 0.3,
     };
     let mut scratch = LayerScratch::default();
-    let mut objective = LayerObjective::new(shape, &params, MatRef::from(&x), target, &mut scratch);
+    let mut objective = LayerObjective::new(shape, &params, MatRef::from(&x), target, &mut scratch, Par::Seq);
     let mut out = [0.0f64; 2];
     objective.losses_along(&direction, &[1e-3, -1e-3], &mut out);
     let before = allocation_count();
@@ -545,7 +548,7 @@ mod tests {
         let n = 1000usize;
         let (p1, p2) = (100.0 * 784.0, 10.0 * 100.0);
         let n_f = n as f64;
-        // FF+DD: layer 1: 2 products (W·x, V·x) + goodness ×2 + cache; layer 2: 2 products + goodness ×2.
+        // FF+DD: layer 1: 2 products (W·x, V·x) + 2 projections + cache; layer 2: 2 products + 2 projections.
         let ffdd =
             n_f * (2.0 * 2.0 * p1 + 2.0 * 2.0 * 100.0 * 10.0 + 2.0 * p1 + 2.0 * 2.0 * p2 + 2.0 * 2.0 * 10.0 * 10.0);
         assert_eq!(epoch_flops(Method::FfDd, &w, n), ffdd);

@@ -15,30 +15,9 @@
 //! (user-facing input is validated long before a loss runs, e.g. with [`validate_labels`]), so
 //! these functions assert them and panic with a message saying which shapes disagreed.
 
-use insitu_linalg::Mat;
+use insitu_linalg::{dot, Mat};
 
 use crate::AutodiffError;
-
-/// Dot product of two equal-length `f32` slices, with eight independent accumulators so that it
-/// vectorises; the accumulation order is fixed, so the result is deterministic.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0.0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
 
 /// `1/‖z‖` for a sample column, or `0` for a zero (or underflowing) column: with this factor a
 /// zero column has goodness 0 and zero gradient.
@@ -94,6 +73,42 @@ pub fn validate_labels(labels: &[u32], classes: usize) -> Result<(), AutodiffErr
     }
 }
 
+/// Seed 000 Methods eq. 16 for **one** sample, from its goodness values `g(c)`,
+/// `c = 0..classes`: `Σ_{c≠y} ReLU(g(c) − g(y) + q)`. The one place the margin loss's formula
+/// lives: [`margin_loss`] and the fused line evaluation of FF+DD (`insitu-ffzero`) both call it.
+#[inline]
+pub fn margin_sample_loss(classes: usize, label: usize, margin: f64, g: impl Fn(usize) -> f64) -> f64 {
+    let gy = g(label);
+    (0..classes)
+        .filter(|&c| c != label)
+        .map(|c| (g(c) - gy + margin).max(0.0))
+        .sum()
+}
+
+/// Seed 000 eq. 5 as a loss to minimise, for **one** sample from its goodness values:
+/// `Σ_{c≠y} g(c) − α·g(y)` with `α = classes − 1`.
+#[inline]
+pub fn eq5_sample_loss(classes: usize, label: usize, g: impl Fn(usize) -> f64) -> f64 {
+    let alpha = classes as f64 - 1.0;
+    let mut others = 0.0;
+    let mut gy = 0.0;
+    for c in 0..classes {
+        if c == label {
+            gy = g(c);
+        } else {
+            others += g(c);
+        }
+    }
+    others - alpha * gy
+}
+
+/// Seed 000 eq. 8 for **one** sample: `(G − y)²` with `G = ξ^u·z/‖z‖`.
+#[inline]
+pub fn squared_cosine_sample_loss(goodness: f64, target: f64) -> f64 {
+    let e = goodness - target;
+    e * e
+}
+
 /// Cosine goodness `G(c) = ξ_c·z/‖z‖` of every sample column of `z` (`width × batch`) against
 /// every prototype column of `prototypes` (`width × classes`), written into `out`
 /// (`classes × batch`). Seed 000 eq. 4, SPEC A2. A zero column has goodness 0.
@@ -139,14 +154,9 @@ pub fn margin_loss(z: &Mat, prototypes: &Mat, labels: &[u32], margin: f32) -> f6
         let zj = z.column(j);
         let zj = zj.as_slice();
         let inv_n = inv_norm(zj);
-        let y = y as usize;
-        let gy = goodness(prototypes.column(y).as_slice(), zj, inv_n);
-        let mut per_sample = 0.0f32;
-        for c in (0..classes).filter(|&c| c != y) {
-            let h = goodness(prototypes.column(c).as_slice(), zj, inv_n) - gy + margin;
-            per_sample += h.max(0.0);
-        }
-        sum += per_sample as f64;
+        sum += margin_sample_loss(classes, y as usize, margin as f64, |c| {
+            goodness(prototypes.column(c).as_slice(), zj, inv_n) as f64
+        });
     }
     sum / batch as f64
 }
@@ -164,24 +174,14 @@ pub fn eq5_loss(z: &Mat, prototypes: &Mat, labels: &[u32]) -> f64 {
     if batch == 0 {
         return 0.0;
     }
-    let alpha = (classes as f32) - 1.0;
     let mut sum = 0.0f64;
     for (j, &y) in labels.iter().enumerate() {
         let zj = z.column(j);
         let zj = zj.as_slice();
         let inv_n = inv_norm(zj);
-        let y = y as usize;
-        let mut others = 0.0f32;
-        let mut gy = 0.0f32;
-        for c in 0..classes {
-            let g = goodness(prototypes.column(c).as_slice(), zj, inv_n);
-            if c == y {
-                gy = g;
-            } else {
-                others += g;
-            }
-        }
-        sum += (others - alpha * gy) as f64;
+        sum += eq5_sample_loss(classes, y as usize, |c| {
+            goodness(prototypes.column(c).as_slice(), zj, inv_n) as f64
+        });
     }
     sum / batch as f64
 }
@@ -215,8 +215,7 @@ pub fn squared_cosine_loss(z: &Mat, prototype: &[f32], targets: &[f32]) -> f64 {
     for (j, &t) in targets.iter().enumerate() {
         let zj = z.column(j);
         let zj = zj.as_slice();
-        let e = goodness(prototype, zj, inv_norm(zj)) - t;
-        sum += (e * e) as f64;
+        sum += squared_cosine_sample_loss(goodness(prototype, zj, inv_norm(zj)) as f64, t as f64);
     }
     sum / batch as f64
 }

@@ -45,7 +45,9 @@ pub mod verify;
 
 pub use insitu_linalg::Mat;
 
-pub use dataset::{epoch_permutation, gather_columns, gather_labels, iris_split, Dataset, Targets, TrainTest};
+pub use dataset::{
+    epoch_permutation, gather_columns, gather_columns_par, gather_labels, iris_split, Dataset, Targets, TrainTest,
+};
 pub use error::DataError;
 pub use load::{
     default_datasets_dir, digits_to_regression, images_to_matrix, load_image_set, load_iris, load_task, read_verified,

@@ -10,7 +10,7 @@
 use divan::Bencher;
 use insitu_autodiff::loss::margin_loss;
 use insitu_ffzero::{dense_forward, DenseShape, LayerObjective, LayerScratch, LayerTarget, LocalLoss};
-use insitu_linalg::{rng, Mat, MatRef};
+use insitu_linalg::{rng, Mat, MatRef, Par};
 use insitu_optim::PerturbedObjective;
 use insitu_proto::simplex_prototypes;
 use rand::Rng;
@@ -66,7 +66,7 @@ fn losses_along_pm_eps(bencher: Bencher) {
         margin: 0.3,
     };
     let mut scratch = LayerScratch::default();
-    let mut objective = LayerObjective::new(SHAPE, &params, MatRef::from(&x), target, &mut scratch);
+    let mut objective = LayerObjective::new(SHAPE, &params, MatRef::from(&x), target, &mut scratch, Par::Seq);
     let mut out = [0.0f64; 2];
     bencher.bench_local(|| {
         objective.losses_along(&direction, &[1e-3, -1e-3], &mut out);

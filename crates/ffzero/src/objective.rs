@@ -2,10 +2,11 @@
 //! directional-derivative methods see (SPEC A2, A4).
 
 use insitu_autodiff::{loss, Tape, Var};
-use insitu_linalg::{Mat, MatRef};
+use insitu_linalg::{dot, matmul, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::PerturbedObjective;
+use rayon::prelude::*;
 
-use crate::mlp::{dense_forward, DenseShape, Mlp};
+use crate::mlp::{split_dense, DenseShape, Mlp};
 use crate::spec::LocalLoss;
 
 /// What one layer's pre-activation `z` (width × B) is scored against (SPEC A2).
@@ -48,6 +49,36 @@ impl LayerTarget<'_> {
                 ..
             } => loss::eq5_loss(z, prototypes, labels),
             LayerTarget::Regression { prototype, targets } => loss::squared_cosine_loss(z, prototype, targets),
+        }
+    }
+
+    /// The prototypes the goodness is measured against, as a width × k view (k = classes,
+    /// or 1 for regression's `ξ^u`).
+    pub fn prototypes(&self) -> MatRef<'_, f32> {
+        match *self {
+            LayerTarget::Classes { prototypes, .. } => MatRef::from(prototypes),
+            LayerTarget::Regression { prototype, .. } => MatRef::from_col_major(prototype, prototype.len(), 1),
+        }
+    }
+
+    /// The loss of sample `j` from its goodness values `g(c)` against [`Self::prototypes`]
+    /// (not divided by the batch size).
+    #[inline]
+    pub fn sample_loss(&self, j: usize, g: impl Fn(usize) -> f64) -> f64 {
+        match *self {
+            LayerTarget::Classes {
+                prototypes,
+                labels,
+                loss: LocalLoss::Margin,
+                margin,
+            } => loss::margin_sample_loss(prototypes.ncols(), labels[j] as usize, margin as f64, g),
+            LayerTarget::Classes {
+                prototypes,
+                labels,
+                loss: LocalLoss::Eq5,
+                ..
+            } => loss::eq5_sample_loss(prototypes.ncols(), labels[j] as usize, g),
+            LayerTarget::Regression { targets, .. } => loss::squared_cosine_sample_loss(g(0), targets[j] as f64),
         }
     }
 
@@ -98,50 +129,113 @@ impl GlobalTarget<'_> {
     }
 }
 
-/// Scratch for [`LayerObjective`], reused across steps.
+/// Columns per block of [`LayerObjective`]'s work. Fixed (never derived from the thread
+/// count), so the per-block partial sums, and hence every loss, are the same for any `Par`.
+pub const COLUMN_BLOCK: usize = 128;
+
+/// Scratch for [`LayerObjective`], reused across steps (no allocation once sized).
 #[derive(Debug, Default)]
 pub struct LayerScratch {
-    /// `W·x + b` at the current parameters.
-    pub base: Mat,
-    /// `V·x + v_b` for the current direction.
-    pub along: Mat,
-    /// `base + t·along`.
-    pub perturbed: Mat,
+    /// `W·x + b` at the current parameters (out × B).
+    base: Mat,
+    /// `V·x + v_b` for the current direction (out × B).
+    along: Mat,
+    /// `Ξᵀ·base` (k × B): every column's projections on the `k` prototypes.
+    base_projections: Mat,
+    /// `Ξᵀ·along` (k × B).
+    along_projections: Mat,
+    /// Per column: `‖base‖²`, `base·along`, `‖along‖²`, in f64.
+    base_norm2: Vec<f64>,
+    cross: Vec<f64>,
+    along_norm2: Vec<f64>,
+    /// Per block and step: the partial sum of the per-sample losses.
+    block_losses: Vec<f64>,
 }
 
 /// FF+DD's view of the layer it trains: the layer (with its frozen, cached input batch) as a
 /// black box evaluated forward at perturbed parameters — nothing else is reachable.
 ///
-/// Exact shortcut (allowed by ARCHITECTURE.md): `(W + tV)x + (b + t v_b) = (Wx + b) + t(Vx + v_b)`,
-/// so `Wx + b` is computed once per step and `Vx + v_b` once per direction, shared by `±ε`.
+/// Exact shortcuts (allowed by ARCHITECTURE.md; in exact arithmetic the numbers are those of
+/// separate physical passes at `ω ± εv`):
+/// * `(W + tV)x + (b + t v_b) = (Wx + b) + t(Vx + v_b)`: `Wx + b` is computed once per step and
+///   `Vx + v_b` once per direction, shared by `±ε`.
+/// * Every local loss depends on a column `z` only through its goodness `ξ_c·z/‖z‖` (seed 000
+///   eq. 4, 7). With `z = base + t·along`, `Ξᵀz = Ξᵀbase + t·Ξᵀalong` and
+///   `‖z‖² = ‖base‖² + 2t·base·along + t²‖along‖²`, so both evaluations of a direction come
+///   from one pass over `base` and `along`; the combination is done in f64, which makes the
+///   loss difference of eq. 12 *more* accurate than rounding `base ± ε·along` to f32 first.
+///
+/// Work is split into blocks of [`COLUMN_BLOCK`] batch columns; with `Par::Rayon` the blocks
+/// run in parallel, and per-block sums are added in block order, so the result does not depend
+/// on the thread count.
 pub struct LayerObjective<'a> {
     shape: DenseShape,
+    params: &'a [f32],
+    prepared: bool,
     input: MatRef<'a, f32>,
     target: LayerTarget<'a>,
     scratch: &'a mut LayerScratch,
+    par: Par,
+}
+
+/// Block `i`'s columns: `(start, len)`.
+fn block_columns(i: usize, batch: usize) -> (usize, usize) {
+    let start = i * COLUMN_BLOCK;
+    (start, COLUMN_BLOCK.min(batch - start))
+}
+
+/// `z ← W·x + b`, `projections ← Ξᵀ·z` for one block of columns.
+fn forward_block(
+    shape: DenseShape,
+    params: &[f32],
+    x: MatRef<'_, f32>,
+    prototypes: MatRef<'_, f32>,
+    z: &mut [f32],
+    projections: &mut [f32],
+) {
+    let len = x.ncols();
+    let (w, b) = split_dense(shape, params);
+    for col in z.chunks_exact_mut(shape.outputs) {
+        col.copy_from_slice(b);
+    }
+    matmul(
+        MatMut::from_col_major(z, shape.outputs, len),
+        Accum::Add,
+        w,
+        x,
+        1.0,
+        Par::Seq,
+    );
+    matmul(
+        MatMut::from_col_major(projections, prototypes.ncols(), len),
+        Accum::Replace,
+        prototypes.t(),
+        MatRef::from_col_major(z, shape.outputs, len),
+        1.0,
+        Par::Seq,
+    );
 }
 
 impl<'a> LayerObjective<'a> {
     /// The objective of one layer at parameters `params` on the batch `input` (in × B).
+    /// `par` chooses whether column blocks run on rayon's pool (results are identical). Cheap:
+    /// the shared work happens in [`PerturbedObjective::prepare`].
     pub fn new(
         shape: DenseShape,
-        params: &[f32],
+        params: &'a [f32],
         input: MatRef<'a, f32>,
         target: LayerTarget<'a>,
         scratch: &'a mut LayerScratch,
+        par: Par,
     ) -> Self {
-        let b = input.ncols();
-        for m in [&mut scratch.base, &mut scratch.along, &mut scratch.perturbed] {
-            if m.shape() != (shape.outputs, b) {
-                *m = Mat::zeros(shape.outputs, b);
-            }
-        }
-        dense_forward(shape, params, input, &mut scratch.base);
         Self {
             shape,
+            params,
+            prepared: false,
             input,
             target,
             scratch,
+            par,
         }
     }
 }
@@ -151,14 +245,109 @@ impl PerturbedObjective for LayerObjective<'_> {
         self.shape.len()
     }
 
-    fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]) {
-        dense_forward(self.shape, direction, self.input, &mut self.scratch.along);
-        for (o, &t) in out.iter_mut().zip(steps) {
-            let s = &mut *self.scratch;
-            for ((p, b), a) in s.perturbed.iter_mut().zip(s.base.iter()).zip(s.along.iter()) {
-                *p = b + t * a;
+    /// `base = W·x + b`, `Ξᵀ·base` and `‖base‖²` per column, by blocks.
+    fn prepare(&mut self) {
+        if self.prepared {
+            return;
+        }
+        self.prepared = true;
+        let (shape, params, input, par) = (self.shape, self.params, self.input, self.par);
+        let prototypes = self.target.prototypes();
+        let scratch = &mut *self.scratch;
+        let batch = input.ncols();
+        let k = prototypes.ncols();
+        for m in [&mut scratch.base, &mut scratch.along] {
+            if m.shape() != (shape.outputs, batch) {
+                *m = Mat::zeros(shape.outputs, batch);
             }
-            *o = self.target.loss(&s.perturbed);
+        }
+        for m in [&mut scratch.base_projections, &mut scratch.along_projections] {
+            if m.shape() != (k, batch) {
+                *m = Mat::zeros(k, batch);
+            }
+        }
+        for v in [&mut scratch.base_norm2, &mut scratch.cross, &mut scratch.along_norm2] {
+            v.resize(batch, 0.0);
+        }
+        scratch
+            .base
+            .as_mut_slice()
+            .par_chunks_mut(COLUMN_BLOCK * shape.outputs)
+            .zip(scratch.base_projections.as_mut_slice().par_chunks_mut(COLUMN_BLOCK * k))
+            .zip(scratch.base_norm2.par_chunks_mut(COLUMN_BLOCK))
+            .enumerate()
+            .with_min_len(par.min_blocks_per_job())
+            .for_each(|(i, ((z, proj), norm2))| {
+                let (start, len) = block_columns(i, batch);
+                forward_block(
+                    shape,
+                    params,
+                    input.submatrix(0, start, input.nrows(), len),
+                    prototypes,
+                    z,
+                    proj,
+                );
+                for (n, col) in norm2.iter_mut().zip(z.chunks_exact(shape.outputs)) {
+                    *n = dot(col, col) as f64;
+                }
+            });
+    }
+
+    fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]) {
+        self.prepare();
+        let (shape, input, target) = (self.shape, self.input, self.target);
+        let s = &mut *self.scratch;
+        let batch = input.ncols();
+        let k = target.prototypes().ncols();
+        let nsteps = steps.len();
+        s.block_losses.resize(batch.div_ceil(COLUMN_BLOCK) * nsteps, 0.0);
+        let prototypes = target.prototypes();
+        let (base, base_projections, base_norm2) = (&s.base, &s.base_projections, &s.base_norm2);
+        s.along
+            .as_mut_slice()
+            .par_chunks_mut(COLUMN_BLOCK * shape.outputs)
+            .zip(s.along_projections.as_mut_slice().par_chunks_mut(COLUMN_BLOCK * k))
+            .zip(s.cross.par_chunks_mut(COLUMN_BLOCK))
+            .zip(s.along_norm2.par_chunks_mut(COLUMN_BLOCK))
+            .zip(s.block_losses.par_chunks_mut(nsteps))
+            .enumerate()
+            .with_min_len(self.par.min_blocks_per_job())
+            .for_each(|(i, ((((a, pa), cross), a2), partial))| {
+                let (start, len) = block_columns(i, batch);
+                forward_block(
+                    shape,
+                    direction,
+                    input.submatrix(0, start, input.nrows(), len),
+                    prototypes,
+                    a,
+                    pa,
+                );
+                let b = &base.as_slice()[start * shape.outputs..(start + len) * shape.outputs];
+                for (j, (bc, ac)) in b
+                    .chunks_exact(shape.outputs)
+                    .zip(a.chunks_exact(shape.outputs))
+                    .enumerate()
+                {
+                    cross[j] = dot(bc, ac) as f64;
+                    a2[j] = dot(ac, ac) as f64;
+                }
+                for (o, &t) in partial.iter_mut().zip(steps) {
+                    let t = t as f64;
+                    let mut sum = 0.0;
+                    for j in 0..len {
+                        let col = start + j;
+                        let norm2 = base_norm2[col] + 2.0 * t * cross[j] + t * t * a2[j];
+                        let inv = if norm2 > 0.0 { 1.0 / norm2.sqrt() } else { 0.0 };
+                        let pb = &base_projections.as_slice()[col * k..(col + 1) * k];
+                        let pa = &pa[j * k..(j + 1) * k];
+                        sum += target.sample_loss(col, |c| (pb[c] as f64 + t * pa[c] as f64) * inv);
+                    }
+                    *o = sum;
+                }
+            });
+        for (i, o) in out.iter_mut().enumerate() {
+            let total: f64 = s.block_losses.chunks(nsteps).map(|p| p[i]).sum();
+            *o = if batch == 0 { 0.0 } else { total / batch as f64 };
         }
     }
 }

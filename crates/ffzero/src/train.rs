@@ -8,10 +8,11 @@
 use std::time::Instant;
 
 use insitu_autodiff::{loss as lossfn, Tape};
-use insitu_data::{epoch_permutation, gather_columns, Dataset, Targets, TrainTest};
-use insitu_linalg::{derive_seed, rng, Mat, MatRef};
+use insitu_data::{epoch_permutation, gather_columns, gather_columns_par, Dataset, Targets, TrainTest};
+use insitu_linalg::{derive_seed, rng, Mat, MatRef, Par};
 use insitu_optim::{Adam, AnyStep, DirectionalDerivative, Sgd, StepRule};
 use insitu_proto::{antipodal_pair, simplex_prototypes};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{accuracy, majority_vote, r_squared};
@@ -206,8 +207,8 @@ struct BatchBuffers {
 }
 
 impl BatchBuffers {
-    fn gather(&mut self, inputs: &Mat, targets: &Targets, idx: &[usize]) {
-        gather_columns(inputs, idx, &mut self.x);
+    fn gather(&mut self, inputs: &Mat, targets: &Targets, idx: &[usize], par: Par) {
+        gather_columns_par(inputs, idx, &mut self.x, par);
         match targets {
             Targets::Classes { labels, .. } => {
                 self.labels.clear();
@@ -238,10 +239,14 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     let test_set = limited(&data.test, spec.test_limit);
     let widths = layer_widths(spec, train_set.features(), num_classes);
     let mut mlp = Mlp::new(&widths, spec.seed);
+    // The pool this call runs in decides how many threads the kernels may use; every kernel
+    // splits its work into fixed blocks, so the numbers do not depend on it.
+    let par = Par::of_current_pool();
     let source = if spec.method.is_directional() {
         GradientSource::Directional(DirectionalDerivative {
             directions: spec.directions,
             eps: spec.eps,
+            par,
             ..Default::default()
         })
     } else {
@@ -250,9 +255,9 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
 
     let started = Instant::now();
     let (prototypes, outcome, curve) = if spec.method.is_local() {
-        train_local(spec, &mut mlp, &train_set, kind, source, progress)
+        train_local(spec, &mut mlp, &train_set, kind, source, par, progress)
     } else {
-        let (o, c) = train_global(spec, &mut mlp, &train_set, source, progress);
+        let (o, c) = train_global(spec, &mut mlp, &train_set, source, par, progress);
         (Vec::new(), o, c)
     };
     let train_seconds = started.elapsed().as_secs_f64();
@@ -312,6 +317,7 @@ fn train_local(
     train: &Dataset,
     kind: Kind,
     source: GradientSource,
+    par: Par,
     progress: &mut dyn Progress,
 ) -> (Vec<LayerPrototypes>, UnitOutcome, Vec<EpochLoss>) {
     let n = train.len();
@@ -346,7 +352,7 @@ fn train_local(
             progress,
             &mut curve,
             |step_index, idx, params, grad| {
-                batch.gather(inputs, &train.targets, idx);
+                batch.gather(inputs, &train.targets, idx, par);
                 let target = match &protos {
                     LayerPrototypes::Classes(p) => LayerTarget::Classes {
                         prototypes: p,
@@ -363,7 +369,7 @@ fn train_local(
                 match source {
                     GradientSource::Directional(dd) => {
                         let mut objective =
-                            LayerObjective::new(shape, params, MatRef::from(&batch.x), target, &mut scratch);
+                            LayerObjective::new(shape, params, MatRef::from(&batch.x), target, &mut scratch, par);
                         let seed = derive_seed(spec.seed, &[0xDD, m as u64, step_index]);
                         let e = dd.estimate(&mut objective, seed, grad, &mut direction);
                         (e.mean_loss, e.evaluations as u64 * b * (m as u64 + 1))
@@ -392,6 +398,7 @@ fn train_local(
                 shape,
                 mlp.layer_params(m),
                 cached.as_ref().unwrap_or(&train.inputs),
+                par,
             ));
         }
     }
@@ -405,26 +412,25 @@ fn train_local(
     )
 }
 
-/// `ReLU(W·x + b)` of a whole (cached) input set, in chunks: the next layer's frozen input.
-fn layer_output_all(shape: DenseShape, params: &[f32], inputs: &Mat) -> Mat {
+/// `ReLU(W·x + b)` of a whole (cached) input set, in fixed chunks of columns that run on
+/// rayon's pool when `par` allows: the next layer's frozen input (SPEC A3).
+fn layer_output_all(shape: DenseShape, params: &[f32], inputs: &Mat, par: Par) -> Mat {
+    const CHUNK: usize = 4096;
     let n = inputs.ncols();
     let mut out = Mat::zeros(shape.outputs, n);
-    let chunk = 4096;
-    let mut z = Mat::zeros(0, 0);
-    for start in (0..n).step_by(chunk) {
-        let len = chunk.min(n - start);
-        if z.shape() != (shape.outputs, len) {
-            z = Mat::zeros(shape.outputs, len);
-        }
-        dense_forward(
-            shape,
-            params,
-            MatRef::from(inputs).submatrix(0, start, inputs.nrows(), len),
-            &mut z,
-        );
-        relu_in_place(&mut z);
-        out.columns_mut(start, len).copy_from(&z);
-    }
+    let x = MatRef::from(inputs);
+    out.as_mut_slice()
+        .par_chunks_mut(CHUNK * shape.outputs)
+        .enumerate()
+        .with_min_len(par.min_blocks_per_job())
+        .for_each(|(i, block)| {
+            let start = i * CHUNK;
+            let len = block.len() / shape.outputs;
+            let mut z = Mat::from_column_slice(shape.outputs, len, block);
+            dense_forward(shape, params, x.submatrix(0, start, x.nrows(), len), &mut z);
+            relu_in_place(&mut z);
+            block.copy_from_slice(z.as_slice());
+        });
     out
 }
 
@@ -435,6 +441,7 @@ fn train_global(
     mlp: &mut Mlp,
     train: &Dataset,
     source: GradientSource,
+    par: Par,
     progress: &mut dyn Progress,
 ) -> (UnitOutcome, Vec<EpochLoss>) {
     let n = train.len();
@@ -459,7 +466,7 @@ fn train_global(
         progress,
         &mut curve,
         |step_index, idx, params, grad| {
-            batch.gather(&train.inputs, &train.targets, idx);
+            batch.gather(&train.inputs, &train.targets, idx, par);
             let target = match &train.targets {
                 Targets::Classes { .. } => GlobalTarget::Classes(&batch.labels),
                 Targets::Values(_) => GlobalTarget::Regression(&batch.targets_mat),

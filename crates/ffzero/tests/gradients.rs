@@ -8,7 +8,7 @@ use insitu_ffzero::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
     LocalLoss, Mlp, NetworkObjective,
 };
-use insitu_linalg::{rng, Mat, MatRef};
+use insitu_linalg::{rng, Mat, MatRef, Par};
 use insitu_optim::{DirectionalDerivative, PerturbedObjective};
 use insitu_proto::{antipodal_pair, simplex_prototypes};
 use rand::Rng;
@@ -67,7 +67,7 @@ fn local_margin_eq5_and_regression_losses() {
         let mut ad = vec![0.0; shape.len()];
         let ad_loss = layer_gradient_autodiff(&mut Tape::new(), shape, params, &x, target, &mut ad);
         let mut scratch = LayerScratch::default();
-        let mut objective = LayerObjective::new(shape, params, MatRef::from(&x), target, &mut scratch);
+        let mut objective = LayerObjective::new(shape, params, MatRef::from(&x), target, &mut scratch, Par::Seq);
         let mut at_zero = [0.0];
         objective.losses_along(&vec![0.0; shape.len()], &[0.0], &mut at_zero);
         assert!(
@@ -103,5 +103,74 @@ fn global_cross_entropy_and_mse() {
         many_directions(n).estimate(&mut objective, 12, &mut dd, &mut vec![0.0; n]);
         let c = cosine(&dd, &ad);
         assert!(c > 0.99, "regression={regression}: cos(DD, AD) = {c}");
+    }
+}
+
+/// The exact shortcut of `LayerObjective` (losses of `base + t·along` from per-column
+/// projections and norms, by column blocks, possibly in parallel) gives the losses of separate
+/// forward passes at `W + tV`, `b + t·v_b` — what a physical layer would measure.
+#[test]
+fn layer_objective_equals_separate_forward_passes() {
+    use insitu_ffzero::dense_forward;
+    // Batch 300: three column blocks, the last one ragged.
+    let mlp = Mlp::new(&[20, 16], 8);
+    let shape = mlp.shapes()[0];
+    let params = mlp.layer_params(0);
+    let (x, labels, targets) = batch(20, 300, 5, 9);
+    let protos = simplex_prototypes(5, 16, &mut rng(10)).unwrap();
+    let (upper, _) = antipodal_pair(16, &mut rng(11)).unwrap();
+    let direction: Vec<f32> = {
+        let mut g = rng(12);
+        (0..shape.len()).map(|_| g.random_range(-0.3..0.3)).collect()
+    };
+    let steps = [1e-3f32, -1e-3, 0.0, 0.25, -0.7];
+    let targets_for = [
+        LayerTarget::Classes {
+            prototypes: &protos,
+            labels: &labels,
+            loss: LocalLoss::Margin,
+            margin: 0.3,
+        },
+        LayerTarget::Classes {
+            prototypes: &protos,
+            labels: &labels,
+            loss: LocalLoss::Eq5,
+            margin: 0.3,
+        },
+        LayerTarget::Regression {
+            prototype: &upper,
+            targets: &targets,
+        },
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for (name, target) in ["margin", "eq5", "regression"].into_iter().zip(targets_for) {
+        let mut z = Mat::zeros(0, 0);
+        let mut perturbed = vec![0.0f32; shape.len()];
+        let separate: Vec<f64> = steps
+            .iter()
+            .map(|&t| {
+                for ((p, w), d) in perturbed.iter_mut().zip(params).zip(&direction) {
+                    *p = w + t * d;
+                }
+                z = Mat::zeros(shape.outputs, x.ncols());
+                dense_forward(shape, &perturbed, MatRef::from(&x), &mut z);
+                target.loss(&z)
+            })
+            .collect();
+        for par in [Par::Seq, Par::Rayon(2)] {
+            let mut scratch = LayerScratch::default();
+            let mut out = vec![0.0f64; steps.len()];
+            pool.install(|| {
+                let mut objective = LayerObjective::new(shape, params, MatRef::from(&x), target, &mut scratch, par);
+                objective.losses_along(&direction, &steps, &mut out);
+            });
+            for (i, (a, b)) in out.iter().zip(&separate).enumerate() {
+                assert!(
+                    (a - b).abs() <= 2e-6 * (1.0 + b.abs()),
+                    "{name} loss, {par:?}, step {}: shortcut {a} vs separate passes {b}",
+                    steps[i]
+                );
+            }
+        }
     }
 }

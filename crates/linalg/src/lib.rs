@@ -10,9 +10,11 @@
 //! all randomness in the workspace flows from ([`rng`]).
 //!
 //! **Backend (chosen by measurement, `../shared/research/gemm-bench.md`).** [`matmul`] passes
-//! pointers and strides to the `gemm` crate with its AVX-512 (`x86-v4`) kernels: 80–95 % of one
-//! core's peak on the FFzero shapes, where nalgebra's own `*` reaches 31–69 % and its `tr_mul`
-//! 1.4 %. Operands are strided views ([`MatRef`], [`MatMut`]); a transpose or an adjoint is a
+//! pointers and strides to faer's `matmul` (AVX-512 kernels of `private-gemm-x86`, chosen at run
+//! time): 84–95 % of one core's peak on the FFzero shapes, where nalgebra's own `*` reaches
+//! 31–69 % and its `tr_mul` 1.4 %. faer packs into a per-thread buffer allocated once, so a
+//! product allocates nothing after warm-up; the `gemm` crate, used before, allocated its packing
+//! buffers on every call (docs/performance.md). Operands are strided views ([`MatRef`], [`MatMut`]); a transpose or an adjoint is a
 //! free view ([`MatRef::t`], [`MatRef::adjoint`]), never a copy.
 //!
 //! **What it must not do.** No I/O, no printing, no global thread pool: parallelism is an
@@ -21,12 +23,14 @@
 //! `DMatrix` products (40–85× slower); `clippy.toml` at the workspace root bans them.
 
 mod haar;
+mod kernels;
 mod matmul;
 mod rng;
 
 pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
+pub use kernels::dot;
 pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
-pub use rng::{derive_seed, rng, splitmix64, substream, Rng64};
+pub use rng::{derive_seed, fast_stream, rng, splitmix64, substream, FastRng, Rng64};
 
 pub use nalgebra::{self, DMatrix, DVector};
 pub use num_complex::{self, Complex32, Complex64};

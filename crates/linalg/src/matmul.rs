@@ -1,6 +1,5 @@
 //! The one hot matrix product, [`matmul`], and the strided views it takes.
 
-use std::any::TypeId;
 use std::marker::PhantomData;
 
 use nalgebra::{Dim, Matrix, RawStorage, RawStorageMut, Scalar};
@@ -18,6 +17,9 @@ pub trait GemmScalar:
     fn one() -> Self;
     /// Complex conjugate (identity for real types).
     fn conj(self) -> Self;
+    /// The backend product for this type (called by [`matmul`] after its shape checks).
+    #[doc(hidden)]
+    fn product(c: MatMut<'_, Self>, accum: Accum, a: MatRef<'_, Self>, b: MatRef<'_, Self>, alpha: Self, par: Par);
 }
 
 mod sealed {
@@ -40,6 +42,16 @@ macro_rules! real_scalar {
             fn conj(self) -> Self {
                 self
             }
+            fn product(
+                c: MatMut<'_, Self>,
+                accum: Accum,
+                a: MatRef<'_, Self>,
+                b: MatRef<'_, Self>,
+                alpha: Self,
+                par: Par,
+            ) {
+                faer_product(c, accum, a, b, alpha, par)
+            }
         }
     };
 }
@@ -57,6 +69,16 @@ macro_rules! complex_scalar {
             }
             fn conj(self) -> Self {
                 num_complex::Complex::conj(&self)
+            }
+            fn product(
+                c: MatMut<'_, Self>,
+                accum: Accum,
+                a: MatRef<'_, Self>,
+                b: MatRef<'_, Self>,
+                alpha: Self,
+                par: Par,
+            ) {
+                faer_product(c, accum, a, b, alpha, par)
             }
         }
     };
@@ -84,6 +106,27 @@ pub enum Par {
     Seq,
     /// Up to `n` rayon threads inside the product.
     Rayon(usize),
+}
+
+impl Par {
+    /// The `Par` for the rayon pool this call runs in: [`Par::Seq`] in a one-thread pool,
+    /// `Rayon(n)` in an `n`-thread one.
+    pub fn of_current_pool() -> Self {
+        match rayon::current_num_threads() {
+            0 | 1 => Par::Seq,
+            n => Par::Rayon(n),
+        }
+    }
+
+    /// The `with_min_len` for a rayon iterator over **fixed** blocks of work: `usize::MAX` when
+    /// sequential (one job, run on the calling thread, no splitting, no allocation), `1`
+    /// otherwise. Blocks never depend on the thread count, so neither do the results.
+    pub fn min_blocks_per_job(self) -> usize {
+        match self {
+            Par::Seq | Par::Rayon(0 | 1) => usize::MAX,
+            Par::Rayon(_) => 1,
+        }
+    }
 }
 
 /// A read-only, strided matrix view: `rows × cols`, element `(i, j)` at
@@ -358,9 +401,10 @@ where
 /// through which every hot real and complex matrix product in insitu goes.**
 ///
 /// Operands are strided views; pass `a.t()` for `Aᵀ` and `a.adjoint()` for `Aᴴ` (no copies).
-/// Backend: the `gemm` crate's run-time-dispatched AVX-512 kernels (see the crate docs for the
-/// measurement). The result does not depend on `par` beyond floating-point reassociation that
-/// the backend does not perform (each output element is reduced in the same order).
+/// Backend: faer's run-time-dispatched AVX-512 kernels (see the crate docs for the
+/// measurement). The result does not depend on `par`: threads split the output, never the
+/// inner dimension, so each output element is reduced in the same order (a test checks this
+/// bitwise).
 ///
 /// # Panics
 /// On inconsistent shapes (`A: m×k`, `B: k×n`, `C: m×n` required); this is a programming
@@ -391,38 +435,64 @@ pub fn matmul<T: GemmScalar>(c: MatMut<'_, T>, accum: Accum, a: MatRef<'_, T>, b
         }
         return;
     }
-    let parallelism = match par {
-        Par::Seq => gemm::Parallelism::None,
-        Par::Rayon(n) if n <= 1 => gemm::Parallelism::None,
-        Par::Rayon(n) => gemm::Parallelism::Rayon(n),
+    T::product(c, accum, a, b, alpha, par);
+}
+
+/// The backend call, monomorphised per element type through [`GemmScalar::product`]: faer's
+/// `matmul`, which on x86-64 runs `private-gemm-x86`'s run-time-dispatched AVX-512 kernels and
+/// packs into a per-thread buffer that is allocated once and then reused (zero allocations per
+/// product after warm-up; `cargo xtask bench` counts them).
+fn faer_product<T>(c: MatMut<'_, T>, accum: Accum, a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T, par: Par)
+where
+    T: faer::traits::ComplexField + faer::traits::Conjugate<Canonical = T>,
+    T::Conj: faer::traits::Conjugate<Canonical = T>,
+{
+    let par = match par {
+        Par::Seq | Par::Rayon(0 | 1) => faer::Par::Seq,
+        Par::Rayon(n) => faer::Par::rayon(n),
     };
-    let is_complex = TypeId::of::<T>() == TypeId::of::<Complex32>() || TypeId::of::<T>() == TypeId::of::<Complex64>();
+    let accum = match accum {
+        Accum::Replace => faer::Accum::Replace,
+        Accum::Add => faer::Accum::Add,
+    };
     // SAFETY: the three views describe memory valid for their shapes and strides (guaranteed by
     // their constructors and lifetimes); `c` is an exclusive borrow, so it does not alias `a` or
-    // `b`. T is one of the four types the backend supports (sealed trait).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.ptr,
-            c.col_stride,
-            c.row_stride,
-            accum == Accum::Add,
-            a.ptr,
-            a.col_stride,
-            a.row_stride,
-            b.ptr,
-            b.col_stride,
-            b.row_stride,
-            T::one(),
-            alpha,
-            false,
-            is_complex && a.conj,
-            is_complex && b.conj,
-            parallelism,
-        );
+    // `b`.
+    let (dst, lhs, rhs) = unsafe {
+        (
+            faer::MatMut::from_raw_parts_mut(c.ptr, c.rows, c.cols, c.row_stride, c.col_stride),
+            faer::MatRef::from_raw_parts(a.ptr, a.rows, a.cols, a.row_stride, a.col_stride),
+            faer::MatRef::from_raw_parts(b.ptr, b.rows, b.cols, b.row_stride, b.col_stride),
+        )
+    };
+    use faer::linalg::matmul::matmul as product;
+    match (a.conj, b.conj) {
+        (false, false) => product(dst, accum, lhs, rhs, alpha, par),
+        (true, false) => product(dst, accum, lhs.conjugate(), rhs, alpha, par),
+        (false, true) => product(dst, accum, lhs, rhs.conjugate(), alpha, par),
+        (true, true) => product(dst, accum, lhs.conjugate(), rhs.conjugate(), alpha, par),
     }
+    clear_upper_vector_state();
+}
+
+/// `vzeroupper` after the backend's AVX-512 kernels, which return with the upper halves of the
+/// vector registers dirty: without it, every later scalar or SSE instruction (the losses,
+/// `expf` in softmax) pays a false-dependency penalty on this CPU — measured: BP+AD's epoch
+/// took 2× as long, a third of it in `expf` (docs/performance.md).
+#[inline]
+fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU supports AVX (checked at run time); vzeroupper only clears the upper
+        // halves of the vector registers, which hold no live values between Rust statements.
+        unsafe { zeroupper() }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn zeroupper() {
+    std::arch::x86_64::_mm256_zeroupper();
 }
 
 /// The naive triple loop `C ← α·A·B` (or `C + α·A·B`), the reference [`matmul`] is tested

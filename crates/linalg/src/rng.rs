@@ -23,6 +23,18 @@ pub fn substream(seed: u64, stream: u64) -> Rng64 {
     r
 }
 
+/// The generator for bulk draws where ChaCha8's cost dominates (the random directions of
+/// FF+DD, one Gaussian per parameter per step): Xoshiro256++, about 4× cheaper per number here,
+/// a fixed algorithm (rand_xoshiro), seeded from `seed` through SplitMix64. Give every block
+/// of a bulk draw its own `seed` (e.g. `derive_seed(step_seed, &[block])`) so that blocks can be
+/// drawn in parallel.
+pub fn fast_stream(seed: u64) -> FastRng {
+    rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed)
+}
+
+/// The generator [`fast_stream`] returns.
+pub type FastRng = rand_xoshiro::Xoshiro256PlusPlus;
+
 /// A seed derived from `seed` and a list of labels (layer, epoch, step, …) by SplitMix64
 /// mixing: a cheap, well-spread hash so that every (run, layer, step) gets its own stream
 /// without any shared generator state.

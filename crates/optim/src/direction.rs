@@ -1,8 +1,9 @@
 //! The directional-derivative estimator (seed 000 eq. 12–14, SPEC A4).
 
-use insitu_linalg::substream;
+use insitu_linalg::{derive_seed, fast_stream, Par};
 use rand::Rng;
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 
 /// A loss that can only be *evaluated forward* at perturbed parameters — the whole interface
 /// a forward-only (physically plausible) trainer gets to the system it trains.
@@ -15,6 +16,11 @@ use rand_distr::StandardNormal;
 pub trait PerturbedObjective {
     /// `n`, the number of parameters.
     fn dim(&self) -> usize;
+    /// Work at the unperturbed parameters that every evaluation shares (e.g. a dense layer's
+    /// `W·x`). The estimator calls it once per estimate, concurrently with drawing the first
+    /// direction when it has threads; an implementation must also do it itself if
+    /// `losses_along` comes first. Default: nothing.
+    fn prepare(&mut self) {}
     /// `out[i] = L(ω + steps[i]·direction)`, in f64.
     fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]);
 }
@@ -41,30 +47,59 @@ impl DirectionKind {
         }
     }
 
-    /// Fill `out` with a fresh direction from `rng`.
-    pub fn draw<R: Rng + ?Sized>(self, rng: &mut R, out: &mut [f32]) {
-        match self {
-            DirectionKind::UnitGaussian => {
-                let mut norm2 = 0.0f64;
-                for v in out.iter_mut() {
-                    let x: f32 = rng.sample(StandardNormal);
-                    *v = x;
-                    norm2 += (x as f64) * (x as f64);
-                }
-                let inv = if norm2 > 0.0 { (1.0 / norm2.sqrt()) as f32 } else { 0.0 };
-                out.iter_mut().for_each(|v| *v *= inv);
-            }
-            DirectionKind::Rademacher => {
-                // 64 signs per random word.
-                for chunk in out.chunks_mut(64) {
-                    let bits: u64 = rng.random();
-                    for (i, v) in chunk.iter_mut().enumerate() {
-                        *v = if (bits >> i) & 1 == 1 { 1.0 } else { -1.0 };
+    /// Fill `out` with the direction of `seed`.
+    ///
+    /// The direction is cut into blocks of [`DIRECTION_BLOCK`] entries; block `i` is drawn from
+    /// `fast_stream(derive_seed(seed, &[i]))`. Blocks are independent streams, so they can be
+    /// drawn in parallel (`par`), and the direction is the same for any thread count. A unit
+    /// Gaussian direction is then normalised with `‖v‖²` summed in f64 in block order.
+    pub fn draw(self, seed: u64, out: &mut [f32], par: Par) {
+        out.par_chunks_mut(DIRECTION_BLOCK)
+            .enumerate()
+            .with_min_len(par.min_blocks_per_job())
+            .for_each(|(i, block)| {
+                let mut rng = fast_stream(derive_seed(seed, &[i as u64]));
+                match self {
+                    DirectionKind::UnitGaussian => {
+                        for v in block.iter_mut() {
+                            *v = rng.sample(StandardNormal);
+                        }
+                    }
+                    DirectionKind::Rademacher => {
+                        // 64 signs per random word.
+                        for chunk in block.chunks_mut(64) {
+                            let bits: u64 = rng.random();
+                            for (k, v) in chunk.iter_mut().enumerate() {
+                                *v = if (bits >> k) & 1 == 1 { 1.0 } else { -1.0 };
+                            }
+                        }
                     }
                 }
-            }
+            });
+        if self == DirectionKind::UnitGaussian {
+            let norm2: f64 = out.chunks(DIRECTION_BLOCK).map(sum_of_squares).sum();
+            let inv = if norm2 > 0.0 { (1.0 / norm2.sqrt()) as f32 } else { 0.0 };
+            out.par_chunks_mut(DIRECTION_BLOCK)
+                .with_min_len(par.min_blocks_per_job())
+                .for_each(|block| block.iter_mut().for_each(|v| *v *= inv));
         }
     }
+}
+
+/// Entries per independently seeded block of a direction (see [`DirectionKind::draw`]).
+pub const DIRECTION_BLOCK: usize = 8192;
+
+/// `Σ x²` of a block in f64, four accumulators (vectorises; fixed order).
+fn sum_of_squares(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let chunks = x.chunks_exact(4);
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
+    for c in chunks {
+        for k in 0..4 {
+            acc[k] += c[k] as f64 * c[k] as f64;
+        }
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
 }
 
 /// Finite-difference scheme for one directional derivative.
@@ -88,6 +123,8 @@ pub struct DirectionalDerivative {
     pub kind: DirectionKind,
     /// Central or forward differences.
     pub difference: Difference,
+    /// Threads for drawing a direction and forming the estimate (results do not depend on it).
+    pub par: Par,
 }
 
 impl Default for DirectionalDerivative {
@@ -98,6 +135,7 @@ impl Default for DirectionalDerivative {
             eps: 1e-3,
             kind: DirectionKind::UnitGaussian,
             difference: Difference::Central,
+            par: Par::Seq,
         }
     }
 }
@@ -116,13 +154,14 @@ pub struct Estimate {
 impl DirectionalDerivative {
     /// Estimate `∇L(ω)` into `grad` (overwritten; length `objective.dim()`).
     ///
-    /// Directions come from `substream(seed, p)` for `p = 0..P`, so the same `seed` (e.g. a
-    /// hash of run seed, layer and step) regenerates exactly the same directions. `direction`
+    /// Direction `p` is [`DirectionKind::draw`] of `derive_seed(seed, &[p])` for `p = 0..P`, so
+    /// the same `seed` (e.g. a hash of run seed, layer and step) regenerates exactly the same
+    /// directions, for any `par`. `direction`
     /// is scratch of length `n` (no allocation here).
     ///
     /// # Panics
     /// If `grad` or `direction` do not have length `objective.dim()` (a programming error).
-    pub fn estimate<O: PerturbedObjective + ?Sized>(
+    pub fn estimate<O: PerturbedObjective + Send + ?Sized>(
         &self,
         objective: &mut O,
         seed: u64,
@@ -140,7 +179,15 @@ impl DirectionalDerivative {
         let mut loss_sum = 0.0;
         let mut base_loss = None;
         for p in 0..p_count {
-            self.kind.draw(&mut substream(seed, p as u64), direction);
+            let draw = |direction: &mut [f32]| self.kind.draw(derive_seed(seed, &[p as u64]), direction, self.par);
+            if p == 0 && self.par.min_blocks_per_job() == 1 {
+                rayon::join(|| objective.prepare(), || draw(&mut *direction));
+            } else {
+                if p == 0 {
+                    objective.prepare();
+                }
+                draw(&mut *direction);
+            }
             let derivative = match self.difference {
                 Difference::Central => {
                     objective.losses_along(direction, &[eps, -eps], &mut out);
@@ -165,9 +212,10 @@ impl DirectionalDerivative {
                 }
             };
             let coefficient = (self.kind.scale(n) * derivative / p_count as f64) as f32;
-            for (g, d) in grad.iter_mut().zip(direction.iter()) {
-                *g += coefficient * d;
-            }
+            grad.par_chunks_mut(DIRECTION_BLOCK)
+                .zip(direction.par_chunks(DIRECTION_BLOCK))
+                .with_min_len(self.par.min_blocks_per_job())
+                .for_each(|(g, d)| g.iter_mut().zip(d).for_each(|(g, d)| *g += coefficient * d));
         }
         Estimate {
             evaluations,

@@ -23,5 +23,5 @@
 mod direction;
 mod step;
 
-pub use direction::{Difference, DirectionKind, DirectionalDerivative, Estimate, PerturbedObjective};
+pub use direction::{Difference, DirectionKind, DirectionalDerivative, Estimate, PerturbedObjective, DIRECTION_BLOCK};
 pub use step::{Adam, AnyStep, Sgd, StepRule};

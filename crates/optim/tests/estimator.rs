@@ -2,7 +2,10 @@
 //! the variance the scaling rule predicts, convergence of the average to the true gradient,
 //! and the cost in forward evaluations.
 
-use insitu_optim::{Adam, Difference, DirectionKind, DirectionalDerivative, PerturbedObjective, Sgd, StepRule};
+use insitu_linalg::Par;
+use insitu_optim::{
+    Adam, Difference, DirectionKind, DirectionalDerivative, PerturbedObjective, Sgd, StepRule, DIRECTION_BLOCK,
+};
 
 /// `L(ω) = ½ Σ a_i ω_i² + Σ b_i ω_i`, evaluated in f64: gradient `a ⊙ ω + b`.
 struct Quadratic {
@@ -66,6 +69,7 @@ fn moments(kind: DirectionKind, difference: Difference, n: usize, trials: u64) -
         eps: 1e-2,
         kind,
         difference,
+        par: insitu_linalg::Par::Seq,
     };
     let (mut g, mut d) = (vec![0.0; n], vec![0.0; n]);
     let mut mean = vec![0.0f64; n];
@@ -160,10 +164,10 @@ fn same_seed_same_estimate() {
 #[test]
 fn unit_directions_have_unit_norm_and_rademacher_are_signs() {
     let mut d = vec![0.0f32; 1000];
-    DirectionKind::UnitGaussian.draw(&mut insitu_linalg::rng(1), &mut d);
+    DirectionKind::UnitGaussian.draw(1, &mut d, Par::Seq);
     let n2: f64 = d.iter().map(|&x| (x as f64).powi(2)).sum();
     assert!((n2 - 1.0).abs() < 1e-5);
-    DirectionKind::Rademacher.draw(&mut insitu_linalg::rng(1), &mut d);
+    DirectionKind::Rademacher.draw(1, &mut d, Par::Seq);
     assert!(d.iter().all(|&x| x == 1.0 || x == -1.0));
     let plus = d.iter().filter(|&&x| x > 0.0).count();
     assert!((400..600).contains(&plus), "balanced signs, got {plus}");
@@ -199,4 +203,32 @@ fn step_rules_descend_a_quadratic() {
     for (x, s) in w.iter().zip([-1.0f32, 1.0, -1.0]) {
         assert!((x - 0.01 * s).abs() < 1e-5, "{x}");
     }
+}
+
+#[test]
+fn directions_are_the_same_for_any_thread_count_and_blocks_are_independent() {
+    // Several blocks of DIRECTION_BLOCK entries, and a ragged last block.
+    let n = 3 * DIRECTION_BLOCK + 123;
+    for kind in [DirectionKind::UnitGaussian, DirectionKind::Rademacher] {
+        let mut seq = vec![0.0f32; n];
+        kind.draw(42, &mut seq, Par::Seq);
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut par = vec![0.0f32; n];
+            pool.install(|| kind.draw(42, &mut par, Par::Rayon(threads)));
+            assert_eq!(seq, par, "{kind:?}, {threads} threads");
+        }
+        // Different blocks are different streams, not copies.
+        assert_ne!(seq[..64], seq[DIRECTION_BLOCK..DIRECTION_BLOCK + 64]);
+    }
+    // The Gaussian entries are standard normal before normalisation: mean 0, E[v²] = 1/n after.
+    let mut d = vec![0.0f32; n];
+    DirectionKind::UnitGaussian.draw(7, &mut d, Par::Seq);
+    let mean: f64 = d.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+    let m2: f64 = d.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n as f64;
+    let m4: f64 = d.iter().map(|&x| (x as f64).powi(4)).sum::<f64>() / n as f64;
+    // For a Gaussian, E[x⁴]/E[x²]² = 3 (kurtosis); a uniform or sign draw would give 1.8 or 1.
+    let kurtosis = m4 / (m2 * m2);
+    assert!(mean.abs() < 4.0 / (n as f64), "mean {mean}");
+    assert!((kurtosis - 3.0).abs() < 0.15, "kurtosis {kurtosis}");
 }
