@@ -126,6 +126,12 @@ pub struct EpochRow {
     pub flops: f64,
     /// `flops / train_seconds / 1e9`.
     pub gflops: f64,
+    /// Steady-state seconds of one more epoch, scaled to 50,000 samples: the `train_seconds` of a
+    /// 2-epoch run minus that of the 1-epoch run. For FF this leaves out the one-time caching of
+    /// every layer's output (SPEC A3), which a 100-epoch run pays once, not per epoch.
+    pub steady_epoch_seconds: f64,
+    /// `flops` without the caching term, over the steady-state seconds.
+    pub steady_gflops: f64,
 }
 
 /// One optics-kernel measurement.
@@ -215,14 +221,16 @@ fn optimizer_of(method: Method) -> Optimizer {
 /// - BP+DD: two full forward passes (±ε): `2·2·o·i`.
 /// - BP+AD: forward `2·o·i`, weight gradient `2·o·i`, input gradient `2·o·i` except for the
 ///   first layer.
-pub fn epoch_flops(method: Method, widths: &[usize], samples: usize) -> f64 {
+///
+/// `with_cache: false` leaves out the caching term (the steady-state epoch).
+pub fn epoch_flops(method: Method, widths: &[usize], samples: usize, with_cache: bool) -> f64 {
     let classes = *widths.last().expect("at least one layer") as f64;
     let layers = widths.len() - 1;
     let mut per_sample = 0.0;
     for l in 0..layers {
         let (i, o) = (widths[l] as f64, widths[l + 1] as f64);
         let last = l + 1 == layers;
-        let cache = if last { 0.0 } else { 2.0 * o * i };
+        let cache = if last || !with_cache { 0.0 } else { 2.0 * o * i };
         per_sample += match method {
             Method::FfDd => 4.0 * o * i + 4.0 * o * classes + cache,
             Method::FfAd => 4.0 * o * i + 6.0 * o * classes + cache,
@@ -264,17 +272,21 @@ pub fn bench_epoch(
     threads: usize,
     samples: usize,
 ) -> Result<EpochRow, String> {
-    let spec = spec_for(method, width, depth, 1, samples);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| e.to_string())?;
-    let result = pool
-        .install(|| train(&spec, data, &mut NoProgress))
-        .map_err(|e| e.to_string())?;
+    let run = |epochs| {
+        pool.install(|| train(&spec_for(method, width, depth, epochs, samples), data, &mut NoProgress))
+            .map_err(|e| e.to_string())
+    };
+    let result = run(1)?;
+    let two = run(2)?;
+    let spec = spec_for(method, width, depth, 1, samples);
     let samples = samples.min(data.train.len());
     let widths = layer_widths(&spec, data.train.features(), data.train.num_classes());
-    let flops = epoch_flops(method, &widths, samples);
+    let flops = epoch_flops(method, &widths, samples, true);
+    let steady = two.train_seconds - result.train_seconds;
     Ok(EpochRow {
         method: method.name().into(),
         width,
@@ -285,6 +297,8 @@ pub fn bench_epoch(
         epoch_seconds: result.train_seconds * FULL_EPOCH_SAMPLES as f64 / samples as f64,
         flops,
         gflops: flops / result.train_seconds / 1e9,
+        steady_epoch_seconds: steady * FULL_EPOCH_SAMPLES as f64 / samples as f64,
+        steady_gflops: epoch_flops(method, &widths, samples, false) / steady / 1e9,
     })
 }
 
@@ -476,12 +490,15 @@ pub fn render(report: &BenchReport) -> String {
             ""
         }
     );
-    s.push_str("| method | width | depth | threads | s / epoch (50k) | GFLOP/s |\n|---|---|---|---|---|---|\n");
+    s.push_str(
+        "| method | width | depth | threads | s / epoch (50k) | GFLOP/s | steady s / epoch | steady GFLOP/s |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
     for r in &report.epochs {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.3} | {:.1} |",
-            r.method, r.width, r.depth, r.threads, r.epoch_seconds, r.gflops
+            "| {} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.1} |",
+            r.method, r.width, r.depth, r.threads, r.epoch_seconds, r.gflops, r.steady_epoch_seconds, r.steady_gflops
         );
     }
     s.push_str("\n| kernel | median | fastest | repeats |\n|---|---|---|---|\n");
@@ -551,14 +568,15 @@ mod tests {
         // FF+DD: layer 1: 2 products (W·x, V·x) + 2 projections + cache; layer 2: 2 products + 2 projections.
         let ffdd =
             n_f * (2.0 * 2.0 * p1 + 2.0 * 2.0 * 100.0 * 10.0 + 2.0 * p1 + 2.0 * 2.0 * p2 + 2.0 * 2.0 * 10.0 * 10.0);
-        assert_eq!(epoch_flops(Method::FfDd, &w, n), ffdd);
+        assert_eq!(epoch_flops(Method::FfDd, &w, n, true), ffdd);
+        assert_eq!(epoch_flops(Method::FfDd, &w, n, false), ffdd - n_f * 2.0 * p1);
         // BP+AD: layer 1 forward + dW, layer 2 forward + dW + dX.
         assert_eq!(
-            epoch_flops(Method::BpAd, &w, n),
+            epoch_flops(Method::BpAd, &w, n, true),
             n_f * (2.0 * 2.0 * p1 + 3.0 * 2.0 * p2)
         );
         // BP+DD: two forward passes.
-        assert_eq!(epoch_flops(Method::BpDd, &w, n), n_f * 2.0 * 2.0 * (p1 + p2));
+        assert_eq!(epoch_flops(Method::BpDd, &w, n, true), n_f * 2.0 * 2.0 * (p1 + p2));
     }
 
     #[test]
@@ -580,6 +598,8 @@ mod tests {
                 epoch_seconds: 0.5,
                 flops: 1e9,
                 gflops: 2.0,
+                steady_epoch_seconds: 0.4,
+                steady_gflops: 2.2,
             }],
             kernels: vec![KernelRow {
                 name: "mesh".into(),

@@ -23,7 +23,7 @@ mod spec;
 mod train;
 
 pub use metrics::{accuracy, majority_vote, r_squared};
-pub use mlp::{dense_forward, relu_in_place, split_dense, DenseShape, Mlp};
+pub use mlp::{dense_forward, dense_forward_into, relu_in_place, split_dense, DenseShape, Mlp};
 pub use objective::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
     NetworkObjective,

@@ -45,15 +45,32 @@ pub fn split_dense(shape: DenseShape, params: &[f32]) -> (MatRef<'_, f32>, &[f32
 
 /// `z ← W·x + b` for a batch `x` (in × B) into `z` (out × B), through the one product function.
 pub fn dense_forward(shape: DenseShape, params: &[f32], x: MatRef<'_, f32>, z: &mut Mat) {
+    assert_eq!(z.shape(), (shape.outputs, x.ncols()), "dense_forward: output shape");
+    dense_forward_into(shape, params, x, z.as_mut_slice());
+}
+
+/// [`dense_forward`] into a column-major slice of `out × B` values (a block of a larger
+/// matrix, for instance), without allocating.
+///
+/// # Panics
+/// If `z.len()` is not `shape.outputs · x.ncols()`.
+pub fn dense_forward_into(shape: DenseShape, params: &[f32], x: MatRef<'_, f32>, z: &mut [f32]) {
     let (w, b) = split_dense(shape, params);
-    for mut col in z.column_iter_mut() {
+    for col in z.chunks_exact_mut(shape.outputs) {
         col.copy_from_slice(b);
     }
-    matmul(MatMut::from(&mut *z), Accum::Add, w, x, 1.0, Par::Seq);
+    matmul(
+        MatMut::from_col_major(z, shape.outputs, x.ncols()),
+        Accum::Add,
+        w,
+        x,
+        1.0,
+        Par::Seq,
+    );
 }
 
 /// In-place ReLU.
-pub fn relu_in_place(z: &mut Mat) {
+pub fn relu_in_place(z: &mut [f32]) {
     z.iter_mut().for_each(|v| *v = v.max(0.0));
 }
 
@@ -137,7 +154,7 @@ impl Mlp {
             dense_forward(s, self.layer_params(l), input, z);
             tap(l, z);
             if l + 1 < self.num_layers() {
-                relu_in_place(z);
+                relu_in_place(z.as_mut_slice());
             }
         }
     }

@@ -6,7 +6,7 @@ use insitu_linalg::{dot, matmul, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::PerturbedObjective;
 use rayon::prelude::*;
 
-use crate::mlp::{split_dense, DenseShape, Mlp};
+use crate::mlp::{dense_forward_into, DenseShape, Mlp};
 use crate::spec::LocalLoss;
 
 /// What one layer's pre-activation `z` (width × B) is scored against (SPEC A2).
@@ -194,18 +194,7 @@ fn forward_block(
     projections: &mut [f32],
 ) {
     let len = x.ncols();
-    let (w, b) = split_dense(shape, params);
-    for col in z.chunks_exact_mut(shape.outputs) {
-        col.copy_from_slice(b);
-    }
-    matmul(
-        MatMut::from_col_major(z, shape.outputs, len),
-        Accum::Add,
-        w,
-        x,
-        1.0,
-        Par::Seq,
-    );
+    dense_forward_into(shape, params, x, z);
     matmul(
         MatMut::from_col_major(projections, prototypes.ncols(), len),
         Accum::Replace,

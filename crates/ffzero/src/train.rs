@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{accuracy, majority_vote, r_squared};
-use crate::mlp::{dense_forward, relu_in_place, DenseShape, Mlp};
+use crate::mlp::{dense_forward_into, relu_in_place, DenseShape, Mlp};
 use crate::objective::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
     NetworkObjective,
@@ -426,10 +426,8 @@ fn layer_output_all(shape: DenseShape, params: &[f32], inputs: &Mat, par: Par) -
         .for_each(|(i, block)| {
             let start = i * CHUNK;
             let len = block.len() / shape.outputs;
-            let mut z = Mat::from_column_slice(shape.outputs, len, block);
-            dense_forward(shape, params, x.submatrix(0, start, x.nrows(), len), &mut z);
-            relu_in_place(&mut z);
-            block.copy_from_slice(z.as_slice());
+            dense_forward_into(shape, params, x.submatrix(0, start, x.nrows(), len), block);
+            relu_in_place(block);
         });
     out
 }

@@ -14,13 +14,14 @@ fn main() {
 
 /// (m, k, n): `C (m×n) = A (m×k) · B (k×n)`, the forward products of the paper's MLP
 /// (784 → 100 → 100 → 10, batch 256) and a backward-shaped one.
-const SHAPES: [(usize, usize, usize); 6] = [
+const SHAPES: [(usize, usize, usize); 7] = [
     (100, 784, 256),
     (100, 100, 256),
     (10, 100, 256),
     (100, 256, 784),
     (256, 784, 100),
     (112, 784, 256),
+    (1024, 1024, 1024),
 ];
 
 fn random(r: usize, c: usize, seed: u64) -> Mat {
