@@ -37,6 +37,33 @@ fn many_directions(n: usize) -> DirectionalDerivative {
     }
 }
 
+/// The three local losses of SPEC A2: margin (eq. 16), eq. 5, squared cosine (eq. 8).
+fn all_local_losses<'a>(
+    protos: &'a Mat,
+    labels: &'a [u32],
+    upper: &'a [f32],
+    targets: &'a [f32],
+) -> [LayerTarget<'a>; 3] {
+    [
+        LayerTarget::Classes {
+            prototypes: protos,
+            labels,
+            loss: LocalLoss::Margin,
+            margin: 0.3,
+        },
+        LayerTarget::Classes {
+            prototypes: protos,
+            labels,
+            loss: LocalLoss::Eq5,
+            margin: 0.3,
+        },
+        LayerTarget::Regression {
+            prototype: upper,
+            targets,
+        },
+    ]
+}
+
 #[test]
 fn local_margin_eq5_and_regression_losses() {
     let mlp = Mlp::new(&[12, 10], 3);
@@ -45,24 +72,7 @@ fn local_margin_eq5_and_regression_losses() {
     let (x, labels, targets) = batch(12, 32, 4, 4);
     let protos = simplex_prototypes(4, 10, &mut rng(5)).unwrap();
     let (upper, _) = antipodal_pair(10, &mut rng(6)).unwrap();
-    let targets_for = [
-        LayerTarget::Classes {
-            prototypes: &protos,
-            labels: &labels,
-            loss: LocalLoss::Margin,
-            margin: 0.3,
-        },
-        LayerTarget::Classes {
-            prototypes: &protos,
-            labels: &labels,
-            loss: LocalLoss::Eq5,
-            margin: 0.3,
-        },
-        LayerTarget::Regression {
-            prototype: &upper,
-            targets: &targets,
-        },
-    ];
+    let targets_for = all_local_losses(&protos, &labels, &upper, &targets);
     for target in targets_for {
         let mut ad = vec![0.0; shape.len()];
         let ad_loss = layer_gradient_autodiff(&mut Tape::new(), shape, params, &x, target, &mut ad);
@@ -124,24 +134,7 @@ fn layer_objective_equals_separate_forward_passes() {
         (0..shape.len()).map(|_| g.random_range(-0.3..0.3)).collect()
     };
     let steps = [1e-3f32, -1e-3, 0.0, 0.25, -0.7];
-    let targets_for = [
-        LayerTarget::Classes {
-            prototypes: &protos,
-            labels: &labels,
-            loss: LocalLoss::Margin,
-            margin: 0.3,
-        },
-        LayerTarget::Classes {
-            prototypes: &protos,
-            labels: &labels,
-            loss: LocalLoss::Eq5,
-            margin: 0.3,
-        },
-        LayerTarget::Regression {
-            prototype: &upper,
-            targets: &targets,
-        },
-    ];
+    let targets_for = all_local_losses(&protos, &labels, &upper, &targets);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     for (name, target) in ["margin", "eq5", "regression"].into_iter().zip(targets_for) {
         let mut z = Mat::zeros(0, 0);

@@ -30,17 +30,20 @@ mod sealed {
     impl Sealed for num_complex::Complex64 {}
 }
 
-macro_rules! real_scalar {
-    ($t:ty) => {
+/// Implements [`GemmScalar`] for one element type: its zero, one and conjugate, and the
+/// backend call (the same for all four types).
+macro_rules! gemm_scalar {
+    ($t:ty, zero: $zero:expr, one: $one:expr, conj: |$x:ident| $conj:expr) => {
         impl GemmScalar for $t {
             fn zero() -> Self {
-                0.0
+                $zero
             }
             fn one() -> Self {
-                1.0
+                $one
             }
             fn conj(self) -> Self {
-                self
+                let $x = self;
+                $conj
             }
             fn product(
                 c: MatMut<'_, Self>,
@@ -55,36 +58,10 @@ macro_rules! real_scalar {
         }
     };
 }
-real_scalar!(f32);
-real_scalar!(f64);
-
-macro_rules! complex_scalar {
-    ($t:ty) => {
-        impl GemmScalar for $t {
-            fn zero() -> Self {
-                <$t>::new(0.0, 0.0)
-            }
-            fn one() -> Self {
-                <$t>::new(1.0, 0.0)
-            }
-            fn conj(self) -> Self {
-                num_complex::Complex::conj(&self)
-            }
-            fn product(
-                c: MatMut<'_, Self>,
-                accum: Accum,
-                a: MatRef<'_, Self>,
-                b: MatRef<'_, Self>,
-                alpha: Self,
-                par: Par,
-            ) {
-                faer_product(c, accum, a, b, alpha, par)
-            }
-        }
-    };
-}
-complex_scalar!(Complex32);
-complex_scalar!(Complex64);
+gemm_scalar!(f32, zero: 0.0, one: 1.0, conj: |x| x);
+gemm_scalar!(f64, zero: 0.0, one: 1.0, conj: |x| x);
+gemm_scalar!(Complex32, zero: Complex32::new(0.0, 0.0), one: Complex32::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
+gemm_scalar!(Complex64, zero: Complex64::new(0.0, 0.0), one: Complex64::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
 
 /// Whether [`matmul`] overwrites or adds to its destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
