@@ -156,6 +156,7 @@ fn optimise(
     spec: &TrainSpec,
     order_seed: u64,
     layer: Option<usize>,
+    par: Par,
     progress: &mut dyn Progress,
     curve: &mut Vec<EpochLoss>,
     mut gradient: impl FnMut(u64, &[usize], &[f32], &mut [f32]) -> (f64, u64),
@@ -172,13 +173,18 @@ fn optimise(
             let (loss, p) = gradient(step_counter, batch, params, &mut grad);
             step_counter += 1;
             passes += p;
-            if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            if !loss.is_finite()
+                || grad
+                    .par_chunks(8192)
+                    .with_min_len(par.min_blocks_per_job())
+                    .any(|g| g.iter().any(|g| !g.is_finite()))
+            {
                 return UnitOutcome {
                     divergence: Some(Divergence { layer, epoch, step: s }),
                     forward_passes: passes,
                 };
             }
-            step.step(params, &grad);
+            step.step_par(params, &grad, par);
             sum += loss;
             count += 1;
             progress.step();
@@ -254,12 +260,14 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     };
 
     let started = Instant::now();
-    let (prototypes, outcome, curve) = if spec.method.is_local() {
-        train_local(spec, &mut mlp, &train_set, kind, source, par, progress)
-    } else {
-        let (o, c) = train_global(spec, &mut mlp, &train_set, source, par, progress);
-        (Vec::new(), o, c)
-    };
+    let (prototypes, outcome, curve) = par.with_polling_workers(|| {
+        if spec.method.is_local() {
+            train_local(spec, &mut mlp, &train_set, kind, source, par, progress)
+        } else {
+            let (o, c) = train_global(spec, &mut mlp, &train_set, source, par, progress);
+            (Vec::new(), o, c)
+        }
+    });
     let train_seconds = started.elapsed().as_secs_f64();
 
     let mut result = TrainResult {
@@ -349,6 +357,7 @@ fn train_local(
             spec,
             order_seed,
             Some(m),
+            par,
             progress,
             &mut curve,
             |step_index, idx, params, grad| {
@@ -461,6 +470,7 @@ fn train_global(
         spec,
         order_seed,
         None,
+        par,
         progress,
         &mut curve,
         |step_index, idx, params, grad| {

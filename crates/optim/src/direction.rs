@@ -171,7 +171,6 @@ impl DirectionalDerivative {
         let n = objective.dim();
         assert_eq!(grad.len(), n, "gradient buffer length");
         assert_eq!(direction.len(), n, "direction scratch length");
-        grad.fill(0.0);
         let p_count = self.directions.max(1);
         let eps = self.eps;
         let mut out = [0.0f64; 2];
@@ -212,10 +211,18 @@ impl DirectionalDerivative {
                 }
             };
             let coefficient = (self.kind.scale(n) * derivative / p_count as f64) as f32;
+            // The first direction writes the gradient, the others add to it (no zeroing pass).
+            let first = p == 0;
             grad.par_chunks_mut(DIRECTION_BLOCK)
                 .zip(direction.par_chunks(DIRECTION_BLOCK))
                 .with_min_len(self.par.min_blocks_per_job())
-                .for_each(|(g, d)| g.iter_mut().zip(d).for_each(|(g, d)| *g += coefficient * d));
+                .for_each(|(g, d)| {
+                    if first {
+                        g.iter_mut().zip(d).for_each(|(g, d)| *g = coefficient * d);
+                    } else {
+                        g.iter_mut().zip(d).for_each(|(g, d)| *g += coefficient * d);
+                    }
+                });
         }
         Estimate {
             evaluations,

@@ -1,9 +1,21 @@
 //! Step rules: how a gradient estimate becomes a parameter update (minimisation).
 
+use insitu_linalg::Par;
+use rayon::prelude::*;
+
+/// Parameters per block when a step runs on several threads. Every rule is elementwise, so
+/// the blocks only decide who does the work, never the result.
+const STEP_BLOCK: usize = 8192;
+
 /// A rule `ω ← step(ω, ĝ)` for minimising a loss, fed by any gradient source.
 pub trait StepRule {
     /// Update `params` in place from the gradient estimate `grad` (same length).
-    fn step(&mut self, params: &mut [f32], grad: &[f32]);
+    fn step(&mut self, params: &mut [f32], grad: &[f32]) {
+        self.step_par(params, grad, Par::Seq);
+    }
+    /// [`StepRule::step`], in fixed blocks of parameters on rayon's pool when `par` allows;
+    /// the result is the same for any `par`.
+    fn step_par(&mut self, params: &mut [f32], grad: &[f32], par: Par);
 }
 
 /// Plain stochastic gradient descent `ω ← ω − λ ĝ` (seed 000 eq. 3, 11, 12; SPEC A5's reading
@@ -15,15 +27,18 @@ pub struct Sgd {
 }
 
 impl StepRule for Sgd {
-    fn step(&mut self, params: &mut [f32], grad: &[f32]) {
+    fn step_par(&mut self, params: &mut [f32], grad: &[f32], par: Par) {
         assert_eq!(
             params.len(),
             grad.len(),
             "Sgd::step: parameter and gradient lengths differ"
         );
-        for (w, g) in params.iter_mut().zip(grad) {
-            *w -= self.lr * g;
-        }
+        let lr = self.lr;
+        params
+            .par_chunks_mut(STEP_BLOCK)
+            .zip(grad.par_chunks(STEP_BLOCK))
+            .with_min_len(par.min_blocks_per_job())
+            .for_each(|(w, g)| w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g));
     }
 }
 
@@ -61,7 +76,7 @@ impl Adam {
 }
 
 impl StepRule for Adam {
-    fn step(&mut self, params: &mut [f32], grad: &[f32]) {
+    fn step_par(&mut self, params: &mut [f32], grad: &[f32], par: Par) {
         assert_eq!(
             params.len(),
             grad.len(),
@@ -79,15 +94,19 @@ impl StepRule for Adam {
         let bc2 = 1.0 - self.beta2.powi(self.t);
         let step = self.lr / bc1;
         let inv_sqrt_bc2 = 1.0 / bc2.sqrt();
-        for ((w, g), (m, v)) in params
-            .iter_mut()
-            .zip(grad)
-            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
-        {
-            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
-            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
-            *w -= step * *m / ((*v).sqrt() * inv_sqrt_bc2 + self.eps);
-        }
+        let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
+        params
+            .par_chunks_mut(STEP_BLOCK)
+            .zip(grad.par_chunks(STEP_BLOCK))
+            .zip(self.m.par_chunks_mut(STEP_BLOCK).zip(self.v.par_chunks_mut(STEP_BLOCK)))
+            .with_min_len(par.min_blocks_per_job())
+            .for_each(|((w, g), (m, v))| {
+                for ((w, g), (m, v)) in w.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *w -= step * *m / ((*v).sqrt() * inv_sqrt_bc2 + eps);
+                }
+            });
     }
 }
 
@@ -101,10 +120,10 @@ pub enum AnyStep {
 }
 
 impl StepRule for AnyStep {
-    fn step(&mut self, params: &mut [f32], grad: &[f32]) {
+    fn step_par(&mut self, params: &mut [f32], grad: &[f32], par: Par) {
         match self {
-            AnyStep::Sgd(s) => s.step(params, grad),
-            AnyStep::Adam(a) => a.step(params, grad),
+            AnyStep::Sgd(s) => s.step_par(params, grad, par),
+            AnyStep::Adam(a) => a.step_par(params, grad, par),
         }
     }
 }

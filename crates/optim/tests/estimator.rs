@@ -232,3 +232,25 @@ fn directions_are_the_same_for_any_thread_count_and_blocks_are_independent() {
     assert!(mean.abs() < 4.0 / (n as f64), "mean {mean}");
     assert!((kurtosis - 3.0).abs() < 0.15, "kurtosis {kurtosis}");
 }
+
+#[test]
+fn step_rules_give_the_same_update_for_any_thread_count() {
+    let n = 3 * 8192 + 17;
+    let grad: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let start: Vec<f32> = (0..n).map(|i| ((i * 104_729) % 997) as f32 * 1e-3).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let rules: [Box<dyn Fn() -> Box<dyn StepRule + Send>>; 2] = [
+        Box::new(|| Box::new(Sgd { lr: 0.1 })),
+        Box::new(move || Box::new(Adam::new(n, 0.01))),
+    ];
+    for make in rules {
+        let (mut seq_rule, mut par_rule) = (make(), make());
+        let (mut seq, mut par) = (start.clone(), start.clone());
+        for _ in 0..3 {
+            seq_rule.step(&mut seq, &grad);
+            pool.install(|| par_rule.step_par(&mut par, &grad, Par::Rayon(2)));
+        }
+        assert_eq!(seq, par);
+        assert_ne!(seq, start);
+    }
+}
