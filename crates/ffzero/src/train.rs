@@ -234,6 +234,12 @@ impl BatchBuffers {
 /// Validation happens first; a diverging run is not an error but a result with
 /// `status: diverged`. `progress` receives phase, step and epoch events (the library prints
 /// nothing).
+///
+/// **Threads.** `train` uses the rayon pool it is called in: run it inside
+/// `rayon::ThreadPoolBuilder::new().num_threads(n).build()?.install(|| train(..))` to use `n`
+/// threads (the CLI's `--threads` does this); called from a thread outside any pool it runs
+/// sequentially. While it runs, the pool's other workers poll for work (they use their cores
+/// fully). The numbers are the same for any thread count.
 pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) -> Result<TrainResult, TrainError> {
     let kind = kind_of(&data.train)?;
     let num_classes = match kind {

@@ -86,9 +86,15 @@ pub enum Par {
 }
 
 impl Par {
-    /// The `Par` for the rayon pool this call runs in: [`Par::Seq`] in a one-thread pool,
-    /// `Rayon(n)` in an `n`-thread one.
+    /// The `Par` for the rayon pool this call runs in: `Rayon(n)` on a worker of an `n`-thread
+    /// pool (`n ≥ 2`, e.g. inside `ThreadPool::install`), [`Par::Seq`] in a one-thread pool
+    /// **and on any thread outside a pool**: from there every parallel region would be sent
+    /// to the global pool and waited for, which costs more than it gains for the short
+    /// regions of a training step.
     pub fn of_current_pool() -> Self {
+        if rayon::current_thread_index().is_none() {
+            return Par::Seq;
+        }
         match rayon::current_num_threads() {
             0 | 1 => Par::Seq,
             n => Par::Rayon(n),
