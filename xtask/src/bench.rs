@@ -198,6 +198,45 @@ pub struct Machine {
     pub load_before: Option<String>,
     /// `/proc/loadavg` when it finished.
     pub load_after: Option<String>,
+    /// One core's f32 FMA peak in GFLOP/s ([`fma_peak_gflops`]), best of 5; `None` without
+    /// AVX-512.
+    pub fma_peak_gflops: Option<f64>,
+}
+
+/// One core's f32 peak: 16 independent chains of 512-bit FMAs (the method of
+/// `../shared/research/gemm-bench.md`), 2 flops × 16 lanes per FMA. `None` where AVX-512F is
+/// missing (the loop would not run) or off x86-64.
+pub fn fma_peak_gflops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return None;
+        }
+        #[target_feature(enable = "avx512f")]
+        fn chains(iters: u64) -> f32 {
+            use std::arch::x86_64::*;
+            let mut acc = [_mm512_set1_ps(0.0); 16];
+            let (a, b) = (_mm512_set1_ps(1.000_001), _mm512_set1_ps(0.999_999));
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = _mm512_fmadd_ps(*v, a, b);
+                }
+            }
+            _mm512_reduce_add_ps(acc.iter().fold(_mm512_set1_ps(0.0), |s, v| _mm512_add_ps(s, *v)))
+        }
+        let iters = 5_000_000u64;
+        let best = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                // SAFETY: AVX-512F is present (checked above).
+                std::hint::black_box(unsafe { chains(std::hint::black_box(iters)) });
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        Some(iters as f64 * 16.0 * 16.0 * 2.0 / best / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
 }
 
 fn load_average() -> Option<String> {
@@ -489,6 +528,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
             logical_cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             load_before,
             load_after: load_average(),
+            fma_peak_gflops: fma_peak_gflops(),
         },
         quick: args.quick,
         epochs,
@@ -502,8 +542,12 @@ pub fn render(report: &BenchReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "machine: {} logical CPUs, load average {} (start) / {} (end){}\n",
+        "machine: {} logical CPUs, one core's f32 FMA peak {} GFLOP/s, load average {} (start) / {} (end){}\n",
         report.machine.logical_cpus,
+        report
+            .machine
+            .fma_peak_gflops
+            .map_or_else(|| "?".to_string(), |g| format!("{g:.0}")),
         report.machine.load_before.as_deref().unwrap_or("?"),
         report.machine.load_after.as_deref().unwrap_or("?"),
         if report.quick {
@@ -608,6 +652,7 @@ mod tests {
                 logical_cpus: 2,
                 load_before: Some("1.0 1.0 1.0".into()),
                 load_after: None,
+                fma_peak_gflops: Some(240.0),
             },
             quick: false,
             epochs: vec![EpochRow {
