@@ -37,7 +37,7 @@ pub struct Paths {
     #[arg(long, value_name = "DIR")]
     pub figures: Option<PathBuf>,
     /// The generated report (default: docs/reproduction.md for quick and paper,
-    /// <figures>/<profile>/reproduction.md for smoke).
+    /// `<figures>/<profile>/reproduction.md` for smoke).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Do not draw figures or write the report.

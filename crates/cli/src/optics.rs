@@ -73,7 +73,7 @@ pub enum Method {
 
 #[derive(Args)]
 pub struct PropagateArgs {
-    /// JSON complex 2-D field `{"re": [[...]], "im": [[...]]}` (square, [row][col]).
+    /// JSON complex 2-D field `{"re": [[...]], "im": [[...]]}` (square, `[row][col]`).
     #[arg(long)]
     input: PathBuf,
     /// Wavelength in metres.

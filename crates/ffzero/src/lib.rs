@@ -26,7 +26,7 @@ pub use metrics::{accuracy, majority_vote, r_squared};
 pub use mlp::{dense_forward, dense_forward_into, relu_in_place, split_dense, DenseShape, Mlp};
 pub use objective::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
-    NetworkObjective,
+    NetworkObjective, COLUMN_BLOCK,
 };
 pub use progress::{NoProgress, Progress};
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
