@@ -112,20 +112,28 @@ impl Par {
             Par::Seq | Par::Rayon(0 | 1) => return f(),
             Par::Rayon(n) => n.min(rayon::current_num_threads()) - 1,
         };
-        let done = std::sync::atomic::AtomicBool::new(false);
+        use std::sync::atomic::{AtomicBool, Ordering};
+        /// Stops the pollers when `f` returns **or panics** (the scope waits for them before it
+        /// lets a panic through, so without this a panic would hang).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let done = AtomicBool::new(false);
         rayon::in_place_scope(|s| {
             for _ in 0..pollers {
                 s.spawn(|_| {
-                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    while !done.load(Ordering::Acquire) {
                         if let Some(rayon::Yield::Idle) | None = rayon::yield_now() {
                             std::hint::spin_loop();
                         }
                     }
                 });
             }
-            let result = f();
-            done.store(true, std::sync::atomic::Ordering::Release);
-            result
+            let _stop = StopOnDrop(&done);
+            f()
         })
     }
 

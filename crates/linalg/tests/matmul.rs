@@ -220,3 +220,18 @@ fn slices_row_and_column_major() {
     // [[1,2,3],[4,5,6]]·[[1,1],[0,1],[0,1]] = [[1,6],[4,15]], column-major
     assert_eq!(c, [1.0, 4.0, 6.0, 15.0]);
 }
+
+#[test]
+fn polling_workers_return_the_result_and_let_a_panic_through() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let sum: u64 = pool.install(|| Par::Rayon(2).with_polling_workers(|| (0..100u64).sum()));
+    assert_eq!(sum, 4950);
+    // A panic inside must reach the caller, not hang the scope on its pollers.
+    let caught = pool.install(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Par::Rayon(2).with_polling_workers(|| panic!("inside"));
+        }))
+    });
+    assert!(caught.is_err());
+    assert_eq!(Par::Seq.with_polling_workers(|| 7), 7);
+}
