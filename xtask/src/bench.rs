@@ -493,7 +493,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let configs: &[(usize, usize)] = if args.quick {
         &[(100, 3)]
     } else {
-        &[(100, 3), (100, 10), (10, 3)]
+        &[(100, 3), (100, 10), (50, 3), (50, 10), (10, 3)]
     };
     let mut epochs = Vec::new();
     for &threads in &args.threads {
