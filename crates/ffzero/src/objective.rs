@@ -287,10 +287,10 @@ impl PerturbedObjective for LayerObjective<'_> {
         let (shape, input, target) = (self.shape, self.input, self.target);
         let s = &mut *self.scratch;
         let batch = input.ncols();
-        let k = target.prototypes().ncols();
+        let prototypes = target.prototypes();
+        let k = prototypes.ncols();
         let nsteps = steps.len();
         s.block_losses.resize(batch.div_ceil(COLUMN_BLOCK) * nsteps, 0.0);
-        let prototypes = target.prototypes();
         let (base, base_projections, base_norm2) = (&s.base, &s.base_projections, &s.base_norm2);
         s.along
             .as_mut_slice()

@@ -10,7 +10,7 @@ use std::time::Instant;
 use insitu_autodiff::{loss as lossfn, Tape};
 use insitu_data::{epoch_permutation, gather_columns, gather_columns_par, Dataset, Targets, TrainTest};
 use insitu_linalg::{derive_seed, rng, Mat, MatRef, Par};
-use insitu_optim::{Adam, AnyStep, DirectionalDerivative, Sgd, StepRule};
+use insitu_optim::{Adam, AnyStep, DirectionalDerivative, Sgd, StepRule, DIRECTION_BLOCK};
 use insitu_proto::{antipodal_pair, simplex_prototypes};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -175,7 +175,7 @@ fn optimise(
             passes += p;
             if !loss.is_finite()
                 || grad
-                    .par_chunks(8192)
+                    .par_chunks(DIRECTION_BLOCK)
                     .with_min_len(par.min_blocks_per_job())
                     .any(|g| g.iter().any(|g| !g.is_finite()))
             {

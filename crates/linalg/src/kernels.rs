@@ -24,6 +24,20 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// `Σ x²` in f64 with four accumulators (vectorises; the order is fixed, so the result is
+/// deterministic): a squared norm where f32 accumulation would lose digits.
+pub fn sum_of_squares(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let chunks = x.chunks_exact(4);
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
+    for c in chunks {
+        for k in 0..4 {
+            acc[k] += c[k] as f64 * c[k] as f64;
+        }
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::dot;

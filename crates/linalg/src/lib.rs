@@ -28,7 +28,7 @@ mod matmul;
 mod rng;
 
 pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
-pub use kernels::dot;
+pub use kernels::{dot, sum_of_squares};
 pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
 pub use rng::{derive_seed, fast_stream, rng, splitmix64, substream, FastRng, Rng64};
 

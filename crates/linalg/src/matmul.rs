@@ -101,6 +101,19 @@ impl Par {
         }
     }
 
+    /// Threads this `Par` allows: 1 for [`Par::Seq`] and for `Rayon(0 | 1)`.
+    pub fn threads(self) -> usize {
+        match self {
+            Par::Seq => 1,
+            Par::Rayon(n) => n.max(1),
+        }
+    }
+
+    /// Whether work may be split over more than one thread.
+    pub fn is_parallel(self) -> bool {
+        self.threads() > 1
+    }
+
     /// Runs `f` while the other workers of the current rayon pool poll for work instead of
     /// going to sleep, so that the many short parallel regions of a training step (a few
     /// hundred µs each) do not pay a sleeping worker's wake-up. On this project's 2-vCPU VM a
@@ -108,10 +121,10 @@ impl Par {
     /// and 51–52 µs with it polling (docs/performance.md). For [`Par::Seq`] this just calls `f`.
     /// The pollers burn their cores until `f` returns; the results do not depend on them.
     pub fn with_polling_workers<R>(self, f: impl FnOnce() -> R) -> R {
-        let pollers = match self {
-            Par::Seq | Par::Rayon(0 | 1) => return f(),
-            Par::Rayon(n) => n.min(rayon::current_num_threads()) - 1,
-        };
+        if !self.is_parallel() {
+            return f();
+        }
+        let pollers = self.threads().min(rayon::current_num_threads()) - 1;
         use std::sync::atomic::{AtomicBool, Ordering};
         /// Stops the pollers when `f` returns **or panics** (the scope waits for them before it
         /// lets a panic through, so without this a panic would hang).
@@ -141,9 +154,10 @@ impl Par {
     /// sequential (one job, run on the calling thread, no splitting, no allocation), `1`
     /// otherwise. Blocks never depend on the thread count, so neither do the results.
     pub fn min_blocks_per_job(self) -> usize {
-        match self {
-            Par::Seq | Par::Rayon(0 | 1) => usize::MAX,
-            Par::Rayon(_) => 1,
+        if self.is_parallel() {
+            1
+        } else {
+            usize::MAX
         }
     }
 }
@@ -466,9 +480,10 @@ where
     T: faer::traits::ComplexField + faer::traits::Conjugate<Canonical = T>,
     T::Conj: faer::traits::Conjugate<Canonical = T>,
 {
-    let par = match par {
-        Par::Seq | Par::Rayon(0 | 1) => faer::Par::Seq,
-        Par::Rayon(n) => faer::Par::rayon(n),
+    let par = if par.is_parallel() {
+        faer::Par::rayon(par.threads())
+    } else {
+        faer::Par::Seq
     };
     let accum = match accum {
         Accum::Replace => faer::Accum::Replace,

@@ -1,6 +1,6 @@
 //! The directional-derivative estimator (seed 000 eq. 12–14, SPEC A4).
 
-use insitu_linalg::{derive_seed, fast_stream, Par};
+use insitu_linalg::{derive_seed, fast_stream, sum_of_squares, Par};
 use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -89,19 +89,6 @@ impl DirectionKind {
 /// Entries per independently seeded block of a direction (see [`DirectionKind::draw`]).
 pub const DIRECTION_BLOCK: usize = 8192;
 
-/// `Σ x²` of a block in f64, four accumulators (vectorises; fixed order).
-fn sum_of_squares(x: &[f32]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let chunks = x.chunks_exact(4);
-    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
-    for c in chunks {
-        for k in 0..4 {
-            acc[k] += c[k] as f64 * c[k] as f64;
-        }
-    }
-    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
-}
-
 /// Finite-difference scheme for one directional derivative.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Difference {
@@ -179,7 +166,7 @@ impl DirectionalDerivative {
         let mut base_loss = None;
         for p in 0..p_count {
             let draw = |direction: &mut [f32]| self.kind.draw(derive_seed(seed, &[p as u64]), direction, self.par);
-            if p == 0 && self.par.min_blocks_per_job() == 1 {
+            if p == 0 && self.par.is_parallel() {
                 rayon::join(|| objective.prepare(), || draw(&mut *direction));
             } else {
                 if p == 0 {
