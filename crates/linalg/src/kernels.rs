@@ -1,5 +1,7 @@
 //! Small vector kernels shared by the training code (the matrix product is [`crate::matmul`]).
 
+use crate::simd::{vectorized, VectorKernel};
+
 /// Dot product of two equal-length `f32` slices, with eight independent accumulators so that it
 /// vectorises; the accumulation order is fixed, so the result is deterministic.
 ///
@@ -26,16 +28,29 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `Σ x²` in f64 with four accumulators (vectorises; the order is fixed, so the result is
 /// deterministic): a squared norm where f32 accumulation would lose digits.
+/// Runs [`vectorized`] (AVX-512 or AVX2 when the CPU has them; the same bits on every path).
 pub fn sum_of_squares(x: &[f32]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let chunks = x.chunks_exact(4);
-    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
-    for c in chunks {
-        for k in 0..4 {
-            acc[k] += c[k] as f64 * c[k] as f64;
+    vectorized(SumOfSquares(x))
+}
+
+/// [`sum_of_squares`] as a [`VectorKernel`].
+struct SumOfSquares<'a>(&'a [f32]);
+
+impl VectorKernel for SumOfSquares<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn run(self) -> f64 {
+        let x = self.0;
+        let mut acc = [0.0f64; 4];
+        let chunks = x.chunks_exact(4);
+        let tail: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
+        for c in chunks {
+            for k in 0..4 {
+                acc[k] += c[k] as f64 * c[k] as f64;
+            }
         }
+        (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
     }
-    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
 }
 
 #[cfg(test)]

@@ -25,12 +25,16 @@
 mod haar;
 mod kernels;
 mod matmul;
+mod normal;
 mod rng;
+mod simd;
 
 pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
 pub use kernels::{dot, sum_of_squares};
 pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
+pub use normal::NormalStream;
 pub use rng::{derive_seed, fast_stream, rng, splitmix64, substream, FastRng, Rng64};
+pub use simd::{vectorized, VectorKernel};
 
 pub use nalgebra::{self, DMatrix, DVector};
 pub use num_complex::{self, Complex32, Complex64};

@@ -23,11 +23,11 @@ pub fn substream(seed: u64, stream: u64) -> Rng64 {
     r
 }
 
-/// The generator for bulk draws where ChaCha8's cost dominates (the random directions of
-/// FF+DD, one Gaussian per parameter per step): Xoshiro256++, about 4× cheaper per number here,
-/// a fixed algorithm (rand_xoshiro), seeded from `seed` through SplitMix64. Give every block
-/// of a bulk draw its own `seed` (e.g. `derive_seed(step_seed, &[block])`) so that blocks can be
-/// drawn in parallel.
+/// The generator for bulk integer draws where ChaCha8's cost dominates (the signs of
+/// Rademacher directions): Xoshiro256++, about 4× cheaper per number here, a fixed algorithm
+/// (rand_xoshiro), seeded from `seed` through SplitMix64. Give every block of a bulk draw its
+/// own `seed` (e.g. `derive_seed(step_seed, &[block])`) so that blocks can be drawn in parallel.
+/// Bulk standard normals come from [`crate::NormalStream`] (16 such generators in lockstep).
 pub fn fast_stream(seed: u64) -> FastRng {
     rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed)
 }

@@ -253,4 +253,28 @@ fn step_rules_give_the_same_update_for_any_thread_count() {
         assert_eq!(seq, par);
         assert_ne!(seq, start);
     }
+    // The vectorised kernels (`insitu_linalg::vectorized`) give the bits of the textbook loops.
+    let (mut sgd, mut adam) = (start.clone(), start.clone());
+    let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
+    for t in 1..=3 {
+        for (w, g) in sgd.iter_mut().zip(&grad) {
+            *w -= 0.1 * g;
+        }
+        let (b1, b2) = (0.9f32, 0.999f32);
+        let step = 0.01 / (1.0 - b1.powi(t));
+        let inv_sqrt_bc2 = 1.0 / (1.0 - b2.powi(t)).sqrt();
+        for i in 0..n {
+            m[i] = b1 * m[i] + (1.0 - b1) * grad[i];
+            v[i] = b2 * v[i] + (1.0 - b2) * grad[i] * grad[i];
+            adam[i] -= step * m[i] / (v[i].sqrt() * inv_sqrt_bc2 + 1e-8);
+        }
+    }
+    let (mut sgd_rule, mut adam_rule) = (Sgd { lr: 0.1 }, Adam::new(n, 0.01));
+    let (mut sgd_got, mut adam_got) = (start.clone(), start.clone());
+    for _ in 0..3 {
+        sgd_rule.step(&mut sgd_got, &grad);
+        adam_rule.step(&mut adam_got, &grad);
+    }
+    assert_eq!(sgd, sgd_got, "SGD");
+    assert_eq!(adam, adam_got, "Adam");
 }
