@@ -22,6 +22,7 @@
 //! optics. Hot code elsewhere must not call nalgebra's `tr_mul`, `ad_mul`, `gemm_tr` or complex
 //! `DMatrix` products (40–85× slower); `clippy.toml` at the workspace root bans them.
 
+mod few_rows;
 mod haar;
 mod kernels;
 mod matmul;
@@ -34,7 +35,7 @@ pub use kernels::{dot, sum_of_squares};
 pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
 pub use normal::NormalStream;
 pub use rng::{derive_seed, fast_stream, rng, splitmix64, substream, FastRng, Rng64};
-pub use simd::{vectorized, VectorKernel};
+pub use simd::{fma_available, vectorized, VectorKernel};
 
 pub use nalgebra::{self, DMatrix, DVector};
 pub use num_complex::{self, Complex32, Complex64};

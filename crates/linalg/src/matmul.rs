@@ -5,6 +5,8 @@ use std::marker::PhantomData;
 use nalgebra::{Dim, Matrix, RawStorage, RawStorageMut, Scalar};
 use num_complex::{Complex32, Complex64};
 
+use crate::few_rows;
+
 /// Element types [`matmul`] accepts: `f32`, `f64`, `Complex32`, `Complex64`.
 ///
 /// Sealed: the backend has kernels for exactly these four.
@@ -58,7 +60,32 @@ macro_rules! gemm_scalar {
         }
     };
 }
-gemm_scalar!(f32, zero: 0.0, one: 1.0, conj: |x| x);
+impl GemmScalar for f32 {
+    fn zero() -> Self {
+        0.0
+    }
+    fn one() -> Self {
+        1.0
+    }
+    fn conj(self) -> Self {
+        self
+    }
+    /// faer, except that up to [`few_rows::MAX_ROWS`] rows left over after faer's 16-row
+    /// tiles go through [`few_rows::product_few_rows`] (see that module for the measurement).
+    fn product(mut c: MatMut<'_, Self>, accum: Accum, a: MatRef<'_, Self>, b: MatRef<'_, Self>, alpha: Self, par: Par) {
+        let (m, k) = (a.rows, a.cols);
+        let rest = m % 16;
+        if few_rows::applies(rest, k, b.row_stride) {
+            let main = m - rest;
+            if main > 0 {
+                faer_product(c.rows_view(0, main), accum, a.submatrix(0, 0, main, k), b, alpha, par);
+            }
+            few_rows::product_few_rows(c.rows_view(main, rest), accum, a.submatrix(main, 0, rest, k), b, alpha);
+        } else {
+            faer_product(c, accum, a, b, alpha, par)
+        }
+    }
+}
 gemm_scalar!(f64, zero: 0.0, one: 1.0, conj: |x| x);
 gemm_scalar!(Complex32, zero: Complex32::new(0.0, 0.0), one: Complex32::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
 gemm_scalar!(Complex64, zero: Complex64::new(0.0, 0.0), one: Complex64::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
@@ -281,6 +308,34 @@ impl<'a, T: GemmScalar> MatRef<'a, T> {
         }
     }
 
+    /// Column `j` as a slice, for a view whose columns are contiguous (`row_stride == 1`).
+    pub(crate) fn column_slice(&self, j: usize) -> &'a [T] {
+        assert!(
+            self.row_stride == 1 && j < self.cols,
+            "column_slice: column {j} of a {}×{} view with row stride {}",
+            self.rows,
+            self.cols,
+            self.row_stride
+        );
+        // SAFETY: column j exists and its `rows` elements are contiguous (row stride 1) and
+        // borrowed for 'a by this view.
+        unsafe { std::slice::from_raw_parts(self.ptr.offset(j as isize * self.col_stride), self.rows) }
+    }
+
+    /// Element `(i, j)` without the conjugation flag (callers handle it or use real types).
+    ///
+    /// # Panics
+    /// If `(i, j)` is outside the view.
+    pub(crate) fn get_raw(&self, i: usize, j: usize) -> T {
+        assert!(i < self.rows && j < self.cols);
+        // SAFETY: in bounds by the assertion and the view's construction.
+        unsafe {
+            *self
+                .ptr
+                .offset(i as isize * self.row_stride + j as isize * self.col_stride)
+        }
+    }
+
     /// Element `(i, j)` (bounds-checked; for tests and cold code).
     pub fn get(&self, i: usize, j: usize) -> T {
         assert!(
@@ -394,6 +449,39 @@ impl<'a, T: GemmScalar> MatMut<'a, T> {
         }
     }
 
+    /// Rows `start..start + count`, all columns, as a mutable view.
+    ///
+    /// # Panics
+    /// If the rows do not fit.
+    pub(crate) fn rows_view(&mut self, start: usize, count: usize) -> MatMut<'_, T> {
+        assert!(
+            start + count <= self.rows,
+            "rows {start}..{} of a {}-row view",
+            start + count,
+            self.rows
+        );
+        MatMut {
+            ptr: self.ptr.wrapping_offset(start as isize * self.row_stride),
+            rows: count,
+            _life: PhantomData,
+            ..*self
+        }
+    }
+
+    /// Element `(i, j)`, mutably.
+    ///
+    /// # Panics
+    /// If `(i, j)` is outside the view.
+    pub(crate) fn get_mut_internal(&mut self, i: usize, j: usize) -> &mut T {
+        assert!(i < self.rows && j < self.cols);
+        // SAFETY: in bounds by the assertion; the view borrows its elements exclusively.
+        unsafe {
+            &mut *self
+                .ptr
+                .offset(i as isize * self.row_stride + j as isize * self.col_stride)
+        }
+    }
+
     /// Reborrow as a shorter-lived mutable view.
     pub fn rb_mut(&mut self) -> MatMut<'_, T> {
         MatMut {
@@ -480,7 +568,10 @@ where
     T: faer::traits::ComplexField + faer::traits::Conjugate<Canonical = T>,
     T::Conj: faer::traits::Conjugate<Canonical = T>,
 {
-    let par = if par.is_parallel() {
+    // A matrix-vector product (n = 1 or m = 1) is split along `k` by faer's parallel path,
+    // which changes the bits (found by `parallel_products_agree_bitwise_including_vectors`);
+    // it is memory-bound anyway.
+    let par = if par.is_parallel() && c.rows > 1 && c.cols > 1 {
         faer::Par::rayon(par.threads())
     } else {
         faer::Par::Seq

@@ -12,7 +12,19 @@ pub trait VectorKernel {
     fn run(self) -> Self::Output;
 }
 
-/// Runs `kernel` compiled for AVX-512 (`avx512f`) or else AVX2 when the CPU has them (checked
+/// Whether [`vectorized`] takes a path with hardware fused multiply-add (AVX-512 or AVX2 with
+/// FMA), so that `f32::mul_add` in a kernel is one instruction rather than a libm call.
+pub fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+            && (std::arch::is_x86_feature_detected!("avx512f") || std::arch::is_x86_feature_detected!("avx2"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Runs `kernel` compiled for AVX-512 (`avx512f`) or else AVX2 (each with FMA) when the CPU has them (checked
 /// at run time; the check is a cached atomic load), and at the build's baseline otherwise.
 ///
 /// The workspace is built for baseline x86-64 (SSE2), so the compiler vectorises an elementwise
@@ -26,11 +38,11 @@ pub trait VectorKernel {
 pub fn vectorized<K: VectorKernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports the features `with_avx512` is compiled for.
             return unsafe { with_avx512(kernel) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above, for AVX2.
             return unsafe { with_avx2(kernel) };
         }
@@ -39,7 +51,7 @@ pub fn vectorized<K: VectorKernel>(kernel: K) -> K::Output {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2,avx")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,avx,fma")]
 unsafe fn with_avx512<K: VectorKernel>(kernel: K) -> K::Output {
     let result = kernel.run();
     // Leave no dirty upper vector state behind (why `matmul` ends with `vzeroupper`).
@@ -48,7 +60,7 @@ unsafe fn with_avx512<K: VectorKernel>(kernel: K) -> K::Output {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx")]
+#[target_feature(enable = "avx2,avx,fma")]
 unsafe fn with_avx2<K: VectorKernel>(kernel: K) -> K::Output {
     let result = kernel.run();
     std::arch::x86_64::_mm256_zeroupper();

@@ -235,3 +235,102 @@ fn polling_workers_return_the_result_and_let_a_panic_through() {
     assert!(caught.is_err());
     assert_eq!(Par::Seq.with_polling_workers(|| 7), 7);
 }
+
+/// The rows left over after faer's 16-row tiles (1..=12 of them) take the few-rows kernel when
+/// `B`'s columns are contiguous: the paper's layer widths 10, 50, 100 and every remainder, odd
+/// and even column counts, `k` with and without a tail, transposed and sub-matrix views of `A`,
+/// both accumulation modes, 1 and 2 threads (bitwise equal).
+#[test]
+fn leftover_rows_match_the_reference_at_every_remainder() {
+    let mut g = rng(11);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for m in (1..=13).chain([10, 17, 28, 50, 100, 110]) {
+        for &k in &[64usize, 65, 100, 784] {
+            for &n in &[1usize, 2, 3, 256] {
+                for ta in [false, true] {
+                    for accum in [Accum::Replace, Accum::Add] {
+                        let a: DMatrix<f32> = random_real(m, k, &mut g);
+                        let at = a.transpose();
+                        // B is a sub-matrix view: contiguous columns, column stride k + 3.
+                        let b_store: DMatrix<f32> = random_real(k + 3, n + 1, &mut g);
+                        let bv = MatRef::from(&b_store).submatrix(2, 1, k, n);
+                        let av = operand(&a, &at, ta);
+                        let c0: DMatrix<f32> = random_real(m, n, &mut g);
+                        let (mut c, mut c_par) = (c0.clone(), c0.clone());
+                        matmul(MatMut::from(&mut c), accum, av, bv, -0.5, Par::Seq);
+                        pool.install(|| matmul(MatMut::from(&mut c_par), accum, av, bv, -0.5, Par::Rayon(2)));
+                        // Reference in f64.
+                        let (a64, b64) = (a.map(f64::from), bv_to_f64(bv));
+                        let prod = &a64 * &b64;
+                        for j in 0..n {
+                            for i in 0..m {
+                                let want = match accum {
+                                    Accum::Replace => -0.5 * prod[(i, j)],
+                                    Accum::Add => c0[(i, j)] as f64 - 0.5 * prod[(i, j)],
+                                };
+                                let err = (c[(i, j)] as f64 - want).abs();
+                                assert!(
+                                    err < 2e-6 * k as f64,
+                                    "m={m} k={k} n={n} ta={ta} {accum:?} ({i},{j}): {err}"
+                                );
+                            }
+                        }
+                        assert_eq!(c, c_par, "m={m} k={k} n={n}: thread count changed the result");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bv_to_f64(b: MatRef<'_, f32>) -> DMatrix<f64> {
+    DMatrix::from_fn(b.nrows(), b.ncols(), |i, j| b.get(i, j) as f64)
+}
+
+/// Threads never change a product's bits, also for matrix-vector shapes (n = 1, m = 1), where
+/// faer's parallel path splits the inner dimension (`matmul` runs those sequentially).
+#[test]
+fn parallel_products_agree_bitwise_including_vectors() {
+    let mut g = rng(12);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for (m, n) in [
+        (16, 1),
+        (96, 1),
+        (1000, 1),
+        (1, 96),
+        (1, 1000),
+        (96, 2),
+        (256, 3),
+        (100, 64),
+    ] {
+        for k in [64usize, 784, 5000] {
+            let a: DMatrix<f32> = random_real(m, k, &mut g);
+            let b: DMatrix<f32> = random_real(k, n, &mut g);
+            let bt = b.transpose();
+            for transposed in [false, true] {
+                let bv = operand(&b, &bt, transposed);
+                let mut c1 = DMatrix::<f32>::zeros(m, n);
+                let mut c2 = DMatrix::<f32>::zeros(m, n);
+                matmul(
+                    MatMut::from(&mut c1),
+                    Accum::Replace,
+                    MatRef::from(&a),
+                    bv,
+                    1.0,
+                    Par::Seq,
+                );
+                pool.install(|| {
+                    matmul(
+                        MatMut::from(&mut c2),
+                        Accum::Replace,
+                        MatRef::from(&a),
+                        bv,
+                        1.0,
+                        Par::Rayon(2),
+                    )
+                });
+                assert_eq!(c1, c2, "m={m} k={k} n={n} transposed B: {transposed}");
+            }
+        }
+    }
+}
