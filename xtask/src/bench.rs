@@ -119,6 +119,8 @@ pub struct EpochRow {
     pub width: usize,
     /// Hidden layers.
     pub depth: usize,
+    /// `sgd` or `adam`.
+    pub optimizer: String,
     /// Rayon pool size the run was inside.
     pub threads: usize,
     /// Training samples per epoch actually used.
@@ -183,6 +185,8 @@ pub struct BenchReport {
     pub quick: bool,
     /// Training epochs.
     pub epochs: Vec<EpochRow>,
+    /// The seed 000 Fig. 4 estimate (not with `--quick`).
+    pub fig4: Option<Fig4Estimate>,
     /// Optics kernels.
     pub kernels: Vec<KernelRow>,
     /// Allocations per FF+DD step (`None` if the counting allocator is not installed).
@@ -244,6 +248,13 @@ fn load_average() -> Option<String> {
     Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
+fn optimizer_name(optimizer: Optimizer) -> &'static str {
+    match optimizer {
+        Optimizer::Sgd => "sgd",
+        Optimizer::Adam => "adam",
+    }
+}
+
 /// The method's step rule in the issue's reference: Adam for the AD methods, SGD for the DD
 /// methods (the paper's reading, SPEC A5).
 fn optimizer_of(method: Method) -> Optimizer {
@@ -293,6 +304,17 @@ pub fn epoch_flops(method: Method, widths: &[usize], samples: usize, with_cache:
 }
 
 fn spec_for(method: Method, width: usize, depth: usize, epochs: usize, samples: usize) -> TrainSpec {
+    spec_with(method, optimizer_of(method), width, depth, epochs, samples)
+}
+
+fn spec_with(
+    method: Method,
+    optimizer: Optimizer,
+    width: usize,
+    depth: usize,
+    epochs: usize,
+    samples: usize,
+) -> TrainSpec {
     TrainSpec {
         task: "mnist".into(),
         width,
@@ -300,7 +322,7 @@ fn spec_for(method: Method, width: usize, depth: usize, epochs: usize, samples: 
         method,
         epochs,
         batch: 256,
-        optimizer: optimizer_of(method),
+        optimizer,
         seed: 0,
         train_limit: Some(samples),
         test_limit: Some(1),
@@ -308,10 +330,11 @@ fn spec_for(method: Method, width: usize, depth: usize, epochs: usize, samples: 
     }
 }
 
-/// Times one epoch of `method` inside a rayon pool of `threads` threads.
+/// Times one epoch of `method` with `optimizer` inside a rayon pool of `threads` threads.
 pub fn bench_epoch(
     data: &TrainTest,
     method: Method,
+    optimizer: Optimizer,
     width: usize,
     depth: usize,
     threads: usize,
@@ -327,7 +350,13 @@ pub fn bench_epoch(
         let mut best = f64::INFINITY;
         for _ in 0..repeats {
             let r = pool
-                .install(|| train(&spec_for(method, width, depth, epochs, samples), data, &mut NoProgress))
+                .install(|| {
+                    train(
+                        &spec_with(method, optimizer, width, depth, epochs, samples),
+                        data,
+                        &mut NoProgress,
+                    )
+                })
                 .map_err(|e| e.to_string())?;
             best = best.min(r.train_seconds);
         }
@@ -335,7 +364,7 @@ pub fn bench_epoch(
     };
     let one = best_of(1)?;
     let two = best_of(2)?;
-    let spec = spec_for(method, width, depth, 1, samples);
+    let spec = spec_with(method, optimizer, width, depth, 1, samples);
     let samples = samples.min(data.train.len());
     let widths = layer_widths(&spec, data.train.features(), data.train.num_classes());
     let flops = epoch_flops(method, &widths, samples, true);
@@ -344,6 +373,7 @@ pub fn bench_epoch(
         method: method.name().into(),
         width,
         depth,
+        optimizer: optimizer_name(optimizer).into(),
         threads,
         samples,
         train_seconds: one,
@@ -493,32 +523,32 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let configs: &[(usize, usize)] = if args.quick {
         &[(100, 3)]
     } else {
-        &[(100, 3), (100, 10), (50, 3), (50, 10), (10, 3)]
+        &[(100, 3), (100, 10), (50, 3), (50, 10), (10, 3), (10, 10)]
     };
+    let repeats = args.repeats.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let mut epochs = Vec::new();
     for &threads in &args.threads {
         if threads == 0 {
             return Err("--threads: a pool needs at least 1 thread".into());
         }
         for &(width, depth) in configs {
-            for method in [Method::FfDd, Method::FfAd, Method::BpDd, Method::BpAd] {
-                let row = bench_epoch(
-                    &data,
-                    method,
-                    width,
-                    depth,
-                    threads,
-                    samples,
-                    args.repeats.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
-                )?;
+            // The issue's reference settings (Adam for the AD methods), and at 1 thread also
+            // the paper's (SGD for all four, SPEC A5), which the Fig. 4 estimate uses.
+            let mut runs: Vec<(Method, Optimizer)> = ALL_METHODS.iter().map(|&m| (m, optimizer_of(m))).collect();
+            if threads == 1 {
+                runs.extend([(Method::FfAd, Optimizer::Sgd), (Method::BpAd, Optimizer::Sgd)]);
+            }
+            for (method, optimizer) in runs {
+                let row = bench_epoch(&data, method, optimizer, width, depth, threads, samples, repeats)?;
                 eprintln!(
-                    "{:>5} w{width:<3} d{depth:<2} {threads}t: {:.3} s/epoch",
-                    row.method, row.epoch_seconds
+                    "{:>5} {:<4} w{width:<3} d{depth:<2} {threads}t: {:.3} s/epoch",
+                    row.method, row.optimizer, row.epoch_seconds
                 );
                 epochs.push(row);
             }
         }
     }
+    let fig4 = if args.quick { None } else { fig4_estimate(&epochs) };
     eprintln!("optics kernels…");
     let kernels = bench_optics(if args.quick { 3 } else { 7 })?;
     eprintln!("allocations…");
@@ -532,8 +562,69 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
         },
         quick: args.quick,
         epochs,
+        fig4,
         kernels,
         allocations,
+    })
+}
+
+const ALL_METHODS: [Method; 4] = [Method::FfDd, Method::FfAd, Method::BpDd, Method::BpAd];
+
+/// Seed 000 Fig. 4's MLP matrix at the paper's settings, estimated from measured epochs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fig4Estimate {
+    /// Runs in the matrix: 2 data sets × 3 widths × 10 depths × 4 methods.
+    pub runs: usize,
+    /// Epochs per run (per layer for FF).
+    pub epochs: usize,
+    /// Per (method, width): estimated seconds of the 10 runs of depths 1..=10 on one data set,
+    /// one thread each.
+    pub per_method_width: Vec<(String, usize, f64)>,
+    /// All runs, one thread each, summed.
+    pub core_seconds: f64,
+    /// `core_seconds / 2 / 60`: two runs at a time on the two cores.
+    pub minutes_on_two_cores: f64,
+}
+
+/// The Fig. 4 estimate from 1-thread, SGD rows (the paper's settings, SPEC A5) at depths 3 and
+/// 10 of every width: per (method, width), the steady-state epoch time `s(d)` and the one-time
+/// part `o(d)` (1-epoch time minus steady: FF's caching of each layer's output) are lines
+/// through their values at d = 3 and d = 10 (both grow with the number of layers); a run of
+/// depth d costs `100·s(d) + o(d)`; summed over d = 1..=10, the 4 methods, the 3 widths, and
+/// 2 data sets (MNIST and Fashion-MNIST have the same sizes, so the same cost). `None` if a row
+/// is missing.
+pub fn fig4_estimate(rows: &[EpochRow]) -> Option<Fig4Estimate> {
+    const EPOCHS: usize = 100;
+    const DATA_SETS: f64 = 2.0;
+    let find = |method: Method, width: usize, depth: usize| {
+        rows.iter().find(|r| {
+            r.method == method.name() && r.width == width && r.depth == depth && r.threads == 1 && r.optimizer == "sgd"
+        })
+    };
+    let mut per_method_width = Vec::new();
+    let mut core_seconds = 0.0;
+    for width in [10, 50, 100] {
+        for method in ALL_METHODS {
+            let (r3, r10) = (find(method, width, 3)?, find(method, width, 10)?);
+            let line = |y3: f64, y10: f64, d: f64| y3 + (y10 - y3) * (d - 3.0) / 7.0;
+            let once = |r: &EpochRow| (r.epoch_seconds - r.steady_epoch_seconds).max(0.0);
+            let seconds: f64 = (1..=10)
+                .map(|d| {
+                    let d = d as f64;
+                    EPOCHS as f64 * line(r3.steady_epoch_seconds, r10.steady_epoch_seconds, d)
+                        + line(once(r3), once(r10), d)
+                })
+                .sum();
+            per_method_width.push((method.name().to_string(), width, seconds));
+            core_seconds += DATA_SETS * seconds;
+        }
+    }
+    Some(Fig4Estimate {
+        runs: 2 * 3 * 10 * 4,
+        epochs: EPOCHS,
+        per_method_width,
+        core_seconds,
+        minutes_on_two_cores: core_seconds / 2.0 / 60.0,
     })
 }
 
@@ -557,15 +648,36 @@ pub fn render(report: &BenchReport) -> String {
         }
     );
     s.push_str(
-        "| method | width | depth | threads | s / epoch (50k) | GFLOP/s | steady s / epoch | steady GFLOP/s |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| method | optimizer | width | depth | threads | s / epoch (50k) | GFLOP/s | steady s / epoch | steady GFLOP/s |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &report.epochs {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.1} |",
-            r.method, r.width, r.depth, r.threads, r.epoch_seconds, r.gflops, r.steady_epoch_seconds, r.steady_gflops
+            "| {} | {} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.1} |",
+            r.method,
+            r.optimizer,
+            r.width,
+            r.depth,
+            r.threads,
+            r.epoch_seconds,
+            r.gflops,
+            r.steady_epoch_seconds,
+            r.steady_gflops
         );
+    }
+    if let Some(f) = &report.fig4 {
+        let _ = writeln!(
+            s,
+            "\nseed 000 Fig. 4 MLP matrix ({} runs × {} epochs, SGD, 1 thread per run): {:.0} core-seconds = {:.1} min on 2 cores",
+            f.runs, f.epochs, f.core_seconds, f.minutes_on_two_cores
+        );
+        for (method, width, seconds) in &f.per_method_width {
+            let _ = writeln!(
+                s,
+                "  {method:>5} width {width:>3}, depths 1–10, one data set: {seconds:.0} s"
+            );
+        }
     }
     s.push_str("\n| kernel | median | fastest | repeats |\n|---|---|---|---|\n");
     for k in &report.kernels {
@@ -624,6 +736,43 @@ pub fn main(args: BenchArgs) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// The Fig. 4 estimate against a hand count: steady time `0.1·(d + 1)` s (linear in the
+    /// layer count, so the two-point line is exact) and a one-time 0.5 s for FF runs.
+    #[test]
+    fn fig4_estimate_matches_a_hand_count() {
+        let mut rows = Vec::new();
+        for width in [10, 50, 100] {
+            for method in ALL_METHODS {
+                for depth in [3, 10] {
+                    let steady = 0.1 * (depth as f64 + 1.0);
+                    let once = if method.is_local() { 0.5 } else { 0.0 };
+                    rows.push(EpochRow {
+                        method: method.name().into(),
+                        width,
+                        depth,
+                        optimizer: "sgd".into(),
+                        threads: 1,
+                        samples: 50_000,
+                        train_seconds: steady + once,
+                        epoch_seconds: steady + once,
+                        flops: 1.0,
+                        gflops: 1.0,
+                        steady_epoch_seconds: steady,
+                        steady_gflops: 1.0,
+                    });
+                }
+            }
+        }
+        let f = fig4_estimate(&rows).expect("all rows present");
+        // Σ_{d=1..10} 100·0.1·(d+1) = 10·65 = 650 s per (method, width); FF adds 10·0.5 s.
+        let per_data_set = 3.0 * (4.0 * 650.0 + 2.0 * 5.0);
+        assert!((f.core_seconds - 2.0 * per_data_set).abs() < 1e-9, "{}", f.core_seconds);
+        assert!((f.minutes_on_two_cores - f.core_seconds / 120.0).abs() < 1e-12);
+        // Adam rows do not count, and a missing row gives no estimate.
+        rows.retain(|r| !(r.method == "bp-ad" && r.width == 50 && r.depth == 10));
+        assert!(fig4_estimate(&rows).is_none());
+    }
+
     /// The FLOP formulas against a direct count of the products for a 2-layer network.
     #[test]
     fn epoch_flops_match_a_hand_count() {
@@ -659,6 +808,7 @@ mod tests {
                 method: "ff-dd".into(),
                 width: 100,
                 depth: 3,
+                optimizer: "sgd".into(),
                 threads: 1,
                 samples: 50_000,
                 train_seconds: 0.5,
@@ -668,6 +818,13 @@ mod tests {
                 steady_epoch_seconds: 0.4,
                 steady_gflops: 2.2,
             }],
+            fig4: Some(Fig4Estimate {
+                runs: 240,
+                epochs: 100,
+                per_method_width: vec![("ff-dd".into(), 100, 350.0)],
+                core_seconds: 3600.0,
+                minutes_on_two_cores: 30.0,
+            }),
             kernels: vec![KernelRow {
                 name: "mesh".into(),
                 median_seconds: 0.1,
@@ -677,7 +834,9 @@ mod tests {
             allocations: None,
         };
         let s = render(&report);
-        assert!(s.contains("| ff-dd | 100 | 3 | 1 | 0.500 | 2.0 |"), "{s}");
+        assert!(s.contains("| ff-dd | sgd | 100 | 3 | 1 | 0.500 | 2.0 |"), "{s}");
+        assert!(s.contains("3600 core-seconds = 30.0 min on 2 cores"), "{s}");
+        assert!(s.contains("ff-dd width 100, depths 1–10, one data set: 350 s"), "{s}");
         assert!(s.contains("| mesh | 100.00 ms | 90.00 ms | 3 |"), "{s}");
         assert!(s.contains("not measured"), "{s}");
     }
