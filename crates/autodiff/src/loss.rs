@@ -1,9 +1,12 @@
 //! Forward-only loss functions shared by every training method (BP+AD, BP+DD, FF+AD, FF+DD).
 //!
-//! These are pure functions: no tape, no allocation, one fused pass over each sample column
-//! (a sample is one column of a `width × batch` [`Mat`], so its vector is contiguous). The
-//! per-sample terms are computed in `f32` (the kernels' precision) and the batch sum is
-//! accumulated in `f64`. The directional-derivative trainers evaluate these twice per step; the
+//! These are pure functions, no tape (a sample is one column of a `width × batch` [`Mat`], so its
+//! vector is contiguous). The cosine-goodness losses are functions of the goodness matrix
+//! `G = Ξᵀz / ‖z‖` (`classes × batch`), which [`cosine_goodness`] computes with one matrix
+//! product; the `*_of_goodness` forms take `G` and allocate nothing (the tape keeps `G` from
+//! its forward pass for the backward one), the forms taking `z` allocate `G` and are for cold
+//! code and tests. The per-sample terms are computed in `f32` (the kernels' precision) and the
+//! batch sum is accumulated in `f64`. The directional-derivative trainers evaluate these twice per step; the
 //! reverse-mode [`Tape`](crate::Tape) evaluates the same functions for its forward values and
 //! differentiates them with the `*_backward` kernels of this module (one concept, one place).
 //!
@@ -15,7 +18,7 @@
 //! (user-facing input is validated long before a loss runs, e.g. with [`validate_labels`]), so
 //! these functions assert them and panic with a message saying which shapes disagreed.
 
-use insitu_linalg::{dot, Mat};
+use insitu_linalg::{dot, matmul, Accum, Mat, MatMut, MatRef, Par};
 
 use crate::AutodiffError;
 
@@ -29,12 +32,6 @@ fn inv_norm(z: &[f32]) -> f32 {
     } else {
         0.0
     }
-}
-
-/// Goodness `ξ·z/‖z‖` of one sample column against one prototype, given `1/‖z‖`.
-#[inline]
-fn goodness(proto: &[f32], z: &[f32], inv_n: f32) -> f32 {
-    dot(proto, z) * inv_n
 }
 
 fn check_prototypes(z: &Mat, prototypes: &Mat, what: &str) {
@@ -124,15 +121,26 @@ pub fn cosine_goodness(z: &Mat, prototypes: &Mat, out: &mut Mat) {
         "cosine_goodness: output is {:?}, expected {classes}×{batch}",
         out.shape()
     );
+    // Ξᵀ·z by one product, then each column scaled by 1/‖z_j‖.
+    matmul(
+        MatMut::from(&mut *out),
+        Accum::Replace,
+        MatRef::from(prototypes).t(),
+        MatRef::from(z),
+        1.0,
+        Par::Seq,
+    );
     for j in 0..batch {
-        let zj = z.column(j);
-        let zj = zj.as_slice();
-        let inv_n = inv_norm(zj);
-        let mut oj = out.column_mut(j);
-        for c in 0..classes {
-            oj[c] = goodness(prototypes.column(c).as_slice(), zj, inv_n);
-        }
+        let inv_n = inv_norm(z.column(j).as_slice());
+        out.column_mut(j).iter_mut().for_each(|g| *g *= inv_n);
     }
+}
+
+/// The goodness matrix of `z` against `prototypes`, allocated (for the `z`-level conveniences).
+fn goodness_of(z: &Mat, prototypes: &Mat) -> Mat {
+    let mut g = Mat::zeros(prototypes.ncols(), z.ncols());
+    cosine_goodness(z, prototypes, &mut g);
+    g
 }
 
 /// Margin loss of seed 000 Methods eq. 16 (SPEC A2): per sample
@@ -143,21 +151,34 @@ pub fn cosine_goodness(z: &Mat, prototypes: &Mat, out: &mut Mat) {
 /// On mismatched shapes or a label `≥ classes`.
 pub fn margin_loss(z: &Mat, prototypes: &Mat, labels: &[u32], margin: f32) -> f64 {
     check_prototypes(z, prototypes, "margin_loss");
-    let classes = prototypes.ncols();
-    check_labels(z, labels, classes, "margin_loss");
-    let batch = z.ncols();
+    margin_loss_of_goodness(&goodness_of(z, prototypes), labels, margin)
+}
+
+/// [`margin_loss`] from the goodness matrix `G` (`classes × batch`, [`cosine_goodness`]).
+///
+/// # Panics
+/// On a label count other than the batch size or a label `≥ classes`.
+pub fn margin_loss_of_goodness(goodness: &Mat, labels: &[u32], margin: f32) -> f64 {
+    let classes = goodness.nrows();
+    check_labels(goodness, labels, classes, "margin_loss");
+    batch_mean(goodness, |j, g| {
+        margin_sample_loss(classes, labels[j] as usize, margin as f64, g)
+    })
+}
+
+/// `(1/B) Σ_j ℓ(j, c ↦ G(c, j))` in f64 (0 for an empty batch).
+#[inline]
+fn batch_mean(goodness: &Mat, sample_loss: impl Fn(usize, &dyn Fn(usize) -> f64) -> f64) -> f64 {
+    let batch = goodness.ncols();
     if batch == 0 {
         return 0.0;
     }
-    let mut sum = 0.0f64;
-    for (j, &y) in labels.iter().enumerate() {
-        let zj = z.column(j);
-        let zj = zj.as_slice();
-        let inv_n = inv_norm(zj);
-        sum += margin_sample_loss(classes, y as usize, margin as f64, |c| {
-            goodness(prototypes.column(c).as_slice(), zj, inv_n) as f64
-        });
-    }
+    let sum: f64 = (0..batch)
+        .map(|j| {
+            let col = &goodness.as_slice()[j * goodness.nrows()..(j + 1) * goodness.nrows()];
+            sample_loss(j, &|c| col[c] as f64)
+        })
+        .sum();
     sum / batch as f64
 }
 
@@ -168,22 +189,17 @@ pub fn margin_loss(z: &Mat, prototypes: &Mat, labels: &[u32], margin: f32) -> f6
 /// On mismatched shapes or a label `≥ classes`.
 pub fn eq5_loss(z: &Mat, prototypes: &Mat, labels: &[u32]) -> f64 {
     check_prototypes(z, prototypes, "eq5_loss");
-    let classes = prototypes.ncols();
-    check_labels(z, labels, classes, "eq5_loss");
-    let batch = z.ncols();
-    if batch == 0 {
-        return 0.0;
-    }
-    let mut sum = 0.0f64;
-    for (j, &y) in labels.iter().enumerate() {
-        let zj = z.column(j);
-        let zj = zj.as_slice();
-        let inv_n = inv_norm(zj);
-        sum += eq5_sample_loss(classes, y as usize, |c| {
-            goodness(prototypes.column(c).as_slice(), zj, inv_n) as f64
-        });
-    }
-    sum / batch as f64
+    eq5_loss_of_goodness(&goodness_of(z, prototypes), labels)
+}
+
+/// [`eq5_loss`] from the goodness matrix `G` (`classes × batch`).
+///
+/// # Panics
+/// On a label count other than the batch size or a label `≥ classes`.
+pub fn eq5_loss_of_goodness(goodness: &Mat, labels: &[u32]) -> f64 {
+    let classes = goodness.nrows();
+    check_labels(goodness, labels, classes, "eq5_loss");
+    batch_mean(goodness, |j, g| eq5_sample_loss(classes, labels[j] as usize, g))
 }
 
 /// Regression loss of seed 000 eq. 7–8: `G = ξ^u·z/‖z‖` per sample, loss `(G − y)²` averaged over
@@ -200,24 +216,28 @@ pub fn squared_cosine_loss(z: &Mat, prototype: &[f32], targets: &[f32]) -> f64 {
         prototype.len(),
         z.nrows()
     );
+    let prototype = Mat::from_column_slice(prototype.len(), 1, prototype);
+    squared_cosine_loss_of_goodness(&goodness_of(z, &prototype), targets)
+}
+
+/// [`squared_cosine_loss`] from the goodness `G` (`1 × batch`).
+///
+/// # Panics
+/// If `G` has more than one row or `targets.len()` is not the batch size.
+pub fn squared_cosine_loss_of_goodness(goodness: &Mat, targets: &[f32]) -> f64 {
+    assert_eq!(
+        goodness.nrows(),
+        1,
+        "squared_cosine_loss: one prototype, one goodness row"
+    );
     assert_eq!(
         targets.len(),
-        z.ncols(),
+        goodness.ncols(),
         "squared_cosine_loss: {} targets for a batch of {}",
         targets.len(),
-        z.ncols()
+        goodness.ncols()
     );
-    let batch = z.ncols();
-    if batch == 0 {
-        return 0.0;
-    }
-    let mut sum = 0.0f64;
-    for (j, &t) in targets.iter().enumerate() {
-        let zj = z.column(j);
-        let zj = zj.as_slice();
-        sum += squared_cosine_sample_loss(goodness(prototype, zj, inv_norm(zj)) as f64, t as f64);
-    }
-    sum / batch as f64
+    batch_mean(goodness, |j, g| squared_cosine_sample_loss(g(0), targets[j] as f64))
 }
 
 /// `log Σ_c exp(l_c)` of one column, stable (shifted by the maximum).
@@ -340,125 +360,144 @@ fn write_or_add<const FIRST: bool>(d: &mut f32, v: f32) {
     }
 }
 
+/// Scratch of [`cosine_backward`], kept by the tape between steps (no allocation once sized).
+#[derive(Debug, Default)]
+pub(crate) struct CosineScratch {
+    /// `g_c = ∂ℓ/∂G(c)` per sample (`classes × batch`).
+    coef: Mat,
+    /// `Ξ·coef` (`width × batch`).
+    v: Mat,
+    /// `1/‖z_j‖` and `s_j = Σ_c g_c G(c)` per sample.
+    inv_norm: Vec<f32>,
+    s: Vec<f32>,
+}
+
 /// `dz (=|+=) scale · ∂L/∂z` where `L = (1/B) Σ_j ℓ_j(G_j)` (or, for [`GoodnessGrad::Upstream`],
-/// `L = Σ dG ⊙ G`, no `1/B`), with `G(c) = ξ_c·z/‖z‖`.
+/// `L = Σ dG ⊙ G`, no `1/B`), with `G(c) = ξ_c·z/‖z‖` given as `goodness` (`classes × batch`,
+/// from the forward pass).
 ///
 /// Per column: `∂G(c)/∂z = (ξ_c − G(c)·ẑ)/‖z‖ = (I − ẑẑᵀ)ξ_c/‖z‖`, so with `v = Σ_c g_c ξ_c` and
-/// `s = Σ_c g_c G(c)` (`g_c = ∂ℓ/∂G(c)`) the column gradient is `(v − s·z/‖z‖)/‖z‖`. A zero
-/// column gets zero gradient. `g_buf` (≥ classes) and `v_buf` (≥ width) are scratch.
+/// `s = Σ_c g_c G(c)` (`g_c = ∂ℓ/∂G(c)`) the column gradient is `(v − s·z/‖z‖)/‖z‖`; `v` for all
+/// columns is one product `Ξ·[g]`. A zero column gets zero gradient.
 pub(crate) fn cosine_backward(
     z: &Mat,
     prototypes: &Mat,
+    goodness: &Mat,
     kind: GoodnessGrad<'_>,
     scale: f32,
     dz: &mut Mat,
     first: bool,
-    g_buf: &mut Vec<f32>,
-    v_buf: &mut Vec<f32>,
+    scratch: &mut CosineScratch,
 ) {
     if first {
-        cosine_backward_impl::<true>(z, prototypes, kind, scale, dz, g_buf, v_buf)
+        cosine_backward_impl::<true>(z, prototypes, goodness, kind, scale, dz, scratch)
     } else {
-        cosine_backward_impl::<false>(z, prototypes, kind, scale, dz, g_buf, v_buf)
+        cosine_backward_impl::<false>(z, prototypes, goodness, kind, scale, dz, scratch)
     }
 }
 
 fn cosine_backward_impl<const FIRST: bool>(
     z: &Mat,
     prototypes: &Mat,
+    goodness: &Mat,
     kind: GoodnessGrad<'_>,
     scale: f32,
     dz: &mut Mat,
-    g_buf: &mut Vec<f32>,
-    v_buf: &mut Vec<f32>,
+    scratch: &mut CosineScratch,
 ) {
     let (width, batch) = z.shape();
     let classes = prototypes.ncols();
     assert_eq!(prototypes.nrows(), width, "cosine_backward: prototype width");
     assert_eq!(dz.shape(), (width, batch), "cosine_backward: gradient shape");
-    g_buf.clear();
-    g_buf.resize(classes, 0.0);
-    v_buf.clear();
-    v_buf.resize(width, 0.0);
+    assert_eq!(goodness.shape(), (classes, batch), "cosine_backward: goodness shape");
     let per_sample = match kind {
         GoodnessGrad::Upstream { .. } => scale,
         _ if batch == 0 => 0.0,
         _ => scale / batch as f32,
     };
     let alpha = classes as f32 - 1.0;
-    let protos = prototypes.as_slice();
-    let proto = |c: usize| &protos[c * width..(c + 1) * width];
+    let CosineScratch {
+        coef,
+        v,
+        inv_norm: inv_norms,
+        s: sums,
+    } = scratch;
+    if coef.shape() != (classes, batch) {
+        *coef = Mat::zeros(classes, batch);
+    }
+    if v.shape() != (width, batch) {
+        *v = Mat::zeros(width, batch);
+    }
+    inv_norms.resize(batch, 0.0);
+    sums.resize(batch, 0.0);
     let zs = z.as_slice();
-    let dzs = dz.as_mut_slice();
     for j in 0..batch {
-        let zj = &zs[j * width..(j + 1) * width];
-        let inv_n = inv_norm(zj);
-        let dzj = &mut dzs[j * width..(j + 1) * width];
+        let inv_n = inv_norm(&zs[j * width..(j + 1) * width]);
+        inv_norms[j] = inv_n;
+        let g = &goodness.as_slice()[j * classes..(j + 1) * classes];
+        let d = &mut coef.as_mut_slice()[j * classes..(j + 1) * classes];
+        let mut s = 0.0f32;
         if inv_n == 0.0 {
-            for d in dzj.iter_mut() {
-                write_or_add::<FIRST>(d, 0.0);
-            }
+            d.iter_mut().for_each(|d| *d = 0.0);
+            sums[j] = 0.0;
             continue;
         }
-        // g_buf ← G(c), then overwritten by ∂ℓ/∂G(c); s = Σ g_c G(c).
-        for c in 0..classes {
-            g_buf[c] = goodness(proto(c), zj, inv_n);
-        }
-        let mut s = 0.0f32;
         match kind {
             GoodnessGrad::Margin { labels, margin } => {
                 let y = labels[j] as usize;
-                let gy = g_buf[y];
+                let gy = g[y];
                 let mut active = 0.0f32;
                 for c in 0..classes {
                     if c == y {
                         continue;
                     }
-                    let gc = g_buf[c];
-                    let d = if gc - gy + margin > 0.0 { 1.0 } else { 0.0 };
-                    active += d;
-                    s += d * gc;
-                    g_buf[c] = d;
+                    let on = if g[c] - gy + margin > 0.0 { 1.0 } else { 0.0 };
+                    active += on;
+                    s += on * g[c];
+                    d[c] = on;
                 }
                 s -= active * gy;
-                g_buf[y] = -active;
+                d[y] = -active;
             }
             GoodnessGrad::Eq5 { labels } => {
                 let y = labels[j] as usize;
                 for c in 0..classes {
-                    let d = if c == y { -alpha } else { 1.0 };
-                    s += d * g_buf[c];
-                    g_buf[c] = d;
+                    let dc = if c == y { -alpha } else { 1.0 };
+                    s += dc * g[c];
+                    d[c] = dc;
                 }
             }
             GoodnessGrad::SquaredCosine { targets } => {
-                let d = 2.0 * (g_buf[0] - targets[j]);
-                s = d * g_buf[0];
-                g_buf[0] = d;
+                let dc = 2.0 * (g[0] - targets[j]);
+                s = dc * g[0];
+                d[0] = dc;
             }
             GoodnessGrad::Upstream { dg } => {
                 let dgj = dg.column(j);
                 for c in 0..classes {
-                    let d = dgj[c];
-                    s += d * g_buf[c];
-                    g_buf[c] = d;
+                    s += dgj[c] * g[c];
+                    d[c] = dgj[c];
                 }
             }
         }
-        // v = Σ_c g_c ξ_c (skipping inactive classes).
-        v_buf.iter_mut().for_each(|v| *v = 0.0);
-        for c in 0..classes {
-            let gc = g_buf[c];
-            if gc != 0.0 {
-                for (v, &p) in v_buf.iter_mut().zip(proto(c)) {
-                    *v += gc * p;
-                }
-            }
-        }
-        let a = per_sample * inv_n;
-        let b = a * s * inv_n;
-        for ((d, &v), &zi) in dzj.iter_mut().zip(v_buf.iter()).zip(zj) {
-            write_or_add::<FIRST>(d, a * v - b * zi);
+        sums[j] = s;
+    }
+    // v = Ξ·coef: every column's Σ_c g_c ξ_c in one product.
+    matmul(
+        MatMut::from(&mut *v),
+        Accum::Replace,
+        MatRef::from(prototypes),
+        MatRef::from(&*coef),
+        1.0,
+        Par::Seq,
+    );
+    let (vs, dzs) = (v.as_slice(), dz.as_mut_slice());
+    for j in 0..batch {
+        let a = per_sample * inv_norms[j];
+        let b = a * sums[j] * inv_norms[j];
+        let range = j * width..(j + 1) * width;
+        for ((d, &vi), &zi) in dzs[range.clone()].iter_mut().zip(&vs[range.clone()]).zip(&zs[range]) {
+            write_or_add::<FIRST>(d, a * vi - b * zi);
         }
     }
 }

@@ -4,7 +4,7 @@
 use insitu_linalg::nalgebra::{Dyn, VecStorage};
 use insitu_linalg::{matmul, Accum, Mat, MatMut, MatRef, Par};
 
-use crate::loss::{self, GoodnessGrad};
+use crate::loss::{self, CosineScratch, GoodnessGrad};
 
 /// A handle to one node of a [`Tape`] (valid until the tape's next [`Tape::reset`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +34,9 @@ struct Aux {
     mat: Mat,
     labels: Vec<u32>,
     targets: Vec<f32>,
+    /// A cosine loss node's goodness matrix `Ξᵀz/‖z‖` (`classes × batch`), kept from the
+    /// forward pass for the backward one.
+    goodness: Mat,
 }
 
 /// Reverse-mode automatic differentiation over `f32` matrices (the BP+AD and FF+AD baselines).
@@ -64,8 +67,7 @@ pub struct Tape {
     values: Vec<Mat>,
     grads: Vec<Mat>,
     aux: Vec<Aux>,
-    g_buf: Vec<f32>,
-    v_buf: Vec<f32>,
+    cosine: CosineScratch,
     par: Par,
 }
 
@@ -318,7 +320,10 @@ impl Tape {
         let i = self.push(Op::MarginLoss { z, margin }, ng);
         self.store_prototypes(i, prototypes.as_slice(), prototypes.nrows(), prototypes.ncols());
         self.store_labels(i, labels);
-        let l = loss::margin_loss(&self.values[z], &self.aux[i].mat, &self.aux[i].labels, margin);
+        let aux = &mut self.aux[i];
+        set_shape(&mut aux.goodness, aux.mat.ncols(), self.values[z].ncols());
+        loss::cosine_goodness(&self.values[z], &aux.mat, &mut aux.goodness);
+        let l = loss::margin_loss_of_goodness(&aux.goodness, &aux.labels, margin);
         self.set_loss(i, l);
         Var(i)
     }
@@ -330,7 +335,10 @@ impl Tape {
         let i = self.push(Op::Eq5Loss { z }, ng);
         self.store_prototypes(i, prototypes.as_slice(), prototypes.nrows(), prototypes.ncols());
         self.store_labels(i, labels);
-        let l = loss::eq5_loss(&self.values[z], &self.aux[i].mat, &self.aux[i].labels);
+        let aux = &mut self.aux[i];
+        set_shape(&mut aux.goodness, aux.mat.ncols(), self.values[z].ncols());
+        loss::cosine_goodness(&self.values[z], &aux.mat, &mut aux.goodness);
+        let l = loss::eq5_loss_of_goodness(&aux.goodness, &aux.labels);
         self.set_loss(i, l);
         Var(i)
     }
@@ -345,8 +353,10 @@ impl Tape {
         let t = &mut self.aux[i].targets;
         t.clear();
         t.extend_from_slice(targets);
-        let aux = &self.aux[i];
-        let l = loss::squared_cosine_loss(&self.values[z], aux.mat.as_slice(), &aux.targets);
+        let aux = &mut self.aux[i];
+        set_shape(&mut aux.goodness, 1, self.values[z].ncols());
+        loss::cosine_goodness(&self.values[z], &aux.mat, &mut aux.goodness);
+        let l = loss::squared_cosine_loss_of_goodness(&aux.goodness, &aux.targets);
         self.set_loss(i, l);
         Var(i)
     }
@@ -426,8 +436,7 @@ impl Tape {
             values,
             grads,
             aux,
-            g_buf,
-            v_buf,
+            cosine,
             par,
             ..
         } = self;
@@ -506,7 +515,8 @@ impl Tape {
                         let first = Self::touch(grads, grad_ready, values, z);
                         let (up, dz) = upstream_and(grads, i, z);
                         let kind = GoodnessGrad::Upstream { dg: up };
-                        loss::cosine_backward(&values[z], &aux[i].mat, kind, 1.0, dz, first, g_buf, v_buf);
+                        let goodness = &values[i];
+                        loss::cosine_backward(&values[z], &aux[i].mat, goodness, kind, 1.0, dz, first, cosine);
                     }
                 }
                 Op::MarginLoss { z, margin } => {
@@ -516,13 +526,31 @@ impl Tape {
                         labels: &aux[i].labels,
                         margin,
                     };
-                    loss::cosine_backward(&values[z], &aux[i].mat, kind, up[(0, 0)], dz, first, g_buf, v_buf);
+                    loss::cosine_backward(
+                        &values[z],
+                        &aux[i].mat,
+                        &aux[i].goodness,
+                        kind,
+                        up[(0, 0)],
+                        dz,
+                        first,
+                        cosine,
+                    );
                 }
                 Op::Eq5Loss { z } => {
                     let first = Self::touch(grads, grad_ready, values, z);
                     let (up, dz) = upstream_and(grads, i, z);
                     let kind = GoodnessGrad::Eq5 { labels: &aux[i].labels };
-                    loss::cosine_backward(&values[z], &aux[i].mat, kind, up[(0, 0)], dz, first, g_buf, v_buf);
+                    loss::cosine_backward(
+                        &values[z],
+                        &aux[i].mat,
+                        &aux[i].goodness,
+                        kind,
+                        up[(0, 0)],
+                        dz,
+                        first,
+                        cosine,
+                    );
                 }
                 Op::SquaredCosineLoss { z } => {
                     let first = Self::touch(grads, grad_ready, values, z);
@@ -530,7 +558,16 @@ impl Tape {
                     let kind = GoodnessGrad::SquaredCosine {
                         targets: &aux[i].targets,
                     };
-                    loss::cosine_backward(&values[z], &aux[i].mat, kind, up[(0, 0)], dz, first, g_buf, v_buf);
+                    loss::cosine_backward(
+                        &values[z],
+                        &aux[i].mat,
+                        &aux[i].goodness,
+                        kind,
+                        up[(0, 0)],
+                        dz,
+                        first,
+                        cosine,
+                    );
                 }
                 Op::SoftmaxCrossEntropy { logits } => {
                     let first = Self::touch(grads, grad_ready, values, logits);
