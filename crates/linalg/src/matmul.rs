@@ -75,12 +75,13 @@ impl GemmScalar for f32 {
     fn product(mut c: MatMut<'_, Self>, accum: Accum, a: MatRef<'_, Self>, b: MatRef<'_, Self>, alpha: Self, par: Par) {
         let (m, k) = (a.rows, a.cols);
         let rest = m % 16;
-        if few_rows::applies(rest, k, b.row_stride) {
+        if let Some(layout) = few_rows::applies(rest, m, b) {
             let main = m - rest;
             if main > 0 {
                 faer_product(c.rows_view(0, main), accum, a.submatrix(0, 0, main, k), b, alpha, par);
             }
-            few_rows::product_few_rows(c.rows_view(main, rest), accum, a.submatrix(main, 0, rest, k), b, alpha);
+            let (c_rest, a_rest) = (c.rows_view(main, rest), a.submatrix(main, 0, rest, k));
+            few_rows::product_few_rows(c_rest, accum, a_rest, b, alpha, layout);
         } else {
             faer_product(c, accum, a, b, alpha, par)
         }
@@ -306,6 +307,31 @@ impl<'a, T: GemmScalar> MatRef<'a, T> {
             cols: ncols,
             ..self
         }
+    }
+
+    /// Distance between consecutive rows' elements.
+    pub(crate) fn row_stride(&self) -> isize {
+        self.row_stride
+    }
+
+    /// Distance between consecutive columns' elements.
+    pub(crate) fn col_stride(&self) -> isize {
+        self.col_stride
+    }
+
+    /// Row `i` as a slice, for a view whose rows are contiguous (`col_stride == 1`).
+    #[inline]
+    pub(crate) fn row_slice(&self, i: usize) -> &'a [T] {
+        assert!(
+            self.col_stride == 1 && i < self.rows,
+            "row_slice: row {i} of a {}×{} view with column stride {}",
+            self.rows,
+            self.cols,
+            self.col_stride
+        );
+        // SAFETY: row i exists and its `cols` elements are contiguous (column stride 1) and
+        // borrowed for 'a by this view.
+        unsafe { std::slice::from_raw_parts(self.ptr.offset(i as isize * self.row_stride), self.cols) }
     }
 
     /// Column `j` as a slice, for a view whose columns are contiguous (`row_stride == 1`).

@@ -244,16 +244,22 @@ fn polling_workers_return_the_result_and_let_a_panic_through() {
 fn leftover_rows_match_the_reference_at_every_remainder() {
     let mut g = rng(11);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    for m in (1..=13).chain([10, 17, 28, 50, 100, 110]) {
-        for &k in &[64usize, 65, 100, 784] {
-            for &n in &[1usize, 2, 3, 256] {
-                for ta in [false, true] {
+    for m in (1..=13).chain([10, 17, 28, 50, 98, 100, 104, 110]) {
+        for &k in &[1usize, 64, 65, 100, 784] {
+            for &n in &[1usize, 2, 3, 70, 256] {
+                for (ta, b_rows_contiguous) in [(false, false), (true, false), (false, true), (true, true)] {
                     for accum in [Accum::Replace, Accum::Add] {
                         let a: DMatrix<f32> = random_real(m, k, &mut g);
                         let at = a.transpose();
-                        // B is a sub-matrix view: contiguous columns, column stride k + 3.
-                        let b_store: DMatrix<f32> = random_real(k + 3, n + 1, &mut g);
-                        let bv = MatRef::from(&b_store).submatrix(2, 1, k, n);
+                        // B is a sub-matrix view with contiguous columns (column stride k + 3),
+                        // or the transpose of one (contiguous rows, row stride n + 5).
+                        let (b_cols, b_rows): (DMatrix<f32>, DMatrix<f32>) =
+                            (random_real(k + 3, n + 1, &mut g), random_real(n + 5, k + 1, &mut g));
+                        let bv = if b_rows_contiguous {
+                            MatRef::from(&b_rows).submatrix(3, 1, n, k).t()
+                        } else {
+                            MatRef::from(&b_cols).submatrix(2, 1, k, n)
+                        };
                         let av = operand(&a, &at, ta);
                         let c0: DMatrix<f32> = random_real(m, n, &mut g);
                         let (mut c, mut c_par) = (c0.clone(), c0.clone());
