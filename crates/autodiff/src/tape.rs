@@ -181,6 +181,16 @@ impl Tape {
         self.leaf_slice(m.as_slice(), m.nrows(), m.ncols(), Op::Constant, false)
     }
 
+    /// A constant that takes over `m`'s storage instead of copying it (a mini-batch gathered
+    /// for this step): `m` receives the leaf's previous buffer in exchange, whose shape and
+    /// contents are unspecified (scratch for the next gather). No copy; after the first two
+    /// steps no allocation either, since the two buffers alternate.
+    pub fn constant_swap(&mut self, m: &mut Mat) -> Var {
+        let i = self.push(Op::Constant, false);
+        std::mem::swap(&mut self.values[i], m);
+        Var(i)
+    }
+
     /// A constant from a column-major slice of `rows × cols` elements (e.g. a contiguous run of
     /// sample columns of a larger matrix).
     ///

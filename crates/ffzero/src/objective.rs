@@ -394,17 +394,20 @@ impl PerturbedObjective for NetworkObjective<'_> {
 
 /// FF+AD's gradient source: the exact gradient of one layer's own loss with respect to its
 /// own parameters (`[W | b]` layout), by reverse mode on `tape`. Returns the loss.
+///
+/// The batch `x` is moved into the tape, not copied ([`Tape::constant_swap`]): afterwards `x`
+/// holds a scratch buffer of unspecified shape and contents.
 pub fn layer_gradient_autodiff(
     tape: &mut Tape,
     shape: DenseShape,
     params: &[f32],
-    x: &Mat,
+    x: &mut Mat,
     target: LayerTarget<'_>,
     grad: &mut [f32],
 ) -> f64 {
     let nw = shape.outputs * shape.inputs;
     tape.reset();
-    let xv = tape.constant(x);
+    let xv = tape.constant_swap(x);
     let w = tape.param_slice(&params[..nw], shape.outputs, shape.inputs);
     let b = tape.param_slice(&params[nw..], shape.outputs, 1);
     let z = tape.matmul(w, xv);
@@ -419,17 +422,18 @@ pub fn layer_gradient_autodiff(
 
 /// BP+AD's gradient source: the exact gradient of the global loss with respect to every
 /// parameter of an MLP with layer `shapes` and flat `params` (layout of [`Mlp`]), by
-/// back-propagation on `tape`. Returns the loss.
+/// back-propagation on `tape`. Returns the loss. `x` is moved into the tape as in
+/// [`layer_gradient_autodiff`] (unspecified afterwards).
 pub fn network_gradient_autodiff(
     tape: &mut Tape,
     shapes: &[DenseShape],
     params: &[f32],
-    x: &Mat,
+    x: &mut Mat,
     target: GlobalTarget<'_>,
     grad: &mut [f32],
 ) -> f64 {
     tape.reset();
-    let mut h = tape.constant(x);
+    let mut h = tape.constant_swap(x);
     let mut vars = Vec::with_capacity(shapes.len());
     let mut offset = 0;
     for (l, s) in shapes.iter().enumerate() {

@@ -390,7 +390,7 @@ fn train_local(
                         (e.mean_loss, e.evaluations as u64 * b * (m as u64 + 1))
                     }
                     GradientSource::Autodiff => {
-                        let loss = layer_gradient_autodiff(&mut tape, shape, params, &batch.x, target, grad);
+                        let loss = layer_gradient_autodiff(&mut tape, shape, params, &mut batch.x, target, grad);
                         (loss, b * (m as u64 + 1))
                     }
                 }
@@ -495,7 +495,7 @@ fn train_global(
                     (e.mean_loss, e.evaluations as u64 * b * layers)
                 }
                 GradientSource::Autodiff => {
-                    let value = network_gradient_autodiff(&mut tape, &shapes, params, &batch.x, target, grad);
+                    let value = network_gradient_autodiff(&mut tape, &shapes, params, &mut batch.x, target, grad);
                     (value, b * layers)
                 }
             }

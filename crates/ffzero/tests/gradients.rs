@@ -75,7 +75,7 @@ fn local_margin_eq5_and_regression_losses() {
     let targets_for = all_local_losses(&protos, &labels, &upper, &targets);
     for target in targets_for {
         let mut ad = vec![0.0; shape.len()];
-        let ad_loss = layer_gradient_autodiff(&mut Tape::new(), shape, params, &x, target, &mut ad);
+        let ad_loss = layer_gradient_autodiff(&mut Tape::new(), shape, params, &mut x.clone(), target, &mut ad);
         let mut scratch = LayerScratch::default();
         let mut objective = LayerObjective::new(shape, params, MatRef::from(&x), target, &mut scratch, Par::Seq);
         let mut at_zero = [0.0];
@@ -104,7 +104,14 @@ fn global_cross_entropy_and_mse() {
             GlobalTarget::Classes(&labels)
         };
         let mut ad = vec![0.0; n];
-        network_gradient_autodiff(&mut Tape::new(), mlp.shapes(), mlp.params(), &x, target, &mut ad);
+        network_gradient_autodiff(
+            &mut Tape::new(),
+            mlp.shapes(),
+            mlp.params(),
+            &mut x.clone(),
+            target,
+            &mut ad,
+        );
         let mut scratch_model = mlp.clone();
         let mut buffers = Vec::new();
         let mut objective =
