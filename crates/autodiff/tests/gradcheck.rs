@@ -480,3 +480,36 @@ fn tape_forward_values_equal_the_loss_functions_exactly() {
     loss::cosine_goodness(&z, &p, &mut expected);
     assert_eq!(tape.value(g), &expected);
 }
+
+/// `constant_swap` records the same constant as `constant` (same loss, same gradients) without
+/// copying: the caller's matrix comes back holding the leaf's previous buffer, and reusing the
+/// tape swaps the two buffers back and forth.
+#[test]
+fn constant_swap_is_constant_without_the_copy() {
+    let mut r = rng(31);
+    let w = rand_mat(&mut r, 3, 4);
+    let (x1, x2) = (rand_mat(&mut r, 4, 5), rand_mat(&mut r, 4, 5));
+    let t = rand_mat(&mut r, 3, 5);
+    // Records loss(W·x) with x as a copied constant or, given `swap`, as a swapped-in one.
+    let run = |tape: &mut Tape, x: &Mat, swap: Option<&mut Mat>| {
+        tape.reset();
+        let xv = match swap {
+            Some(m) => tape.constant_swap(m),
+            None => tape.constant(x),
+        };
+        let wv = tape.param(&w);
+        let y = tape.matmul(wv, xv);
+        let l = tape.mse(y, &t);
+        let value = tape.scalar(l);
+        tape.backward(l);
+        (value, tape.grad(wv).unwrap().clone(), tape.value(xv).clone())
+    };
+    let mut tape = Tape::new();
+    let mut batch = x1.clone();
+    assert_eq!(run(&mut tape, &x1, Some(&mut batch)), run(&mut Tape::new(), &x1, None));
+    assert_eq!(batch.shape(), (0, 0), "the caller gets the fresh leaf's empty buffer");
+    // The next step: the caller refills its buffer; the tape hands back the first batch.
+    batch = x2.clone();
+    assert_eq!(run(&mut tape, &x2, Some(&mut batch)), run(&mut Tape::new(), &x2, None));
+    assert_eq!(batch, x1, "the previous leaf's buffer comes back");
+}
