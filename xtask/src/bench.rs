@@ -346,24 +346,24 @@ pub fn bench_epoch(
         .build()
         .map_err(|e| e.to_string())?;
     // Best of `repeats` runs each: the machine is a shared VM whose speed drifts between minutes.
-    let best_of = |epochs| -> Result<f64, String> {
-        let mut best = f64::INFINITY;
-        for _ in 0..repeats {
-            let r = pool
-                .install(|| {
-                    train(
-                        &spec_with(method, optimizer, width, depth, epochs, samples),
-                        data,
-                        &mut NoProgress,
-                    )
-                })
-                .map_err(|e| e.to_string())?;
-            best = best.min(r.train_seconds);
-        }
-        Ok(best)
+    // The 1- and 2-epoch runs alternate, so that a slow minute hits both and the steady-state
+    // difference stays fair.
+    let time = |epochs| -> Result<f64, String> {
+        pool.install(|| {
+            train(
+                &spec_with(method, optimizer, width, depth, epochs, samples),
+                data,
+                &mut NoProgress,
+            )
+        })
+        .map(|r| r.train_seconds)
+        .map_err(|e| e.to_string())
     };
-    let one = best_of(1)?;
-    let two = best_of(2)?;
+    let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..repeats {
+        one = one.min(time(1)?);
+        two = two.min(time(2)?);
+    }
     let spec = spec_with(method, optimizer, width, depth, 1, samples);
     let samples = samples.min(data.train.len());
     let widths = layer_widths(&spec, data.train.features(), data.train.num_classes());
