@@ -81,8 +81,8 @@ pub fn run_spec(spec: &RunSpec, data: &DataCache, bar: &ProgressBar) -> Result<R
             } else {
                 &tt
             };
-            bar.set_message("(no step events from insitu-ffm)");
-            pool.install(|| insitu_ffm::run(f, &tt.train, &tt.test))
+            let mut progress = BarProgress { bar: bar.clone() };
+            pool.install(|| insitu_ffm::run_with_progress(f, &tt.train, &tt.test, &mut progress))
                 .map(RunResult::Ffm)
                 .map_err(|e| e.to_string())
         }
@@ -93,7 +93,7 @@ struct BarProgress {
     bar: ProgressBar,
 }
 
-impl insitu_ffzero::Progress for BarProgress {
+impl insitu_optim::Progress for BarProgress {
     fn phase(&mut self, label: &str, epochs: usize, steps_per_epoch: usize) {
         self.bar.set_length((epochs * steps_per_epoch) as u64);
         self.bar.set_position(0);

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use insitu_data::{default_datasets_dir, load_task};
 use insitu_ffm::{
     gradients_of_dense_system, ActivationKind, DenseLayer, DenseLoss, FfmResult, FfmSpec, FfmTask as LibTask,
@@ -277,17 +276,9 @@ fn run_specs(
         .num_threads(threads)
         .build()
         .map_err(|e| e.to_string())?;
-    let bar = ProgressBar::new(specs.len() as u64);
-    bar.set_draw_target(if progress_visible {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:20}] {pos}/{len} modes, {msg} ({elapsed})")
-            .expect("static template"),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    // One bar per mode, step by step, with the epoch and its mean loss (`insitu_ffm`'s
+    // progress events).
+    let mut bars = crate::Bars::new(progress_visible);
     let mut modes = Vec::new();
     for spec in specs {
         let name = match spec.mode {
@@ -295,14 +286,12 @@ fn run_specs(
             TrainingMode::InSilico => "in-silico",
             TrainingMode::InSitu => "in-situ",
         };
-        bar.set_message(name);
         let result = pool
-            .install(|| insitu_ffm::run(&spec, &data.train, &data.test))
+            .install(|| insitu_ffm::run_with_progress(&spec, &data.train, &data.test, &mut bars))
             .map_err(|e| e.to_string())?;
         modes.push((name.to_string(), result));
-        bar.inc(1);
     }
-    bar.finish_and_clear();
+    bars.clear();
     let task = serde_json::to_value(task)
         .ok()
         .and_then(|v| v.as_str().map(String::from))

@@ -158,11 +158,25 @@ fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
     })
 }
 
-/// indicatif bars: one per layer (FF) or for the network (BP); hidden when stderr is not a
-/// terminal.
-struct Bars {
+/// indicatif bars: one per layer (FF), for the network (BP) or per training mode (FFM); hidden
+/// when stderr is not a terminal.
+pub(crate) struct Bars {
     bar: Option<ProgressBar>,
     visible: bool,
+}
+
+impl Bars {
+    /// No bar yet; `visible` says whether bars are drawn at all.
+    pub(crate) fn new(visible: bool) -> Self {
+        Self { bar: None, visible }
+    }
+
+    /// Removes the last bar from the terminal.
+    pub(crate) fn clear(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
 }
 
 impl Progress for Bars {
@@ -212,16 +226,11 @@ fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
         .num_threads(a.threads)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut bars = Bars {
-        bar: None,
-        visible: std::io::stderr().is_terminal(),
-    };
+    let mut bars = Bars::new(std::io::stderr().is_terminal());
     let result = pool
         .install(|| insitu_ffzero::train(&spec, &data, &mut bars))
         .map_err(|e| e.to_string())?;
-    if let Some(b) = bars.bar.take() {
-        b.finish_and_clear();
-    }
+    bars.clear();
     Ok(result)
 }
 

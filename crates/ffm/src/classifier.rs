@@ -21,7 +21,7 @@ use std::time::Instant;
 use insitu_data::{epoch_permutation, Dataset, TrainTest};
 use insitu_linalg::derive_seed;
 use insitu_optics::{DetectorRegions, FreeSpace, Grid, Optoelectronic, Photorefractive, PropagationMethod};
-use insitu_optim::{Adam, StepRule};
+use insitu_optim::{Adam, NoProgress, Progress, StepRule};
 use num_complex::Complex32;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -428,6 +428,7 @@ fn train<S, E>(
     spec: &FfmSpec,
     train_task: &Task<'_>,
     test_task: &Task<'_>,
+    progress: &mut dyn Progress,
 ) -> (Vec<f64>, Vec<f64>, String, f64)
 where
     S: PhysicalSystem<f32> + Clone + Send + Sync,
@@ -443,6 +444,12 @@ where
     let (mut losses, mut accs) = (Vec::new(), Vec::new());
     let mut train_seconds = 0.0;
     let mut step: u64 = 0;
+    let mode = match spec.mode {
+        TrainingMode::Ideal => "ideal",
+        TrainingMode::InSilico => "in silico",
+        TrainingMode::InSitu => "in situ",
+    };
+    progress.phase(mode, spec.epochs, train_task.count.div_ceil(spec.batch.max(1)));
     for epoch in 0..spec.epochs {
         let t0 = Instant::now();
         epoch_permutation(train_task.count, spec.seed, epoch as u64, &mut order);
@@ -495,9 +502,11 @@ where
                 adam.step(p, g);
             }
             step += 1;
+            progress.step();
         }
         train_seconds += t0.elapsed().as_secs_f64();
         losses.push(epoch_loss / train_task.count as f64);
+        progress.epoch_done(epoch, epoch_loss / train_task.count as f64);
         accs.push(evaluate(
             eval,
             phases,
@@ -511,6 +520,17 @@ where
 
 /// Runs one classifier experiment (train, then test) as `spec` describes.
 pub fn run(spec: &FfmSpec, train_set: &Dataset, test_set: &Dataset) -> Result<FfmResult, FfmError> {
+    run_with_progress(spec, train_set, test_set, &mut NoProgress)
+}
+
+/// [`run`], reporting the training mode as a phase, every step and every epoch's mean loss to
+/// `progress` (from the calling thread; the library prints nothing).
+pub fn run_with_progress(
+    spec: &FfmSpec,
+    train_set: &Dataset,
+    test_set: &Dataset,
+    progress: &mut dyn Progress,
+) -> Result<FfmResult, FfmError> {
     spec.validate()?;
     let train_task = Task::new(train_set, spec.train_limit, "training")?;
     let test_task = Task::new(test_set, spec.test_limit, "test")?;
@@ -569,9 +589,36 @@ pub fn run(spec: &FfmSpec, train_set: &Dataset, test_set: &Dataset) -> Result<Ff
     let bench = CountingSystem::new(ImperfectBench::new(&model_layers, &spec.imperfections)?);
     let mut phases = vec![vec![0.0f32; n * n]; spec.layers];
     let (losses, accs, status, secs) = match spec.mode {
-        TrainingMode::Ideal => train(&digital, &digital, &mut phases, &setup, spec, &train_task, &test_task),
-        TrainingMode::InSilico => train(&digital, &bench, &mut phases, &setup, spec, &train_task, &test_task),
-        TrainingMode::InSitu => train(&bench, &bench, &mut phases, &setup, spec, &train_task, &test_task),
+        TrainingMode::Ideal => train(
+            &digital,
+            &digital,
+            &mut phases,
+            &setup,
+            spec,
+            &train_task,
+            &test_task,
+            progress,
+        ),
+        TrainingMode::InSilico => train(
+            &digital,
+            &bench,
+            &mut phases,
+            &setup,
+            spec,
+            &train_task,
+            &test_task,
+            progress,
+        ),
+        TrainingMode::InSitu => train(
+            &bench,
+            &bench,
+            &mut phases,
+            &setup,
+            spec,
+            &train_task,
+            &test_task,
+            progress,
+        ),
     };
     let per_eval = (test_task.count * spec.layers) as u64;
     let evals = accs.len() as u64 * per_eval;

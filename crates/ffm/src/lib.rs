@@ -35,7 +35,9 @@ pub mod system;
 
 pub use activation::ElementwiseActivation;
 pub use bench::{CountingSystem, ImperfectBench, Imperfections};
-pub use classifier::{run, ActivationKind, ClassifierLoss, FfmResult, FfmSpec, FfmTask, TrainingMode};
+pub use classifier::{
+    run, run_with_progress, ActivationKind, ClassifierLoss, FfmResult, FfmSpec, FfmTask, TrainingMode,
+};
 pub use component::{AdjointPropagation, DenseTransfer, Propagation};
 pub use dense::{gradients_of_dense_system, transpose_asymmetry, DenseLayer, DenseLoss, DenseSystemGradients};
 pub use gradient::{adjoint_gradient, data_pass, ffm_gradient, Activations, FfmWorkspace};

@@ -430,3 +430,36 @@ fn slow_in_situ_beats_in_silico_on_fashion_mnist() {
     assert!(situ > ideal - 0.1, "FFM in situ {situ} vs ideal {ideal}");
     assert!(silico < situ - 0.2, "in silico {silico} vs in situ {situ}");
 }
+
+/// `run_with_progress` reports the mode as one phase of `epochs × ⌈n / batch⌉` steps, every step,
+/// and every epoch's mean loss (the loss curve's values), and gives `run`'s result.
+#[test]
+fn run_reports_progress_and_gives_the_same_result() {
+    #[derive(Default)]
+    struct Record {
+        phases: Vec<(String, usize, usize)>,
+        steps: usize,
+        epochs: Vec<(usize, f64)>,
+    }
+    impl insitu_optim::Progress for Record {
+        fn phase(&mut self, label: &str, epochs: usize, steps_per_epoch: usize) {
+            self.phases.push((label.to_string(), epochs, steps_per_epoch));
+        }
+        fn step(&mut self) {
+            self.steps += 1;
+        }
+        fn epoch_done(&mut self, epoch: usize, mean_loss: f64) {
+            self.epochs.push((epoch, mean_loss));
+        }
+    }
+    let (train, test) = (toy_dataset(40, 1), toy_dataset(20, 2));
+    let spec = tiny_spec(TrainingMode::InSitu);
+    let mut record = Record::default();
+    let reported = insitu_ffm::run_with_progress(&spec, &train, &test, &mut record).unwrap();
+    let plain = run(&spec, &train, &test).unwrap();
+    assert_eq!(reported.loss_curve, plain.loss_curve);
+    assert_eq!(record.phases, vec![("in situ".to_string(), 2, 5)]); // 40 samples, batch 8
+    assert_eq!(record.steps, 2 * 5);
+    let curve: Vec<(usize, f64)> = plain.loss_curve.iter().copied().enumerate().collect();
+    assert_eq!(record.epochs, curve);
+}

@@ -18,16 +18,15 @@
 mod metrics;
 mod mlp;
 mod objective;
-mod progress;
 mod spec;
 mod train;
 
+pub use insitu_optim::{NoProgress, Progress};
 pub use metrics::{accuracy, majority_vote, r_squared};
 pub use mlp::{dense_forward, dense_forward_into, relu_in_place, split_dense, DenseShape, Mlp};
 pub use objective::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
     NetworkObjective, COLUMN_BLOCK,
 };
-pub use progress::{NoProgress, Progress};
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
 pub use train::{layer_widths, train, Divergence, EpochLoss, LayerPrototypes, Status, TrainError, TrainResult};

@@ -21,8 +21,8 @@ use crate::objective::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
     NetworkObjective,
 };
-use crate::progress::Progress;
 use crate::spec::{Method, Optimizer, SpecError, TrainSpec};
+use insitu_optim::Progress;
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

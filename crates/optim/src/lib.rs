@@ -10,6 +10,7 @@
 //!   makes each variant unbiased lives in one place, [`DirectionKind::scale`].
 //! * [`Sgd`] and [`Adam`]: step rules that consume any gradient estimate (AD, DD, FFM), behind
 //!   one trait, [`StepRule`]. SPEC A5 reads the paper's optimiser as plain SGD, λ = 10⁻³.
+//! * [`Progress`]: the events every trainer reports (phase, step, epoch), for a caller to show.
 //!
 //! Directions are regenerated from `(seed, step, direction index)` streams and never stored
 //! as a set; only one direction of `n` floats exists at a time. Loss differences are formed
@@ -21,7 +22,9 @@
 //! nothing else: no gradients, no adjoints, no internals. No I/O, no global state.
 
 mod direction;
+mod progress;
 mod step;
 
 pub use direction::{Difference, DirectionKind, DirectionalDerivative, Estimate, PerturbedObjective, DIRECTION_BLOCK};
+pub use progress::{NoProgress, Progress};
 pub use step::{Adam, AnyStep, Sgd, StepRule};
