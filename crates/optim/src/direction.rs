@@ -16,9 +16,9 @@ pub trait PerturbedObjective {
     /// `n`, the number of parameters.
     fn dim(&self) -> usize;
     /// Work at the unperturbed parameters that every evaluation shares (e.g. a dense layer's
-    /// `W·x`). The estimator calls it once per estimate, concurrently with drawing the first
-    /// direction when it has threads; an implementation must also do it itself if
-    /// `losses_along` comes first. Default: nothing.
+    /// `W·x`). The estimator calls it once per estimate, before drawing the first direction;
+    /// an implementation must also do it itself if `losses_along` comes first. Default:
+    /// nothing.
     fn prepare(&mut self) {}
     /// `out[i] = L(ω + steps[i]·direction)`, in f64.
     fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]);
@@ -195,15 +195,15 @@ impl DirectionalDerivative {
         let mut loss_sum = 0.0;
         let mut base_loss = None;
         for p in 0..p_count {
-            let draw = |direction: &mut [f32]| self.kind.draw(derive_seed(seed, &[p as u64]), direction, self.par);
-            if p == 0 && self.par.is_parallel() {
-                rayon::join(|| objective.prepare(), || draw(&mut *direction));
-            } else {
-                if p == 0 {
-                    objective.prepare();
-                }
-                draw(&mut *direction);
+            // One after the other, each spread over the threads: running the draw beside
+            // `prepare` (a `rayon::join`, until session 3) left `prepare`'s second column
+            // block waiting for the thread busy drawing; at 2 threads the two phases took
+            // 0.186 s together that way and 0.147 s one after the other (FF+DD, w100 d1,
+            // 3 epochs, docs/performance.md).
+            if p == 0 {
+                objective.prepare();
             }
+            self.kind.draw(derive_seed(seed, &[p as u64]), direction, self.par);
             let derivative = match self.difference {
                 Difference::Central => {
                     objective.losses_along(direction, &[eps, -eps], &mut out);
