@@ -529,55 +529,21 @@ impl Tape {
                         loss::cosine_backward(&values[z], &aux[i].mat, goodness, kind, 1.0, dz, first, cosine);
                     }
                 }
-                Op::MarginLoss { z, margin } => {
-                    let first = Self::touch(grads, grad_ready, values, z);
-                    let (up, dz) = upstream_and(grads, i, z);
-                    let kind = GoodnessGrad::Margin {
-                        labels: &aux[i].labels,
-                        margin,
+                Op::MarginLoss { z, .. } | Op::Eq5Loss { z } | Op::SquaredCosineLoss { z } => {
+                    let kind = match ops[i] {
+                        Op::MarginLoss { margin, .. } => GoodnessGrad::Margin {
+                            labels: &aux[i].labels,
+                            margin,
+                        },
+                        Op::Eq5Loss { .. } => GoodnessGrad::Eq5 { labels: &aux[i].labels },
+                        _ => GoodnessGrad::SquaredCosine {
+                            targets: &aux[i].targets,
+                        },
                     };
-                    loss::cosine_backward(
-                        &values[z],
-                        &aux[i].mat,
-                        &aux[i].goodness,
-                        kind,
-                        up[(0, 0)],
-                        dz,
-                        first,
-                        cosine,
-                    );
-                }
-                Op::Eq5Loss { z } => {
                     let first = Self::touch(grads, grad_ready, values, z);
                     let (up, dz) = upstream_and(grads, i, z);
-                    let kind = GoodnessGrad::Eq5 { labels: &aux[i].labels };
-                    loss::cosine_backward(
-                        &values[z],
-                        &aux[i].mat,
-                        &aux[i].goodness,
-                        kind,
-                        up[(0, 0)],
-                        dz,
-                        first,
-                        cosine,
-                    );
-                }
-                Op::SquaredCosineLoss { z } => {
-                    let first = Self::touch(grads, grad_ready, values, z);
-                    let (up, dz) = upstream_and(grads, i, z);
-                    let kind = GoodnessGrad::SquaredCosine {
-                        targets: &aux[i].targets,
-                    };
-                    loss::cosine_backward(
-                        &values[z],
-                        &aux[i].mat,
-                        &aux[i].goodness,
-                        kind,
-                        up[(0, 0)],
-                        dz,
-                        first,
-                        cosine,
-                    );
+                    let (prototypes, goodness) = (&aux[i].mat, &aux[i].goodness);
+                    loss::cosine_backward(&values[z], prototypes, goodness, kind, up[(0, 0)], dz, first, cosine);
                 }
                 Op::SoftmaxCrossEntropy { logits } => {
                     let first = Self::touch(grads, grad_ready, values, logits);

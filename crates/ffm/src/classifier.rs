@@ -588,37 +588,25 @@ pub fn run_with_progress(
     );
     let bench = CountingSystem::new(ImperfectBench::new(&model_layers, &spec.imperfections)?);
     let mut phases = vec![vec![0.0f32; n * n]; spec.layers];
+    // The same training loop on (trained system, evaluated system).
+    macro_rules! train_on {
+        ($system:expr, $eval:expr) => {
+            train(
+                $system,
+                $eval,
+                &mut phases,
+                &setup,
+                spec,
+                &train_task,
+                &test_task,
+                progress,
+            )
+        };
+    }
     let (losses, accs, status, secs) = match spec.mode {
-        TrainingMode::Ideal => train(
-            &digital,
-            &digital,
-            &mut phases,
-            &setup,
-            spec,
-            &train_task,
-            &test_task,
-            progress,
-        ),
-        TrainingMode::InSilico => train(
-            &digital,
-            &bench,
-            &mut phases,
-            &setup,
-            spec,
-            &train_task,
-            &test_task,
-            progress,
-        ),
-        TrainingMode::InSitu => train(
-            &bench,
-            &bench,
-            &mut phases,
-            &setup,
-            spec,
-            &train_task,
-            &test_task,
-            progress,
-        ),
+        TrainingMode::Ideal => train_on!(&digital, &digital),
+        TrainingMode::InSilico => train_on!(&digital, &bench),
+        TrainingMode::InSitu => train_on!(&bench, &bench),
     };
     let per_eval = (test_task.count * spec.layers) as u64;
     let evals = accs.len() as u64 * per_eval;

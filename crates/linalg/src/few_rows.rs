@@ -162,11 +162,7 @@ unsafe fn few_rows_row_major_b_avx512<const R: usize>(
                 // SAFETY: `lanes` has 16 f32s.
                 unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc[r]) };
                 for (l, &s) in lanes[..count].iter().enumerate() {
-                    let slot = c.get_mut_internal(r, j0 + offset + l);
-                    *slot = match accum {
-                        Accum::Replace => alpha * s,
-                        Accum::Add => alpha.mul_add(s, *slot),
-                    };
+                    store(c.get_mut_internal(r, j0 + offset + l), s, accum, alpha);
                 }
             }
         }
@@ -221,16 +217,21 @@ unsafe fn few_rows_avx512<const R: usize>(
                 for p in chunks * LANES..k {
                     s = a[r * k + p].mul_add(x[p], s);
                 }
-                let slot = c.get_mut_internal(r, col);
-                *slot = match accum {
-                    Accum::Replace => alpha * s,
-                    Accum::Add => alpha.mul_add(s, *slot),
-                };
+                store(c.get_mut_internal(r, col), s, accum, alpha);
             }
         }
         j += 2;
     }
     _mm256_zeroupper();
+}
+
+/// `slot ← α·s` or `slot + α·s` (fused).
+#[inline(always)]
+fn store(slot: &mut f32, s: f32, accum: Accum, alpha: f32) {
+    *slot = match accum {
+        Accum::Replace => alpha * s,
+        Accum::Add => alpha.mul_add(s, *slot),
+    };
 }
 
 /// The sum of 16 lanes by a fixed pairwise tree.
