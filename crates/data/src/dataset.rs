@@ -115,6 +115,22 @@ impl Dataset {
         Dataset { inputs, targets }
     }
 
+    /// A copy of the first `n` samples (all of them if `n ≥ len`), copying only those.
+    pub fn first(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        let targets = match &self.targets {
+            Targets::Classes { labels, num_classes } => Targets::Classes {
+                labels: labels[..n].to_vec(),
+                num_classes: *num_classes,
+            },
+            Targets::Values(m) => Targets::Values(m.columns(0, n).into_owned()),
+        };
+        Dataset {
+            inputs: self.inputs.columns(0, n).into_owned(),
+            targets,
+        }
+    }
+
     /// The samples at positions `idx` (in that order; repeats allowed). Errors if an index is out
     /// of range.
     pub fn select(&self, idx: &[usize]) -> Result<Dataset, DataError> {
@@ -322,6 +338,19 @@ mod tests {
             targets: Targets::Values(Mat::from_fn(1, 5, |_, j| j as f32)),
         };
         assert_eq!(reg.take_first(2).values().unwrap().as_slice(), &[0.0, 1.0]);
+    }
+
+    #[test]
+    fn first_copies_the_same_prefix_as_take_first() {
+        let ds = toy(7, 3);
+        for n in [0, 4, 7, 10] {
+            assert_eq!(ds.first(n), ds.clone().take_first(n), "n = {n}");
+        }
+        let reg = Dataset {
+            inputs: Mat::from_fn(1, 5, |_, j| -(j as f32)),
+            targets: Targets::Values(Mat::from_fn(1, 5, |_, j| j as f32)),
+        };
+        assert_eq!(reg.first(2), reg.clone().take_first(2));
     }
 
     #[test]

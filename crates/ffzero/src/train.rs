@@ -5,6 +5,7 @@
 //! directional-derivative estimator of `insitu-optim`); a step rule (SGD or Adam); a schedule
 //! (local and sequential, or global). [`optimise`] is the single loop they all run in.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use insitu_autodiff::{loss as lossfn, Tape};
@@ -296,10 +297,12 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     Ok(result)
 }
 
-fn limited(ds: &Dataset, limit: Option<usize>) -> Dataset {
+/// `ds` itself, or a copy of its first `limit` samples (copying only those: a full MNIST
+/// training set is 157 MB, and cloning it took 11 % of a 1-epoch run's wall time).
+fn limited(ds: &Dataset, limit: Option<usize>) -> Cow<'_, Dataset> {
     match limit {
-        Some(n) if n < ds.len() => ds.clone().take_first(n),
-        _ => ds.clone(),
+        Some(n) if n < ds.len() => Cow::Owned(ds.first(n)),
+        _ => Cow::Borrowed(ds),
     }
 }
 
