@@ -343,6 +343,7 @@ fn train_local(
     let mut passes = 0u64;
     let mut prototypes = Vec::with_capacity(layers);
     let mut cached: Option<Mat> = None; // input of the current layer for all samples (None: the data itself)
+    let mut spare: Option<Mat> = None; // the previous layer's input buffer, reused
     let mut batch = BatchBuffers::default();
     let mut scratch = LayerScratch::default();
     let mut tape = Tape::new();
@@ -412,12 +413,21 @@ fn train_local(
             );
         }
         if m + 1 < layers {
-            cached = Some(layer_output_all(
+            // The buffer that held layer m − 1's output is free again: layer m + 1's input
+            // goes there when the shapes agree (hidden layers of one width), which saves
+            // allocating and first-touching 20 MB per layer at width 100.
+            let mut out = match spare.take() {
+                Some(buffer) if buffer.shape() == (shape.outputs, n) => buffer,
+                _ => Mat::zeros(shape.outputs, n),
+            };
+            layer_output_all(
                 shape,
                 mlp.layer_params(m),
                 cached.as_ref().unwrap_or(&train.inputs),
+                &mut out,
                 par,
-            ));
+            );
+            spare = cached.replace(out);
         }
     }
     (
@@ -430,12 +440,13 @@ fn train_local(
     )
 }
 
-/// `ReLU(W·x + b)` of a whole (cached) input set, in fixed chunks of columns that run on
-/// rayon's pool when `par` allows: the next layer's frozen input (SPEC A3).
-fn layer_output_all(shape: DenseShape, params: &[f32], inputs: &Mat, par: Par) -> Mat {
-    const CHUNK: usize = 4096;
-    let n = inputs.ncols();
-    let mut out = Mat::zeros(shape.outputs, n);
+/// `out ← ReLU(W·x + b)` of a whole (cached) input set, in fixed chunks of columns that run
+/// on rayon's pool when `par` allows: the next layer's frozen input (SPEC A3). Chunks of 256
+/// columns, the size of a training batch: the product's operands then stay in L2 (4096-column
+/// chunks took 84 ms for the first layer of width 100 over 50,000 samples, 256 take 75).
+fn layer_output_all(shape: DenseShape, params: &[f32], inputs: &Mat, out: &mut Mat, par: Par) {
+    const CHUNK: usize = 256;
+    debug_assert_eq!(out.shape(), (shape.outputs, inputs.ncols()));
     let x = MatRef::from(inputs);
     out.as_mut_slice()
         .par_chunks_mut(CHUNK * shape.outputs)
@@ -447,7 +458,6 @@ fn layer_output_all(shape: DenseShape, params: &[f32], inputs: &Mat, par: Par) -
             dense_forward_into(shape, params, x.submatrix(0, start, x.nrows(), len), block);
             relu_in_place(block);
         });
-    out
 }
 
 /// BP: every parameter at once on the global loss (cross-entropy of the 10 logits, or MSE of
