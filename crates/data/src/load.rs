@@ -8,6 +8,7 @@ use crate::iris::{parse_iris_csv, parse_iris_data, UciErrata, IRIS_SAMPLES};
 use crate::synthetic::{generate_synthetic, SyntheticFunction, SyntheticSpec};
 use crate::verify::{Manifest, Sha256Digest, MANIFEST_FILE};
 use crate::{iris_split, DataError, Dataset, Mat, Targets, TrainTest};
+use insitu_linalg::huge_page_vec;
 
 /// Number of training images the papers use (seed 000, Supplementary Table 1; SPEC A7): the
 /// first 50,000 of the official 60,000.
@@ -203,7 +204,10 @@ pub fn images_to_matrix(images: &IdxImages, n: usize) -> Mat {
     let n = n.min(images.count);
     let p = images.pixels_per_image();
     let table = pixel_table();
-    Mat::from_iterator(p, n, images.pixels[..n * p].iter().map(|&b| table[b as usize]))
+    // Huge pages: training gathers random columns of this matrix (see insitu_linalg::huge_page_vec).
+    let mut values = huge_page_vec(n * p);
+    values.extend(images.pixels[..n * p].iter().map(|&b| table[b as usize]));
+    Mat::from_vec(p, n, values)
 }
 
 /// Reads, verifies and parses one images/labels pair; returns up to `max` samples.

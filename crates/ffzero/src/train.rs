@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use insitu_autodiff::{loss as lossfn, Tape};
 use insitu_data::{epoch_permutation, gather_columns, gather_columns_par, Dataset, Targets, TrainTest};
-use insitu_linalg::{derive_seed, rng, Mat, MatRef, Par};
+use insitu_linalg::{derive_seed, huge_page_zeros, rng, Mat, MatRef, Par};
 use insitu_optim::{Adam, AnyStep, DirectionalDerivative, Sgd, StepRule, DIRECTION_BLOCK};
 use insitu_proto::{antipodal_pair, simplex_prototypes};
 use rayon::prelude::*;
@@ -418,7 +418,7 @@ fn train_local(
             // allocating and first-touching 20 MB per layer at width 100.
             let mut out = match spare.take() {
                 Some(buffer) if buffer.shape() == (shape.outputs, n) => buffer,
-                _ => Mat::zeros(shape.outputs, n),
+                _ => huge_page_zeros(shape.outputs, n),
             };
             layer_output_all(
                 shape,
