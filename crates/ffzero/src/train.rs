@@ -326,6 +326,114 @@ fn layer_prototypes(seed: u64, layer: usize, width: usize, kind: Kind) -> LayerP
     }
 }
 
+/// Buffers an FF trainer reuses from layer to layer; none of them affects the numbers.
+#[derive(Default)]
+struct LocalWorkspace {
+    batch: BatchBuffers,
+    scratch: LayerScratch,
+    tape: Tape,
+    direction: Vec<f32>,
+}
+
+/// What training one FF layer gave.
+struct LayerRun {
+    prototypes: LayerPrototypes,
+    outcome: UnitOutcome,
+    curve: Vec<EpochLoss>,
+}
+
+/// FF layer `m` (SPEC A3): `params` (of `shape`) trained for `spec.epochs` epochs on its own
+/// loss against its prototypes, from `inputs` — the data for `m = 0`, else the cached output
+/// of the frozen layers `0..m`. A layer-`m` evaluation of a batch of B counts `B·(m+1)`
+/// forward passes (the physical machine runs the frozen prefix again).
+#[allow(clippy::too_many_arguments)]
+fn train_layer(
+    spec: &TrainSpec,
+    m: usize,
+    shape: DenseShape,
+    params: &mut [f32],
+    inputs: &Mat,
+    targets: &Targets,
+    kind: Kind,
+    source: GradientSource,
+    par: Par,
+    progress: &mut dyn Progress,
+    label: &str,
+    ws: &mut LocalWorkspace,
+) -> LayerRun {
+    let n = inputs.ncols();
+    let protos = layer_prototypes(spec.seed, m, shape.outputs, kind);
+    let mut rule = step_rule(spec, shape.len());
+    ws.direction.resize(shape.len(), 0.0);
+    progress.phase(label, spec.epochs, n.div_ceil(spec.batch));
+    let order_seed = derive_seed(spec.seed, &[0x0BA7C4, m as u64]);
+    let mut curve = Vec::new();
+    let LocalWorkspace {
+        batch,
+        scratch,
+        tape,
+        direction,
+    } = ws;
+    let outcome = optimise(
+        params,
+        &mut rule,
+        n,
+        spec,
+        order_seed,
+        Some(m),
+        par,
+        progress,
+        &mut curve,
+        |step_index, idx, params, grad| {
+            batch.gather(inputs, targets, idx, par);
+            let target = match &protos {
+                LayerPrototypes::Classes(p) => LayerTarget::Classes {
+                    prototypes: p,
+                    labels: &batch.labels,
+                    loss: spec.loss,
+                    margin: spec.margin,
+                },
+                LayerPrototypes::Regression(u) => LayerTarget::Regression {
+                    prototype: u,
+                    targets: &batch.targets,
+                },
+            };
+            let b = idx.len() as u64;
+            match source {
+                GradientSource::Directional(dd) => {
+                    let mut objective =
+                        LayerObjective::new(shape, params, MatRef::from(&batch.x), target, scratch, par);
+                    let seed = derive_seed(spec.seed, &[0xDD, m as u64, step_index]);
+                    let e = dd.estimate(&mut objective, seed, grad, direction);
+                    (e.mean_loss, e.evaluations as u64 * b * (m as u64 + 1))
+                }
+                GradientSource::Autodiff => {
+                    let loss = layer_gradient_autodiff(tape, shape, params, &mut batch.x, target, grad);
+                    (loss, b * (m as u64 + 1))
+                }
+            }
+        },
+    );
+    LayerRun {
+        prototypes: protos,
+        outcome,
+        curve,
+    }
+}
+
+/// The cached input of the layer after `m`: `ReLU(W_m·x + b_m)` over every sample of `inputs`,
+/// written into `spare` when it has the shape (the buffer of an input no longer needed: hidden
+/// layers of one width then allocate and first-touch no new 20 MB), else into a new buffer.
+fn next_cache(shape: DenseShape, params: &[f32], inputs: &Mat, spare: Option<Mat>, par: Par) -> Mat {
+    let n = inputs.ncols();
+    let mut out = match spare {
+        Some(buffer) if buffer.shape() == (shape.outputs, n) => buffer,
+        _ => huge_page_zeros(shape.outputs, n),
+    };
+    layer_output_all(shape, params, inputs, &mut out, par);
+    out
+}
+
 /// FF: layers trained one after another, each on its own loss against its prototypes, the
 /// input of layer `m` (the frozen prefix's output) computed once and cached (SPEC A3).
 fn train_local(
@@ -337,97 +445,47 @@ fn train_local(
     par: Par,
     progress: &mut dyn Progress,
 ) -> (Vec<LayerPrototypes>, UnitOutcome, Vec<EpochLoss>) {
-    let n = train.len();
     let layers = mlp.num_layers();
     let mut curve = Vec::new();
     let mut passes = 0u64;
     let mut prototypes = Vec::with_capacity(layers);
     let mut cached: Option<Mat> = None; // input of the current layer for all samples (None: the data itself)
     let mut spare: Option<Mat> = None; // the previous layer's input buffer, reused
-    let mut batch = BatchBuffers::default();
-    let mut scratch = LayerScratch::default();
-    let mut tape = Tape::new();
-    let mut direction: Vec<f32> = Vec::new();
+    let mut ws = LocalWorkspace::default();
     for m in 0..layers {
         let shape = mlp.shapes()[m];
-        let protos = layer_prototypes(spec.seed, m, shape.outputs, kind);
-        let mut rule = step_rule(spec, shape.len());
-        direction.resize(shape.len(), 0.0);
-        progress.phase(
-            &format!("layer {}/{}", m + 1, layers),
-            spec.epochs,
-            n.div_ceil(spec.batch),
-        );
         let inputs = cached.as_ref().unwrap_or(&train.inputs);
-        let order_seed = derive_seed(spec.seed, &[0x0BA7C4, m as u64]);
-        let outcome = optimise(
-            mlp.layer_params_mut(m),
-            &mut rule,
-            n,
+        let label = format!("layer {}/{}", m + 1, layers);
+        let run = train_layer(
             spec,
-            order_seed,
-            Some(m),
+            m,
+            shape,
+            mlp.layer_params_mut(m),
+            inputs,
+            &train.targets,
+            kind,
+            source,
             par,
             progress,
-            &mut curve,
-            |step_index, idx, params, grad| {
-                batch.gather(inputs, &train.targets, idx, par);
-                let target = match &protos {
-                    LayerPrototypes::Classes(p) => LayerTarget::Classes {
-                        prototypes: p,
-                        labels: &batch.labels,
-                        loss: spec.loss,
-                        margin: spec.margin,
-                    },
-                    LayerPrototypes::Regression(u) => LayerTarget::Regression {
-                        prototype: u,
-                        targets: &batch.targets,
-                    },
-                };
-                let b = idx.len() as u64;
-                match source {
-                    GradientSource::Directional(dd) => {
-                        let mut objective =
-                            LayerObjective::new(shape, params, MatRef::from(&batch.x), target, &mut scratch, par);
-                        let seed = derive_seed(spec.seed, &[0xDD, m as u64, step_index]);
-                        let e = dd.estimate(&mut objective, seed, grad, &mut direction);
-                        (e.mean_loss, e.evaluations as u64 * b * (m as u64 + 1))
-                    }
-                    GradientSource::Autodiff => {
-                        let loss = layer_gradient_autodiff(&mut tape, shape, params, &mut batch.x, target, grad);
-                        (loss, b * (m as u64 + 1))
-                    }
-                }
-            },
+            &label,
+            &mut ws,
         );
-        passes += outcome.forward_passes;
-        prototypes.push(protos);
-        if outcome.divergence.is_some() {
+        passes += run.outcome.forward_passes;
+        prototypes.push(run.prototypes);
+        curve.extend(run.curve);
+        if run.outcome.divergence.is_some() {
             return (
                 prototypes,
                 UnitOutcome {
-                    divergence: outcome.divergence,
+                    divergence: run.outcome.divergence,
                     forward_passes: passes,
                 },
                 curve,
             );
         }
         if m + 1 < layers {
-            // The buffer that held layer m − 1's output is free again: layer m + 1's input
-            // goes there when the shapes agree (hidden layers of one width), which saves
-            // allocating and first-touching 20 MB per layer at width 100.
-            let mut out = match spare.take() {
-                Some(buffer) if buffer.shape() == (shape.outputs, n) => buffer,
-                _ => huge_page_zeros(shape.outputs, n),
-            };
-            layer_output_all(
-                shape,
-                mlp.layer_params(m),
-                cached.as_ref().unwrap_or(&train.inputs),
-                &mut out,
-                par,
-            );
-            spare = cached.replace(out);
+            let next = next_cache(shape, mlp.layer_params(m), inputs, spare.take(), par);
+            spare = cached.replace(next);
         }
     }
     (
