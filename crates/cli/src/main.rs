@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use insitu_data::{default_datasets_dir, load_task, Task};
-use insitu_ffzero::{LocalLoss, Method, Model, Optimizer, Progress, TrainResult, TrainSpec};
+use insitu_ffzero::{DepthSweep, LocalLoss, Method, Model, Optimizer, Progress, TrainResult, TrainSpec};
 
 mod ffm;
 mod interchange;
@@ -57,6 +57,11 @@ struct TrainArgs {
     /// Number of hidden layers.
     #[arg(long, default_value_t = 3)]
     depth: usize,
+    /// FF methods: train these depths (comma-separated, e.g. 1,3,6,10) in one sweep that
+    /// trains each shared hidden layer once; every depth's result equals its own run's
+    /// (`insitu_ffzero::train_depth_sweep`). The JSON then holds `{train_seconds, results}`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "depth")]
+    depths: Option<Vec<usize>>,
     /// bp-ad, bp-dd, ff-ad or ff-dd (= FFzero).
     #[arg(long, default_value = "ff-dd")]
     method: String,
@@ -234,10 +239,52 @@ fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
     Ok(result)
 }
 
+/// `insitu train --depths …`: one FF depth sweep.
+fn run_sweep(a: &TrainArgs, depths: &[usize]) -> Result<DepthSweep, String> {
+    let spec = spec_from_args(a)?;
+    if a.threads == 0 {
+        return Err("invalid --threads = 0: must be at least 1".into());
+    }
+    if !spec.method.is_local() {
+        return Err(format!(
+            "invalid --depths with --method {}: a depth sweep shares hidden layers, which only ff-dd and ff-ad train separately",
+            spec.method.name()
+        ));
+    }
+    let task = Task::from_name(&spec.task).map_err(|e| e.to_string())?;
+    let classes = if task.is_classification() { Some(10) } else { None };
+    if depths.is_empty() {
+        return Err("invalid --depths: give at least one depth".into());
+    }
+    for &d in depths {
+        TrainSpec {
+            depth: d,
+            ..spec.clone()
+        }
+        .validate(classes)
+        .map_err(|e| e.to_string())?;
+    }
+    let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
+    let data = load_task(task, &dir, spec.seed).map_err(|e| e.to_string())?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut bars = Bars::new(std::io::stderr().is_terminal());
+    let sweep = pool
+        .install(|| insitu_ffzero::train_depth_sweep(&spec, depths, &data, &mut bars))
+        .map_err(|e| e.to_string())?;
+    bars.clear();
+    Ok(sweep)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Train(a) => report(run_train(&a), output::summary, a.json.as_deref()),
+        Command::Train(a) => match a.depths.clone() {
+            Some(depths) => report(run_sweep(&a, &depths), output::sweep_summary, a.json.as_deref()),
+            None => report(run_train(&a), output::summary, a.json.as_deref()),
+        },
         Command::Optics(cmd) => print_json_or_fail(optics::run(&cmd)),
         Command::Ffm(ffm::FfmCommand::Gradient(a)) => print_json_or_fail(ffm::gradient(&a)),
         Command::Ffm(ffm::FfmCommand::Train(a)) => report(

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use insitu_ffzero::{Status, TrainResult};
+use insitu_ffzero::{DepthSweep, Status, TrainResult};
 
 /// One human-readable line per result.
 pub fn summary(r: &TrainResult) -> String {
@@ -41,6 +41,16 @@ pub fn summary(r: &TrainResult) -> String {
         r.train_seconds,
         r.forward_passes
     )
+}
+
+/// One line per depth of a sweep, then the sweep's own training time.
+pub fn sweep_summary(s: &DepthSweep) -> String {
+    let mut lines: Vec<String> = s.results.iter().map(summary).collect();
+    lines.push(format!(
+        "depth sweep: {:.1} s training in all (each line above: its network's own layers)",
+        s.train_seconds
+    ));
+    lines.join("\n")
 }
 
 /// Write `value` as pretty JSON to `path` through a temporary file in the same directory

@@ -25,6 +25,8 @@ fn refuses_bad_options_with_a_clear_message() {
         (vec!["train", "--method", "ff-zero"], "unknown method"),
         (vec!["train", "--optimizer", "rmsprop"], "unknown optimizer"),
         (vec!["train", "--threads", "0"], "--threads"),
+        (vec!["train", "--method", "bp-ad", "--depths", "1,2"], "--depths"),
+        (vec!["train", "--depths", "1,0"], "--depth"),
     ] {
         let out = insitu(&args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -62,4 +64,40 @@ fn writes_the_result_json() {
     assert!(v["test_r2"].is_number());
     // no temporary file left behind
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_depth_sweep_writes_one_result_per_depth_equal_to_its_own_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "train",
+        "--task",
+        "synthetic-f1",
+        "--method",
+        "ff-dd",
+        "--width",
+        "10",
+        "--epochs",
+        "2",
+    ];
+    let sweep_json = dir.path().join("sweep.json");
+    let mut args = common.to_vec();
+    args.extend(["--depths", "2,1", "--json", sweep_json.to_str().unwrap()]);
+    let out = insitu(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sweep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sweep_json).unwrap()).unwrap();
+    assert!(sweep["train_seconds"].is_number());
+    let results = sweep["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for (r, depth) in results.iter().zip(["2", "1"]) {
+        let alone_json = dir.path().join(format!("d{depth}.json"));
+        let mut args = common.to_vec();
+        args.extend(["--depth", depth, "--json", alone_json.to_str().unwrap()]);
+        assert!(insitu(&args).status.success());
+        let alone: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&alone_json).unwrap()).unwrap();
+        assert_eq!(r["spec"]["depth"].to_string(), depth);
+        for key in ["spec", "test_r2", "forward_passes", "status", "loss_curve"] {
+            assert_eq!(r[key], alone[key], "depth {depth}: {key}");
+        }
+    }
 }

@@ -29,4 +29,7 @@ pub use objective::{
     NetworkObjective, COLUMN_BLOCK,
 };
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
-pub use train::{layer_widths, train, Divergence, EpochLoss, LayerPrototypes, Status, TrainError, TrainResult};
+pub use train::{
+    layer_widths, train, train_depth_sweep, DepthSweep, Divergence, EpochLoss, LayerPrototypes, Status, TrainError,
+    TrainResult,
+};

@@ -108,6 +108,20 @@ enum Kind {
     Regression,
 }
 
+/// The method's gradient source: the directional-derivative estimator or reverse mode.
+fn gradient_source(spec: &TrainSpec, par: Par) -> GradientSource {
+    if spec.method.is_directional() {
+        GradientSource::Directional(DirectionalDerivative {
+            directions: spec.directions,
+            eps: spec.eps,
+            par,
+            ..Default::default()
+        })
+    } else {
+        GradientSource::Autodiff
+    }
+}
+
 fn kind_of(ds: &Dataset) -> Result<Kind, TrainError> {
     match &ds.targets {
         Targets::Classes { num_classes, .. } => Ok(Kind::Classes(*num_classes)),
@@ -255,16 +269,7 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     // The pool this call runs in decides how many threads the kernels may use; every kernel
     // splits its work into fixed blocks, so the numbers do not depend on it.
     let par = Par::of_current_pool();
-    let source = if spec.method.is_directional() {
-        GradientSource::Directional(DirectionalDerivative {
-            directions: spec.directions,
-            eps: spec.eps,
-            par,
-            ..Default::default()
-        })
-    } else {
-        GradientSource::Autodiff
-    };
+    let source = gradient_source(spec, par);
 
     let started = Instant::now();
     let (prototypes, outcome, curve) = par.with_polling_workers(|| {
@@ -295,6 +300,202 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     };
     evaluate(&mlp, spec.method, &prototypes, &test_set, &mut result);
     Ok(result)
+}
+
+/// The results of one FF spec at several depths ([`train_depth_sweep`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct DepthSweep {
+    /// Wall time of the whole sweep's training (evaluation excluded).
+    pub train_seconds: f64,
+    /// One result per requested depth, in the order asked; each equal to what [`train`] gives
+    /// for the spec at that depth, except `train_seconds` (see [`train_depth_sweep`]).
+    pub results: Vec<TrainResult>,
+}
+
+/// FF (FF+DD, FF+AD) at several depths for the cost of the deepest: seed 000 Fig. 4 is a
+/// depth sweep, and an FF network of depth `d` is the first `d` hidden layers of a deeper one
+/// plus its own output layer.
+///
+/// **Why this is exact.** Layer `m` of an FF network is trained on its own loss from the frozen
+/// output of layers `0..m` (SPEC A3), and its initial parameters, prototypes, batch order and
+/// directions are drawn from streams keyed by `(seed, m)` alone. So layers `0..d` of the
+/// depth-`d` network and of any deeper one with the same spec train to the same bits. The sweep
+/// trains hidden layers `0..D` once (`D` the largest depth) and, for each requested depth `d`,
+/// the depth-`d` output layer on the cached output of hidden layer `d − 1`. Every result —
+/// accuracy, per-layer accuracy, loss curve, forward passes (each network's own physical count,
+/// SPEC A7), divergence — equals [`train`]'s for that depth bit for bit (tested).
+///
+/// `train_seconds` of a result is the measured training time of the layers its network
+/// consists of (shared hidden layers counted for every depth that contains them) and their
+/// caching: what the run would take alone. [`DepthSweep::train_seconds`] is what the sweep took.
+///
+/// Errors: BP methods (their layers are not trained separately), no depths, or a spec that
+/// [`TrainSpec::validate`] refuses at one of the depths.
+pub fn train_depth_sweep(
+    spec: &TrainSpec,
+    depths: &[usize],
+    data: &TrainTest,
+    progress: &mut dyn Progress,
+) -> Result<DepthSweep, TrainError> {
+    let kind = kind_of(&data.train)?;
+    let num_classes = match kind {
+        Kind::Classes(c) => Some(c),
+        Kind::Regression => None,
+    };
+    if !spec.method.is_local() {
+        return Err(TrainError::Data(format!(
+            "a depth sweep shares layers between depths, which only FF methods train separately; {:?} trains the whole network",
+            spec.method
+        )));
+    }
+    let Some(&deepest) = depths.iter().max() else {
+        return Err(TrainError::Data("a depth sweep needs at least one depth".into()));
+    };
+    let spec_at = |d: usize| TrainSpec {
+        depth: d,
+        ..spec.clone()
+    };
+    for &d in depths {
+        spec_at(d).validate(num_classes)?;
+    }
+    let train_set = limited(&data.train, spec.train_limit);
+    let test_set = limited(&data.test, spec.test_limit);
+    let par = Par::of_current_pool();
+    let source = gradient_source(spec, par);
+    // Hidden layers 0..deepest as in the deepest network, and each depth's own network (its
+    // output layer is trained in place; its hidden layers are copied in afterwards).
+    let mut hidden = Mlp::new(
+        &layer_widths(&spec_at(deepest), train_set.features(), num_classes),
+        spec.seed,
+    );
+    let mut wanted: Vec<usize> = depths.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut nets: Vec<Mlp> = wanted
+        .iter()
+        .map(|&d| Mlp::new(&layer_widths(&spec_at(d), train_set.features(), num_classes), spec.seed))
+        .collect();
+    let mut hidden_runs: Vec<(LayerRun, f64)> = Vec::new(); // with seconds (training + caching)
+    let mut output_runs: Vec<Option<(LayerRun, f64)>> = wanted.iter().map(|_| None).collect();
+
+    let started = Instant::now();
+    par.with_polling_workers(|| {
+        let mut cached: Option<Mat> = None;
+        let mut spare: Option<Mat> = None;
+        let mut ws = LocalWorkspace::default();
+        for m in 0..=deepest {
+            let inputs = cached.as_ref().unwrap_or(&train_set.inputs);
+            // The output layer of depth m, on the output of hidden layer m − 1.
+            if let Ok(i) = wanted.binary_search(&m) {
+                let t = Instant::now();
+                let net = &mut nets[i];
+                let shape = net.shapes()[m];
+                let label = format!("output layer of depth {m}");
+                let run = train_layer(
+                    spec,
+                    m,
+                    shape,
+                    net.layer_params_mut(m),
+                    inputs,
+                    &train_set.targets,
+                    kind,
+                    source,
+                    par,
+                    progress,
+                    &label,
+                    &mut ws,
+                );
+                output_runs[i] = Some((run, t.elapsed().as_secs_f64()));
+            }
+            if m == deepest {
+                break;
+            }
+            let t = Instant::now();
+            let shape = hidden.shapes()[m];
+            let label = format!("layer {} (depths above {m})", m + 1);
+            let run = train_layer(
+                spec,
+                m,
+                shape,
+                hidden.layer_params_mut(m),
+                inputs,
+                &train_set.targets,
+                kind,
+                source,
+                par,
+                progress,
+                &label,
+                &mut ws,
+            );
+            let diverged = run.outcome.divergence.is_some();
+            if !diverged {
+                let next = next_cache(shape, hidden.layer_params(m), inputs, spare.take(), par);
+                spare = cached.replace(next);
+            }
+            hidden_runs.push((run, t.elapsed().as_secs_f64()));
+            if diverged {
+                break;
+            }
+        }
+    });
+    let sweep_seconds = started.elapsed().as_secs_f64();
+
+    // Assemble each depth's result as `train` would have made it.
+    let mut by_depth = Vec::with_capacity(wanted.len());
+    for (i, &d) in wanted.iter().enumerate() {
+        let net = &mut nets[i];
+        let mut prototypes = Vec::with_capacity(d + 1);
+        let mut curve = Vec::new();
+        let (mut passes, mut seconds) = (0u64, 0.0);
+        let mut divergence = None;
+        for (m, (run, secs)) in hidden_runs.iter().enumerate().take(d) {
+            net.layer_params_mut(m).copy_from_slice(hidden.layer_params(m));
+            prototypes.push(run.prototypes.clone());
+            curve.extend(run.curve.iter().cloned());
+            passes += run.outcome.forward_passes;
+            seconds += secs;
+            if run.outcome.divergence.is_some() {
+                divergence = run.outcome.divergence;
+                break;
+            }
+        }
+        if divergence.is_none() {
+            let (run, secs) = output_runs[i]
+                .as_ref()
+                .expect("trained: no hidden layer below it diverged");
+            prototypes.push(run.prototypes.clone());
+            curve.extend(run.curve.iter().cloned());
+            passes += run.outcome.forward_passes;
+            seconds += secs;
+            divergence = run.outcome.divergence;
+        }
+        let mut result = TrainResult {
+            spec: spec_at(d),
+            test_accuracy: None,
+            test_r2: None,
+            per_layer_test_accuracy: None,
+            train_seconds: seconds,
+            forward_passes: passes,
+            status: if divergence.is_some() {
+                Status::Diverged
+            } else {
+                Status::Ok
+            },
+            divergence,
+            loss_curve: curve,
+            parameters: net.params().len(),
+        };
+        evaluate(net, spec.method, &prototypes, &test_set, &mut result);
+        by_depth.push(result);
+    }
+    let results = depths
+        .iter()
+        .map(|d| by_depth[wanted.binary_search(d).expect("every depth was run")].clone())
+        .collect();
+    Ok(DepthSweep {
+        results,
+        train_seconds: sweep_seconds,
+    })
 }
 
 /// `ds` itself, or a copy of its first `limit` samples (copying only those: a full MNIST
