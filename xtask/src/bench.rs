@@ -27,8 +27,8 @@ use std::time::Instant;
 use clap::Args;
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
 use insitu_ffzero::{
-    dense_forward, layer_widths, train, DenseShape, LayerObjective, LayerScratch, LayerTarget, LocalLoss, Method,
-    NoProgress, Optimizer, TrainSpec,
+    dense_forward, layer_widths, train, train_depth_sweep, DenseShape, LayerObjective, LayerScratch, LayerTarget,
+    LocalLoss, Method, NoProgress, Optimizer, TrainSpec,
 };
 use insitu_linalg::{rng, CMat, Mat, MatRef, Par};
 use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RectangularMesh};
@@ -142,6 +142,27 @@ pub struct EpochRow {
     pub steady_gflops: f64,
 }
 
+/// One FF depth sweep (`insitu_ffzero::train_depth_sweep`, depths 1..=10, SGD, 1 thread):
+/// the ten runs of one (method, width) of seed 000 Fig. 4 with every shared hidden layer
+/// trained once.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepRow {
+    /// `ff-dd` or `ff-ad`.
+    pub method: String,
+    /// Hidden width.
+    pub width: usize,
+    /// The depths swept.
+    pub depths: Vec<usize>,
+    /// Training samples per epoch actually used.
+    pub samples: usize,
+    /// The sweep's training seconds with 1 epoch per layer, best of `--repeats`, scaled to
+    /// 50,000 samples.
+    pub sweep_seconds: f64,
+    /// Steady-state seconds of one more epoch per layer (2-epoch sweep minus 1-epoch sweep,
+    /// alternated, best of each), scaled to 50,000 samples.
+    pub steady_sweep_seconds: f64,
+}
+
 /// One optics-kernel measurement.
 #[derive(Clone, Debug, Serialize)]
 pub struct KernelRow {
@@ -185,6 +206,8 @@ pub struct BenchReport {
     pub quick: bool,
     /// Training epochs.
     pub epochs: Vec<EpochRow>,
+    /// FF depth sweeps (not with `--quick`).
+    pub sweeps: Vec<SweepRow>,
     /// The seed 000 Fig. 4 estimate (not with `--quick`).
     pub fig4: Option<Fig4Estimate>,
     /// Optics kernels.
@@ -385,6 +408,48 @@ pub fn bench_epoch(
     })
 }
 
+/// Times an FF depth sweep over depths 1..=10 (SGD, the paper's setting) on one thread.
+pub fn bench_sweep(
+    data: &TrainTest,
+    method: Method,
+    width: usize,
+    samples: usize,
+    repeats: usize,
+) -> Result<SweepRow, String> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let depths: Vec<usize> = (1..=10).collect();
+    let time = |epochs| -> Result<f64, String> {
+        pool.install(|| {
+            train_depth_sweep(
+                &spec_with(method, Optimizer::Sgd, width, 1, epochs, samples),
+                &depths,
+                data,
+                &mut NoProgress,
+            )
+        })
+        .map(|s| s.train_seconds)
+        .map_err(|e| e.to_string())
+    };
+    let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..repeats {
+        one = one.min(time(1)?);
+        two = two.min(time(2)?);
+    }
+    let samples = samples.min(data.train.len());
+    let scale = FULL_EPOCH_SAMPLES as f64 / samples as f64;
+    Ok(SweepRow {
+        method: method.name().into(),
+        width,
+        depths,
+        samples,
+        sweep_seconds: one * scale,
+        steady_sweep_seconds: (two - one) * scale,
+    })
+}
+
 fn time_repeats(name: &str, repeats: usize, mut f: impl FnMut()) -> KernelRow {
     f(); // warm-up
     let mut t: Vec<f64> = (0..repeats)
@@ -548,7 +613,24 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
             }
         }
     }
-    let fig4 = if args.quick { None } else { fig4_estimate(&epochs) };
+    let mut sweeps = Vec::new();
+    if !args.quick {
+        for width in [100, 50, 10] {
+            for method in [Method::FfDd, Method::FfAd] {
+                let row = bench_sweep(&data, method, width, samples, repeats)?;
+                eprintln!(
+                    "{:>5} sgd  w{width:<3} depths 1-10 sweep 1t: {:.3} s (steady {:.3} s per epoch)",
+                    row.method, row.sweep_seconds, row.steady_sweep_seconds
+                );
+                sweeps.push(row);
+            }
+        }
+    }
+    let fig4 = if args.quick {
+        None
+    } else {
+        fig4_estimate(&epochs, &sweeps)
+    };
     eprintln!("optics kernels…");
     let kernels = bench_optics(if args.quick { 3 } else { 7 })?;
     eprintln!("allocations…");
@@ -562,6 +644,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
         },
         quick: args.quick,
         epochs,
+        sweeps,
         fig4,
         kernels,
         allocations,
@@ -584,6 +667,14 @@ pub struct Fig4Estimate {
     pub core_seconds: f64,
     /// `core_seconds / 2 / 60`: two runs at a time on the two cores.
     pub minutes_on_two_cores: f64,
+    /// The same matrix as `cargo xtask reproduce` runs it: each FF (method, width) as one depth
+    /// sweep over depths 1..=10 (measured, [`SweepRow`]; every result equal to its own run's),
+    /// BP runs as above. Per (method, width), seconds on one data set.
+    pub per_method_width_with_sweeps: Vec<(String, usize, f64)>,
+    /// All of it, one thread per run or sweep, summed.
+    pub core_seconds_with_sweeps: f64,
+    /// `core_seconds_with_sweeps / 2 / 60`.
+    pub minutes_on_two_cores_with_sweeps: f64,
 }
 
 /// The Fig. 4 estimate from 1-thread, SGD rows (the paper's settings, SPEC A5) at depths 3 and
@@ -593,7 +684,11 @@ pub struct Fig4Estimate {
 /// depth d costs `100·s(d) + o(d)`; summed over d = 1..=10, the 4 methods, the 3 widths, and
 /// 2 data sets (MNIST and Fashion-MNIST have the same sizes, so the same cost). `None` if a row
 /// is missing.
-pub fn fig4_estimate(rows: &[EpochRow]) -> Option<Fig4Estimate> {
+///
+/// With FF depth sweeps, an FF (method, width) costs `100·s + o` of its measured sweep
+/// ([`SweepRow`]: `s` its steady-state seconds per epoch, `o` the 1-epoch sweep minus `s`);
+/// `None` if a sweep is missing.
+pub fn fig4_estimate(rows: &[EpochRow], sweeps: &[SweepRow]) -> Option<Fig4Estimate> {
     const EPOCHS: usize = 100;
     const DATA_SETS: f64 = 2.0;
     let find = |method: Method, width: usize, depth: usize| {
@@ -603,6 +698,8 @@ pub fn fig4_estimate(rows: &[EpochRow]) -> Option<Fig4Estimate> {
     };
     let mut per_method_width = Vec::new();
     let mut core_seconds = 0.0;
+    let mut per_method_width_with_sweeps = Vec::new();
+    let mut core_seconds_with_sweeps = 0.0;
     for width in [10, 50, 100] {
         for method in ALL_METHODS {
             let (r3, r10) = (find(method, width, 3)?, find(method, width, 10)?);
@@ -617,6 +714,14 @@ pub fn fig4_estimate(rows: &[EpochRow]) -> Option<Fig4Estimate> {
                 .sum();
             per_method_width.push((method.name().to_string(), width, seconds));
             core_seconds += DATA_SETS * seconds;
+            let with_sweep = if method.is_local() {
+                let sweep = sweeps.iter().find(|s| s.method == method.name() && s.width == width)?;
+                EPOCHS as f64 * sweep.steady_sweep_seconds + (sweep.sweep_seconds - sweep.steady_sweep_seconds).max(0.0)
+            } else {
+                seconds
+            };
+            per_method_width_with_sweeps.push((method.name().to_string(), width, with_sweep));
+            core_seconds_with_sweeps += DATA_SETS * with_sweep;
         }
     }
     Some(Fig4Estimate {
@@ -625,6 +730,9 @@ pub fn fig4_estimate(rows: &[EpochRow]) -> Option<Fig4Estimate> {
         per_method_width,
         core_seconds,
         minutes_on_two_cores: core_seconds / 2.0 / 60.0,
+        per_method_width_with_sweeps,
+        core_seconds_with_sweeps,
+        minutes_on_two_cores_with_sweeps: core_seconds_with_sweeps / 2.0 / 60.0,
     })
 }
 
@@ -676,6 +784,36 @@ pub fn render(report: &BenchReport) -> String {
             let _ = writeln!(
                 s,
                 "  {method:>5} width {width:>3}, depths 1–10, one data set: {seconds:.0} s"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "the same with each FF (method, width) as one depth sweep (as `cargo xtask reproduce` runs it): {:.0} core-seconds = {:.1} min on 2 cores",
+            f.core_seconds_with_sweeps, f.minutes_on_two_cores_with_sweeps
+        );
+        for (method, width, seconds) in f
+            .per_method_width_with_sweeps
+            .iter()
+            .filter(|(m, _, _)| m.starts_with("ff"))
+        {
+            let _ = writeln!(
+                s,
+                "  {method:>5} width {width:>3}, depths 1–10 as one sweep, one data set: {seconds:.0} s"
+            );
+        }
+    }
+    if !report.sweeps.is_empty() {
+        s.push_str("\n| FF depth sweep (1 thread, SGD) | width | depths | s (1 epoch per layer, 50k) | steady s / epoch |\n|---|---|---|---|---|\n");
+        for r in &report.sweeps {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {}–{} | {:.3} | {:.3} |",
+                r.method,
+                r.width,
+                r.depths.first().copied().unwrap_or(0),
+                r.depths.last().copied().unwrap_or(0),
+                r.sweep_seconds,
+                r.steady_sweep_seconds
             );
         }
     }
@@ -763,14 +901,38 @@ mod tests {
                 }
             }
         }
-        let f = fig4_estimate(&rows).expect("all rows present");
+        // Sweeps: 2 s per epoch per layer steady, 0.7 s once.
+        let mut sweeps: Vec<SweepRow> = [10, 50, 100]
+            .into_iter()
+            .flat_map(|width| {
+                ["ff-dd", "ff-ad"].map(|m| SweepRow {
+                    method: m.into(),
+                    width,
+                    depths: (1..=10).collect(),
+                    samples: 50_000,
+                    sweep_seconds: 2.7,
+                    steady_sweep_seconds: 2.0,
+                })
+            })
+            .collect();
+        let f = fig4_estimate(&rows, &sweeps).expect("all rows present");
         // Σ_{d=1..10} 100·0.1·(d+1) = 10·65 = 650 s per (method, width); FF adds 10·0.5 s.
         let per_data_set = 3.0 * (4.0 * 650.0 + 2.0 * 5.0);
         assert!((f.core_seconds - 2.0 * per_data_set).abs() < 1e-9, "{}", f.core_seconds);
         assert!((f.minutes_on_two_cores - f.core_seconds / 120.0).abs() < 1e-12);
-        // Adam rows do not count, and a missing row gives no estimate.
+        // With sweeps, each FF (method, width) is 100·2 + 0.7 s; BP as before.
+        let with_sweeps = 3.0 * (2.0 * 650.0 + 2.0 * 200.7);
+        assert!(
+            (f.core_seconds_with_sweeps - 2.0 * with_sweeps).abs() < 1e-9,
+            "{}",
+            f.core_seconds_with_sweeps
+        );
+        assert!((f.minutes_on_two_cores_with_sweeps - f.core_seconds_with_sweeps / 120.0).abs() < 1e-12);
+        // Adam rows do not count, and a missing row or sweep gives no estimate.
+        sweeps.pop();
+        assert!(fig4_estimate(&rows, &sweeps).is_none());
         rows.retain(|r| !(r.method == "bp-ad" && r.width == 50 && r.depth == 10));
-        assert!(fig4_estimate(&rows).is_none());
+        assert!(fig4_estimate(&rows, &sweeps).is_none());
     }
 
     /// The FLOP formulas against a direct count of the products for a 2-layer network.
@@ -818,12 +980,23 @@ mod tests {
                 steady_epoch_seconds: 0.4,
                 steady_gflops: 2.2,
             }],
+            sweeps: vec![SweepRow {
+                method: "ff-dd".into(),
+                width: 100,
+                depths: (1..=10).collect(),
+                samples: 50_000,
+                sweep_seconds: 0.9,
+                steady_sweep_seconds: 0.6,
+            }],
             fig4: Some(Fig4Estimate {
                 runs: 240,
                 epochs: 100,
                 per_method_width: vec![("ff-dd".into(), 100, 350.0)],
                 core_seconds: 3600.0,
                 minutes_on_two_cores: 30.0,
+                per_method_width_with_sweeps: vec![("ff-dd".into(), 100, 60.0), ("bp-dd".into(), 100, 300.0)],
+                core_seconds_with_sweeps: 1800.0,
+                minutes_on_two_cores_with_sweeps: 15.0,
             }),
             kernels: vec![KernelRow {
                 name: "mesh".into(),
@@ -837,6 +1010,13 @@ mod tests {
         assert!(s.contains("| ff-dd | sgd | 100 | 3 | 1 | 0.500 | 2.0 |"), "{s}");
         assert!(s.contains("3600 core-seconds = 30.0 min on 2 cores"), "{s}");
         assert!(s.contains("ff-dd width 100, depths 1–10, one data set: 350 s"), "{s}");
+        assert!(s.contains("1800 core-seconds = 15.0 min on 2 cores"), "{s}");
+        assert!(
+            s.contains("ff-dd width 100, depths 1–10 as one sweep, one data set: 60 s"),
+            "{s}"
+        );
+        assert!(!s.contains("bp-dd width 100, depths 1–10 as one sweep"), "{s}");
+        assert!(s.contains("| ff-dd | 100 | 1–10 | 0.900 | 0.600 |"), "{s}");
         assert!(s.contains("| mesh | 100.00 ms | 90.00 ms | 3 |"), "{s}");
         assert!(s.contains("not measured"), "{s}");
     }

@@ -1,5 +1,6 @@
 //! Runs pending specs in parallel (rayon, one single-threaded run per job, so results equal a
-//! serial run's), storing each result atomically the moment it finishes, with indicatif bars:
+//! serial run's; FF specs that differ only in depth run as one depth sweep, whose results equal
+//! the separate runs'), storing each result atomically the moment it finishes, with indicatif bars:
 //! one per running job and an overall bar with the time left (hidden when stderr is not a
 //! terminal; then one line per finished run is printed instead).
 
@@ -17,6 +18,7 @@ use rayon::prelude::*;
 use crate::matrix::estimated_seconds;
 use crate::runspec::{RunResult, RunSpec, RESULTS_SCHEMA_VERSION};
 use crate::store::{now_rfc3339, Store, StoredResult};
+use insitu_ffzero::TrainSpec;
 
 type Loaded = Arc<OnceLock<Result<Arc<TrainTest>, String>>>;
 
@@ -89,6 +91,48 @@ pub fn run_spec(spec: &RunSpec, data: &DataCache, bar: &ProgressBar) -> Result<R
     }
 }
 
+/// Runs FF specs that differ only in depth as one depth sweep
+/// (`insitu_ffzero::train_depth_sweep`: the shared hidden layers are trained once, and each
+/// result equals the one its own run gives), on the calling thread like [`run_spec`].
+pub fn run_sweep(specs: &[&TrainSpec], data: &DataCache, bar: &ProgressBar) -> Result<Vec<RunResult>, String> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let first = specs.first().ok_or("an empty sweep")?;
+    let tt = data.get(&first.task, first.seed)?;
+    let depths: Vec<usize> = specs.iter().map(|s| s.depth).collect();
+    let mut progress = BarProgress { bar: bar.clone() };
+    let sweep = pool
+        .install(|| insitu_ffzero::train_depth_sweep(first, &depths, &tt, &mut progress))
+        .map_err(|e| e.to_string())?;
+    Ok(sweep.results.into_iter().map(RunResult::Ffzero).collect())
+}
+
+/// Pending runs grouped into the units that execute together: FF specs (FF+DD, FF+AD) that
+/// differ only in depth form one depth sweep, every other spec runs alone. Order of first
+/// appearance is kept.
+pub fn jobs_of(pending: &[RunSpec]) -> Vec<Vec<usize>> {
+    let mut jobs: Vec<Vec<usize>> = Vec::new();
+    let mut sweep_of: HashMap<String, usize> = HashMap::new();
+    for (i, spec) in pending.iter().enumerate() {
+        match spec {
+            RunSpec::Ffzero(s) if s.method.is_local() => {
+                let key = RunSpec::Ffzero(TrainSpec { depth: 0, ..s.clone() }).canonical_json();
+                match sweep_of.get(&key) {
+                    Some(&j) => jobs[j].push(i),
+                    None => {
+                        sweep_of.insert(key, jobs.len());
+                        jobs.push(vec![i]);
+                    }
+                }
+            }
+            _ => jobs.push(vec![i]),
+        }
+    }
+    jobs
+}
+
 struct BarProgress {
     bar: ProgressBar,
 }
@@ -116,6 +160,8 @@ pub struct RunSummary {
 }
 
 /// Runs `pending` with `jobs` parallel jobs, writing each result into `store` as it finishes.
+/// FF specs that differ only in depth run as one depth sweep ([`jobs_of`], [`run_sweep`]);
+/// their results are stored one by one, each under its own spec, when the sweep ends.
 pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache, commit: &str) -> RunSummary {
     let started = Instant::now();
     let visible = std::io::stderr().is_terminal();
@@ -124,8 +170,17 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
     } else {
         ProgressDrawTarget::hidden()
     });
-    // the overall bar counts estimated milliseconds of work, so its ETA weighs runs by cost
-    let costs: Vec<f64> = pending.iter().map(estimated_seconds).collect();
+    let units = jobs_of(pending);
+    // the overall bar counts estimated milliseconds of work, so its ETA weighs runs by cost; a
+    // sweep costs about its deepest run (the other depths add one output layer each)
+    let costs: Vec<f64> = units
+        .iter()
+        .map(|unit| {
+            let each: Vec<f64> = unit.iter().map(|&i| estimated_seconds(&pending[i])).collect();
+            let deepest = each.iter().cloned().fold(0.0, f64::max);
+            deepest + 0.05 * (each.iter().sum::<f64>() - deepest)
+        })
+        .collect();
     let total_ms: u64 = costs.iter().map(|c| (c * 1000.0) as u64).sum();
     let overall = multi.add(ProgressBar::new(total_ms.max(1)));
     overall.set_style(
@@ -145,21 +200,18 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
     // cheapest first: an interrupted run (or one cut short on a busy machine) leaves as many
     // finished points as possible, and every figure fills in early; the overall bar counts
     // estimated cost, so its ETA stays honest
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut order: Vec<usize> = (0..units.len()).collect();
     order.sort_by(|&a, &b| costs[a].total_cmp(&costs[b]).then(a.cmp(&b)));
     let next = AtomicUsize::new(0);
-    let run_one = |i: usize| {
-        let spec = &pending[i];
+    let say = |line: String| {
+        if visible {
+            multi.suspend(|| eprintln!("{line}"));
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    let store_one = |spec: &RunSpec, outcome: Result<RunResult, String>, wall_seconds: f64| {
         let hash = spec.hash();
-        let bar = multi.insert_before(&overall, ProgressBar::new(1));
-        bar.set_style(job_style.clone());
-        bar.set_prefix(hash[..8].to_string());
-        bar.set_message(spec.label());
-        let t0 = Instant::now();
-        let outcome = run_spec(spec, data, &bar);
-        let wall_seconds = t0.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        multi.remove(&bar);
         let k = done.fetch_add(1, Ordering::SeqCst) + 1;
         let line = match outcome {
             Ok(result) => {
@@ -195,23 +247,61 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
                 format!("[{k}/{n}] FAILED {hash} {}: {e}", spec.label())
             }
         };
-        if visible {
-            multi.suspend(|| eprintln!("{line}"));
-        } else {
-            eprintln!("{line}");
-        }
-        overall.inc((costs[i] * 1000.0) as u64);
+        say(line);
         overall.set_message(format!("{k}/{n} runs"));
     };
+    let run_unit = |u: usize| {
+        let unit = &units[u];
+        let first = &pending[unit[0]];
+        let bar = multi.insert_before(&overall, ProgressBar::new(1));
+        bar.set_style(job_style.clone());
+        bar.set_prefix(first.hash()[..8].to_string());
+        let t0 = Instant::now();
+        if unit.len() == 1 {
+            bar.set_message(first.label());
+            let outcome = run_spec(first, data, &bar);
+            bar.finish_and_clear();
+            multi.remove(&bar);
+            store_one(first, outcome, t0.elapsed().as_secs_f64());
+        } else {
+            let specs: Vec<&TrainSpec> = unit
+                .iter()
+                .map(|&i| match &pending[i] {
+                    RunSpec::Ffzero(s) => s,
+                    RunSpec::Ffm(_) => unreachable!("jobs_of groups FF specs only"),
+                })
+                .collect();
+            let depths: Vec<String> = specs.iter().map(|s| s.depth.to_string()).collect();
+            bar.set_message(format!("{} (depths {})", first.label(), depths.join(",")));
+            let outcome = run_sweep(&specs, data, &bar);
+            bar.finish_and_clear();
+            multi.remove(&bar);
+            // every result of the sweep records the sweep's wall time
+            let wall = t0.elapsed().as_secs_f64();
+            match outcome {
+                Ok(results) => {
+                    for (&i, result) in unit.iter().zip(results) {
+                        store_one(&pending[i], Ok(result), wall);
+                    }
+                }
+                Err(e) => {
+                    for &i in unit {
+                        store_one(&pending[i], Err(e.clone()), wall);
+                    }
+                }
+            }
+        }
+        overall.inc((costs[u] * 1000.0) as u64);
+    };
     let jobs = jobs.max(1);
-    // a shared queue in `order`: each job takes the next pending run
+    // a shared queue in `order`: each job takes the next pending unit
     let work = || {
         (0..jobs).into_par_iter().for_each(|_| loop {
             let j = next.fetch_add(1, Ordering::SeqCst);
-            if j >= n {
+            if j >= units.len() {
                 break;
             }
-            run_one(order[j]);
+            run_unit(order[j]);
         })
     };
     match rayon::ThreadPoolBuilder::new().num_threads(jobs).build() {
@@ -229,4 +319,70 @@ pub fn datasets_dir(workspace: &Path) -> PathBuf {
     std::env::var_os("INSITU_DATASETS")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("datasets"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use insitu_ffzero::Method;
+
+    fn ff(method: Method, depth: usize, width: usize) -> RunSpec {
+        RunSpec::Ffzero(TrainSpec {
+            task: "synthetic-f1".into(),
+            method,
+            depth,
+            width,
+            epochs: 1,
+            batch: 32,
+            train_limit: Some(300),
+            test_limit: Some(60),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn ff_specs_that_differ_only_in_depth_form_one_unit() {
+        let pending = vec![
+            ff(Method::FfDd, 2, 6),
+            ff(Method::BpDd, 2, 6),
+            ff(Method::FfDd, 1, 6),
+            ff(Method::FfAd, 1, 6),
+            ff(Method::FfDd, 3, 8),
+            ff(Method::BpDd, 1, 6),
+            ff(Method::FfDd, 4, 6),
+        ];
+        assert_eq!(
+            jobs_of(&pending),
+            vec![vec![0, 2, 6], vec![1], vec![3], vec![4], vec![5]]
+        );
+    }
+
+    #[test]
+    fn a_sweep_stores_what_separate_runs_give() {
+        let pending = vec![
+            ff(Method::FfDd, 3, 6),
+            ff(Method::FfDd, 1, 6),
+            ff(Method::BpAd, 2, 6),
+            ff(Method::FfAd, 2, 6),
+            ff(Method::FfAd, 1, 6),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let data = DataCache::new(dir.path().join("no-datasets-needed"));
+        let summary = run_all(&pending, 2, &store, &data, "test");
+        assert_eq!(summary.finished, pending.len(), "{:?}", summary.failed);
+        let stored = store.scan().unwrap().done;
+        let hidden = ProgressBar::hidden();
+        for spec in &pending {
+            let alone = run_spec(spec, &data, &hidden).unwrap();
+            let got = &stored[&spec.hash()];
+            assert_eq!(&got.spec, spec);
+            assert_eq!(
+                got.result.without_timings(),
+                alone.without_timings(),
+                "{}",
+                spec.label()
+            );
+        }
+    }
 }

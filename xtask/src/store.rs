@@ -25,7 +25,8 @@ pub struct StoredResult {
     pub commit: String,
     /// UTC time the result was stored, RFC 3339.
     pub finished_at: String,
-    /// Wall time of the whole run (data loading and evaluation included), seconds.
+    /// Wall time of the whole run (data loading and evaluation included), seconds; for a run
+    /// done in an FF depth sweep, the whole sweep's (its `result.train_seconds` is its own).
     pub wall_seconds: f64,
 }
 
