@@ -263,10 +263,17 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
     Ok(out)
 }
 
-/// Seconds per cost unit of a seed 000 run (a parameter × sample × epoch, AD-equivalent),
-/// calibrated on this (loaded) 2-core machine with quick-profile runs (e.g. MNIST FF+DD width
-/// 100 depth 1, 10 epochs of 10 000 samples: 3.7 s; BP+DD width 100 depth 5 P = 2: 12.5 s).
-const FFZERO_SECONDS_PER_UNIT: f64 = 2.0e-10;
+/// The seed 000 cost model, per sample and epoch: a mini-batch gather per trained unit (the
+/// network for BP, each layer for FF), bookkeeping per layer, and products per parameter
+/// (`1 + 2P` evaluations for DD, 3 products' worth for AD). Fitted (least squares on relative
+/// error) to the 240 paper-profile runs of seed 000 Fig. 4 at commit af73ade on this 2-core
+/// machine (`results/paper/`): within 0.54–1.21× of every run's `train_seconds`. The previous
+/// constant (2·10⁻¹⁰ per parameter, from session 1) overestimated that matrix 18-fold.
+const FFZERO_SECONDS_PER_GATHER: f64 = 8.8e-8;
+/// See [`FFZERO_SECONDS_PER_GATHER`].
+const FFZERO_SECONDS_PER_LAYER: f64 = 9.9e-8;
+/// See [`FFZERO_SECONDS_PER_GATHER`].
+const FFZERO_SECONDS_PER_PARAMETER: f64 = 1.43e-11;
 /// Seconds per cost unit of a seed 002 run (a sample × layer × FFT point × log2), calibrated
 /// with quick runs (8 layers, 64×64 grid, 3 epochs of 3 000 samples: 29 s).
 const FFM_SECONDS_PER_UNIT: f64 = 0.8e-9;
@@ -297,7 +304,12 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
             } else {
                 3.0
             };
-            PER_RUN_SECONDS + FFZERO_SECONDS_PER_UNIT * params as f64 * n_train * s.epochs as f64 * mult
+            let layers = (widths.len() - 1) as f64;
+            let gathers = if s.method.is_local() { layers } else { 1.0 };
+            let per_sample = FFZERO_SECONDS_PER_GATHER * gathers
+                + FFZERO_SECONDS_PER_LAYER * layers
+                + FFZERO_SECONDS_PER_PARAMETER * params as f64 * mult;
+            PER_RUN_SECONDS + per_sample * n_train * s.epochs as f64
         }
         RunSpec::Ffm(s) => {
             let m = (s.grid_n * s.padding) as f64;

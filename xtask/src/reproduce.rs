@@ -14,7 +14,7 @@ use clap::Args;
 use crate::figures;
 use crate::matrix::{estimated_seconds, figure_specs, Profile, FIGURES};
 use crate::report::{self, FigureSection, Invocation};
-use crate::runner::{datasets_dir, run_all, DataCache};
+use crate::runner::{datasets_dir, estimated_total, run_all, DataCache};
 use crate::runspec::RunSpec;
 use crate::slurm;
 use crate::store::{current_commit, now_rfc3339, Store, StoredResult};
@@ -36,8 +36,8 @@ pub struct Paths {
     /// Root of the figures (one directory per profile).
     #[arg(long, value_name = "DIR")]
     pub figures: Option<PathBuf>,
-    /// The generated report (default: docs/reproduction.md for quick and paper,
-    /// `<figures>/<profile>/reproduction.md` for smoke).
+    /// The generated report (default: docs/reproduction.md for quick, docs/reproduction-paper.md
+    /// for paper, `<figures>/<profile>/reproduction.md` for smoke).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Do not draw figures or write the report.
@@ -57,9 +57,8 @@ impl Paths {
     }
     fn report_path(&self, profile: Profile) -> PathBuf {
         self.report.clone().unwrap_or_else(|| match profile {
-            Profile::Quick | Profile::Paper if self.figures.is_none() => {
-                workspace_root().join("docs").join("reproduction.md")
-            }
+            Profile::Quick if self.figures.is_none() => workspace_root().join("docs").join("reproduction.md"),
+            Profile::Paper if self.figures.is_none() => workspace_root().join("docs").join("reproduction-paper.md"),
             _ => self.figures_dir(profile).join("reproduction.md"),
         })
     }
@@ -242,7 +241,8 @@ fn reproduce(args: &ReproduceArgs) -> Result<bool, String> {
                 }
             }
         }
-        let cost: f64 = pending.iter().map(estimated_seconds).sum();
+        // FF depths of one spec run as one sweep (see runner::jobs_of)
+        let cost = estimated_total(&pending);
         let _ = writeln!(
             out,
             "total: {} unique runs selected, {} pending ≈ {} of one core, ≈ {} with --jobs {jobs}",
@@ -272,7 +272,7 @@ fn reproduce(args: &ReproduceArgs) -> Result<bool, String> {
         return Ok(true);
     }
 
-    let cost: f64 = pending.iter().map(estimated_seconds).sum();
+    let cost = estimated_total(&pending);
     eprintln!(
         "reproduce --profile {}: {} runs selected, {} already done, {} to run (≈ {} with {jobs} jobs)",
         profile.name(),

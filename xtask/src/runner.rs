@@ -159,6 +159,19 @@ pub struct RunSummary {
     pub wall: Duration,
 }
 
+/// Estimated seconds of one unit of [`jobs_of`]: a run's [`estimated_seconds`]; a depth sweep
+/// costs about its deepest run (each other depth adds an output layer, a few per cent).
+pub fn unit_cost(pending: &[RunSpec], unit: &[usize]) -> f64 {
+    let each: Vec<f64> = unit.iter().map(|&i| estimated_seconds(&pending[i])).collect();
+    let deepest = each.iter().cloned().fold(0.0, f64::max);
+    deepest + 0.05 * (each.iter().sum::<f64>() - deepest)
+}
+
+/// Estimated seconds of one core for all of `pending`, as [`run_all`] runs it (sweeps included).
+pub fn estimated_total(pending: &[RunSpec]) -> f64 {
+    jobs_of(pending).iter().map(|unit| unit_cost(pending, unit)).sum()
+}
+
 /// Runs `pending` with `jobs` parallel jobs, writing each result into `store` as it finishes.
 /// FF specs that differ only in depth run as one depth sweep ([`jobs_of`], [`run_sweep`]);
 /// their results are stored one by one, each under its own spec, when the sweep ends.
@@ -171,16 +184,8 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
         ProgressDrawTarget::hidden()
     });
     let units = jobs_of(pending);
-    // the overall bar counts estimated milliseconds of work, so its ETA weighs runs by cost; a
-    // sweep costs about its deepest run (the other depths add one output layer each)
-    let costs: Vec<f64> = units
-        .iter()
-        .map(|unit| {
-            let each: Vec<f64> = unit.iter().map(|&i| estimated_seconds(&pending[i])).collect();
-            let deepest = each.iter().cloned().fold(0.0, f64::max);
-            deepest + 0.05 * (each.iter().sum::<f64>() - deepest)
-        })
-        .collect();
+    // the overall bar counts estimated milliseconds of work, so its ETA weighs runs by cost
+    let costs: Vec<f64> = units.iter().map(|unit| unit_cost(pending, unit)).collect();
     let total_ms: u64 = costs.iter().map(|c| (c * 1000.0) as u64).sum();
     let overall = multi.add(ProgressBar::new(total_ms.max(1)));
     overall.set_style(
@@ -276,8 +281,9 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
             let outcome = run_sweep(&specs, data, &bar);
             bar.finish_and_clear();
             multi.remove(&bar);
-            // every result of the sweep records the sweep's wall time
-            let wall = t0.elapsed().as_secs_f64();
+            // each result of the sweep records an equal share of its wall time, so that the
+            // wall times of a store add up to the time spent
+            let wall = t0.elapsed().as_secs_f64() / unit.len() as f64;
             match outcome {
                 Ok(results) => {
                     for (&i, result) in unit.iter().zip(results) {

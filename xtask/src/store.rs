@@ -26,7 +26,8 @@ pub struct StoredResult {
     /// UTC time the result was stored, RFC 3339.
     pub finished_at: String,
     /// Wall time of the whole run (data loading and evaluation included), seconds; for a run
-    /// done in an FF depth sweep, the whole sweep's (its `result.train_seconds` is its own).
+    /// done in an FF depth sweep, an equal share of the sweep's (its `result.train_seconds` is
+    /// what it would take alone).
     pub wall_seconds: f64,
 }
 
