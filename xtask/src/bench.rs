@@ -353,6 +353,22 @@ fn spec_with(
     }
 }
 
+/// The best training seconds of `repeats` 1-epoch and `repeats` 2-epoch runs of `time(epochs)`.
+/// Best of several: the machine is a shared VM whose speed drifts between minutes. The 1- and
+/// 2-epoch runs alternate, so that a slow minute hits both and the steady-state difference
+/// stays fair.
+fn best_of_one_and_two_epochs(
+    repeats: usize,
+    mut time: impl FnMut(usize) -> Result<f64, String>,
+) -> Result<(f64, f64), String> {
+    let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..repeats {
+        one = one.min(time(1)?);
+        two = two.min(time(2)?);
+    }
+    Ok((one, two))
+}
+
 /// Times one epoch of `method` with `optimizer` inside a rayon pool of `threads` threads.
 pub fn bench_epoch(
     data: &TrainTest,
@@ -368,10 +384,7 @@ pub fn bench_epoch(
         .num_threads(threads)
         .build()
         .map_err(|e| e.to_string())?;
-    // Best of `repeats` runs each: the machine is a shared VM whose speed drifts between minutes.
-    // The 1- and 2-epoch runs alternate, so that a slow minute hits both and the steady-state
-    // difference stays fair.
-    let time = |epochs| -> Result<f64, String> {
+    let (one, two) = best_of_one_and_two_epochs(repeats, |epochs| {
         pool.install(|| {
             train(
                 &spec_with(method, optimizer, width, depth, epochs, samples),
@@ -381,12 +394,7 @@ pub fn bench_epoch(
         })
         .map(|r| r.train_seconds)
         .map_err(|e| e.to_string())
-    };
-    let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..repeats {
-        one = one.min(time(1)?);
-        two = two.min(time(2)?);
-    }
+    })?;
     let spec = spec_with(method, optimizer, width, depth, 1, samples);
     let samples = samples.min(data.train.len());
     let widths = layer_widths(&spec, data.train.features(), data.train.num_classes());
@@ -421,7 +429,7 @@ pub fn bench_sweep(
         .build()
         .map_err(|e| e.to_string())?;
     let depths: Vec<usize> = (1..=10).collect();
-    let time = |epochs| -> Result<f64, String> {
+    let (one, two) = best_of_one_and_two_epochs(repeats, |epochs| {
         pool.install(|| {
             train_depth_sweep(
                 &spec_with(method, Optimizer::Sgd, width, 1, epochs, samples),
@@ -432,12 +440,7 @@ pub fn bench_sweep(
         })
         .map(|s| s.train_seconds)
         .map_err(|e| e.to_string())
-    };
-    let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..repeats {
-        one = one.min(time(1)?);
-        two = two.min(time(2)?);
-    }
+    })?;
     let samples = samples.min(data.train.len());
     let scale = FULL_EPOCH_SAMPLES as f64 / samples as f64;
     Ok(SweepRow {

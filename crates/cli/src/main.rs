@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use insitu_data::{default_datasets_dir, load_task, Task};
-use insitu_ffzero::{DepthSweep, LocalLoss, Method, Model, Optimizer, Progress, TrainResult, TrainSpec};
+use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
+use insitu_ffzero::{DepthSweep, LocalLoss, Method, Model, Optimizer, Progress, TrainError, TrainResult, TrainSpec};
 
 mod ffm;
 mod interchange;
@@ -216,15 +216,25 @@ impl Progress for Bars {
     }
 }
 
-fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
-    let spec = spec_from_args(a)?;
+/// Refuses bad options before loading anything (`spec` validated at each of `depths`; the
+/// class count is known per task), loads the task's data and runs `f` in a pool of
+/// `--threads` threads with progress bars.
+fn with_data_and_pool<T: Send>(
+    a: &TrainArgs,
+    spec: &TrainSpec,
+    depths: &[usize],
+    f: impl FnOnce(&TrainTest, &mut Bars) -> Result<T, TrainError> + Send,
+) -> Result<T, String> {
     if a.threads == 0 {
         return Err("invalid --threads = 0: must be at least 1".into());
     }
     let task = Task::from_name(&spec.task).map_err(|e| e.to_string())?;
-    // Refuse bad options before loading anything (the class count is known per task).
-    spec.validate(if task.is_classification() { Some(10) } else { None })
-        .map_err(|e| e.to_string())?;
+    let classes = if task.is_classification() { Some(10) } else { None };
+    for &depth in depths {
+        TrainSpec { depth, ..spec.clone() }
+            .validate(classes)
+            .map_err(|e| e.to_string())?;
+    }
     let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
     let data = load_task(task, &dir, spec.seed).map_err(|e| e.to_string())?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -232,50 +242,33 @@ fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let mut bars = Bars::new(std::io::stderr().is_terminal());
-    let result = pool
-        .install(|| insitu_ffzero::train(&spec, &data, &mut bars))
-        .map_err(|e| e.to_string())?;
+    let result = pool.install(|| f(&data, &mut bars)).map_err(|e| e.to_string())?;
     bars.clear();
     Ok(result)
+}
+
+fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
+    let spec = spec_from_args(a)?;
+    with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
+        insitu_ffzero::train(&spec, data, bars)
+    })
 }
 
 /// `insitu train --depths …`: one FF depth sweep.
 fn run_sweep(a: &TrainArgs, depths: &[usize]) -> Result<DepthSweep, String> {
     let spec = spec_from_args(a)?;
-    if a.threads == 0 {
-        return Err("invalid --threads = 0: must be at least 1".into());
-    }
     if !spec.method.is_local() {
         return Err(format!(
             "invalid --depths with --method {}: a depth sweep shares hidden layers, which only ff-dd and ff-ad train separately",
             spec.method.name()
         ));
     }
-    let task = Task::from_name(&spec.task).map_err(|e| e.to_string())?;
-    let classes = if task.is_classification() { Some(10) } else { None };
     if depths.is_empty() {
         return Err("invalid --depths: give at least one depth".into());
     }
-    for &d in depths {
-        TrainSpec {
-            depth: d,
-            ..spec.clone()
-        }
-        .validate(classes)
-        .map_err(|e| e.to_string())?;
-    }
-    let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
-    let data = load_task(task, &dir, spec.seed).map_err(|e| e.to_string())?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut bars = Bars::new(std::io::stderr().is_terminal());
-    let sweep = pool
-        .install(|| insitu_ffzero::train_depth_sweep(&spec, depths, &data, &mut bars))
-        .map_err(|e| e.to_string())?;
-    bars.clear();
-    Ok(sweep)
+    with_data_and_pool(a, &spec, depths, |data, bars| {
+        insitu_ffzero::train_depth_sweep(&spec, depths, data, bars)
+    })
 }
 
 fn main() -> ExitCode {

@@ -383,56 +383,36 @@ pub fn train_depth_sweep(
         let mut cached: Option<Mat> = None;
         let mut spare: Option<Mat> = None;
         let mut ws = LocalWorkspace::default();
+        let targets = &train_set.targets;
+        let mut train_at = |m: usize, shape: DenseShape, params: &mut [f32], inputs: &Mat, label: &str| {
+            let t = Instant::now();
+            let run = train_layer(
+                spec, m, shape, params, inputs, targets, kind, source, par, progress, label, &mut ws,
+            );
+            (run, t.elapsed().as_secs_f64())
+        };
         for m in 0..=deepest {
             let inputs = cached.as_ref().unwrap_or(&train_set.inputs);
             // The output layer of depth m, on the output of hidden layer m − 1.
             if let Ok(i) = wanted.binary_search(&m) {
-                let t = Instant::now();
                 let net = &mut nets[i];
                 let shape = net.shapes()[m];
                 let label = format!("output layer of depth {m}");
-                let run = train_layer(
-                    spec,
-                    m,
-                    shape,
-                    net.layer_params_mut(m),
-                    inputs,
-                    &train_set.targets,
-                    kind,
-                    source,
-                    par,
-                    progress,
-                    &label,
-                    &mut ws,
-                );
-                output_runs[i] = Some((run, t.elapsed().as_secs_f64()));
+                output_runs[i] = Some(train_at(m, shape, net.layer_params_mut(m), inputs, &label));
             }
             if m == deepest {
                 break;
             }
-            let t = Instant::now();
             let shape = hidden.shapes()[m];
             let label = format!("layer {} (depths above {m})", m + 1);
-            let run = train_layer(
-                spec,
-                m,
-                shape,
-                hidden.layer_params_mut(m),
-                inputs,
-                &train_set.targets,
-                kind,
-                source,
-                par,
-                progress,
-                &label,
-                &mut ws,
-            );
+            let (run, seconds) = train_at(m, shape, hidden.layer_params_mut(m), inputs, &label);
+            let t = Instant::now();
             let diverged = run.outcome.divergence.is_some();
             if !diverged {
                 let next = next_cache(shape, hidden.layer_params(m), inputs, spare.take(), par);
                 spare = cached.replace(next);
             }
-            hidden_runs.push((run, t.elapsed().as_secs_f64()));
+            hidden_runs.push((run, seconds + t.elapsed().as_secs_f64()));
             if diverged {
                 break;
             }

@@ -2,26 +2,14 @@
 //! classification and regression, FF+DD and FF+AD, SGD and Adam, any order of depths, one or
 //! two threads, and runs that diverge.
 
+mod common;
+use common::blobs;
 use insitu_data::{Dataset, Targets, TrainTest};
 use insitu_ffzero::{
     train, train_depth_sweep, LocalLoss, Method, NoProgress, Optimizer, TrainError, TrainResult, TrainSpec,
 };
 use insitu_linalg::{rng, Mat};
 use rand::Rng;
-
-/// Gaussian blobs: 3 classes in 6 features.
-fn blobs(n: usize, seed: u64) -> Dataset {
-    let mut g = rng(seed);
-    let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
-    let inputs = Mat::from_fn(6, n, |r, c| {
-        let centre = if r as u32 == labels[c] { 2.0 } else { 0.0 };
-        centre + g.random_range(-1.0f32..1.0)
-    });
-    Dataset {
-        inputs,
-        targets: Targets::Classes { labels, num_classes: 3 },
-    }
-}
 
 /// y = sin(x₀) + x₁x₂ / 2, scaled into [−1, 1].
 fn regression(n: usize, seed: u64) -> Dataset {

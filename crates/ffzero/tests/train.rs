@@ -2,27 +2,13 @@
 //! results do not depend on the thread count, bad options are refused before any work, and a
 //! diverging run ends as a result with `status: diverged`, not a crash.
 
-use insitu_data::{default_datasets_dir, load_task, Dataset, Targets, Task, TrainTest};
+mod common;
+use common::blobs;
+use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
 use insitu_ffzero::{train, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainSpec};
-use insitu_linalg::{rng, Mat};
-use rand::Rng;
 
 fn mnist() -> TrainTest {
     load_task(Task::Mnist, &default_datasets_dir(), 0).expect("the repository's datasets/ must load")
-}
-
-/// A small synthetic 3-class problem (Gaussian blobs) for fast structural tests.
-fn blobs(n: usize, seed: u64) -> Dataset {
-    let mut g = rng(seed);
-    let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
-    let inputs = Mat::from_fn(6, n, |r, c| {
-        let centre = if r as u32 == labels[c] { 2.0 } else { 0.0 };
-        centre + g.random_range(-1.0f32..1.0)
-    });
-    Dataset {
-        inputs,
-        targets: Targets::Classes { labels, num_classes: 3 },
-    }
 }
 
 #[test]

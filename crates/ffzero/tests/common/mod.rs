@@ -1,0 +1,19 @@
+//! Fixtures shared by the integration tests.
+
+use insitu_data::{Dataset, Targets};
+use insitu_linalg::{rng, Mat};
+use rand::Rng;
+
+/// A small synthetic 3-class problem (Gaussian blobs in 6 features) for fast structural tests.
+pub fn blobs(n: usize, seed: u64) -> Dataset {
+    let mut g = rng(seed);
+    let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+    let inputs = Mat::from_fn(6, n, |r, c| {
+        let centre = if r as u32 == labels[c] { 2.0 } else { 0.0 };
+        centre + g.random_range(-1.0f32..1.0)
+    });
+    Dataset {
+        inputs,
+        targets: Targets::Classes { labels, num_classes: 3 },
+    }
+}
