@@ -2,7 +2,7 @@
 //! directional-derivative methods see (SPEC A2, A4).
 
 use insitu_autodiff::{loss, Tape, Var};
-use insitu_linalg::{dot, matmul, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{add_scaled, dot, matmul, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::PerturbedObjective;
 use rayon::prelude::*;
 
@@ -383,9 +383,7 @@ impl PerturbedObjective for NetworkObjective<'_> {
 
     fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]) {
         for (o, &t) in out.iter_mut().zip(steps) {
-            for ((p, b), d) in self.perturbed.params_mut().iter_mut().zip(self.base).zip(direction) {
-                *p = b + t * d;
-            }
+            add_scaled(self.perturbed.params_mut(), self.base, t, direction);
             self.perturbed.forward_taps(self.input, self.buffers, |_, _| {});
             *o = self.target.loss(self.buffers.last().expect("at least one layer"));
         }

@@ -33,6 +33,42 @@ pub fn sum_of_squares(x: &[f32]) -> f64 {
     vectorized(SumOfSquares(x))
 }
 
+/// `out[i] = base[i] + t·along[i]` (a point on a line through parameter space: `t·along[i]`
+/// rounded, then the sum rounded, as the scalar expression `b + t * d` is, on every path).
+/// Runs [`vectorized`].
+///
+/// # Panics
+/// If the lengths differ.
+pub fn add_scaled(out: &mut [f32], base: &[f32], t: f32, along: &[f32]) {
+    assert!(
+        out.len() == base.len() && base.len() == along.len(),
+        "add_scaled: lengths {}, {}, {}",
+        out.len(),
+        base.len(),
+        along.len()
+    );
+    vectorized(AddScaled { out, base, t, along });
+}
+
+/// [`add_scaled`] as a [`VectorKernel`].
+struct AddScaled<'a> {
+    out: &'a mut [f32],
+    base: &'a [f32],
+    t: f32,
+    along: &'a [f32],
+}
+
+impl VectorKernel for AddScaled<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let t = self.t;
+        for ((o, &b), &d) in self.out.iter_mut().zip(self.base).zip(self.along) {
+            *o = b + t * d;
+        }
+    }
+}
+
 /// [`sum_of_squares`] as a [`VectorKernel`].
 struct SumOfSquares<'a>(&'a [f32]);
 
@@ -55,7 +91,21 @@ impl VectorKernel for SumOfSquares<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::dot;
+    use super::{add_scaled, dot};
+
+    #[test]
+    fn add_scaled_is_the_scalar_expression_bitwise() {
+        let n = 1003;
+        let base: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let along: Vec<f32> = (0..n).map(|i| (i as f32 * 1.91).cos() * 1e-3 + 1e-9).collect();
+        for t in [1e-3f32, -1e-3, 0.7, -1e30] {
+            let mut out = vec![0.0f32; n];
+            add_scaled(&mut out, &base, t, &along);
+            for i in 0..n {
+                assert_eq!(out[i].to_bits(), (base[i] + t * along[i]).to_bits(), "i = {i}, t = {t}");
+            }
+        }
+    }
 
     #[test]
     fn dot_matches_a_naive_f64_sum_for_every_tail_length() {
