@@ -78,8 +78,20 @@ pub fn margin_sample_loss(classes: usize, label: usize, margin: f64, g: impl Fn(
     let gy = g(label);
     (0..classes)
         .filter(|&c| c != label)
-        .map(|c| (g(c) - gy + margin).max(0.0))
+        .map(|c| hinge(g(c) - gy + margin))
         .sum()
+}
+
+/// `max(0, v)` that keeps a NaN: `f64::max` returns the other operand, which would turn a
+/// non-finite sample (a NaN input, an overflow) into a zero loss and hide the divergence that
+/// training must stop at (SPEC A7).
+#[inline]
+fn hinge(v: f64) -> f64 {
+    if v > 0.0 || v.is_nan() {
+        v
+    } else {
+        0.0
+    }
 }
 
 /// Seed 000 eq. 5 as a loss to minimise, for **one** sample from its goodness values:
@@ -579,6 +591,21 @@ mod tests {
                 classes: 3
             }
         );
+    }
+
+    #[test]
+    fn the_margin_loss_keeps_non_finite_samples_visible() {
+        let g = [0.9, 0.1, f64::NAN];
+        assert!(margin_sample_loss(3, 0, 0.3, |c| g[c]).is_nan());
+        let g = [f64::NAN, 0.1, 0.2];
+        assert!(margin_sample_loss(3, 0, 0.3, |c| g[c]).is_nan());
+        // Finite samples: Σ_{c≠y} max(0, g(c) − g(y) + q).
+        let g = [0.9, 0.1, 0.8];
+        assert!((margin_sample_loss(3, 0, 0.3, |c| g[c]) - 0.2).abs() < 1e-12);
+        // A NaN column of z gives NaN goodness, hence a NaN batch loss.
+        let mut z = Mat::from_element(3, 2, 1.0);
+        z[(1, 1)] = f32::NAN;
+        assert!(margin_loss(&z, &Mat::identity(3, 3), &[0, 1], 0.3).is_nan());
     }
 
     #[test]

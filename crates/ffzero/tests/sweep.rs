@@ -127,8 +127,7 @@ fn every_depth_equals_its_own_run_regression() {
 fn diverging_layers_diverge_at_the_same_place() {
     // FF's cosine losses are scale-invariant, so no step size or input scale makes them
     // overflow; a NaN in one training sample stops the first layer, which every depth shares,
-    // at the step whose batch holds it, with the eq. 5 loss. (The margin loss's
-    // `max(0, ·)` drops a NaN sample's term: docs/performance.md, "noticed".)
+    // at the step whose batch holds it.
     let mut train = blobs(300, 1);
     train.inputs[(2, 77)] = f32::NAN;
     let data = TrainTest {
