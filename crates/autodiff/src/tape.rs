@@ -284,7 +284,7 @@ impl Tape {
         let (lo, out) = split(&mut self.values, i);
         set_shape(out, lo[z].nrows(), lo[z].ncols());
         for (o, &v) in out.as_mut_slice().iter_mut().zip(lo[z].as_slice()) {
-            *o = v.max(0.0);
+            *o = insitu_linalg::relu(v);
         }
         Var(i)
     }

@@ -69,9 +69,9 @@ pub fn dense_forward_into(shape: DenseShape, params: &[f32], x: MatRef<'_, f32>,
     );
 }
 
-/// In-place ReLU.
+/// In-place ReLU ([`insitu_linalg::relu`]: a NaN passes through to the loss).
 pub fn relu_in_place(z: &mut [f32]) {
-    z.iter_mut().for_each(|v| *v = v.max(0.0));
+    z.iter_mut().for_each(|v| *v = insitu_linalg::relu(*v));
 }
 
 impl Mlp {

@@ -178,3 +178,32 @@ fn divergence_is_a_result_with_its_location() {
     // the JSON of a diverged run serialises (non-finite numbers become null, never an error)
     serde_json::to_string(&r).unwrap();
 }
+
+#[test]
+fn a_nan_in_the_data_stops_every_method_as_diverged() {
+    // ReLU and the margin loss must carry a NaN to the loss (as PyTorch's do), not clip it to
+    // zero, or the run would train on and report `ok` (SPEC A7).
+    let mut train_set = blobs(300, 1);
+    train_set.inputs[(2, 77)] = f32::NAN;
+    let data = TrainTest {
+        train: train_set,
+        test: blobs(60, 2),
+    };
+    for method in Method::ALL {
+        let spec = TrainSpec {
+            method,
+            width: 8,
+            depth: 2,
+            epochs: 2,
+            batch: 30,
+            ..Default::default()
+        };
+        let r = train(&spec, &data, &mut NoProgress).unwrap();
+        assert_eq!(r.status, Status::Diverged, "{method:?}");
+        let d = r.divergence.expect("where");
+        assert_eq!(d.epoch, 0, "{method:?}: the first batch holding sample 77");
+        if method.is_local() {
+            assert_eq!(d.layer, Some(0), "{method:?}");
+        }
+    }
+}

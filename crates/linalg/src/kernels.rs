@@ -26,6 +26,17 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// `max(0, v)` that lets a NaN through, as PyTorch's ReLU does: `f32::max` would return 0 for a
+/// NaN and hide a diverged value from the loss (SPEC A7). `−0.0` gives `0.0`.
+#[inline(always)]
+pub fn relu(v: f32) -> f32 {
+    if v > 0.0 || v.is_nan() {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// `Σ x²` in f64 with four accumulators (vectorises; the order is fixed, so the result is
 /// deterministic): a squared norm where f32 accumulation would lose digits.
 /// Runs [`vectorized`] (AVX-512 or AVX2 when the CPU has them; the same bits on every path).
@@ -91,7 +102,17 @@ impl VectorKernel for SumOfSquares<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{add_scaled, dot};
+    use super::{add_scaled, dot, relu};
+
+    #[test]
+    fn relu_lets_nan_through() {
+        assert!(relu(f32::NAN).is_nan());
+        assert_eq!(relu(-1.5), 0.0);
+        assert_eq!(relu(-0.0).to_bits(), 0.0f32.to_bits());
+        assert_eq!(relu(2.5), 2.5);
+        assert_eq!(relu(f32::INFINITY), f32::INFINITY);
+        assert_eq!(relu(f32::NEG_INFINITY), 0.0);
+    }
 
     #[test]
     fn add_scaled_is_the_scalar_expression_bitwise() {
