@@ -1,10 +1,11 @@
 //! Micro-benchmarks of the step rules (issue 8 item 3): one SGD and one Adam update of the
-//! paper's MNIST MLP of width 100 and depth 3 (99,710 parameters), one thread.
+//! paper's MNIST MLP of width 100 and depth 3 (99,710 parameters), one thread; and the
+//! perturbed parameters `ω + t·d` that BP+DD forms twice per step (`add_scaled`).
 //!
 //! Run: `cargo bench -p insitu-optim --bench step`.
 
 use divan::Bencher;
-use insitu_linalg::Par;
+use insitu_linalg::{add_scaled, Par};
 use insitu_optim::{Adam, Sgd, StepRule};
 
 /// 784·100 + 100 + 2·(100·100 + 100) + 100·10 + 10.
@@ -36,4 +37,13 @@ fn adam(bencher: Bencher) {
     bencher
         .counter(divan::counter::ItemsCount::new(N))
         .bench_local(|| rule.step_par(&mut params, &grad, Par::Seq));
+}
+
+#[divan::bench]
+fn perturbed_parameters(bencher: Bencher) {
+    let (base, direction) = operands();
+    let mut out = vec![0.0f32; N];
+    bencher
+        .counter(divan::counter::ItemsCount::new(N))
+        .bench_local(|| add_scaled(&mut out, &base, 1e-3, &direction));
 }
