@@ -59,13 +59,19 @@ impl DataCache {
     }
 }
 
+/// A one-thread rayon pool: a run inside it keeps its library's parallel loops serial (and its
+/// results equal to a serial run's), while `run_all` spends the cores on parallel runs.
+fn one_thread_pool() -> Result<rayon::ThreadPool, String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// Runs one spec on the calling thread (inside a one-thread rayon pool, so a library's inner
 /// parallel loops stay serial), reporting steps to `bar`.
 pub fn run_spec(spec: &RunSpec, data: &DataCache, bar: &ProgressBar) -> Result<RunResult, String> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let pool = one_thread_pool()?;
     match spec {
         RunSpec::Ffzero(s) => {
             let tt = data.get(&s.task, s.seed)?;
@@ -95,10 +101,7 @@ pub fn run_spec(spec: &RunSpec, data: &DataCache, bar: &ProgressBar) -> Result<R
 /// (`insitu_ffzero::train_depth_sweep`: the shared hidden layers are trained once, and each
 /// result equals the one its own run gives), on the calling thread like [`run_spec`].
 pub fn run_sweep(specs: &[&TrainSpec], data: &DataCache, bar: &ProgressBar) -> Result<Vec<RunResult>, String> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let pool = one_thread_pool()?;
     let first = specs.first().ok_or("an empty sweep")?;
     let tt = data.get(&first.task, first.seed)?;
     let depths: Vec<usize> = specs.iter().map(|s| s.depth).collect();

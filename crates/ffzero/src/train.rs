@@ -108,6 +108,16 @@ enum Kind {
     Regression,
 }
 
+impl Kind {
+    /// The class count (`None` for regression), as [`TrainSpec::validate`] takes it.
+    fn num_classes(self) -> Option<usize> {
+        match self {
+            Kind::Classes(c) => Some(c),
+            Kind::Regression => None,
+        }
+    }
+}
+
 /// The method's gradient source: the directional-derivative estimator or reverse mode.
 fn gradient_source(spec: &TrainSpec, par: Par) -> GradientSource {
     if spec.method.is_directional() {
@@ -257,10 +267,7 @@ impl BatchBuffers {
 /// fully). The numbers are the same for any thread count.
 pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) -> Result<TrainResult, TrainError> {
     let kind = kind_of(&data.train)?;
-    let num_classes = match kind {
-        Kind::Classes(c) => Some(c),
-        Kind::Regression => None,
-    };
+    let num_classes = kind.num_classes();
     spec.validate(num_classes)?;
     let train_set = limited(&data.train, spec.train_limit);
     let test_set = limited(&data.test, spec.test_limit);
@@ -282,8 +289,31 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     });
     let train_seconds = started.elapsed().as_secs_f64();
 
+    Ok(evaluated_result(
+        spec.clone(),
+        &mlp,
+        &prototypes,
+        &test_set,
+        train_seconds,
+        outcome,
+        curve,
+    ))
+}
+
+/// The result of a trained (or diverged) network: what training gave, and the test metrics
+/// from [`evaluate`].
+fn evaluated_result(
+    spec: TrainSpec,
+    mlp: &Mlp,
+    prototypes: &[LayerPrototypes],
+    test: &Dataset,
+    train_seconds: f64,
+    outcome: UnitOutcome,
+    loss_curve: Vec<EpochLoss>,
+) -> TrainResult {
+    let method = spec.method;
     let mut result = TrainResult {
-        spec: spec.clone(),
+        spec,
         test_accuracy: None,
         test_r2: None,
         per_layer_test_accuracy: None,
@@ -295,11 +325,11 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
             Status::Ok
         },
         divergence: outcome.divergence,
-        loss_curve: curve,
+        loss_curve,
         parameters: mlp.params().len(),
     };
-    evaluate(&mlp, spec.method, &prototypes, &test_set, &mut result);
-    Ok(result)
+    evaluate(mlp, method, prototypes, test, &mut result);
+    result
 }
 
 /// The results of one FF spec at several depths ([`train_depth_sweep`]).
@@ -338,10 +368,7 @@ pub fn train_depth_sweep(
     progress: &mut dyn Progress,
 ) -> Result<DepthSweep, TrainError> {
     let kind = kind_of(&data.train)?;
-    let num_classes = match kind {
-        Kind::Classes(c) => Some(c),
-        Kind::Regression => None,
-    };
+    let num_classes = kind.num_classes();
     if !spec.method.is_local() {
         return Err(TrainError::Data(format!(
             "a depth sweep shares layers between depths, which only FF methods train separately; {:?} trains the whole network",
@@ -449,24 +476,19 @@ pub fn train_depth_sweep(
             seconds += secs;
             divergence = run.outcome.divergence;
         }
-        let mut result = TrainResult {
-            spec: spec_at(d),
-            test_accuracy: None,
-            test_r2: None,
-            per_layer_test_accuracy: None,
-            train_seconds: seconds,
-            forward_passes: passes,
-            status: if divergence.is_some() {
-                Status::Diverged
-            } else {
-                Status::Ok
-            },
+        let outcome = UnitOutcome {
             divergence,
-            loss_curve: curve,
-            parameters: net.params().len(),
+            forward_passes: passes,
         };
-        evaluate(net, spec.method, &prototypes, &test_set, &mut result);
-        by_depth.push(result);
+        by_depth.push(evaluated_result(
+            spec_at(d),
+            net,
+            &prototypes,
+            &test_set,
+            seconds,
+            outcome,
+            curve,
+        ));
     }
     let results = depths
         .iter()
