@@ -23,7 +23,9 @@ mod train;
 
 pub use insitu_optim::{NoProgress, Progress};
 pub use metrics::{accuracy, majority_vote, r_squared};
-pub use mlp::{dense_forward, dense_forward_into, relu_in_place, split_dense, DenseShape, Mlp};
+pub use mlp::{
+    dense_forward, dense_forward_into, layer_forward_into, relu_in_place, split_dense, DenseShape, LayerInput, Mlp,
+};
 pub use objective::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
     NetworkObjective, COLUMN_BLOCK,
@@ -31,5 +33,5 @@ pub use objective::{
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
 pub use train::{
     layer_widths, train, train_depth_sweep, DepthSweep, Divergence, EpochLoss, LayerPrototypes, Status, TrainError,
-    TrainResult,
+    TrainResult, SPARSE_INPUT_MAX_DENSITY,
 };

@@ -1,7 +1,7 @@
 //! The MLP: dense layers with biases and ReLU, all parameters in one flat vector so every
 //! gradient source and step rule can work on one layer (FF) or on the whole network (BP).
 
-use insitu_linalg::{derive_seed, matmul, rng, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{derive_seed, matmul, matmul_sparse, rng, Accum, Mat, MatMut, MatRef, Par, SparseRef};
 use rand::Rng;
 
 /// Shape of one dense layer `z = W·x + b`, `W: out × in`.
@@ -41,6 +41,68 @@ pub fn split_dense(shape: DenseShape, params: &[f32]) -> (MatRef<'_, f32>, &[f32
         MatRef::from_col_major(&params[..nw], shape.outputs, shape.inputs),
         &params[nw..nw + shape.outputs],
     )
+}
+
+/// A layer's input batch (in × B): dense columns, or the non-zero entries of sparse ones (the
+/// first layer on image data, see [`insitu_linalg::matmul_sparse`]). Both give `W·x + b`; the
+/// sparse form skips the exact zeros, so it computes the same values in another order.
+#[derive(Clone, Copy, Debug)]
+pub enum LayerInput<'a> {
+    /// Dense columns.
+    Dense(MatRef<'a, f32>),
+    /// Sparse columns.
+    Sparse(SparseRef<'a>),
+}
+
+impl<'a> LayerInput<'a> {
+    /// Features per sample.
+    pub fn nrows(&self) -> usize {
+        match self {
+            LayerInput::Dense(x) => x.nrows(),
+            LayerInput::Sparse(x) => x.nrows(),
+        }
+    }
+
+    /// Samples.
+    pub fn ncols(&self) -> usize {
+        match self {
+            LayerInput::Dense(x) => x.ncols(),
+            LayerInput::Sparse(x) => x.ncols(),
+        }
+    }
+
+    /// Samples `start..start + len`.
+    pub fn columns(&self, start: usize, len: usize) -> LayerInput<'a> {
+        match *self {
+            LayerInput::Dense(x) => LayerInput::Dense(x.submatrix(0, start, x.nrows(), len)),
+            LayerInput::Sparse(x) => LayerInput::Sparse(x.subcolumns(start, len)),
+        }
+    }
+}
+
+impl<'a> From<MatRef<'a, f32>> for LayerInput<'a> {
+    fn from(x: MatRef<'a, f32>) -> Self {
+        LayerInput::Dense(x)
+    }
+}
+
+/// `z ← W·x + b` for either form of input ([`LayerInput`]) into a column-major slice of
+/// `out × B` values, without allocating: [`dense_forward_into`], or the bias followed by
+/// [`insitu_linalg::matmul_sparse`].
+///
+/// # Panics
+/// If `z.len()` is not `shape.outputs · x.ncols()`.
+pub fn layer_forward_into(shape: DenseShape, params: &[f32], x: LayerInput<'_>, z: &mut [f32]) {
+    match x {
+        LayerInput::Dense(x) => dense_forward_into(shape, params, x, z),
+        LayerInput::Sparse(x) => {
+            let (w, b) = split_dense(shape, params);
+            for col in z.chunks_exact_mut(shape.outputs) {
+                col.copy_from_slice(b);
+            }
+            matmul_sparse(MatMut::from_col_major(z, shape.outputs, x.ncols()), Accum::Add, w, x);
+        }
+    }
 }
 
 /// `z ← W·x + b` for a batch `x` (in × B) into `z` (out × B), through the one product function.
@@ -138,9 +200,16 @@ impl Mlp {
         self.offsets[l]
     }
 
-    /// Forward a batch `x` (in × B), calling `tap(l, z_l)` with every layer's pre-activation.
+    /// Forward a batch `x` (in × B, dense or sparse), calling `tap(l, z_l)` with every layer's
+    /// pre-activation.
     /// `buffers` holds one matrix per layer (resized on first use, reused after).
-    pub fn forward_taps(&self, x: MatRef<'_, f32>, buffers: &mut Vec<Mat>, mut tap: impl FnMut(usize, &Mat)) {
+    pub fn forward_taps<'x>(
+        &self,
+        x: impl Into<LayerInput<'x>>,
+        buffers: &mut Vec<Mat>,
+        mut tap: impl FnMut(usize, &Mat),
+    ) {
+        let x = x.into();
         let b = x.ncols();
         buffers.resize_with(self.num_layers(), || Mat::zeros(0, 0));
         for l in 0..self.num_layers() {
@@ -150,8 +219,12 @@ impl Mlp {
             if z.shape() != (s.outputs, b) {
                 *z = Mat::zeros(s.outputs, b);
             }
-            let input = if l == 0 { x } else { MatRef::from(&before[l - 1]) };
-            dense_forward(s, self.layer_params(l), input, z);
+            let input = if l == 0 {
+                x
+            } else {
+                LayerInput::Dense(MatRef::from(&before[l - 1]))
+            };
+            layer_forward_into(s, self.layer_params(l), input, z.as_mut_slice());
             tap(l, z);
             if l + 1 < self.num_layers() {
                 relu_in_place(z.as_mut_slice());

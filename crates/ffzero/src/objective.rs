@@ -6,7 +6,7 @@ use insitu_linalg::{add_scaled, dot, matmul, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::PerturbedObjective;
 use rayon::prelude::*;
 
-use crate::mlp::{dense_forward_into, DenseShape, Mlp};
+use crate::mlp::{layer_forward_into, DenseShape, LayerInput, Mlp};
 use crate::spec::LocalLoss;
 
 /// What one layer's pre-activation `z` (width × B) is scored against (SPEC A2).
@@ -172,7 +172,7 @@ pub struct LayerObjective<'a> {
     shape: DenseShape,
     params: &'a [f32],
     prepared: bool,
-    input: MatRef<'a, f32>,
+    input: LayerInput<'a>,
     target: LayerTarget<'a>,
     scratch: &'a mut LayerScratch,
     par: Par,
@@ -188,13 +188,13 @@ fn block_columns(i: usize, batch: usize) -> (usize, usize) {
 fn forward_block(
     shape: DenseShape,
     params: &[f32],
-    x: MatRef<'_, f32>,
+    x: LayerInput<'_>,
     prototypes: MatRef<'_, f32>,
     z: &mut [f32],
     projections: &mut [f32],
 ) {
     let len = x.ncols();
-    dense_forward_into(shape, params, x, z);
+    layer_forward_into(shape, params, x, z);
     matmul(
         MatMut::from_col_major(projections, prototypes.ncols(), len),
         Accum::Replace,
@@ -206,13 +206,14 @@ fn forward_block(
 }
 
 impl<'a> LayerObjective<'a> {
-    /// The objective of one layer at parameters `params` on the batch `input` (in × B).
+    /// The objective of one layer at parameters `params` on the batch `input` (in × B; dense, or
+    /// sparse for the first layer on image data).
     /// `par` chooses whether column blocks run on rayon's pool (results are identical). Cheap:
     /// the shared work happens in [`PerturbedObjective::prepare`].
     pub fn new(
         shape: DenseShape,
         params: &'a [f32],
-        input: MatRef<'a, f32>,
+        input: impl Into<LayerInput<'a>>,
         target: LayerTarget<'a>,
         scratch: &'a mut LayerScratch,
         par: Par,
@@ -221,7 +222,7 @@ impl<'a> LayerObjective<'a> {
             shape,
             params,
             prepared: false,
-            input,
+            input: input.into(),
             target,
             scratch,
             par,
@@ -268,14 +269,7 @@ impl PerturbedObjective for LayerObjective<'_> {
             .with_min_len(par.min_blocks_per_job())
             .for_each(|(i, ((z, proj), norm2))| {
                 let (start, len) = block_columns(i, batch);
-                forward_block(
-                    shape,
-                    params,
-                    input.submatrix(0, start, input.nrows(), len),
-                    prototypes,
-                    z,
-                    proj,
-                );
+                forward_block(shape, params, input.columns(start, len), prototypes, z, proj);
                 for (n, col) in norm2.iter_mut().zip(z.chunks_exact(shape.outputs)) {
                     *n = dot(col, col) as f64;
                 }
@@ -303,14 +297,7 @@ impl PerturbedObjective for LayerObjective<'_> {
             .with_min_len(self.par.min_blocks_per_job())
             .for_each(|(i, ((((a, pa), cross), a2), partial))| {
                 let (start, len) = block_columns(i, batch);
-                forward_block(
-                    shape,
-                    direction,
-                    input.submatrix(0, start, input.nrows(), len),
-                    prototypes,
-                    a,
-                    pa,
-                );
+                forward_block(shape, direction, input.columns(start, len), prototypes, a, pa);
                 let b = &base.as_slice()[start * shape.outputs..(start + len) * shape.outputs];
                 for (j, (bc, ac)) in b
                     .chunks_exact(shape.outputs)
@@ -346,7 +333,7 @@ impl PerturbedObjective for LayerObjective<'_> {
 pub struct NetworkObjective<'a> {
     base: &'a [f32],
     perturbed: &'a mut Mlp,
-    input: MatRef<'a, f32>,
+    input: LayerInput<'a>,
     target: GlobalTarget<'a>,
     buffers: &'a mut Vec<Mat>,
 }
@@ -357,7 +344,7 @@ impl<'a> NetworkObjective<'a> {
     pub fn new(
         base: &'a [f32],
         perturbed: &'a mut Mlp,
-        input: MatRef<'a, f32>,
+        input: impl Into<LayerInput<'a>>,
         target: GlobalTarget<'a>,
         buffers: &'a mut Vec<Mat>,
     ) -> Self {
@@ -369,7 +356,7 @@ impl<'a> NetworkObjective<'a> {
         Self {
             base,
             perturbed,
-            input,
+            input: input.into(),
             target,
             buffers,
         }

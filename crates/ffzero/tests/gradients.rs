@@ -5,10 +5,10 @@
 
 use insitu_autodiff::Tape;
 use insitu_ffzero::{
-    layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
-    LocalLoss, Mlp, NetworkObjective,
+    layer_gradient_autodiff, network_gradient_autodiff, DenseShape, GlobalTarget, LayerInput, LayerObjective,
+    LayerScratch, LayerTarget, LocalLoss, Mlp, NetworkObjective,
 };
-use insitu_linalg::{rng, Mat, MatRef, Par};
+use insitu_linalg::{rng, Mat, MatRef, Par, SparseColumns};
 use insitu_optim::{DirectionalDerivative, PerturbedObjective};
 use insitu_proto::{antipodal_pair, simplex_prototypes};
 use rand::Rng;
@@ -172,5 +172,85 @@ fn layer_objective_equals_separate_forward_passes() {
                 );
             }
         }
+    }
+}
+
+/// The objective FF+DD evaluates is the same function of the parameters whether the batch comes
+/// in dense or as sparse columns (the sparse product skips exact zeros: the same sums in
+/// another order), over several column blocks and with both local losses.
+#[test]
+fn layer_objective_is_the_same_for_sparse_inputs() {
+    let shape = DenseShape {
+        inputs: 60,
+        outputs: 12,
+    };
+    let n = 300; // three column blocks
+    let mut g = rng(21);
+    let x = Mat::from_fn(shape.inputs, n, |_, _| {
+        if g.random::<f64>() < 0.2 {
+            g.random_range(0.0f32..1.0)
+        } else {
+            0.0
+        }
+    });
+    let sparse = SparseColumns::from_dense(MatRef::from(&x));
+    let idx: Vec<usize> = (0..n).rev().collect();
+    let xb = Mat::from_fn(shape.inputs, n, |i, j| x[(i, idx[j])]);
+    let labels: Vec<u32> = (0..n).map(|_| g.random_range(0..4)).collect();
+    let params: Vec<f32> = (0..shape.len()).map(|_| g.random_range(-0.3..0.3)).collect();
+    let direction: Vec<f32> = (0..shape.len()).map(|_| g.random_range(-0.1..0.1)).collect();
+    let prototypes = simplex_prototypes(4, shape.outputs, &mut rng(5)).unwrap();
+    for loss in [LocalLoss::Margin, LocalLoss::Eq5] {
+        let target = LayerTarget::Classes {
+            prototypes: &prototypes,
+            labels: &labels,
+            loss,
+            margin: 0.3,
+        };
+        let steps = [1e-3f32, -1e-3, 0.5];
+        let mut losses = [[0.0f64; 3]; 2];
+        for (k, input) in [
+            LayerInput::Dense(MatRef::from(&xb)),
+            LayerInput::Sparse(sparse.select(&idx)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut scratch = LayerScratch::default();
+            let mut objective = LayerObjective::new(shape, &params, input, target, &mut scratch, Par::Seq);
+            objective.losses_along(&direction, &steps, &mut losses[k]);
+        }
+        for (d, s) in losses[0].iter().zip(&losses[1]) {
+            assert!(
+                (d - s).abs() <= 1e-5 * d.abs().max(1.0),
+                "{loss:?}: dense {d} vs sparse {s}"
+            );
+        }
+        // and the difference that the DD estimate uses, to the same precision relative to ε
+        let (dd, sd) = (losses[0][0] - losses[0][1], losses[1][0] - losses[1][1]);
+        assert!((dd - sd).abs() <= 1e-3 * dd.abs().max(1e-6), "{loss:?}: {dd} vs {sd}");
+    }
+    // BP+DD's whole-network objective, whose first layer takes the same sparse path
+    let mlp = Mlp::new(&[shape.inputs, 16, 4], 9);
+    let n = mlp.params().len();
+    let direction: Vec<f32> = (0..n).map(|_| g.random_range(-0.1..0.1)).collect();
+    let target = GlobalTarget::Classes(&labels);
+    let mut losses = [[0.0f64; 2]; 2];
+    for (k, input) in [
+        LayerInput::Dense(MatRef::from(&xb)),
+        LayerInput::Sparse(sparse.select(&idx)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (mut scratch_model, mut buffers) = (mlp.clone(), Vec::new());
+        let mut objective = NetworkObjective::new(mlp.params(), &mut scratch_model, input, target, &mut buffers);
+        objective.losses_along(&direction, &[1e-3, -1e-3], &mut losses[k]);
+    }
+    for (d, s) in losses[0].iter().zip(&losses[1]) {
+        assert!(
+            (d - s).abs() <= 1e-5 * d.abs().max(1.0),
+            "network: dense {d} vs sparse {s}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! two threads, and runs that diverge.
 
 mod common;
-use common::blobs;
+use common::{blobs, sparse_blobs};
 use insitu_data::{Dataset, Targets, TrainTest};
 use insitu_ffzero::{
     train, train_depth_sweep, LocalLoss, Method, NoProgress, Optimizer, TrainError, TrainResult, TrainSpec,
@@ -183,4 +183,26 @@ fn bp_methods_and_bad_depths_are_refused() {
         train_depth_sweep(&narrow, &[1], &data, &mut NoProgress),
         Err(TrainError::Spec(_))
     ));
+}
+
+/// On inputs that take the sparse path into the first layer, a sweep still equals its runs.
+#[test]
+fn every_depth_equals_its_own_run_on_sparse_inputs() {
+    let data = TrainTest {
+        train: sparse_blobs(600, 7),
+        test: sparse_blobs(150, 8),
+    };
+    for method in [Method::FfDd, Method::FfAd] {
+        let spec = TrainSpec {
+            method,
+            width: 10,
+            epochs: 1,
+            batch: 48,
+            lr: 0.01,
+            ..Default::default()
+        };
+        for threads in [1, 2] {
+            assert_eq!(check(&spec, &[1, 3, 2], &data, threads), 0);
+        }
+    }
 }

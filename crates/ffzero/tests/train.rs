@@ -3,9 +3,12 @@
 //! diverging run ends as a result with `status: diverged`, not a crash.
 
 mod common;
-use common::blobs;
+use common::{blobs, sparse_blobs};
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
-use insitu_ffzero::{train, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainSpec};
+use insitu_ffzero::{
+    train, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainSpec, SPARSE_INPUT_MAX_DENSITY,
+};
+use insitu_linalg::{MatRef, Par, SparseColumns};
 
 fn mnist() -> TrainTest {
     load_task(Task::Mnist, &default_datasets_dir(), 0).expect("the repository's datasets/ must load")
@@ -205,5 +208,47 @@ fn a_nan_in_the_data_stops_every_method_as_diverged() {
         if method.is_local() {
             assert_eq!(d.layer, Some(0), "{method:?}");
         }
+    }
+}
+
+/// Inputs that are mostly zeros take the sparse path into the first layer (FF+DD's and BP+DD's
+/// steps and every FF method's cache); those runs learn (as `every_method_learns_the_blobs`
+/// does on dense blobs), and their numbers do not depend on the thread count either.
+#[test]
+fn sparse_inputs_learn_and_do_not_depend_on_the_thread_count() {
+    let data = TrainTest {
+        train: sparse_blobs(900, 1),
+        test: sparse_blobs(300, 2),
+    };
+    let taken =
+        SparseColumns::from_dense_if_sparse(MatRef::from(&data.train.inputs), SPARSE_INPUT_MAX_DENSITY, Par::Seq);
+    assert!(taken.is_some(), "the fixture must be sparse enough for the sparse path");
+    for method in [Method::FfDd, Method::FfAd, Method::BpDd] {
+        let learning = TrainSpec {
+            method,
+            width: 12,
+            depth: 1,
+            epochs: 20,
+            batch: 32,
+            optimizer: Optimizer::Adam,
+            lr: 1e-2,
+            ..Default::default()
+        };
+        let acc = train(&learning, &data, &mut NoProgress).unwrap().test_accuracy.unwrap();
+        assert!(acc > 0.8, "{method:?} on sparse blobs: {acc}");
+        let spec = TrainSpec {
+            depth: 2,
+            epochs: 2,
+            optimizer: Optimizer::Sgd,
+            seed: 3,
+            ..learning
+        };
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| train(&spec, &data, &mut NoProgress).unwrap())
+        };
+        let (a, b) = (run(1), run(2));
+        assert_eq!(a.loss_curve, b.loss_curve, "{method:?}");
+        assert_eq!(a.test_accuracy, b.test_accuracy, "{method:?}");
     }
 }

@@ -97,3 +97,56 @@ fn weight_gradient(bencher: Bencher, (m, k, n): (usize, usize, usize)) {
             )
         });
 }
+
+/// The first layer on image-like inputs (784 features, about `density` of them non-zero): a
+/// batch of 256 random samples out of 10,000, as the dense product needs it (gathered into a
+/// contiguous batch, then `W·X`) and as [`matmul_sparse`] reads it (the samples' non-zeros in
+/// place). MNIST's density is 0.19, Fashion-MNIST's 0.50.
+mod first_layer {
+    use super::*;
+    use insitu_linalg::{matmul_sparse, SparseColumns};
+
+    const SAMPLES: usize = 10_000;
+
+    fn data(density: f64) -> (Mat, Vec<usize>) {
+        let mut g = rng(5);
+        let x = Mat::from_fn(784, SAMPLES, |_, _| {
+            if g.random::<f64>() < density {
+                g.random_range(0.0..1.0)
+            } else {
+                0.0
+            }
+        });
+        let idx = (0..256).map(|_| g.random_range(0..SAMPLES)).collect();
+        (x, idx)
+    }
+
+    #[divan::bench(args = [0.19, 0.5])]
+    fn gather_then_dense(bencher: Bencher, density: f64) {
+        let (x, idx) = data(density);
+        let w = random(100, 784, 1);
+        let (mut batch, mut c) = (Mat::zeros(784, 256), Mat::zeros(100, 256));
+        bencher.bench_local(|| {
+            for (j, &i) in idx.iter().enumerate() {
+                batch.column_mut(j).copy_from(&x.column(i));
+            }
+            matmul(
+                MatMut::from(&mut c),
+                Accum::Replace,
+                MatRef::from(&w),
+                MatRef::from(&batch),
+                1.0,
+                Par::Seq,
+            )
+        });
+    }
+
+    #[divan::bench(args = [0.19, 0.5])]
+    fn sparse(bencher: Bencher, density: f64) {
+        let (x, idx) = data(density);
+        let s = SparseColumns::from_dense(MatRef::from(&x));
+        let w = random(100, 784, 1);
+        let mut c = Mat::zeros(100, 256);
+        bencher.bench_local(|| matmul_sparse(MatMut::from(&mut c), Accum::Replace, MatRef::from(&w), s.select(&idx)));
+    }
+}

@@ -30,6 +30,7 @@ mod memory;
 mod normal;
 mod rng;
 mod simd;
+mod sparse;
 
 pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
 pub use kernels::{add_scaled, dot, relu, sum_of_squares};
@@ -38,6 +39,7 @@ pub use memory::{huge_page_vec, huge_page_zeros};
 pub use normal::NormalStream;
 pub use rng::{derive_seed, fast_stream, rng, splitmix64, substream, FastRng, Rng64};
 pub use simd::{fma_available, vectorized, VectorKernel};
+pub use sparse::{matmul_sparse, SparseColumns, SparseRef};
 
 pub use nalgebra::{self, DMatrix, DVector};
 pub use num_complex::{self, Complex32, Complex64};

@@ -309,6 +309,11 @@ impl<'a, T: GemmScalar> MatRef<'a, T> {
         }
     }
 
+    /// Pointer to element `(0, 0)` (for kernels in this crate).
+    pub(crate) fn as_ptr(&self) -> *const T {
+        self.ptr
+    }
+
     /// Distance between consecutive rows' elements.
     pub(crate) fn row_stride(&self) -> isize {
         self.row_stride
@@ -506,6 +511,29 @@ impl<'a, T: GemmScalar> MatMut<'a, T> {
                 .ptr
                 .offset(i as isize * self.row_stride + j as isize * self.col_stride)
         }
+    }
+
+    /// Pointer to element `(0, 0)` (for kernels in this crate).
+    pub(crate) fn as_ptr_mut(&self) -> *mut T {
+        self.ptr
+    }
+
+    /// Distance between consecutive rows, in elements.
+    pub(crate) fn row_stride(&self) -> isize {
+        self.row_stride
+    }
+
+    /// Distance between consecutive columns, in elements.
+    pub(crate) fn col_stride(&self) -> isize {
+        self.col_stride
+    }
+
+    /// Sets element `(i, j)`.
+    ///
+    /// # Panics
+    /// If `(i, j)` is outside the view.
+    pub(crate) fn set_raw(&mut self, i: usize, j: usize, value: T) {
+        *self.get_mut_internal(i, j) = value;
     }
 
     /// Reborrow as a shorter-lived mutable view.

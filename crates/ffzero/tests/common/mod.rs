@@ -17,3 +17,23 @@ pub fn blobs(n: usize, seed: u64) -> Dataset {
         targets: Targets::Classes { labels, num_classes: 3 },
     }
 }
+
+/// A 3-class problem whose inputs are mostly exact zeros (about 20 % non-zero, like MNIST's
+/// pixels): class `c` lights up features `10c..10c + 10` at random, plus sparse noise
+/// everywhere. FF training reads such inputs as sparse columns.
+pub fn sparse_blobs(n: usize, seed: u64) -> Dataset {
+    let mut g = rng(seed);
+    let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+    let inputs = Mat::from_fn(30, n, |r, c| {
+        let on = if r / 10 == labels[c] as usize { 0.5 } else { 0.05 };
+        if g.random::<f64>() < on {
+            g.random_range(0.5f32..1.5)
+        } else {
+            0.0
+        }
+    });
+    Dataset {
+        inputs,
+        targets: Targets::Classes { labels, num_classes: 3 },
+    }
+}
