@@ -28,9 +28,9 @@ use clap::Args;
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
 use insitu_ffzero::{
     dense_forward, layer_widths, train, train_depth_sweep, DenseShape, LayerObjective, LayerScratch, LayerTarget,
-    LocalLoss, Method, NoProgress, Optimizer, TrainSpec,
+    LocalLoss, Method, NoProgress, Optimizer, TrainSpec, SPARSE_INPUT_MAX_DENSITY,
 };
-use insitu_linalg::{rng, CMat, Mat, MatRef, Par};
+use insitu_linalg::{rng, CMat, Mat, MatRef, Par, SparseColumns};
 use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RectangularMesh};
 use insitu_optim::PerturbedObjective;
 use serde::Serialize;
@@ -113,6 +113,9 @@ pub fn counting_allocator_installed() -> bool {
 /// One training-epoch measurement.
 #[derive(Clone, Debug, Serialize)]
 pub struct EpochRow {
+    /// The data set: `mnist` (whose first layer takes the sparse path, 19 % non-zero pixels) or
+    /// `fashion-mnist` (dense: 50 % non-zero).
+    pub task: String,
     /// `bp-ad`, `bp-dd`, `ff-ad`, `ff-dd`.
     pub method: String,
     /// Hidden width.
@@ -147,6 +150,8 @@ pub struct EpochRow {
 /// trained once.
 #[derive(Clone, Debug, Serialize)]
 pub struct SweepRow {
+    /// The data set, as in [`EpochRow::task`].
+    pub task: String,
     /// `ff-dd` or `ff-ad`.
     pub method: String,
     /// Hidden width.
@@ -327,10 +332,11 @@ pub fn epoch_flops(method: Method, widths: &[usize], samples: usize, with_cache:
 }
 
 fn spec_for(method: Method, width: usize, depth: usize, epochs: usize, samples: usize) -> TrainSpec {
-    spec_with(method, optimizer_of(method), width, depth, epochs, samples)
+    spec_with("mnist", method, optimizer_of(method), width, depth, epochs, samples)
 }
 
 fn spec_with(
+    task: &str,
     method: Method,
     optimizer: Optimizer,
     width: usize,
@@ -339,7 +345,7 @@ fn spec_with(
     samples: usize,
 ) -> TrainSpec {
     TrainSpec {
-        task: "mnist".into(),
+        task: task.into(),
         width,
         depth,
         method,
@@ -370,7 +376,9 @@ fn best_of_one_and_two_epochs(
 }
 
 /// Times one epoch of `method` with `optimizer` inside a rayon pool of `threads` threads.
+#[allow(clippy::too_many_arguments)]
 pub fn bench_epoch(
+    task: &str,
     data: &TrainTest,
     method: Method,
     optimizer: Optimizer,
@@ -387,7 +395,7 @@ pub fn bench_epoch(
     let (one, two) = best_of_one_and_two_epochs(repeats, |epochs| {
         pool.install(|| {
             train(
-                &spec_with(method, optimizer, width, depth, epochs, samples),
+                &spec_with(task, method, optimizer, width, depth, epochs, samples),
                 data,
                 &mut NoProgress,
             )
@@ -395,12 +403,13 @@ pub fn bench_epoch(
         .map(|r| r.train_seconds)
         .map_err(|e| e.to_string())
     })?;
-    let spec = spec_with(method, optimizer, width, depth, 1, samples);
+    let spec = spec_with(task, method, optimizer, width, depth, 1, samples);
     let samples = samples.min(data.train.len());
     let widths = layer_widths(&spec, data.train.features(), data.train.num_classes());
     let flops = epoch_flops(method, &widths, samples, true);
     let steady = two - one;
     Ok(EpochRow {
+        task: task.into(),
         method: method.name().into(),
         width,
         depth,
@@ -418,6 +427,7 @@ pub fn bench_epoch(
 
 /// Times an FF depth sweep over depths 1..=10 (SGD, the paper's setting) on one thread.
 pub fn bench_sweep(
+    task: &str,
     data: &TrainTest,
     method: Method,
     width: usize,
@@ -432,7 +442,7 @@ pub fn bench_sweep(
     let (one, two) = best_of_one_and_two_epochs(repeats, |epochs| {
         pool.install(|| {
             train_depth_sweep(
-                &spec_with(method, Optimizer::Sgd, width, 1, epochs, samples),
+                &spec_with(task, method, Optimizer::Sgd, width, 1, epochs, samples),
                 &depths,
                 data,
                 &mut NoProgress,
@@ -444,6 +454,7 @@ pub fn bench_sweep(
     let samples = samples.min(data.train.len());
     let scale = FULL_EPOCH_SAMPLES as f64 / samples as f64;
     Ok(SweepRow {
+        task: task.into(),
         method: method.name().into(),
         width,
         depths,
@@ -583,6 +594,16 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let load_before = load_average();
     let dir = args.datasets_dir.clone().unwrap_or_else(default_datasets_dir);
     let data = load_task(Task::Mnist, &dir, 0).map_err(|e| format!("loading MNIST from {}: {e}", dir.display()))?;
+    // Fashion-MNIST has MNIST's sizes but takes the dense first-layer path (50 % non-zero
+    // pixels), so the Fig. 4 estimate needs its own rows (1 thread, SGD).
+    let fashion = if args.quick {
+        None
+    } else {
+        Some(
+            load_task(Task::FashionMnist, &dir, 0)
+                .map_err(|e| format!("loading Fashion-MNIST from {}: {e}", dir.display()))?,
+        )
+    };
     let samples = if args.quick {
         QUICK_EPOCH_SAMPLES
     } else {
@@ -607,25 +628,52 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
                 runs.extend([(Method::FfAd, Optimizer::Sgd), (Method::BpAd, Optimizer::Sgd)]);
             }
             for (method, optimizer) in runs {
-                let row = bench_epoch(&data, method, optimizer, width, depth, threads, samples, repeats)?;
+                let row = bench_epoch(
+                    "mnist", &data, method, optimizer, width, depth, threads, samples, repeats,
+                )?;
                 eprintln!(
-                    "{:>5} {:<4} w{width:<3} d{depth:<2} {threads}t: {:.3} s/epoch",
+                    "mnist {:>5} {:<4} w{width:<3} d{depth:<2} {threads}t: {:.3} s/epoch",
                     row.method, row.optimizer, row.epoch_seconds
                 );
                 epochs.push(row);
+            }
+            if let (Some(fashion), 1) = (&fashion, threads) {
+                for method in ALL_METHODS {
+                    let row = bench_epoch(
+                        "fashion-mnist",
+                        fashion,
+                        method,
+                        Optimizer::Sgd,
+                        width,
+                        depth,
+                        1,
+                        samples,
+                        repeats,
+                    )?;
+                    eprintln!(
+                        "fashion-mnist {:>5} sgd  w{width:<3} d{depth:<2} 1t: {:.3} s/epoch",
+                        row.method, row.epoch_seconds
+                    );
+                    epochs.push(row);
+                }
             }
         }
     }
     let mut sweeps = Vec::new();
     if !args.quick {
-        for width in [100, 50, 10] {
-            for method in [Method::FfDd, Method::FfAd] {
-                let row = bench_sweep(&data, method, width, samples, repeats)?;
-                eprintln!(
-                    "{:>5} sgd  w{width:<3} depths 1-10 sweep 1t: {:.3} s (steady {:.3} s per epoch)",
-                    row.method, row.sweep_seconds, row.steady_sweep_seconds
-                );
-                sweeps.push(row);
+        let sets = [("mnist", &data)]
+            .into_iter()
+            .chain(fashion.iter().map(|f| ("fashion-mnist", f)));
+        for (task, set) in sets {
+            for width in [100, 50, 10] {
+                for method in [Method::FfDd, Method::FfAd] {
+                    let row = bench_sweep(task, set, method, width, samples, repeats)?;
+                    eprintln!(
+                        "{task} {:>5} sgd  w{width:<3} depths 1-10 sweep 1t: {:.3} s (steady {:.3} s per epoch)",
+                        row.method, row.sweep_seconds, row.steady_sweep_seconds
+                    );
+                    sweeps.push(row);
+                }
             }
         }
     }
@@ -635,7 +683,18 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
         fig4_estimate(&epochs, &sweeps)
     };
     eprintln!("optics kernels…");
-    let kernels = bench_optics(if args.quick { 3 } else { 7 })?;
+    let mut kernels = bench_optics(if args.quick { 3 } else { 7 })?;
+    // Data preparation that `train` does before its clock starts (like loading): the training
+    // inputs as sparse columns for the first layer.
+    let inputs = data.train.inputs.columns(0, samples.min(data.train.len())).into_owned();
+    kernels.push(time_repeats(
+        &format!("MNIST inputs ({} samples) to sparse columns, 1 thread", inputs.ncols()),
+        3,
+        || {
+            let s = SparseColumns::from_dense_if_sparse(MatRef::from(&inputs), SPARSE_INPUT_MAX_DENSITY, Par::Seq);
+            std::hint::black_box(&s);
+        },
+    ));
     eprintln!("allocations…");
     let allocations = bench_allocations(&data, if args.quick { 12_800 } else { 25_600 })?;
     Ok(BenchReport {
@@ -663,17 +722,17 @@ pub struct Fig4Estimate {
     pub runs: usize,
     /// Epochs per run (per layer for FF).
     pub epochs: usize,
-    /// Per (method, width): estimated seconds of the 10 runs of depths 1..=10 on one data set,
-    /// one thread each.
-    pub per_method_width: Vec<(String, usize, f64)>,
+    /// Per (data set, method, width): estimated seconds of the 10 runs of depths 1..=10, one
+    /// thread each.
+    pub per_method_width: Vec<(String, String, usize, f64)>,
     /// All runs, one thread each, summed.
     pub core_seconds: f64,
     /// `core_seconds / 2 / 60`: two runs at a time on the two cores.
     pub minutes_on_two_cores: f64,
     /// The same matrix as `cargo xtask reproduce` runs it: each FF (method, width) as one depth
     /// sweep over depths 1..=10 (measured, [`SweepRow`]; every result equal to its own run's),
-    /// BP runs as above. Per (method, width), seconds on one data set.
-    pub per_method_width_with_sweeps: Vec<(String, usize, f64)>,
+    /// BP runs as above. Per (data set, method, width), seconds.
+    pub per_method_width_with_sweeps: Vec<(String, String, usize, f64)>,
     /// All of it, one thread per run or sweep, summed.
     pub core_seconds_with_sweeps: f64,
     /// `core_seconds_with_sweeps / 2 / 60`.
@@ -681,54 +740,65 @@ pub struct Fig4Estimate {
 }
 
 /// The Fig. 4 estimate from 1-thread, SGD rows (the paper's settings, SPEC A5) at depths 3 and
-/// 10 of every width: per (method, width), the steady-state epoch time `s(d)` and the one-time
-/// part `o(d)` (1-epoch time minus steady: FF's caching of each layer's output) are lines
-/// through their values at d = 3 and d = 10 (both grow with the number of layers); a run of
-/// depth d costs `100·s(d) + o(d)`; summed over d = 1..=10, the 4 methods, the 3 widths, and
-/// 2 data sets (MNIST and Fashion-MNIST have the same sizes, so the same cost). `None` if a row
-/// is missing.
+/// 10 of every width, for each of the two data sets (MNIST and Fashion-MNIST have the same
+/// sizes but not the same cost: MNIST's first layer takes the sparse path): per (data set,
+/// method, width), the steady-state epoch time `s(d)` and the one-time part `o(d)` (1-epoch time
+/// minus steady: FF's caching of each layer's output) are lines through their values at d = 3
+/// and d = 10 (both grow with the number of layers); a run of depth d costs `100·s(d) + o(d)`;
+/// summed over d = 1..=10, the 4 methods, the 3 widths and the 2 data sets. `None` if a row is
+/// missing.
 ///
-/// With FF depth sweeps, an FF (method, width) costs `100·s + o` of its measured sweep
-/// ([`SweepRow`]: `s` its steady-state seconds per epoch, `o` the 1-epoch sweep minus `s`);
-/// `None` if a sweep is missing.
+/// With FF depth sweeps, an FF (data set, method, width) costs `100·s + o` of its measured
+/// sweep ([`SweepRow`]: `s` its steady-state seconds per epoch, `o` the 1-epoch sweep minus
+/// `s`); `None` if a sweep is missing.
 pub fn fig4_estimate(rows: &[EpochRow], sweeps: &[SweepRow]) -> Option<Fig4Estimate> {
     const EPOCHS: usize = 100;
-    const DATA_SETS: f64 = 2.0;
-    let find = |method: Method, width: usize, depth: usize| {
+    const TASKS: [&str; 2] = ["mnist", "fashion-mnist"];
+    let find = |task: &str, method: Method, width: usize, depth: usize| {
         rows.iter().find(|r| {
-            r.method == method.name() && r.width == width && r.depth == depth && r.threads == 1 && r.optimizer == "sgd"
+            r.task == task
+                && r.method == method.name()
+                && r.width == width
+                && r.depth == depth
+                && r.threads == 1
+                && r.optimizer == "sgd"
         })
     };
     let mut per_method_width = Vec::new();
     let mut core_seconds = 0.0;
     let mut per_method_width_with_sweeps = Vec::new();
     let mut core_seconds_with_sweeps = 0.0;
-    for width in [10, 50, 100] {
-        for method in ALL_METHODS {
-            let (r3, r10) = (find(method, width, 3)?, find(method, width, 10)?);
-            let line = |y3: f64, y10: f64, d: f64| y3 + (y10 - y3) * (d - 3.0) / 7.0;
-            let once = |r: &EpochRow| (r.epoch_seconds - r.steady_epoch_seconds).max(0.0);
-            let seconds: f64 = (1..=10)
-                .map(|d| {
-                    let d = d as f64;
-                    EPOCHS as f64 * line(r3.steady_epoch_seconds, r10.steady_epoch_seconds, d)
-                        + line(once(r3), once(r10), d)
-                })
-                .sum();
-            per_method_width.push((method.name().to_string(), width, seconds));
-            core_seconds += DATA_SETS * seconds;
-            let with_sweep = if method.is_local() {
-                let sweep = sweeps.iter().find(|s| s.method == method.name() && s.width == width)?;
-                EPOCHS as f64 * sweep.steady_sweep_seconds + (sweep.sweep_seconds - sweep.steady_sweep_seconds).max(0.0)
-            } else {
-                seconds
-            };
-            per_method_width_with_sweeps.push((method.name().to_string(), width, with_sweep));
-            core_seconds_with_sweeps += DATA_SETS * with_sweep;
+    for task in TASKS {
+        for width in [10, 50, 100] {
+            for method in ALL_METHODS {
+                let (r3, r10) = (find(task, method, width, 3)?, find(task, method, width, 10)?);
+                let line = |y3: f64, y10: f64, d: f64| y3 + (y10 - y3) * (d - 3.0) / 7.0;
+                let once = |r: &EpochRow| (r.epoch_seconds - r.steady_epoch_seconds).max(0.0);
+                let seconds: f64 = (1..=10)
+                    .map(|d| {
+                        let d = d as f64;
+                        EPOCHS as f64 * line(r3.steady_epoch_seconds, r10.steady_epoch_seconds, d)
+                            + line(once(r3), once(r10), d)
+                    })
+                    .sum();
+                per_method_width.push((task.to_string(), method.name().to_string(), width, seconds));
+                core_seconds += seconds;
+                let with_sweep = if method.is_local() {
+                    let sweep = sweeps
+                        .iter()
+                        .find(|s| s.task == task && s.method == method.name() && s.width == width)?;
+                    EPOCHS as f64 * sweep.steady_sweep_seconds
+                        + (sweep.sweep_seconds - sweep.steady_sweep_seconds).max(0.0)
+                } else {
+                    seconds
+                };
+                per_method_width_with_sweeps.push((task.to_string(), method.name().to_string(), width, with_sweep));
+                core_seconds_with_sweeps += with_sweep;
+            }
         }
     }
     Some(Fig4Estimate {
-        runs: 2 * 3 * 10 * 4,
+        runs: TASKS.len() * 3 * 10 * 4,
         epochs: EPOCHS,
         per_method_width,
         core_seconds,
@@ -759,13 +829,14 @@ pub fn render(report: &BenchReport) -> String {
         }
     );
     s.push_str(
-        "| method | optimizer | width | depth | threads | s / epoch (50k) | GFLOP/s | steady s / epoch | steady GFLOP/s |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| data | method | optimizer | width | depth | threads | s / epoch (50k) | GFLOP/s | steady s / epoch | steady GFLOP/s |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &report.epochs {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.1} |",
+            r.task,
             r.method,
             r.optimizer,
             r.width,
@@ -783,10 +854,10 @@ pub fn render(report: &BenchReport) -> String {
             "\nseed 000 Fig. 4 MLP matrix ({} runs × {} epochs, SGD, 1 thread per run): {:.0} core-seconds = {:.1} min on 2 cores",
             f.runs, f.epochs, f.core_seconds, f.minutes_on_two_cores
         );
-        for (method, width, seconds) in &f.per_method_width {
+        for (task, method, width, seconds) in &f.per_method_width {
             let _ = writeln!(
                 s,
-                "  {method:>5} width {width:>3}, depths 1–10, one data set: {seconds:.0} s"
+                "  {task:>13} {method:>5} width {width:>3}, depths 1–10: {seconds:.0} s"
             );
         }
         let _ = writeln!(
@@ -794,23 +865,24 @@ pub fn render(report: &BenchReport) -> String {
             "the same with each FF (method, width) as one depth sweep (as `cargo xtask reproduce` runs it): {:.0} core-seconds = {:.1} min on 2 cores",
             f.core_seconds_with_sweeps, f.minutes_on_two_cores_with_sweeps
         );
-        for (method, width, seconds) in f
+        for (task, method, width, seconds) in f
             .per_method_width_with_sweeps
             .iter()
-            .filter(|(m, _, _)| m.starts_with("ff"))
+            .filter(|(_, m, _, _)| m.starts_with("ff"))
         {
             let _ = writeln!(
                 s,
-                "  {method:>5} width {width:>3}, depths 1–10 as one sweep, one data set: {seconds:.0} s"
+                "  {task:>13} {method:>5} width {width:>3}, depths 1–10 as one sweep: {seconds:.0} s"
             );
         }
     }
     if !report.sweeps.is_empty() {
-        s.push_str("\n| FF depth sweep (1 thread, SGD) | width | depths | s (1 epoch per layer, 50k) | steady s / epoch |\n|---|---|---|---|---|\n");
+        s.push_str("\n| data | FF depth sweep (1 thread, SGD) | width | depths | s (1 epoch per layer, 50k) | steady s / epoch |\n|---|---|---|---|---|---|\n");
         for r in &report.sweeps {
             let _ = writeln!(
                 s,
-                "| {} | {} | {}–{} | {:.3} | {:.3} |",
+                "| {} | {} | {} | {}–{} | {:.3} | {:.3} |",
+                r.task,
                 r.method,
                 r.width,
                 r.depths.first().copied().unwrap_or(0),
@@ -882,51 +954,58 @@ mod tests {
     #[test]
     fn fig4_estimate_matches_a_hand_count() {
         let mut rows = Vec::new();
-        for width in [10, 50, 100] {
-            for method in ALL_METHODS {
-                for depth in [3, 10] {
-                    let steady = 0.1 * (depth as f64 + 1.0);
-                    let once = if method.is_local() { 0.5 } else { 0.0 };
-                    rows.push(EpochRow {
-                        method: method.name().into(),
-                        width,
-                        depth,
-                        optimizer: "sgd".into(),
-                        threads: 1,
-                        samples: 50_000,
-                        train_seconds: steady + once,
-                        epoch_seconds: steady + once,
-                        flops: 1.0,
-                        gflops: 1.0,
-                        steady_epoch_seconds: steady,
-                        steady_gflops: 1.0,
-                    });
+        for (task, scale) in [("mnist", 1.0), ("fashion-mnist", 2.0)] {
+            for width in [10, 50, 100] {
+                for method in ALL_METHODS {
+                    for depth in [3, 10] {
+                        let steady = scale * 0.1 * (depth as f64 + 1.0);
+                        let once = if method.is_local() { scale * 0.5 } else { 0.0 };
+                        rows.push(EpochRow {
+                            task: task.into(),
+                            method: method.name().into(),
+                            width,
+                            depth,
+                            optimizer: "sgd".into(),
+                            threads: 1,
+                            samples: 50_000,
+                            train_seconds: steady + once,
+                            epoch_seconds: steady + once,
+                            flops: 1.0,
+                            gflops: 1.0,
+                            steady_epoch_seconds: steady,
+                            steady_gflops: 1.0,
+                        });
+                    }
                 }
             }
         }
-        // Sweeps: 2 s per epoch per layer steady, 0.7 s once.
-        let mut sweeps: Vec<SweepRow> = [10, 50, 100]
+        // Sweeps: 2 s per epoch per layer steady, 0.7 s once (Fashion-MNIST: twice that).
+        let mut sweeps: Vec<SweepRow> = [("mnist", 1.0), ("fashion-mnist", 2.0)]
             .into_iter()
-            .flat_map(|width| {
-                ["ff-dd", "ff-ad"].map(|m| SweepRow {
-                    method: m.into(),
-                    width,
-                    depths: (1..=10).collect(),
-                    samples: 50_000,
-                    sweep_seconds: 2.7,
-                    steady_sweep_seconds: 2.0,
+            .flat_map(|(task, scale)| {
+                [10, 50, 100].into_iter().flat_map(move |width| {
+                    ["ff-dd", "ff-ad"].map(|m| SweepRow {
+                        task: task.into(),
+                        method: m.into(),
+                        width,
+                        depths: (1..=10).collect(),
+                        samples: 50_000,
+                        sweep_seconds: scale * 2.7,
+                        steady_sweep_seconds: scale * 2.0,
+                    })
                 })
             })
             .collect();
         let f = fig4_estimate(&rows, &sweeps).expect("all rows present");
         // Σ_{d=1..10} 100·0.1·(d+1) = 10·65 = 650 s per (method, width); FF adds 10·0.5 s.
+        // Fashion-MNIST's rows cost twice MNIST's: 3 × MNIST in all.
         let per_data_set = 3.0 * (4.0 * 650.0 + 2.0 * 5.0);
-        assert!((f.core_seconds - 2.0 * per_data_set).abs() < 1e-9, "{}", f.core_seconds);
+        assert!((f.core_seconds - 3.0 * per_data_set).abs() < 1e-9, "{}", f.core_seconds);
         assert!((f.minutes_on_two_cores - f.core_seconds / 120.0).abs() < 1e-12);
         // With sweeps, each FF (method, width) is 100·2 + 0.7 s; BP as before.
         let with_sweeps = 3.0 * (2.0 * 650.0 + 2.0 * 200.7);
         assert!(
-            (f.core_seconds_with_sweeps - 2.0 * with_sweeps).abs() < 1e-9,
+            (f.core_seconds_with_sweeps - 3.0 * with_sweeps).abs() < 1e-9,
             "{}",
             f.core_seconds_with_sweeps
         );
@@ -936,6 +1015,9 @@ mod tests {
         assert!(fig4_estimate(&rows, &sweeps).is_none());
         rows.retain(|r| !(r.method == "bp-ad" && r.width == 50 && r.depth == 10));
         assert!(fig4_estimate(&rows, &sweeps).is_none());
+        // Fashion-MNIST's rows are required, not copied from MNIST's.
+        let mnist_only: Vec<EpochRow> = rows.iter().filter(|r| r.task == "mnist").cloned().collect();
+        assert!(fig4_estimate(&mnist_only, &sweeps).is_none());
     }
 
     /// The FLOP formulas against a direct count of the products for a 2-layer network.
@@ -970,6 +1052,7 @@ mod tests {
             },
             quick: false,
             epochs: vec![EpochRow {
+                task: "mnist".into(),
                 method: "ff-dd".into(),
                 width: 100,
                 depth: 3,
@@ -984,6 +1067,7 @@ mod tests {
                 steady_gflops: 2.2,
             }],
             sweeps: vec![SweepRow {
+                task: "mnist".into(),
                 method: "ff-dd".into(),
                 width: 100,
                 depths: (1..=10).collect(),
@@ -994,10 +1078,13 @@ mod tests {
             fig4: Some(Fig4Estimate {
                 runs: 240,
                 epochs: 100,
-                per_method_width: vec![("ff-dd".into(), 100, 350.0)],
+                per_method_width: vec![("mnist".into(), "ff-dd".into(), 100, 350.0)],
                 core_seconds: 3600.0,
                 minutes_on_two_cores: 30.0,
-                per_method_width_with_sweeps: vec![("ff-dd".into(), 100, 60.0), ("bp-dd".into(), 100, 300.0)],
+                per_method_width_with_sweeps: vec![
+                    ("mnist".into(), "ff-dd".into(), 100, 60.0),
+                    ("mnist".into(), "bp-dd".into(), 100, 300.0),
+                ],
                 core_seconds_with_sweeps: 1800.0,
                 minutes_on_two_cores_with_sweeps: 15.0,
             }),
@@ -1010,16 +1097,16 @@ mod tests {
             allocations: None,
         };
         let s = render(&report);
-        assert!(s.contains("| ff-dd | sgd | 100 | 3 | 1 | 0.500 | 2.0 |"), "{s}");
+        assert!(s.contains("| mnist | ff-dd | sgd | 100 | 3 | 1 | 0.500 | 2.0 |"), "{s}");
         assert!(s.contains("3600 core-seconds = 30.0 min on 2 cores"), "{s}");
-        assert!(s.contains("ff-dd width 100, depths 1–10, one data set: 350 s"), "{s}");
+        assert!(s.contains("mnist ff-dd width 100, depths 1–10: 350 s"), "{s}");
         assert!(s.contains("1800 core-seconds = 15.0 min on 2 cores"), "{s}");
         assert!(
-            s.contains("ff-dd width 100, depths 1–10 as one sweep, one data set: 60 s"),
+            s.contains("mnist ff-dd width 100, depths 1–10 as one sweep: 60 s"),
             "{s}"
         );
         assert!(!s.contains("bp-dd width 100, depths 1–10 as one sweep"), "{s}");
-        assert!(s.contains("| ff-dd | 100 | 1–10 | 0.900 | 0.600 |"), "{s}");
+        assert!(s.contains("| mnist | ff-dd | 100 | 1–10 | 0.900 | 0.600 |"), "{s}");
         assert!(s.contains("| mesh | 100.00 ms | 90.00 ms | 3 |"), "{s}");
         assert!(s.contains("not measured"), "{s}");
     }

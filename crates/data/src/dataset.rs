@@ -212,7 +212,10 @@ pub fn gather_columns_par(src: &Mat, idx: &[usize], dst: &mut Mat, par: Par) {
     const BLOCK: usize = 64;
     let rows = src.nrows();
     if dst.shape() != (rows, idx.len()) {
-        *dst = Mat::zeros(rows, idx.len());
+        // Keep the buffer: an epoch's shorter last batch and the next full one reuse it.
+        let mut buffer: Vec<f32> = std::mem::replace(dst, Mat::zeros(0, 0)).data.into();
+        buffer.resize(rows * idx.len(), 0.0);
+        *dst = Mat::from_vec(rows, idx.len(), buffer);
     }
     if rows == 0 {
         return;

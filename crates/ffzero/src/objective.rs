@@ -133,17 +133,18 @@ impl GlobalTarget<'_> {
 /// count), so the per-block partial sums, and hence every loss, are the same for any `Par`.
 pub const COLUMN_BLOCK: usize = 128;
 
-/// Scratch for [`LayerObjective`], reused across steps (no allocation once sized).
+/// Scratch for [`LayerObjective`], reused across steps: buffers only grow, so an epoch's
+/// shorter last batch and the next full one allocate nothing (no allocation once sized).
 #[derive(Debug, Default)]
 pub struct LayerScratch {
-    /// `W·x + b` at the current parameters (out × B).
-    base: Mat,
+    /// `W·x + b` at the current parameters (out × B, column-major; the first `out·B` values).
+    base: Vec<f32>,
     /// `V·x + v_b` for the current direction (out × B).
-    along: Mat,
+    along: Vec<f32>,
     /// `Ξᵀ·base` (k × B): every column's projections on the `k` prototypes.
-    base_projections: Mat,
+    base_projections: Vec<f32>,
     /// `Ξᵀ·along` (k × B).
-    along_projections: Mat,
+    along_projections: Vec<f32>,
     /// Per column: `‖base‖²`, `base·along`, `‖along‖²`, in f64.
     base_norm2: Vec<f64>,
     cross: Vec<f64>,
@@ -246,24 +247,22 @@ impl PerturbedObjective for LayerObjective<'_> {
         let scratch = &mut *self.scratch;
         let batch = input.ncols();
         let k = prototypes.ncols();
-        for m in [&mut scratch.base, &mut scratch.along] {
-            if m.shape() != (shape.outputs, batch) {
-                *m = Mat::zeros(shape.outputs, batch);
-            }
-        }
-        for m in [&mut scratch.base_projections, &mut scratch.along_projections] {
-            if m.shape() != (k, batch) {
-                *m = Mat::zeros(k, batch);
+        for (v, len) in [
+            (&mut scratch.base, shape.outputs * batch),
+            (&mut scratch.along, shape.outputs * batch),
+            (&mut scratch.base_projections, k * batch),
+            (&mut scratch.along_projections, k * batch),
+        ] {
+            if v.len() < len {
+                v.resize(len, 0.0);
             }
         }
         for v in [&mut scratch.base_norm2, &mut scratch.cross, &mut scratch.along_norm2] {
             v.resize(batch, 0.0);
         }
-        scratch
-            .base
-            .as_mut_slice()
+        scratch.base[..shape.outputs * batch]
             .par_chunks_mut(COLUMN_BLOCK * shape.outputs)
-            .zip(scratch.base_projections.as_mut_slice().par_chunks_mut(COLUMN_BLOCK * k))
+            .zip(scratch.base_projections[..k * batch].par_chunks_mut(COLUMN_BLOCK * k))
             .zip(scratch.base_norm2.par_chunks_mut(COLUMN_BLOCK))
             .enumerate()
             .with_min_len(par.min_blocks_per_job())
@@ -286,10 +285,9 @@ impl PerturbedObjective for LayerObjective<'_> {
         let nsteps = steps.len();
         s.block_losses.resize(batch.div_ceil(COLUMN_BLOCK) * nsteps, 0.0);
         let (base, base_projections, base_norm2) = (&s.base, &s.base_projections, &s.base_norm2);
-        s.along
-            .as_mut_slice()
+        s.along[..shape.outputs * batch]
             .par_chunks_mut(COLUMN_BLOCK * shape.outputs)
-            .zip(s.along_projections.as_mut_slice().par_chunks_mut(COLUMN_BLOCK * k))
+            .zip(s.along_projections[..k * batch].par_chunks_mut(COLUMN_BLOCK * k))
             .zip(s.cross.par_chunks_mut(COLUMN_BLOCK))
             .zip(s.along_norm2.par_chunks_mut(COLUMN_BLOCK))
             .zip(s.block_losses.par_chunks_mut(nsteps))
