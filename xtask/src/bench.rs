@@ -28,7 +28,7 @@ use clap::Args;
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
 use insitu_ffzero::{
     dense_forward, layer_widths, train, train_depth_sweep, DenseShape, LayerObjective, LayerScratch, LayerTarget,
-    LocalLoss, Method, NoProgress, Optimizer, TrainSpec, SPARSE_INPUT_MAX_DENSITY,
+    LocalLoss, Method, NoProgress, Optimizer, Progress, TrainSpec, SPARSE_INPUT_MAX_DENSITY,
 };
 use insitu_linalg::{rng, CMat, Mat, MatRef, Par, SparseColumns};
 use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RectangularMesh};
@@ -188,18 +188,48 @@ pub struct AllocationRow {
     pub network: String,
     /// Training samples per epoch.
     pub samples: usize,
-    /// Steps of the extra epoch (all layers).
+    /// Epochs (per layer) of the counted run.
+    pub epochs: usize,
+    /// Steps counted: every step of the run except each layer's first (the warm-up, where
+    /// scratch buffers are sized).
     pub steps: usize,
-    /// Allocation calls of the 1-epoch run.
-    pub allocations_one_epoch: u64,
-    /// Allocation calls of the 2-epoch run.
-    pub allocations_two_epochs: u64,
-    /// `(two − one) / steps`.
+    /// Allocation calls inside the counted steps (from the end of one step, or of an epoch, to
+    /// the end of the next step: the batch, the objective, the estimate and the update).
+    pub allocations_in_steps: u64,
+    /// `allocations_in_steps / steps`.
     pub per_step: f64,
     /// Allocation calls of one `dense_forward` (100×784)·(784×256), after a warm-up call.
     pub dense_forward_per_call: u64,
     /// Allocation calls of one `LayerObjective::losses_along` (one ± pair) on that layer.
     pub losses_along_per_call: u64,
+}
+
+/// Counts allocation calls step by step ([`bench_allocations`]).
+#[derive(Default)]
+struct StepAllocations {
+    last: u64,
+    counting: bool,
+    allocations: u64,
+    steps: usize,
+}
+
+impl Progress for StepAllocations {
+    fn phase(&mut self, _label: &str, _epochs: usize, _steps_per_epoch: usize) {
+        self.counting = false;
+    }
+    fn step(&mut self) {
+        let now = allocation_count();
+        if self.counting {
+            self.allocations += now - self.last;
+            self.steps += 1;
+        }
+        self.counting = true;
+        self.last = allocation_count();
+    }
+    fn epoch_done(&mut self, _epoch: usize, _mean_loss: f64) {
+        // the loss curve's entry is per epoch, not per step
+        self.last = allocation_count();
+    }
 }
 
 /// Everything `cargo xtask bench` measured.
@@ -531,28 +561,19 @@ pub fn bench_allocations(data: &TrainTest, samples: usize) -> Result<Option<Allo
     if !counting_allocator_installed() {
         return Ok(None);
     }
-    // A discarded warm-up run first: one-time allocations (rayon's registry, faer's per-thread
-    // packing buffers, lazily sized scratch) must not be counted against either run.
-    train(&spec_for(Method::FfDd, 100, 1, 1, samples), data, &mut NoProgress).map_err(|e| e.to_string())?;
-    let mut counts = [0u64; 2];
-    for (k, epochs) in [1usize, 2].into_iter().enumerate() {
-        let spec = spec_for(Method::FfDd, 100, 1, epochs, samples);
-        let before = allocation_count();
-        train(&spec, data, &mut NoProgress).map_err(|e| e.to_string())?;
-        counts[k] = allocation_count() - before;
-    }
-    let samples = samples.min(data.train.len());
-    let steps = 2 * samples.div_ceil(256);
+    let epochs = 2;
+    let mut counter = StepAllocations::default();
+    train(&spec_for(Method::FfDd, 100, 1, epochs, samples), data, &mut counter).map_err(|e| e.to_string())?;
     let (dense_forward_per_call, losses_along_per_call) = kernel_allocations(data);
     Ok(Some(AllocationRow {
         dense_forward_per_call,
         losses_along_per_call,
         network: "784-100-10".into(),
-        samples,
-        steps,
-        allocations_one_epoch: counts[0],
-        allocations_two_epochs: counts[1],
-        per_step: (counts[1] as f64 - counts[0] as f64) / steps as f64,
+        samples: samples.min(data.train.len()),
+        epochs,
+        steps: counter.steps,
+        allocations_in_steps: counter.allocations,
+        per_step: counter.allocations as f64 / counter.steps.max(1) as f64,
     }))
 }
 
@@ -696,7 +717,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
         },
     ));
     eprintln!("allocations…");
-    let allocations = bench_allocations(&data, if args.quick { 12_800 } else { 25_600 })?;
+    let allocations = bench_allocations(&data, if args.quick { 12_800 } else { FULL_EPOCH_SAMPLES })?;
     Ok(BenchReport {
         machine: Machine {
             logical_cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -907,8 +928,8 @@ pub fn render(report: &BenchReport) -> String {
         Some(a) => {
             let _ = writeln!(
                 s,
-                "\nallocations per FF+DD step after warm-up ({}, {} samples): ({} − {}) / {} steps = {:.2}",
-                a.network, a.samples, a.allocations_two_epochs, a.allocations_one_epoch, a.steps, a.per_step
+                "\nallocations per FF+DD step after warm-up ({}, {} samples, {} epochs per layer): {} in {} steps = {:.2}",
+                a.network, a.samples, a.epochs, a.allocations_in_steps, a.steps, a.per_step
             );
             let _ = writeln!(
                 s,
