@@ -25,7 +25,7 @@ pub struct SparseColumns {
     rows: Vec<u32>,
     values: Vec<f32>,
     /// Per column, where each of its row segments `[s·SEGMENT, (s + 1)·SEGMENT)` starts in
-    /// `rows` (`segments_per_column` entries per column), so that a kernel blocked along `k`
+    /// `rows` (`⌈nrows / SEGMENT⌉` entries per column), so that a kernel blocked along `k`
     /// finds a column's entries in a block without searching.
     segment_starts: Vec<usize>,
 }
@@ -55,17 +55,14 @@ impl SparseColumns {
             u32::try_from(nrows).is_ok(),
             "SparseColumns: {nrows} rows do not fit in u32"
         );
-        let column = |j: usize, scratch: &mut Vec<f32>| -> Vec<f32> {
-            // a column as values (copied only for a strided view; cold)
-            let _ = scratch;
-            (0..nrows).map(|i| m.get_raw(i, j)).collect()
-        };
+        // Column `j` copied out of a strided view (cold: contiguous columns are read in place).
+        let column = |j: usize| -> Vec<f32> { (0..nrows).map(|i| m.get_raw(i, j)).collect() };
         let contiguous = m.row_stride() == 1;
         let count = |j: usize| -> usize {
             if contiguous {
                 count_nonzeros(m.column_slice(j))
             } else {
-                count_nonzeros(&column(j, &mut Vec::new()))
+                count_nonzeros(&column(j))
             }
         };
         let mut starts = vec![0usize; ncols + 1];
@@ -109,14 +106,13 @@ impl SparseColumns {
             .with_min_len(par.min_blocks_per_job())
             .for_each(|(j0, j1, r, v, sg)| {
                 let base = starts_ref[j0];
-                let mut scratch = Vec::new();
                 let (mut at, mut seg_at) = (0usize, 0usize);
                 for j in j0..j1 {
                     let owned;
                     let col: &[f32] = if contiguous {
                         m.column_slice(j)
                     } else {
-                        owned = column(j, &mut scratch);
+                        owned = column(j);
                         &owned
                     };
                     let segments = &mut sg[seg_at..seg_at + per];
@@ -233,6 +229,17 @@ fn compress_column(x: &[f32], first: usize, rows: &mut [u32], values: &mut [f32]
         unsafe { x86::compress_avx512(x, first, rows.as_mut_ptr(), values.as_mut_ptr(), segments) };
         return need;
     }
+    compress_column_scalar(x, first, rows, values, segments)
+}
+
+/// [`compress_column`] without vector instructions.
+fn compress_column_scalar(
+    x: &[f32],
+    first: usize,
+    rows: &mut [u32],
+    values: &mut [f32],
+    segments: &mut [usize],
+) -> usize {
     let mut at = 0;
     for (i, &v) in x.iter().enumerate() {
         if i % SEGMENT == 0 {
@@ -783,6 +790,39 @@ mod tests {
                 assert_eq!(t.transpose(), fast, "m {m} {accum:?} strided");
             }
         }
+    }
+
+    /// The AVX2 kernel and the AVX-512 compression (taken or not by the dispatch, depending on
+    /// the CPU) against the scalar paths, bit for bit, where the CPU has them.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn every_instruction_set_path_equals_the_scalar_one() {
+        let a = dense_random(77, 150, 1);
+        let x = sparse_random(150, 33, 0.3, 2);
+        let s = SparseColumns::from_dense(MatRef::from(&x));
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            for accum in [Accum::Replace, Accum::Add] {
+                let mut fast = dense_random(77, 33, 3);
+                let mut slow = fast.clone();
+                // SAFETY: AVX2 and FMA checked; contiguous columns.
+                unsafe { x86::sparse_avx2(MatMut::from(&mut fast), accum, MatRef::from(&a), s.columns(0, 33)) };
+                sparse_scalar(MatMut::from(&mut slow), accum, MatRef::from(&a), s.columns(0, 33));
+                assert_eq!(fast, slow, "{accum:?}");
+            }
+        }
+        let mut column: Vec<f32> = sparse_random(200, 1, 0.4, 4).iter().copied().collect();
+        column[7] = f32::NAN;
+        column[8] = -0.0;
+        let segments = 200usize.div_ceil(SEGMENT);
+        let (mut r1, mut v1, mut s1) = (vec![0u32; 200], vec![0.0f32; 200], vec![0usize; segments]);
+        let (mut r2, mut v2, mut s2) = (r1.clone(), v1.clone(), s1.clone());
+        let n1 = compress_column(&column, 5, &mut r1, &mut v1, &mut s1);
+        let n2 = compress_column_scalar(&column, 5, &mut r2, &mut v2, &mut s2);
+        assert_eq!(n1, n2);
+        assert_eq!(n1, column.iter().filter(|v| **v != 0.0).count());
+        assert_eq!((&r1[..n1], &s1), (&r2[..n2], &s2));
+        assert_eq!(format!("{:?}", &v1[..n1]), format!("{:?}", &v2[..n2]));
+        assert_eq!(count_nonzeros(&column), n2);
     }
 
     #[test]
