@@ -64,6 +64,20 @@ fn results_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// Settings under which every method learns the 3-class blobs within a second (Adam, 20 epochs).
+fn learning_spec(method: Method) -> TrainSpec {
+    TrainSpec {
+        method,
+        width: 12,
+        depth: 1,
+        epochs: 20,
+        batch: 32,
+        optimizer: Optimizer::Adam,
+        lr: 1e-2,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn every_method_learns_the_blobs() {
     let data = TrainTest {
@@ -71,16 +85,7 @@ fn every_method_learns_the_blobs() {
         test: blobs(300, 4),
     };
     for method in Method::ALL {
-        let spec = TrainSpec {
-            method,
-            width: 12,
-            depth: 1,
-            epochs: 20,
-            batch: 32,
-            optimizer: Optimizer::Adam,
-            lr: 1e-2,
-            ..Default::default()
-        };
+        let spec = learning_spec(method);
         let acc = train(&spec, &data, &mut NoProgress).unwrap().test_accuracy.unwrap();
         assert!(acc > 0.8, "{method:?}: {acc}");
     }
@@ -224,16 +229,7 @@ fn sparse_inputs_learn_and_do_not_depend_on_the_thread_count() {
         SparseColumns::from_dense_if_sparse(MatRef::from(&data.train.inputs), SPARSE_INPUT_MAX_DENSITY, Par::Seq);
     assert!(taken.is_some(), "the fixture must be sparse enough for the sparse path");
     for method in [Method::FfDd, Method::FfAd, Method::BpDd] {
-        let learning = TrainSpec {
-            method,
-            width: 12,
-            depth: 1,
-            epochs: 20,
-            batch: 32,
-            optimizer: Optimizer::Adam,
-            lr: 1e-2,
-            ..Default::default()
-        };
+        let learning = learning_spec(method);
         let acc = train(&learning, &data, &mut NoProgress).unwrap().test_accuracy.unwrap();
         assert!(acc > 0.8, "{method:?} on sparse blobs: {acc}");
         let spec = TrainSpec {
