@@ -68,7 +68,8 @@ pub struct TrainResult {
     pub test_r2: Option<f64>,
     /// Accuracy of each layer's own vote on the test set (FF classification).
     pub per_layer_test_accuracy: Option<Vec<f64>>,
-    /// Wall time of training alone (data loading and evaluation excluded).
+    /// Wall time of training alone: data loading, data preparation (the inputs' conversion to
+    /// sparse columns, [`SPARSE_INPUT_MAX_DENSITY`]) and evaluation excluded.
     pub train_seconds: f64,
     /// Sample-passes through physical layers during training, every traversed layer counted
     /// (SPEC A7): a layer-`m` FF evaluation of a batch of B costs `B·(m+1)`.
@@ -363,7 +364,7 @@ fn evaluated_result(
 /// The results of one FF spec at several depths ([`train_depth_sweep`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct DepthSweep {
-    /// Wall time of the whole sweep's training (evaluation excluded).
+    /// Wall time of the whole sweep's training (data preparation and evaluation excluded).
     pub train_seconds: f64,
     /// One result per requested depth, in the order asked; each equal to what [`train`] gives
     /// for the spec at that depth, except `train_seconds` (see [`train_depth_sweep`]).
