@@ -828,25 +828,30 @@ fn train_local(
 /// columns, the size of a training batch: the product's operands then stay in L2 (4096-column
 /// chunks took 84 ms for the first layer of width 100 over 50,000 samples, 256 take 75).
 fn layer_output_all(shape: DenseShape, params: &[f32], inputs: LayerInputs<'_>, out: &mut Mat, par: Par) {
-    const CHUNK: usize = 256;
     debug_assert_eq!(out.shape(), (shape.outputs, inputs.samples()));
     out.as_mut_slice()
-        .par_chunks_mut(CHUNK * shape.outputs)
+        .par_chunks_mut(CACHE_CHUNK * shape.outputs)
         .enumerate()
         .with_min_len(par.min_blocks_per_job())
         .for_each(|(i, block)| {
-            let start = i * CHUNK;
             let len = block.len() / shape.outputs;
-            layer_forward_into(shape, params, inputs.columns(start, len), block);
-            relu_in_place(block);
+            frozen_output(shape, params, inputs.columns(i * CACHE_CHUNK, len), block);
         });
+}
+
+/// Columns per chunk of the frozen-layer cache ([`layer_output_all`], [`layer_output_in_place`]).
+const CACHE_CHUNK: usize = 256;
+
+/// `out ← ReLU(W·x + b)` for one chunk of the cache.
+fn frozen_output(shape: DenseShape, params: &[f32], x: LayerInput<'_>, out: &mut [f32]) {
+    layer_forward_into(shape, params, x, out);
+    relu_in_place(out);
 }
 
 /// [`layer_output_all`] for a square layer (`outputs == inputs`), overwriting its input: each
 /// chunk of columns is computed into a scratch block and copied back over itself (the same
 /// products on the same chunks, so the same bits as into a separate buffer).
 fn layer_output_in_place(shape: DenseShape, params: &[f32], cache: &mut Mat, par: Par) {
-    const CHUNK: usize = 256;
     assert!(
         shape.inputs == shape.outputs && cache.nrows() == shape.inputs,
         "layer_output_in_place: a {}→{} layer over {}-row inputs",
@@ -857,14 +862,17 @@ fn layer_output_in_place(shape: DenseShape, params: &[f32], cache: &mut Mat, par
     let rows = shape.inputs;
     cache
         .as_mut_slice()
-        .par_chunks_mut(CHUNK * rows)
+        .par_chunks_mut(CACHE_CHUNK * rows)
         .with_min_len(par.min_blocks_per_job())
         .for_each_init(Vec::new, |scratch: &mut Vec<f32>, block| {
             let len = block.len() / rows;
             scratch.resize(block.len(), 0.0);
-            let x = LayerInput::Dense(MatRef::from_col_major(block, rows, len));
-            layer_forward_into(shape, params, x, scratch);
-            relu_in_place(scratch);
+            frozen_output(
+                shape,
+                params,
+                LayerInput::Dense(MatRef::from_col_major(block, rows, len)),
+                scratch,
+            );
             block.copy_from_slice(scratch);
         });
 }

@@ -6,7 +6,8 @@ mod common;
 use common::{blobs, sparse_blobs};
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
 use insitu_ffzero::{
-    train, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainSpec, SPARSE_INPUT_MAX_DENSITY,
+    train, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainResult, TrainSpec,
+    SPARSE_INPUT_MAX_DENSITY,
 };
 use insitu_linalg::{MatRef, Par, SparseColumns};
 
@@ -54,14 +55,16 @@ fn results_do_not_depend_on_the_thread_count() {
             seed: 5,
             ..Default::default()
         };
-        let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| train(&spec, &data, &mut NoProgress).unwrap())
-        };
-        let (a, b) = (run(1), run(2));
+        let (a, b) = (train_with_threads(&spec, &data, 1), train_with_threads(&spec, &data, 2));
         assert_eq!(a.test_accuracy, b.test_accuracy, "{method:?}");
         assert_eq!(a.loss_curve, b.loss_curve, "{method:?}");
     }
+}
+
+/// `train` inside a rayon pool of `threads` threads.
+fn train_with_threads(spec: &TrainSpec, data: &TrainTest, threads: usize) -> TrainResult {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| train(spec, data, &mut NoProgress).unwrap())
 }
 
 /// Settings under which every method learns the 3-class blobs within a second (Adam, 20 epochs).
@@ -239,11 +242,7 @@ fn sparse_inputs_learn_and_do_not_depend_on_the_thread_count() {
             seed: 3,
             ..learning
         };
-        let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| train(&spec, &data, &mut NoProgress).unwrap())
-        };
-        let (a, b) = (run(1), run(2));
+        let (a, b) = (train_with_threads(&spec, &data, 1), train_with_threads(&spec, &data, 2));
         assert_eq!(a.loss_curve, b.loss_curve, "{method:?}");
         assert_eq!(a.test_accuracy, b.test_accuracy, "{method:?}");
     }

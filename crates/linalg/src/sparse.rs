@@ -223,11 +223,8 @@ fn compress_column(x: &[f32], first: usize, rows: &mut [u32], values: &mut [f32]
     assert_eq!(segments.len(), x.len().div_ceil(SEGMENT), "compress_column: segments");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        let need = count_nonzeros(x);
-        assert!(rows.len() >= need && values.len() >= need, "compress_column: no room");
-        // SAFETY: AVX-512F checked; room for `need` entries checked.
-        unsafe { x86::compress_avx512(x, first, rows.as_mut_ptr(), values.as_mut_ptr(), segments) };
-        return need;
+        // SAFETY: AVX-512F checked.
+        return unsafe { x86::compress_avx512(x, first, rows, values, segments) };
     }
     compress_column_scalar(x, first, rows, values, segments)
 }
@@ -417,17 +414,20 @@ mod x86 {
         total + rest.iter().map(|&v| (v != 0.0) as usize).sum::<usize>()
     }
 
+    /// Returns the number of entries written. Panics if `rows` or `values` has no room for
+    /// them.
+    ///
     /// # Safety
-    /// AVX-512F; `rows` and `values` have room for every non-zero entry of `x`; `segments` has
-    /// one slot per [`super::SEGMENT`] rows.
+    /// AVX-512F; `segments` has one slot per [`super::SEGMENT`] rows.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn compress_avx512(
         x: &[f32],
         first: usize,
-        rows: *mut u32,
-        values: *mut f32,
+        rows: &mut [u32],
+        values: &mut [f32],
         segments: &mut [usize],
-    ) {
+    ) -> usize {
+        let room = rows.len().min(values.len());
         let mut at = 0usize;
         let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let step = _mm512_set1_epi32(16);
@@ -437,17 +437,21 @@ mod x86 {
             }
             let lanes = (x.len() - start).min(16);
             let load: __mmask16 = if lanes == 16 { 0xFFFF } else { (1u16 << lanes) - 1 };
-            // SAFETY: `lanes` readable floats from `start`; the compressed stores write exactly
-            // popcount(mask) entries, for which the caller made room.
+            // SAFETY: `lanes` readable floats from `start`.
+            let v = unsafe { _mm512_maskz_loadu_ps(load, x.as_ptr().add(start)) };
+            let mask = nonzero_mask(v) & load;
+            let count = mask.count_ones() as usize;
+            assert!(at + count <= room, "compress_column: no room");
+            // SAFETY: the compressed stores write exactly `count` entries from `at`, checked
+            // to fit above.
             unsafe {
-                let v = _mm512_maskz_loadu_ps(load, x.as_ptr().add(start));
-                let mask = nonzero_mask(v) & load;
-                _mm512_mask_compressstoreu_ps(values.add(at), mask, v);
-                _mm512_mask_compressstoreu_epi32(rows.add(at) as *mut i32, mask, index);
-                at += mask.count_ones() as usize;
+                _mm512_mask_compressstoreu_ps(values.as_mut_ptr().add(at), mask, v);
+                _mm512_mask_compressstoreu_epi32(rows.as_mut_ptr().add(at) as *mut i32, mask, index);
             }
+            at += count;
             index = _mm512_add_epi32(index, step);
         }
+        at
     }
 
     thread_local! {
