@@ -13,8 +13,12 @@ fn main() {
 }
 
 /// (m, k, n): `C (m×n) = A (m×k) · B (k×n)`, the forward products of the paper's MLP
-/// (784 → 100 → 100 → 10, batch 256) and a backward-shaped one.
-const SHAPES: [(usize, usize, usize); 7] = [
+/// (784 → 100 → 100 → 10, batch 256), a backward-shaped one, and the split of a 100-row product
+/// into faer's 96 rows and the few-rows kernel's 4.
+const SHAPES: [(usize, usize, usize); 10] = [
+    (96, 100, 256),
+    (4, 100, 256),
+    (10, 784, 256),
     (100, 784, 256),
     (100, 100, 256),
     (10, 100, 256),

@@ -239,7 +239,7 @@ fn polling_workers_return_the_result_and_let_a_panic_through() {
 /// The rows left over after faer's 16-row tiles (1..=12 of them) take the few-rows kernel when
 /// `B`'s columns are contiguous: the paper's layer widths 10, 50, 100 and every remainder, odd
 /// and even column counts, `k` with and without a tail, transposed and sub-matrix views of `A`,
-/// both accumulation modes, 1 and 2 threads (bitwise equal).
+/// both accumulation modes, `C` stored by columns or by rows, 1 and 2 threads (bitwise equal).
 #[test]
 fn leftover_rows_match_the_reference_at_every_remainder() {
     let mut g = rng(11);
@@ -265,6 +265,9 @@ fn leftover_rows_match_the_reference_at_every_remainder() {
                         let (mut c, mut c_par) = (c0.clone(), c0.clone());
                         matmul(MatMut::from(&mut c), accum, av, bv, -0.5, Par::Seq);
                         pool.install(|| matmul(MatMut::from(&mut c_par), accum, av, bv, -0.5, Par::Rayon(2)));
+                        // C with contiguous columns (row stride ≠ 1): the kernels' other store path.
+                        let mut c_rows = c0.transpose();
+                        matmul(MatMut::from(&mut c_rows).t(), accum, av, bv, -0.5, Par::Seq);
                         // Reference in f64.
                         let (a64, b64) = (a.map(f64::from), bv_to_f64(bv));
                         let prod = &a64 * &b64;
@@ -274,11 +277,13 @@ fn leftover_rows_match_the_reference_at_every_remainder() {
                                     Accum::Replace => -0.5 * prod[(i, j)],
                                     Accum::Add => c0[(i, j)] as f64 - 0.5 * prod[(i, j)],
                                 };
-                                let err = (c[(i, j)] as f64 - want).abs();
-                                assert!(
-                                    err < 2e-6 * k as f64,
-                                    "m={m} k={k} n={n} ta={ta} {accum:?} ({i},{j}): {err}"
-                                );
+                                for (got, layout) in [(c[(i, j)], "C by columns"), (c_rows[(j, i)], "C by rows")] {
+                                    let err = (got as f64 - want).abs();
+                                    assert!(
+                                        err < 2e-6 * k as f64,
+                                        "m={m} k={k} n={n} ta={ta} {accum:?} {layout} ({i},{j}): {err}"
+                                    );
+                                }
                             }
                         }
                         assert_eq!(c, c_par, "m={m} k={k} n={n}: thread count changed the result");
