@@ -8,6 +8,10 @@
 //!   The time is the result's `train_seconds` (training only: no data loading, no evaluation).
 //!   GFLOP/s divide an analytic count of the matrix-product FLOPs ([`epoch_flops`]) by it. Each
 //!   run happens inside a rayon pool of 1, 2, … threads (`--threads`).
+//! - **Products.** The matrix products of FFzero's MLPs (forward `W·X`, weight gradient
+//!   `dZ·Xᵀ`, backward `Wᵀ·dZ`, batch 256) through `insitu_linalg::matmul` at 1 thread, each in
+//!   GFLOP/s and as a fraction of one core's FMA peak measured right before them (issue 8's
+//!   "product-bound parts ≥ 70 % of the measured single-core peak").
 //! - **Optics.** A 784-mode Haar-random Clements mesh applied to a batch of 128 fields, and one
 //!   400×400 band-limited angular-spectrum propagation with 2× padding (medians of a few runs).
 //! - **Allocations per FF+DD step after warm-up.** The binary installs [`CountingAllocator`] as
@@ -30,7 +34,7 @@ use insitu_ffzero::{
     dense_forward, layer_widths, train, train_depth_sweep, DenseShape, LayerObjective, LayerScratch, LayerTarget,
     LocalLoss, Method, NoProgress, Optimizer, Progress, TrainSpec, SPARSE_INPUT_MAX_DENSITY,
 };
-use insitu_linalg::{rng, CMat, Mat, MatRef, Par, SparseColumns};
+use insitu_linalg::{matmul, rng, Accum, CMat, Mat, MatMut, MatRef, Par, SparseColumns};
 use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RectangularMesh};
 use insitu_optim::PerturbedObjective;
 use serde::Serialize;
@@ -181,6 +185,111 @@ pub struct KernelRow {
     pub repeats: usize,
 }
 
+/// One matrix product `C (m×n) = A (m×k)·B (k×n)` through `insitu_linalg::matmul`, 1 thread.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProductRow {
+    /// Where FFzero uses it, e.g. `forward W·X, layer 784→100`.
+    pub name: String,
+    /// `(m, k, n)`.
+    pub shape: (usize, usize, usize),
+    /// Fastest seconds per product.
+    pub min_seconds: f64,
+    /// `2mkn / min_seconds / 10⁹`.
+    pub gflops: f64,
+    /// `gflops` over the FMA peak measured just before the products (`None` without one).
+    pub fraction_of_peak: Option<f64>,
+}
+
+/// The products' measurement: the peak it is compared with, and one row per product.
+#[derive(Clone, Debug, Serialize)]
+pub struct Products {
+    /// One core's f32 FMA peak, measured right before the products ([`fma_peak_gflops`]).
+    pub fma_peak_gflops: Option<f64>,
+    /// The products.
+    pub rows: Vec<ProductRow>,
+}
+
+/// How a product reads its operands (FFzero keeps every matrix column-major).
+#[derive(Clone, Copy, Debug)]
+enum ProductKind {
+    /// `W (o×i) · X (i×B)`: a layer's forward pass.
+    Forward,
+    /// `dZ (o×B) · Xᵀ`, `X` (i×B): a weight gradient (`B`'s rows contiguous).
+    WeightGradient,
+    /// `Wᵀ · dZ`, `W` (o×i): backpropagation to the layer's input (`A` transposed).
+    Backward,
+}
+
+/// The products of FFzero's MLPs at batch 256: widths 100, 50 and 10 on 784 inputs with 10
+/// classes, each as the methods use them (SPEC A7 layer shapes).
+pub fn bench_products(repeats: usize) -> Products {
+    const BATCH: usize = 256;
+    let cases: &[(&str, ProductKind, usize, usize)] = &[
+        (
+            "forward W·X, layer 784→100 (dense first layer)",
+            ProductKind::Forward,
+            100,
+            784,
+        ),
+        ("forward W·X, layer 100→100", ProductKind::Forward, 100, 100),
+        ("forward W·X, layer 100→10", ProductKind::Forward, 10, 100),
+        (
+            "weight gradient dZ·Xᵀ, layer 784→100",
+            ProductKind::WeightGradient,
+            100,
+            784,
+        ),
+        (
+            "weight gradient dZ·Xᵀ, layer 100→100",
+            ProductKind::WeightGradient,
+            100,
+            100,
+        ),
+        ("backward Wᵀ·dZ, layer 100→100", ProductKind::Backward, 100, 100),
+        ("forward W·X, layer 784→50", ProductKind::Forward, 50, 784),
+        ("forward W·X, layer 50→50", ProductKind::Forward, 50, 50),
+        ("forward W·X, layer 784→10", ProductKind::Forward, 10, 784),
+        ("forward W·X, layer 10→10", ProductKind::Forward, 10, 10),
+    ];
+    let peak = fma_peak_gflops();
+    // Values in [-0.5, 0.5): the time does not depend on them (no zeros, no subnormals).
+    let random = |r: usize, c: usize| Mat::from_fn(r, c, |i, j| ((i * 131 + j * 17 + 1) % 97) as f32 / 97.0 - 0.5);
+    let rows = cases
+        .iter()
+        .map(|&(name, kind, outputs, inputs)| {
+            let (m, k, n, a, b) = match kind {
+                ProductKind::Forward => (outputs, inputs, BATCH, random(outputs, inputs), random(inputs, BATCH)),
+                // B = Xᵀ: X is inputs × batch, read transposed.
+                ProductKind::WeightGradient => (outputs, BATCH, inputs, random(outputs, BATCH), random(inputs, BATCH)),
+                // A = Wᵀ: W is outputs × inputs, read transposed.
+                ProductKind::Backward => (inputs, outputs, BATCH, random(outputs, inputs), random(outputs, BATCH)),
+            };
+            let mut c = Mat::zeros(m, n);
+            let (av, bv) = match kind {
+                ProductKind::Forward => (MatRef::from(&a), MatRef::from(&b)),
+                ProductKind::WeightGradient => (MatRef::from(&a), MatRef::from(&b).t()),
+                ProductKind::Backward => (MatRef::from(&a).t(), MatRef::from(&b)),
+            };
+            let row = time_repeats(name, repeats, || {
+                matmul(MatMut::from(&mut c), Accum::Replace, av, bv, 1.0, Par::Seq);
+                std::hint::black_box(&c);
+            });
+            let gflops = 2.0 * (m * k * n) as f64 / row.min_seconds / 1e9;
+            ProductRow {
+                name: name.into(),
+                shape: (m, k, n),
+                min_seconds: row.min_seconds,
+                gflops,
+                fraction_of_peak: peak.map(|p| gflops / p),
+            }
+        })
+        .collect();
+    Products {
+        fma_peak_gflops: peak,
+        rows,
+    }
+}
+
 /// The allocation measurement.
 #[derive(Clone, Debug, Serialize)]
 pub struct AllocationRow {
@@ -245,6 +354,8 @@ pub struct BenchReport {
     pub sweeps: Vec<SweepRow>,
     /// The seed 000 Fig. 4 estimate (not with `--quick`).
     pub fig4: Option<Fig4Estimate>,
+    /// FFzero's matrix products at 1 thread, against the FMA peak.
+    pub products: Products,
     /// Optics kernels.
     pub kernels: Vec<KernelRow>,
     /// Allocations per FF+DD step (`None` if the counting allocator is not installed).
@@ -703,6 +814,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
     } else {
         fig4_estimate(&epochs, &sweeps)
     };
+    eprintln!("products…");
+    let products = bench_products(if args.quick { 200 } else { 1000 });
     eprintln!("optics kernels…");
     let mut kernels = bench_optics(if args.quick { 3 } else { 7 })?;
     // Data preparation that `train` does before its clock starts (like loading): the training
@@ -729,6 +842,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
         epochs,
         sweeps,
         fig4,
+        products,
         kernels,
         allocations,
     })
@@ -912,6 +1026,28 @@ pub fn render(report: &BenchReport) -> String {
                 r.steady_sweep_seconds
             );
         }
+    }
+    let _ = writeln!(
+        s,
+        "\nproducts through `insitu_linalg::matmul`, 1 thread, fastest of repeated calls; FMA peak measured just before: {} GFLOP/s\n\n| product | (m, k, n) | µs | GFLOP/s | of peak |\n|---|---|---|---|---|",
+        report
+            .products
+            .fma_peak_gflops
+            .map_or_else(|| "?".to_string(), |g| format!("{g:.0}"))
+    );
+    for p in &report.products.rows {
+        let _ = writeln!(
+            s,
+            "| {} | ({}, {}, {}) | {:.1} | {:.1} | {} |",
+            p.name,
+            p.shape.0,
+            p.shape.1,
+            p.shape.2,
+            p.min_seconds * 1e6,
+            p.gflops,
+            p.fraction_of_peak
+                .map_or_else(|| "?".to_string(), |f| format!("{:.0} %", f * 100.0))
+        );
     }
     s.push_str("\n| kernel | median | fastest | repeats |\n|---|---|---|---|\n");
     for k in &report.kernels {
@@ -1109,6 +1245,16 @@ mod tests {
                 core_seconds_with_sweeps: 1800.0,
                 minutes_on_two_cores_with_sweeps: 15.0,
             }),
+            products: Products {
+                fma_peak_gflops: Some(200.0),
+                rows: vec![ProductRow {
+                    name: "forward W·X, layer 100→100".into(),
+                    shape: (100, 100, 256),
+                    min_seconds: 32e-6,
+                    gflops: 160.0,
+                    fraction_of_peak: Some(0.8),
+                }],
+            },
             kernels: vec![KernelRow {
                 name: "mesh".into(),
                 median_seconds: 0.1,
@@ -1118,6 +1264,10 @@ mod tests {
             allocations: None,
         };
         let s = render(&report);
+        assert!(
+            s.contains("| forward W·X, layer 100→100 | (100, 100, 256) | 32.0 | 160.0 | 80 % |"),
+            "{s}"
+        );
         assert!(s.contains("| mnist | ff-dd | sgd | 100 | 3 | 1 | 0.500 | 2.0 |"), "{s}");
         assert!(s.contains("3600 core-seconds = 30.0 min on 2 cores"), "{s}");
         assert!(s.contains("mnist ff-dd width 100, depths 1–10: 350 s"), "{s}");
