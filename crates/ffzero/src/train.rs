@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use insitu_autodiff::{loss as lossfn, Tape};
 use insitu_data::{epoch_permutation, gather_columns, gather_columns_par, Dataset, Targets, TrainTest};
-use insitu_linalg::{derive_seed, huge_page_zeros, rng, Mat, MatRef, Par, SparseColumns};
+use insitu_linalg::{all_finite, derive_seed, huge_page_zeros, rng, Mat, MatRef, Par, SparseColumns};
 use insitu_optim::{Adam, AnyStep, DirectionalDerivative, Sgd, StepRule, DIRECTION_BLOCK};
 use insitu_proto::{antipodal_pair, simplex_prototypes};
 use rayon::prelude::*;
@@ -200,10 +200,10 @@ fn optimise(
             step_counter += 1;
             passes += p;
             if !loss.is_finite()
-                || grad
+                || !grad
                     .par_chunks(DIRECTION_BLOCK)
                     .with_min_len(par.min_blocks_per_job())
-                    .any(|g| g.iter().any(|g| !g.is_finite()))
+                    .all(all_finite)
             {
                 return UnitOutcome {
                     divergence: Some(Divergence { layer, epoch, step: s }),

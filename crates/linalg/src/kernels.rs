@@ -44,6 +44,34 @@ pub fn sum_of_squares(x: &[f32]) -> f64 {
     vectorized(SumOfSquares(x))
 }
 
+/// Whether every value is finite (no NaN, no ±inf): the exponent bits of each value, OR-ed
+/// without an early exit so that it vectorises (a short-circuiting `any(!is_finite)` ran one
+/// value per cycle: 29 µs per FF+DD step on a 78,500-parameter layer).
+/// Runs [`vectorized`].
+pub fn all_finite(x: &[f32]) -> bool {
+    vectorized(AllFinite(x))
+}
+
+/// [`all_finite`] as a [`VectorKernel`].
+struct AllFinite<'a>(&'a [f32]);
+
+impl VectorKernel for AllFinite<'_> {
+    type Output = bool;
+    #[inline(always)]
+    fn run(self) -> bool {
+        const EXPONENT: u32 = 0x7f80_0000;
+        // A value is not finite exactly when its exponent bits are all ones.
+        let mut worst = 0u32;
+        for chunk in self.0.chunks(4096) {
+            worst = chunk.iter().fold(worst, |w, v| w.max(v.to_bits() & EXPONENT));
+            if worst == EXPONENT {
+                return false;
+            }
+        }
+        worst != EXPONENT
+    }
+}
+
 /// `out[i] = base[i] + t·along[i]` (a point on a line through parameter space: `t·along[i]`
 /// rounded, then the sum rounded, as the scalar expression `b + t * d` is, on every path).
 /// Runs [`vectorized`].
@@ -102,7 +130,25 @@ impl VectorKernel for SumOfSquares<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{add_scaled, dot, relu};
+    use super::{add_scaled, all_finite, dot, relu};
+
+    #[test]
+    fn all_finite_finds_one_nan_or_infinity_anywhere() {
+        for n in [0usize, 1, 15, 16, 17, 4095, 4096, 4097, 10_100] {
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 - 50.0) * 1e30).collect();
+            assert!(all_finite(&x), "n={n}");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for at in [0, n / 2, n.saturating_sub(1)] {
+                    if at < n {
+                        let mut y = x.clone();
+                        y[at] = bad;
+                        assert!(!all_finite(&y), "n={n} {bad} at {at}");
+                    }
+                }
+            }
+        }
+        assert!(all_finite(&[f32::MAX, f32::MIN, f32::MIN_POSITIVE / 2.0, -0.0]));
+    }
 
     #[test]
     fn relu_lets_nan_through() {

@@ -33,7 +33,7 @@ mod simd;
 mod sparse;
 
 pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
-pub use kernels::{add_scaled, dot, relu, sum_of_squares};
+pub use kernels::{add_scaled, all_finite, dot, relu, sum_of_squares};
 pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
 pub use memory::{huge_page_vec, huge_page_zeros};
 pub use normal::NormalStream;
