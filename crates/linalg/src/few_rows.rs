@@ -437,3 +437,40 @@ fn store(slot: &mut f32, s: f32, accum: Accum, alpha: f32) {
         Accum::Add => alpha.mul_add(s, *slot),
     };
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::{sum_lanes_of_16, LANES};
+
+    /// Lane `4L + e` of the result is the sum of vector `L + 4e`, and every vector's lanes are
+    /// added in the same tree whatever its slot (so a tile's shape never changes a sum's bits).
+    #[test]
+    fn sum_lanes_of_16_puts_each_sum_where_the_kernel_reads_it() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        use std::arch::x86_64::*;
+        // Values whose sums depend on the order of addition (different magnitudes).
+        let value = |v: usize, l: usize| ((v * 37 + l * 11) % 29) as f32 * 10f32.powi((l % 5) as i32 - 2);
+        let tree = |lanes: [f32; LANES]| {
+            let h: Vec<f32> = (0..8).map(|l| lanes[l] + lanes[l + 8]).collect();
+            let q: Vec<f32> = (0..4).map(|l| h[l] + h[l + 4]).collect();
+            (q[0] + q[2]) + (q[1] + q[3])
+        };
+        let mut out = [0.0f32; LANES];
+        // SAFETY: AVX-512F checked above; every pointer covers 16 f32s.
+        unsafe {
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (i, slot) in v.iter_mut().enumerate() {
+                let lanes: [f32; LANES] = std::array::from_fn(|l| value(i, l));
+                *slot = _mm512_loadu_ps(lanes.as_ptr());
+            }
+            _mm512_storeu_ps(out.as_mut_ptr(), sum_lanes_of_16(v));
+        }
+        for (position, &got) in out.iter().enumerate() {
+            let vector = position / 4 + 4 * (position % 4);
+            let want = tree(std::array::from_fn(|l| value(vector, l)));
+            assert_eq!(got.to_bits(), want.to_bits(), "lane {position} (vector {vector})");
+        }
+    }
+}
