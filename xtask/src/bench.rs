@@ -224,32 +224,18 @@ enum ProductKind {
 /// classes, each as the methods use them (SPEC A7 layer shapes).
 pub fn bench_products(repeats: usize) -> Products {
     const BATCH: usize = 256;
+    use ProductKind::{Backward, Forward, WeightGradient};
     let cases: &[(&str, ProductKind, usize, usize)] = &[
-        (
-            "forward W·X, layer 784→100 (dense first layer)",
-            ProductKind::Forward,
-            100,
-            784,
-        ),
-        ("forward W·X, layer 100→100", ProductKind::Forward, 100, 100),
-        ("forward W·X, layer 100→10", ProductKind::Forward, 10, 100),
-        (
-            "weight gradient dZ·Xᵀ, layer 784→100",
-            ProductKind::WeightGradient,
-            100,
-            784,
-        ),
-        (
-            "weight gradient dZ·Xᵀ, layer 100→100",
-            ProductKind::WeightGradient,
-            100,
-            100,
-        ),
-        ("backward Wᵀ·dZ, layer 100→100", ProductKind::Backward, 100, 100),
-        ("forward W·X, layer 784→50", ProductKind::Forward, 50, 784),
-        ("forward W·X, layer 50→50", ProductKind::Forward, 50, 50),
-        ("forward W·X, layer 784→10", ProductKind::Forward, 10, 784),
-        ("forward W·X, layer 10→10", ProductKind::Forward, 10, 10),
+        ("forward W·X, layer 784→100 (dense first layer)", Forward, 100, 784),
+        ("forward W·X, layer 100→100", Forward, 100, 100),
+        ("forward W·X, layer 100→10", Forward, 10, 100),
+        ("weight gradient dZ·Xᵀ, layer 784→100", WeightGradient, 100, 784),
+        ("weight gradient dZ·Xᵀ, layer 100→100", WeightGradient, 100, 100),
+        ("backward Wᵀ·dZ, layer 100→100", Backward, 100, 100),
+        ("forward W·X, layer 784→50", Forward, 50, 784),
+        ("forward W·X, layer 50→50", Forward, 50, 50),
+        ("forward W·X, layer 784→10", Forward, 10, 784),
+        ("forward W·X, layer 10→10", Forward, 10, 10),
     ];
     let peak = fma_peak_gflops();
     // Values in [-0.5, 0.5): the time does not depend on them (no zeros, no subnormals).

@@ -18,7 +18,7 @@
 //! it picks its own kernels by instruction set, products were never bitwise equal across
 //! instruction sets).
 //!
-//! **Results changed in their last bits** in the commit after dbf7198, when the dot-product
+//! **Results changed in their last bits** in commit fe7d0b2, when the dot-product
 //! kernel got its tiles and took over the leftover rows of products with `16 ≤ k < 256` (the
 //! hidden layers' `k = 100`), which faer computed before.
 

@@ -7,15 +7,6 @@ use rayon::prelude::*;
 /// the blocks only decide who does the work, never the result.
 const STEP_BLOCK: usize = 8192;
 
-/// Parameters from which [`Sgd`] splits its step over threads: two blocks. Measured on FF+DD
-/// (w100 d3 MNIST, 3 epochs, 2 threads): one thread stepping alone took 30 ms where the split
-/// step takes 21 (both threads read `W` in the step's products, so every line written
-/// invalidates the other core's copy, and the split shares that cost); at 1 thread the same
-/// steps take 7 ms. Until the commit after cd9b01b the split started at 4 M parameters,
-/// measured before the pool's idle threads polled for work (a region then cost ≈ 10 µs, now
-/// 1–3 µs).
-const SGD_PARALLEL_FROM: usize = 2 * STEP_BLOCK;
-
 /// A rule `ω ← step(ω, ĝ)` for minimising a loss, fed by any gradient source.
 pub trait StepRule {
     /// Update `params` in place from the gradient estimate `grad` (same length).
@@ -43,12 +34,12 @@ impl StepRule for Sgd {
             "Sgd::step: parameter and gradient lengths differ"
         );
         let lr = self.lr;
-        // Memory-bound: sequential below two blocks (see `SGD_PARALLEL_FROM`).
-        let par = if params.len() < SGD_PARALLEL_FROM {
-            Par::Seq
-        } else {
-            par
-        };
+        // Split like every rule (one block runs on the caller). Until the commit after cd9b01b
+        // SGD stayed on one thread below 4 M parameters, measured before the pool's idle threads
+        // polled for work (a region then cost ≈ 10 µs, now 1–3 µs); FF+DD w100 d3 MNIST, 3
+        // epochs, 2 threads: that took 30 ms, the split step 21 (both cores read `W` in the
+        // step's products, so every line written invalidates the other core's copy), 7 at 1
+        // thread.
         params
             .par_chunks_mut(STEP_BLOCK)
             .zip(grad.par_chunks(STEP_BLOCK))
