@@ -13,15 +13,18 @@ fn main() {
 }
 
 /// (m, k, n): `C (m×n) = A (m×k) · B (k×n)`, the forward products of the paper's MLP
-/// (784 → 100 → 100 → 10, batch 256), a backward-shaped one, and the split of a 100-row product
+/// (784 → 100 → 100 → 10, batch 256), the narrow layers of widths 10 and 50, a backward-shaped one, and the split of a 100-row product
 /// into faer's 96 rows and the few-rows kernel's 4.
-const SHAPES: [(usize, usize, usize); 10] = [
+const SHAPES: [(usize, usize, usize); 13] = [
     (96, 100, 256),
     (4, 100, 256),
     (10, 784, 256),
     (100, 784, 256),
     (100, 100, 256),
     (10, 100, 256),
+    (10, 10, 256),
+    (50, 50, 256),
+    (50, 784, 256),
     (100, 256, 784),
     (256, 784, 100),
     (112, 784, 256),

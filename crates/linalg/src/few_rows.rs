@@ -6,21 +6,27 @@
 //! 58 µs for m = 4, 10 or 16 rows, a 100-row product (96 + 4) costs 284 µs where 96 rows cost
 //! 211, and a hidden layer's (100 × 100)·(100 × 256) 36.6 µs where 96 rows cost 27.4
 //! (`cargo bench -p insitu-linalg --bench matmul`). FFzero's layers have 100, 50 and 10 rows.
-//! This kernel computes up to [`MAX_ROWS`] rows itself: as dot products along `k` when `B`'s
-//! columns are contiguous (a forward product `W·x`: tiles of 4 rows × 4 columns, 16 FMA chains,
-//! their sums formed together by a shuffle tree), or as rank-one updates of 32 columns at a
-//! time when `B`'s rows are contiguous (a weight gradient `dZ·Xᵀ`); see [`applies`] for when
-//! each pays.
+//! This module computes up to [`MAX_ROWS`] rows itself, with one of two kernels (see
+//! [`applies`] for when each pays):
+//! - **quads** ([`quads_avx512`]) when `B`'s columns are contiguous (a forward product `W·x`:
+//!   a 10-output layer, the 4 rows a 100-row layer leaves, a regression's 1 output): a register
+//!   holds 4 rows × 4 consecutive `k`, so 10 rows fill 3 registers (83 % of their lanes) and each
+//!   sum ends with a 4-way lane sum;
+//! - **rank-one updates** ([`few_rows_row_major_b_avx512`]) of 32 columns at a time when `B`'s
+//!   rows are contiguous (a weight gradient `dZ·Xᵀ`).
 //!
-//! Each element is `Σ_k` in a fixed order (16 lanes in `k` order with fused multiply-adds, the
-//! last `k % 16` values as a zero-padded chunk, then a fixed tree over the lanes), independent
-//! of the thread count and of `C`'s layout. AVX-512 only: without it faer computes all rows (as
-//! it picks its own kernels by instruction set, products were never bitwise equal across
-//! instruction sets).
+//! Each element is `Σ_k` in a fixed order that depends only on the shape (quads: for each
+//! `e < 4`, the `k ≡ e (mod 4)` terms fused in `k` order, then `(e₀ + e₂) + (e₁ + e₃)`;
+//! rank-one updates: `k` order, fused), never on the thread count or on `C`'s layout. AVX-512
+//! only: without it faer computes all rows (as it picks its own kernels by instruction set,
+//! products were never bitwise equal across instruction sets).
 //!
-//! **Results changed in their last bits** in commit fe7d0b2, when the dot-product
-//! kernel got its tiles and took over the leftover rows of products with `16 ≤ k < 256` (the
-//! hidden layers' `k = 100`), which faer computed before.
+//! **Results changed in their last bits** in commit fe7d0b2, when a dot-product kernel (16
+//! lanes along `k`, then a shuffle tree) took over the leftover rows of products with
+//! `16 ≤ k < 256` (the hidden layers' `k = 100`) from faer; and again in session 7, when the
+//! quads kernel replaced it (faster for every row count but 1 at `k = 784`, where it is 25 %
+//! slower; docs/performance.md round 7): every MLP's output layer, and its hidden layers of
+//! widths 10 and 100.
 
 use std::cell::RefCell;
 
@@ -28,19 +34,27 @@ use crate::matmul::{Accum, MatMut, MatRef};
 
 /// Most rows this kernel takes (more would spill the accumulators out of registers).
 pub(crate) const MAX_ROWS: usize = 12;
+/// Rows, and consecutive values of `k`, per quad in [`quads_avx512`].
+const QUAD: usize = 4;
+/// Columns of `C` per pass of [`quads_avx512`]: 8 beat 12 and 16 for 4, 6 and 10 rows
+/// (`(m × 100)·(100 × 256)`, `(10 × 784)·(784 × 256)`), and 3 × 8 accumulators still fit the
+/// 32 registers with the 3 quads of `A` and a broadcast.
+const QUAD_COLUMNS: usize = 8;
 /// Lanes per accumulator (one AVX-512 register).
 const LANES: usize = 16;
 
 thread_local! {
-    /// Packed rows of `A` (`rows × k`, row-major), allocated on first use per thread and reused.
+    /// Packed `A` (quads, or `k × rows` for the row kernel), allocated on first use per thread and
+    /// reused.
     static PACKED_ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How [`product_few_rows`] reads `B`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
-    /// `B`'s columns are contiguous (e.g. a batch of samples): dot products along `k`.
-    Columns,
+    /// `B`'s columns are contiguous (e.g. a batch of samples): each register holds 4 rows ×
+    /// 4 consecutive `k` ([`quads_avx512`]).
+    Quads,
     /// `B`'s rows are contiguous (e.g. the transpose of a batch, in a weight gradient
     /// `dZ·Xᵀ`): rank-one updates of 32 columns of `C` at a time along `k`.
     Rows,
@@ -48,12 +62,15 @@ pub(crate) enum Layout {
 
 /// Whether [`product_few_rows`] takes the last `rows` of a product with `total_rows` rows, and
 /// how: `1 ≤ rows ≤ MAX_ROWS`, AVX-512F and VL (elsewhere faer does all rows), and `B` either
-/// column-contiguous with `k ≥ 16`, or row-contiguous with `n ≥ 64`, `rows ≤ 8` and at least 96
-/// rows for faer. Measured with `cargo bench -p insitu-linalg --bench matmul`: the column
-/// kernel takes (4 × 100)·(100 × 256) in 2.4–3.1 µs where faer takes 8.3, and
-/// (10 × 784)·(784 × 256) in 34 µs where faer takes 55; the row kernel takes
-/// (m × 256)·(256 × 784) in 257–310 µs for m = 97…104 where faer alone takes 325–335, but is
-/// 3–7 % slower than faer for m = 10, 50 and 106…108.
+/// column-contiguous with `k ≥ 16` (quads), or row-contiguous
+/// with `n ≥ 64`, `rows ≤ 8` and at least 96 rows for faer. Measured with
+/// `cargo bench -p insitu-linalg --bench matmul` (docs/performance.md, round 7): quads take
+/// (10 × 100)·(100 × 256) in 4.5 µs where dot products took 6.9 and faer 8.4,
+/// (10 × 784)·(784 × 256) in 26 µs (dot products 35, faer 55), (4 × 100)·(100 × 256) in 1.9 µs
+/// (dot products 2.8, faer 8.3); for `k < 16` faer is faster than quads (10 × 10 · 10 × 256:
+/// 1.2 µs against 1.7). The row kernel takes (m × 256)·(256 × 784) in 257–310 µs for
+/// m = 97…104 where faer alone takes 325–335, but is 3–7 % slower than faer for m = 10, 50 and
+/// 106…108.
 pub(crate) fn applies(rows: usize, total_rows: usize, b: MatRef<'_, f32>) -> Option<Layout> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -64,7 +81,7 @@ pub(crate) fn applies(rows: usize, total_rows: usize, b: MatRef<'_, f32>) -> Opt
             return None;
         }
         if b.row_stride() == 1 && b.nrows() >= LANES {
-            Some(Layout::Columns)
+            Some(Layout::Quads)
         } else if b.col_stride() == 1 && b.ncols() >= 4 * LANES && rows <= 8 && total_rows >= 96 + rows {
             Some(Layout::Rows)
         } else {
@@ -92,20 +109,26 @@ pub(crate) fn product_few_rows(
     let (rows, k) = (a.nrows(), a.ncols());
     PACKED_ROWS.with(|packed| {
         let mut packed = packed.borrow_mut();
-        // Columns: row-major `rows × k` with rows `ld` apart and 64-byte aligned (a load that
-        // straddles two cache lines costs two); Rows: `k × rows` (the rows' values at one `p`
-        // together).
-        let ld = k.next_multiple_of(LANES);
-        if packed.len() < rows * ld + LANES {
-            packed.resize(rows * ld + LANES, 0.0);
+        // Quads: ⌈k/4⌉·⌈rows/4⌉ vectors, 64-byte aligned (a load that straddles two cache
+        // lines costs two); Rows: `k × rows` (the rows' values at one `p` together).
+        let quads = k.div_ceil(QUAD) * rows.div_ceil(QUAD) * LANES;
+        let need = quads.max(rows * k) + LANES;
+        if packed.len() < need {
+            packed.resize(need, 0.0);
         }
-        if layout == Layout::Columns {
+        if layout == Layout::Quads {
             let offset = (LANES - (packed.as_ptr() as usize / 4) % LANES) % LANES;
-            let aligned = &mut packed[offset..offset + rows * ld];
-            // SAFETY: `applies` checked AVX-512F.
-            unsafe { pack_rows_avx512(a, aligned, ld) };
-            // SAFETY: `applies` checked AVX-512F/VL and the layout; `aligned` is rows × ld.
-            unsafe { few_rows_avx512(c, accum, aligned, ld, rows, b, alpha) };
+            let aligned = &mut packed[offset..offset + quads];
+            // SAFETY: `applies` checked AVX-512F/VL and the layout; `aligned` holds the
+            // packed quads, 64-byte aligned.
+            unsafe {
+                pack_quads_avx512(a, aligned);
+                match rows.div_ceil(QUAD) {
+                    1 => quads_avx512::<1, QUAD_COLUMNS>(c, accum, aligned, rows, b, alpha),
+                    2 => quads_avx512::<2, QUAD_COLUMNS>(c, accum, aligned, rows, b, alpha),
+                    _ => quads_avx512::<3, QUAD_COLUMNS>(c, accum, aligned, rows, b, alpha),
+                }
+            }
             return;
         }
         for r in 0..rows {
@@ -188,245 +211,184 @@ unsafe fn few_rows_row_major_b_avx512<const R: usize>(
     _mm256_zeroupper();
 }
 
-/// `packed ← A` as `rows × k`, row-major with rows `ld` apart: 16 values of a row per gather (a scalar copy read
-/// `A`'s columns across and cost 4 µs of a 45 µs (10 × 784)·(784 × 256) product).
+/// `packed ← A` for [`quads_avx512`]: for each group `g` of 4 consecutive `k` and each block
+/// `v` of 4 rows, one 64-byte-aligned vector at `packed[(g·V + v)·16..]` (`V` blocks) whose lane
+/// `4i + e` is `A[4v + i, 4g + e]`, zero past the last row or the last `k`. One gather per
+/// vector.
 ///
 /// # Safety
-/// The CPU must support AVX-512F.
+/// The CPU must support AVX-512F; `packed` is 64-byte aligned and holds
+/// `⌈k/4⌉·⌈rows/4⌉·16` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_rows_avx512(a: MatRef<'_, f32>, packed: &mut [f32], ld: usize) {
+unsafe fn pack_quads_avx512(a: MatRef<'_, f32>, packed: &mut [f32]) {
     use std::arch::x86_64::*;
     let (rows, k) = (a.nrows(), a.ncols());
-    assert!(ld >= k && packed.len() >= rows * ld, "packed rows");
+    let (blocks, groups) = (rows.div_ceil(QUAD), k.div_ceil(QUAD));
+    assert!(packed.len() >= groups * blocks * LANES, "packed quads");
     let (rs, cs) = (a.row_stride(), a.col_stride());
-    // Offsets of 16 consecutive columns, in elements; a gather takes i32 offsets.
-    let span = cs.unsigned_abs() * LANES;
-    if span > i32::MAX as usize / 4 {
-        for r in 0..rows {
-            for p in 0..k {
-                packed[r * ld + p] = a.get_raw(r, p);
+    let reach = 3 * (rs.unsigned_abs() + cs.unsigned_abs());
+    for g in 0..groups {
+        // Lanes 4i + e with e < the group's k values.
+        let k_mask = ((1u32 << (k - QUAD * g).min(QUAD)) - 1) * 0x1111;
+        for v in 0..blocks {
+            // Lanes 4i + e with i < the block's rows.
+            let row_lanes = (1u32 << (QUAD * (rows - QUAD * v).min(QUAD))) - 1;
+            let mask = (k_mask & row_lanes) as __mmask16;
+            let out = &mut packed[(g * blocks + v) * LANES..][..LANES];
+            if reach > i32::MAX as usize / 4 {
+                for (lane, value) in out.iter_mut().enumerate() {
+                    let (i, e) = (lane / QUAD, lane % QUAD);
+                    *value = if mask >> lane & 1 == 1 {
+                        a.get_raw(QUAD * v + i, QUAD * g + e)
+                    } else {
+                        0.0
+                    };
+                }
+                continue;
             }
-        }
-        return;
-    }
-    let offsets = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(cs as i32),
-    );
-    let (chunks, tail) = (k / LANES, k % LANES);
-    for r in 0..rows {
-        let out = &mut packed[r * ld..r * ld + k];
-        for q in 0..=chunks {
-            let (mask, at) = if q < chunks {
-                (0xFFFF, q * LANES)
-            } else if tail > 0 {
-                (((1u32 << tail) - 1) as __mmask16, q * LANES)
-            } else {
-                break;
-            };
-            // SAFETY: element (r, at + lane) is in the view for every lane the mask keeps;
-            // masked-off lanes are not read; `out` has `at + tail` (or `at + 16`) values.
+            let offsets: [i32; LANES] =
+                std::array::from_fn(|lane| ((lane / QUAD) as isize * rs + (lane % QUAD) as isize * cs) as i32);
+            // SAFETY: every lane the mask keeps is an element of the view; masked-off lanes
+            // are not read; `out` holds 16 values, 64-byte aligned (the caller's buffer is and
+            // each vector is 16 values long).
             unsafe {
-                let base = a.as_ptr().wrapping_offset(r as isize * rs + at as isize * cs);
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, offsets, base);
-                _mm512_mask_storeu_ps(out.as_mut_ptr().add(at), mask, v);
+                let base = a
+                    .as_ptr()
+                    .wrapping_offset((QUAD * v) as isize * rs + (QUAD * g) as isize * cs);
+                let offsets = _mm512_loadu_si512(offsets.as_ptr().cast());
+                let values = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, offsets, base);
+                _mm512_store_ps(out.as_mut_ptr(), values);
             }
         }
     }
 }
 
-/// The kernel for `B` with contiguous columns: dot products along `k`. Columns go in groups
-/// of [`GROUP`]; inside a group, rows go in tiles of up to 4, so a tile keeps up to 16
-/// accumulators of 16 lanes, and the group's columns of `B` are read from memory once and from
-/// L1 for the other tiles. The `k % 16` last values are one masked chunk. Then
-/// [`sum_lanes_of_16`] turns the tile's accumulators into its sums with 30 shuffles and 15
-/// additions (a store and 15 dependent scalar additions per sum took as long as the products at
-/// `k = 100`), and a column's sums go to `C` as one masked store when `C`'s rows are contiguous.
+/// The kernel for `B` with contiguous columns and 1 to 12 rows: each register holds 4 rows ×
+/// 4 consecutive `k` (`V` such blocks cover the rows), and multiplies `B[4g..4g + 4, j]`
+/// broadcast to its four 128-bit lanes; `J` columns per pass, `V·J` accumulators. At the end
+/// each 4 × 4 block of `C` is the 4-way lane sums of four accumulators ([`sum_quads`]). A
+/// 16-way dot product along `k` pays a 16-way reduction per sum (as long as the multiply-adds
+/// at `k = 100`); a register of rows (`A`'s column in lanes) leaves 6 of 16 lanes empty for 10
+/// rows and needs a load per multiply-add. Each element is the sum over `p ≡ e (mod 4)` in
+/// `p` order (fused) for each `e`, then `(e₀ + e₂) + (e₁ + e₃)`.
 ///
 /// # Safety
-/// The CPU must support AVX-512F and AVX-512VL (see [`applies`]); `a` holds `rows` rows of
-/// `k` values, `ld ≥ k` apart; `B` has row stride 1.
+/// The CPU must support AVX-512F and AVX-512VL; `a` is [`pack_quads_avx512`]'s output for
+/// `rows ≤ 4V` rows; `B` has row stride 1; `J` is a multiple of 4.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn few_rows_avx512(
+unsafe fn quads_avx512<const V: usize, const J: usize>(
     mut c: MatMut<'_, f32>,
     accum: Accum,
     a: &[f32],
-    ld: usize,
     rows: usize,
     b: MatRef<'_, f32>,
     alpha: f32,
 ) {
+    use std::arch::x86_64::*;
     let (k, n) = (b.nrows(), b.ncols());
-    assert!(ld >= k && a.len() >= rows * ld, "packed rows");
-    for j in (0..n).step_by(GROUP) {
-        let tile = Tile {
-            a,
-            ld,
-            k,
-            b,
-            j,
-            valid: (n - j).min(GROUP),
-            accum,
-            alpha,
-        };
-        let mut r0 = 0;
-        while r0 < rows {
-            // SAFETY: AVX-512F/VL as this function; the tile's rows and columns are in bounds.
-            r0 += unsafe {
-                match rows - r0 {
-                    1 => tile.run::<1>(&mut c, r0),
-                    2 => tile.run::<2>(&mut c, r0),
-                    3 => tile.run::<3>(&mut c, r0),
-                    _ => tile.run::<4>(&mut c, r0),
-                }
-            };
-        }
-    }
-    std::arch::x86_64::_mm256_zeroupper();
-}
-
-/// Columns of `C` per group in [`few_rows_avx512`].
-const GROUP: usize = 4;
-
-/// One group of [`few_rows_avx512`]: columns `j..j + valid` (`valid ≤ GROUP`).
-#[cfg(target_arch = "x86_64")]
-struct Tile<'a, 'b> {
-    a: &'a [f32],
-    ld: usize,
-    k: usize,
-    b: MatRef<'b, f32>,
-    j: usize,
-    valid: usize,
-    accum: Accum,
-    alpha: f32,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Tile<'_, '_> {
-    /// Rows `r0..r0 + TR` of `C` in the group's columns (a short group repeats its last column
-    /// in the unused slots and stores only its own); returns `TR`.
-    ///
-    /// # Safety
-    /// AVX-512F and AVX-512VL; `r0 + TR ≤ rows`, `TR ≤ 4`.
-    #[target_feature(enable = "avx512f,avx512vl")]
-    #[inline]
-    unsafe fn run<const TR: usize>(&self, c: &mut MatMut<'_, f32>, r0: usize) -> usize {
-        use std::arch::x86_64::*;
-        let k = self.k;
-        let (chunks, tail) = (k / LANES, k % LANES);
-        let tail_mask = ((1u32 << tail) - 1) as __mmask16;
-        let mut rows = [std::ptr::null::<f32>(); TR];
-        for (r, row) in rows.iter_mut().enumerate() {
-            *row = self.a[(r0 + r) * self.ld..].as_ptr();
-        }
-        let mut cols = [std::ptr::null::<f32>(); GROUP];
+    let (groups, tail) = (k / QUAD, k % QUAD);
+    assert!(
+        rows <= QUAD * V && a.len() >= k.div_ceil(QUAD) * V * LANES && J.is_multiple_of(QUAD),
+        "quads"
+    );
+    let tail_mask = ((1u32 << tail) - 1) as __mmask8;
+    // Lane 4i + s of a reduced block (row i, column s) → lane 4s + i (column s's rows together).
+    let to_columns = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let alpha_v = _mm_set1_ps(alpha);
+    for j in (0..n).step_by(J) {
+        let valid = (n - j).min(J);
+        let mut cols = [std::ptr::null::<f32>(); J];
         for (t, col) in cols.iter_mut().enumerate() {
-            *col = self.b.column_slice(self.j + t.min(self.valid - 1)).as_ptr();
+            *col = b.column_slice(j + t.min(valid - 1)).as_ptr();
         }
-        let mut acc = [[_mm512_setzero_ps(); GROUP]; TR];
-        let mut x = [_mm512_setzero_ps(); GROUP];
-        // SAFETY (loads): q·16 + 16 ≤ k for each full chunk of a packed row (k values from
-        // `rows[r]`) and of a column (length k); the tail's masked loads touch only the `tail`
-        // values that remain.
-        for q in 0..chunks {
-            for t in 0..GROUP {
-                x[t] = unsafe { _mm512_loadu_ps(cols[t].add(q * LANES)) };
-            }
-            for r in 0..TR {
-                let w = unsafe { _mm512_loadu_ps(rows[r].add(q * LANES)) };
-                for t in 0..GROUP {
-                    acc[r][t] = _mm512_fmadd_ps(w, x[t], acc[r][t]);
+        let mut acc = [[_mm512_setzero_ps(); J]; V];
+        for g in 0..groups {
+            // SAFETY: vector (g, v) of `a` is in bounds and 64-byte aligned; 4g + 4 ≤ k values
+            // of each column.
+            unsafe {
+                let w: [__m512; V] = std::array::from_fn(|v| _mm512_load_ps(a.as_ptr().add((g * V + v) * LANES)));
+                for t in 0..J {
+                    let x = _mm512_broadcast_f32x4(_mm_loadu_ps(cols[t].add(QUAD * g)));
+                    for v in 0..V {
+                        acc[v][t] = _mm512_fmadd_ps(w[v], x, acc[v][t]);
+                    }
                 }
             }
         }
         if tail > 0 {
-            let at = chunks * LANES;
-            for t in 0..GROUP {
-                x[t] = unsafe { _mm512_maskz_loadu_ps(tail_mask, cols[t].add(at)) };
-            }
-            for r in 0..TR {
-                let w = unsafe { _mm512_maskz_loadu_ps(tail_mask, rows[r].add(at)) };
-                for t in 0..GROUP {
-                    acc[r][t] = _mm512_fmadd_ps(w, x[t], acc[r][t]);
+            // SAFETY: as above; the masked loads read only the `tail` values left in a column.
+            unsafe {
+                let w: [__m512; V] = std::array::from_fn(|v| _mm512_load_ps(a.as_ptr().add((groups * V + v) * LANES)));
+                for t in 0..J {
+                    let x = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(tail_mask, cols[t].add(QUAD * groups)));
+                    for v in 0..V {
+                        acc[v][t] = _mm512_fmadd_ps(w[v], x, acc[v][t]);
+                    }
                 }
             }
         }
-        // Accumulator (r, t) goes in as v[4r + t], so its sum lands at lane 4t + r: column t's
-        // rows are lanes 4t.. of the result.
-        let mut v = [_mm512_setzero_ps(); 16];
-        for r in 0..TR {
-            for t in 0..GROUP {
-                v[4 * r + t] = acc[r][t];
+        for (v, acc) in acc.iter().enumerate() {
+            let block_rows = rows.saturating_sub(QUAD * v).min(QUAD);
+            if block_rows == 0 {
+                break;
             }
-        }
-        let mut sums = [0.0f32; LANES];
-        // SAFETY: `sums` has 16 f32s.
-        unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), sum_lanes_of_16(v)) };
-        if c.row_stride() == 1 {
-            let mask = ((1u32 << TR) - 1) as __mmask8;
-            let alpha = _mm_set1_ps(self.alpha);
-            for t in 0..self.valid {
-                let slot: *mut f32 = c.get_mut_internal(r0, self.j + t);
-                // SAFETY: rows r0..r0 + TR of this column are in the view and contiguous;
-                // `sums` has 4t + 4 ≤ 16 values.
-                unsafe {
-                    let s = _mm_loadu_ps(sums.as_ptr().add(4 * t));
-                    let out = match self.accum {
-                        Accum::Replace => _mm_mul_ps(alpha, s),
-                        Accum::Add => _mm_fmadd_ps(alpha, s, _mm_maskz_loadu_ps(mask, slot)),
-                    };
-                    _mm_mask_storeu_ps(slot, mask, out);
+            let row_mask = ((1u32 << block_rows) - 1) as __mmask8;
+            for t0 in (0..valid).step_by(QUAD) {
+                // SAFETY: AVX-512F as this function.
+                let block = unsafe {
+                    _mm512_permutexvar_ps(to_columns, sum_quads(acc[t0], acc[t0 + 1], acc[t0 + 2], acc[t0 + 3]))
+                };
+                let mut sums = [0.0f32; LANES];
+                // SAFETY: `sums` has 16 f32s.
+                unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), block) };
+                for s in 0..(valid - t0).min(QUAD) {
+                    if c.row_stride() == 1 {
+                        let slot: *mut f32 = c.get_mut_internal(QUAD * v, j + t0 + s);
+                        // SAFETY: rows 4v..4v + block_rows of this column are in the view and
+                        // contiguous; `sums` has 4s + 4 ≤ 16 values.
+                        unsafe {
+                            let x = _mm_loadu_ps(sums.as_ptr().add(QUAD * s));
+                            let out = match accum {
+                                Accum::Replace => _mm_mul_ps(alpha_v, x),
+                                Accum::Add => _mm_fmadd_ps(alpha_v, x, _mm_maskz_loadu_ps(row_mask, slot)),
+                            };
+                            _mm_mask_storeu_ps(slot, row_mask, out);
+                        }
+                    } else {
+                        for i in 0..block_rows {
+                            store(
+                                c.get_mut_internal(QUAD * v + i, j + t0 + s),
+                                sums[QUAD * s + i],
+                                accum,
+                                alpha,
+                            );
+                        }
+                    }
                 }
             }
-        } else {
-            for t in 0..self.valid {
-                for r in 0..TR {
-                    store(
-                        c.get_mut_internal(r0 + r, self.j + t),
-                        sums[4 * t + r],
-                        self.accum,
-                        self.alpha,
-                    );
-                }
-            }
         }
-        TR
     }
+    _mm256_zeroupper();
 }
 
-/// The lane sums of 16 vectors in one vector: lane `4L + e` holds `Σ v[L + 4e]`. A fixed tree
-/// (lanes `l` and `l + 8`, then `l` and `l + 4`, then `l` and `l + 2`, then `l` and `l + 1` of
-/// each vector), so the result never depends on anything but the inputs.
+/// The 4-way lane sums of four vectors in one: element `s` of 128-bit lane `i` is
+/// `(x_s[4i] + x_s[4i + 2]) + (x_s[4i + 1] + x_s[4i + 3])`. 6 shuffles, 3 additions.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn sum_lanes_of_16(v: [std::arch::x86_64::__m512; 16]) -> std::arch::x86_64::__m512 {
+unsafe fn sum_quads(
+    x0: std::arch::x86_64::__m512,
+    x1: std::arch::x86_64::__m512,
+    x2: std::arch::x86_64::__m512,
+    x3: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
-    // 16 → 8: 128-bit lanes 0–1 of w[i] hold v[2i]'s halves summed, lanes 2–3 v[2i + 1]'s.
-    let mut w = [_mm512_setzero_ps(); 8];
-    for (i, w) in w.iter_mut().enumerate() {
-        let (a, b) = (v[2 * i], v[2 * i + 1]);
-        *w = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b));
-    }
-    // 8 → 4: 128-bit lane L of x[i] holds four partial sums of v[4i + L].
-    let mut x = [_mm512_setzero_ps(); 4];
-    for (i, x) in x.iter_mut().enumerate() {
-        let (a, b) = (w[2 * i], w[2 * i + 1]);
-        *x = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b));
-    }
-    // 4 → 2: in 128-bit lane L of y[i], two partial sums of v[8i + L], then two of v[8i + 4 + L].
-    let mut y = [_mm512_setzero_ps(); 2];
-    for (i, y) in y.iter_mut().enumerate() {
-        let (a, b) = (x[2 * i], x[2 * i + 1]);
-        *y = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(a, b), _mm512_shuffle_ps::<0xEE>(a, b));
-    }
-    // 2 → 1: 128-bit lane L holds the sums of v[L], v[4 + L], v[8 + L], v[12 + L].
-    _mm512_add_ps(
-        _mm512_shuffle_ps::<0x88>(y[0], y[1]),
-        _mm512_shuffle_ps::<0xDD>(y[0], y[1]),
-    )
+    // In each 128-bit lane: [x0₀ + x0₂, x0₁ + x0₃, x1₀ + x1₂, x1₁ + x1₃], and the same of x2, x3.
+    let y0 = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(x0, x1), _mm512_shuffle_ps::<0xEE>(x0, x1));
+    let y1 = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(x2, x3), _mm512_shuffle_ps::<0xEE>(x2, x3));
+    _mm512_add_ps(_mm512_shuffle_ps::<0x88>(y0, y1), _mm512_shuffle_ps::<0xDD>(y0, y1))
 }
 
 /// `slot ← α·s` or `slot + α·s` (fused).
@@ -440,37 +402,32 @@ fn store(slot: &mut f32, s: f32, accum: Accum, alpha: f32) {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use super::{sum_lanes_of_16, LANES};
+    use super::{sum_quads, LANES};
 
-    /// Lane `4L + e` of the result is the sum of vector `L + 4e`, and every vector's lanes are
-    /// added in the same tree whatever its slot (so a tile's shape never changes a sum's bits).
+    /// Element `s` of 128-bit lane `i` is the sum of vector `s`'s lanes `4i..4i + 4`, added as
+    /// `(e₀ + e₂) + (e₁ + e₃)` (the order the quads kernel documents).
     #[test]
-    fn sum_lanes_of_16_puts_each_sum_where_the_kernel_reads_it() {
+    fn sum_quads_puts_each_sum_where_the_kernel_reads_it() {
         if !std::arch::is_x86_feature_detected!("avx512f") {
             return;
         }
         use std::arch::x86_64::*;
         // Values whose sums depend on the order of addition (different magnitudes).
         let value = |v: usize, l: usize| ((v * 37 + l * 11) % 29) as f32 * 10f32.powi((l % 5) as i32 - 2);
-        let tree = |lanes: [f32; LANES]| {
-            let h: Vec<f32> = (0..8).map(|l| lanes[l] + lanes[l + 8]).collect();
-            let q: Vec<f32> = (0..4).map(|l| h[l] + h[l + 4]).collect();
-            (q[0] + q[2]) + (q[1] + q[3])
-        };
         let mut out = [0.0f32; LANES];
         // SAFETY: AVX-512F checked above; every pointer covers 16 f32s.
         unsafe {
-            let mut v = [_mm512_setzero_ps(); 16];
-            for (i, slot) in v.iter_mut().enumerate() {
-                let lanes: [f32; LANES] = std::array::from_fn(|l| value(i, l));
-                *slot = _mm512_loadu_ps(lanes.as_ptr());
-            }
-            _mm512_storeu_ps(out.as_mut_ptr(), sum_lanes_of_16(v));
+            let x: [__m512; 4] = std::array::from_fn(|v| {
+                let lanes: [f32; LANES] = std::array::from_fn(|l| value(v, l));
+                _mm512_loadu_ps(lanes.as_ptr())
+            });
+            _mm512_storeu_ps(out.as_mut_ptr(), sum_quads(x[0], x[1], x[2], x[3]));
         }
         for (position, &got) in out.iter().enumerate() {
-            let vector = position / 4 + 4 * (position % 4);
-            let want = tree(std::array::from_fn(|l| value(vector, l)));
-            assert_eq!(got.to_bits(), want.to_bits(), "lane {position} (vector {vector})");
+            let (i, s) = (position / 4, position % 4);
+            let e = |e: usize| value(s, 4 * i + e);
+            let want = (e(0) + e(2)) + (e(1) + e(3));
+            assert_eq!(got.to_bits(), want.to_bits(), "lane {position}");
         }
     }
 }
