@@ -46,7 +46,7 @@ const LANES: usize = 16;
 thread_local! {
     /// Packed `A` (quads, or `k × rows` for the row kernel), allocated on first use per thread and
     /// reused.
-    static PACKED_ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How [`product_few_rows`] reads `B`.
@@ -62,14 +62,14 @@ pub(crate) enum Layout {
 
 /// Whether [`product_few_rows`] takes the last `rows` of a product with `total_rows` rows, and
 /// how: `1 ≤ rows ≤ MAX_ROWS`, AVX-512F and VL (elsewhere faer does all rows), and `B` either
-/// column-contiguous with `k ≥ 16` (quads), or row-contiguous
-/// with `n ≥ 64`, `rows ≤ 8` and at least 96 rows for faer. Measured with
-/// `cargo bench -p insitu-linalg --bench matmul` (docs/performance.md, round 7): quads take
-/// (10 × 100)·(100 × 256) in 4.5 µs where dot products took 6.9 and faer 8.4,
-/// (10 × 784)·(784 × 256) in 26 µs (dot products 35, faer 55), (4 × 100)·(100 × 256) in 1.9 µs
-/// (dot products 2.8, faer 8.3); for `k < 16` faer is faster than quads (10 × 10 · 10 × 256:
-/// 1.2 µs against 1.7). The row kernel takes (m × 256)·(256 × 784) in 257–310 µs for
-/// m = 97…104 where faer alone takes 325–335, but is 3–7 % slower than faer for m = 10, 50 and
+/// column-contiguous with `k ≥ 16` (quads), or row-contiguous with `n ≥ 64`, `rows ≤ 8` and at
+/// least 96 rows for faer. Quads, in runs alternated with the previous build
+/// (docs/performance.md, round 7): (10 × 100)·(100 × 256) 4.5 µs where dot products along `k`
+/// took 6.7 and faer 8.4, (10 × 784)·(784 × 256) 28 µs (dot products 34, faer 55),
+/// (4 × 100)·(100 × 256) 2.0 µs (dot products 2.9, faer 8.3); for `k < 16` faer is faster
+/// ((10 × 10)·(10 × 256): 1.2 µs against 1.7). The row kernel, with
+/// `cargo bench -p insitu-linalg --bench matmul`: (m × 256)·(256 × 784) in 257–310 µs for
+/// m = 97…104 where faer alone takes 325–335, but 3–7 % slower than faer for m = 10, 50 and
 /// 106…108.
 pub(crate) fn applies(rows: usize, total_rows: usize, b: MatRef<'_, f32>) -> Option<Layout> {
     #[cfg(target_arch = "x86_64")]
@@ -107,7 +107,7 @@ pub(crate) fn product_few_rows(
     layout: Layout,
 ) {
     let (rows, k) = (a.nrows(), a.ncols());
-    PACKED_ROWS.with(|packed| {
+    PACKED_A.with(|packed| {
         let mut packed = packed.borrow_mut();
         // Quads: ⌈k/4⌉·⌈rows/4⌉ vectors, 64-byte aligned (a load that straddles two cache
         // lines costs two); Rows: `k × rows` (the rows' values at one `p` together).
@@ -227,7 +227,15 @@ unsafe fn pack_quads_avx512(a: MatRef<'_, f32>, packed: &mut [f32]) {
     let (blocks, groups) = (rows.div_ceil(QUAD), k.div_ceil(QUAD));
     assert!(packed.len() >= groups * blocks * LANES, "packed quads");
     let (rs, cs) = (a.row_stride(), a.col_stride());
+    // The gather's offsets (lane 4i + e: element (i, e) of a quad), the same for every quad;
+    // none when they do not fit its i32 offsets.
     let reach = 3 * (rs.unsigned_abs() + cs.unsigned_abs());
+    let offsets = (reach <= i32::MAX as usize / 4).then(|| {
+        let lanes: [i32; LANES] =
+            std::array::from_fn(|lane| ((lane / QUAD) as isize * rs + (lane % QUAD) as isize * cs) as i32);
+        // SAFETY: `lanes` holds 16 i32s.
+        unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+    });
     for g in 0..groups {
         // Lanes 4i + e with e < the group's k values.
         let k_mask = ((1u32 << (k - QUAD * g).min(QUAD)) - 1) * 0x1111;
@@ -236,7 +244,7 @@ unsafe fn pack_quads_avx512(a: MatRef<'_, f32>, packed: &mut [f32]) {
             let row_lanes = (1u32 << (QUAD * (rows - QUAD * v).min(QUAD))) - 1;
             let mask = (k_mask & row_lanes) as __mmask16;
             let out = &mut packed[(g * blocks + v) * LANES..][..LANES];
-            if reach > i32::MAX as usize / 4 {
+            let Some(offsets) = offsets else {
                 for (lane, value) in out.iter_mut().enumerate() {
                     let (i, e) = (lane / QUAD, lane % QUAD);
                     *value = if mask >> lane & 1 == 1 {
@@ -246,9 +254,7 @@ unsafe fn pack_quads_avx512(a: MatRef<'_, f32>, packed: &mut [f32]) {
                     };
                 }
                 continue;
-            }
-            let offsets: [i32; LANES] =
-                std::array::from_fn(|lane| ((lane / QUAD) as isize * rs + (lane % QUAD) as isize * cs) as i32);
+            };
             // SAFETY: every lane the mask keeps is an element of the view; masked-off lanes
             // are not read; `out` holds 16 values, 64-byte aligned (the caller's buffer is and
             // each vector is 16 values long).
@@ -256,7 +262,6 @@ unsafe fn pack_quads_avx512(a: MatRef<'_, f32>, packed: &mut [f32]) {
                 let base = a
                     .as_ptr()
                     .wrapping_offset((QUAD * v) as isize * rs + (QUAD * g) as isize * cs);
-                let offsets = _mm512_loadu_si512(offsets.as_ptr().cast());
                 let values = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, offsets, base);
                 _mm512_store_ps(out.as_mut_ptr(), values);
             }
@@ -297,6 +302,7 @@ unsafe fn quads_avx512<const V: usize, const J: usize>(
     // Lane 4i + s of a reduced block (row i, column s) → lane 4s + i (column s's rows together).
     let to_columns = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let alpha_v = _mm_set1_ps(alpha);
+    let column_contiguous = c.row_stride() == 1;
     for j in (0..n).step_by(J) {
         let valid = (n - j).min(J);
         let mut cols = [std::ptr::null::<f32>(); J];
@@ -344,7 +350,7 @@ unsafe fn quads_avx512<const V: usize, const J: usize>(
                 // SAFETY: `sums` has 16 f32s.
                 unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), block) };
                 for s in 0..(valid - t0).min(QUAD) {
-                    if c.row_stride() == 1 {
+                    if column_contiguous {
                         let slot: *mut f32 = c.get_mut_internal(QUAD * v, j + t0 + s);
                         // SAFETY: rows 4v..4v + block_rows of this column are in the view and
                         // contiguous; `sums` has 4s + 4 ≤ 16 values.
