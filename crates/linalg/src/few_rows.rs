@@ -1,4 +1,4 @@
-//! The f32 kernel for the last few rows of a product, where faer's smallest tile wastes most of
+//! The f32 kernels for the last few rows of a product, where faer's smallest tile wastes most of
 //! its time.
 //!
 //! faer covers the rows of `C` with tiles of 96 rows and finishes with a 16-row tile whose four
@@ -6,27 +6,32 @@
 //! 58 µs for m = 4, 10 or 16 rows, a 100-row product (96 + 4) costs 284 µs where 96 rows cost
 //! 211, and a hidden layer's (100 × 100)·(100 × 256) 36.6 µs where 96 rows cost 27.4
 //! (`cargo bench -p insitu-linalg --bench matmul`). FFzero's layers have 100, 50 and 10 rows.
-//! This module computes up to [`MAX_ROWS`] rows itself, with one of two kernels (see
+//! This module computes up to [`MAX_ROWS`] rows itself, with one of three kernels (see
 //! [`applies`] for when each pays):
-//! - **quads** ([`quads_avx512`]) when `B`'s columns are contiguous (a forward product `W·x`:
-//!   a 10-output layer, the 4 rows a 100-row layer leaves, a regression's 1 output): a register
-//!   holds 4 rows × 4 consecutive `k`, so 10 rows fill 3 registers (83 % of their lanes) and each
-//!   sum ends with a 4-way lane sum;
+//! - **`k` groups** ([`groups_avx512`]) when `B`'s columns are contiguous and `k ≥ 16` (a
+//!   forward product `W·x`: a 10-output layer, the 4 rows a 100-row layer leaves, the 2 rows a
+//!   50-row layer leaves, a regression's 1 output; the goodness projections `Ξᵀ·z`): a
+//!   register holds `16/G` rows × `G` consecutive `k`, with `G` ∈ {4, 8, 16} chosen by the row
+//!   count so that the registers' lanes are full where they can be (10 rows: 5 registers of
+//!   2 rows × 8 `k`), and each sum ends with a short lane sum;
+//! - **rows in lanes** ([`lanes_avx512`]) when `B`'s columns are contiguous and `k < 16` (a
+//!   width-10 hidden layer's 10 × 10 `W`): `A`'s `k` columns stay in registers for the whole
+//!   product, one register of rows per column of `C`, no lane sums;
 //! - **rank-one updates** ([`few_rows_row_major_b_avx512`]) of 32 columns at a time when `B`'s
 //!   rows are contiguous (a weight gradient `dZ·Xᵀ`).
 //!
-//! Each element is `Σ_k` in a fixed order that depends only on the shape (quads: for each
-//! `e < 4`, the `k ≡ e (mod 4)` terms fused in `k` order, then `(e₀ + e₂) + (e₁ + e₃)`;
-//! rank-one updates: `k` order, fused), never on the thread count or on `C`'s layout. AVX-512
-//! only: without it faer computes all rows (as it picks its own kernels by instruction set,
-//! products were never bitwise equal across instruction sets).
+//! Each element is `Σ_k` in a fixed order that depends only on the shape (see each kernel),
+//! never on the thread count or on `C`'s layout. AVX-512 only: without it faer computes all
+//! rows (as it picks its own kernels by instruction set, products were never bitwise equal
+//! across instruction sets).
 //!
 //! **Results changed in their last bits** in commit fe7d0b2, when a dot-product kernel (16
 //! lanes along `k`, then a shuffle tree) took over the leftover rows of products with
-//! `16 ≤ k < 256` (the hidden layers' `k = 100`) from faer; and again in session 7, when the
-//! quads kernel replaced it (faster for every row count but 1 at `k = 784`, where it is 25 %
-//! slower; docs/performance.md round 7): every MLP's output layer, and its hidden layers of
-//! widths 10 and 100.
+//! `16 ≤ k < 256` (the hidden layers' `k = 100`) from faer; in session 7, when 4 rows × 4 `k`
+//! per register (quads) replaced it; and in session 8, when 10, 2 and 1 rows moved to 8 and 16
+//! consecutive `k` per row (full registers) and `k < 16` moved from faer to rows in lanes
+//! (docs/performance.md, rounds 7 and 8): every MLP's output layer and goodness projections,
+//! and its hidden layers of widths 10, 50 and 100.
 
 use std::cell::RefCell;
 
@@ -34,27 +39,29 @@ use crate::matmul::{Accum, MatMut, MatRef};
 
 /// Most rows this kernel takes (more would spill the accumulators out of registers).
 pub(crate) const MAX_ROWS: usize = 12;
-/// Rows, and consecutive values of `k`, per quad in [`quads_avx512`].
+/// Rows, and consecutive values of `k`, per block of a sum's last step ([`sum_quads`]).
 const QUAD: usize = 4;
-/// Columns of `C` per pass of [`quads_avx512`]: 8 beat 12 and 16 for 4, 6 and 10 rows
-/// (`(m × 100)·(100 × 256)`, `(10 × 784)·(784 × 256)`), and 3 × 8 accumulators still fit the
-/// 32 registers with the 3 quads of `A` and a broadcast.
-const QUAD_COLUMNS: usize = 8;
 /// Lanes per accumulator (one AVX-512 register).
 const LANES: usize = 16;
+/// Columns of `C` per pass of [`lanes_avx512`]: 8 independent accumulator chains cover the
+/// FMA's latency.
+const LANE_COLUMNS: usize = 8;
 
 thread_local! {
-    /// Packed `A` (quads, or `k × rows` for the row kernel), allocated on first use per thread and
-    /// reused.
+    /// Packed `A` (groups, or `k × rows` for the row kernel), allocated on first use per thread
+    /// and reused.
     static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How [`product_few_rows`] reads `B`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
-    /// `B`'s columns are contiguous (e.g. a batch of samples): each register holds 4 rows ×
-    /// 4 consecutive `k` ([`quads_avx512`]).
-    Quads,
+    /// `B`'s columns are contiguous (e.g. a batch of samples) and `k ≥ 16`: each register
+    /// holds `16/G` rows × `G` consecutive `k` ([`groups_avx512`]).
+    Groups,
+    /// `B`'s columns are contiguous and `k < 16`: `A`'s columns in registers, rows in lanes
+    /// ([`lanes_avx512`]).
+    Lanes,
     /// `B`'s rows are contiguous (e.g. the transpose of a batch, in a weight gradient
     /// `dZ·Xᵀ`): rank-one updates of 32 columns of `C` at a time along `k`.
     Rows,
@@ -62,12 +69,13 @@ pub(crate) enum Layout {
 
 /// Whether [`product_few_rows`] takes the last `rows` of a product with `total_rows` rows, and
 /// how: `1 ≤ rows ≤ MAX_ROWS`, AVX-512F and VL (elsewhere faer does all rows), and `B` either
-/// column-contiguous with `k ≥ 16` (quads), or row-contiguous with `n ≥ 64`, `rows ≤ 8` and at
-/// least 96 rows for faer. Quads, in runs alternated with the previous build
-/// (docs/performance.md, round 7): (10 × 100)·(100 × 256) 4.5 µs where dot products along `k`
-/// took 6.7 and faer 8.4, (10 × 784)·(784 × 256) 28 µs (dot products 34, faer 55),
-/// (4 × 100)·(100 × 256) 2.0 µs (dot products 2.9, faer 8.3); for `k < 16` faer is faster
-/// ((10 × 10)·(10 × 256): 1.2 µs against 1.7). The row kernel, with
+/// column-contiguous (groups for `k ≥ 16`, rows in lanes below), or row-contiguous with
+/// `n ≥ 64`, `rows ≤ 8` and at least 96 rows for faer. Measured in runs alternated with the
+/// previous build (docs/performance.md, round 8): groups take (10 × 100)·(100 × 256) in
+/// 4.45 µs where quads took 4.7–4.8 (dot products along `k` 6.7, faer 8.4),
+/// (10 × 784)·(784 × 256) in 24 µs (quads 28.4–29.6, faer 55), (1 × 784)·(784 × 256) in 9.7
+/// (quads 12.3–12.7) and (4 × 100)·(100 × 256) in 2.0–2.1 (as quads; faer 8.3); rows in lanes
+/// (10 × 10)·(10 × 256) in 0.73–0.79 µs where faer takes 1.16. The row kernel, with
 /// `cargo bench -p insitu-linalg --bench matmul`: (m × 256)·(256 × 784) in 257–310 µs for
 /// m = 97…104 where faer alone takes 325–335, but 3–7 % slower than faer for m = 10, 50 and
 /// 106…108.
@@ -81,7 +89,9 @@ pub(crate) fn applies(rows: usize, total_rows: usize, b: MatRef<'_, f32>) -> Opt
             return None;
         }
         if b.row_stride() == 1 && b.nrows() >= LANES {
-            Some(Layout::Quads)
+            Some(Layout::Groups)
+        } else if b.row_stride() == 1 && b.nrows() >= 1 {
+            Some(Layout::Lanes)
         } else if b.col_stride() == 1 && b.ncols() >= 4 * LANES && rows <= 8 && total_rows >= 96 + rows {
             Some(Layout::Rows)
         } else {
@@ -93,6 +103,29 @@ pub(crate) fn applies(rows: usize, total_rows: usize, b: MatRef<'_, f32>) -> Opt
         let _ = (rows, total_rows, b);
         None
     }
+}
+
+/// `(G, V)` of [`groups_avx512`] for `rows` rows: `G` consecutive `k` per row in a register,
+/// `V` registers per group of `G` values of `k`. Full registers where the row count allows
+/// (2, 4, 6, 8, 10, 12 rows); 10 rows take 5 registers of 2 rows × 8 `k` where quads
+/// (`G = 4`) would take 3 of 4 × 4 with 2 rows empty.
+fn group_shape(rows: usize) -> (usize, usize) {
+    match rows {
+        1 => (16, 1),
+        2 => (8, 1),
+        3 | 4 => (4, 1),
+        5 | 6 => (8, 3),
+        7 | 8 => (4, 2),
+        9 | 10 => (8, 5),
+        _ => (4, 3),
+    }
+}
+
+/// 64-byte-aligned `len` values at the start of `buffer`'s first aligned position (a load that
+/// straddles two cache lines costs two); `buffer` must hold `len + 16`.
+fn aligned(buffer: &mut [f32], len: usize) -> &mut [f32] {
+    let offset = (LANES - (buffer.as_ptr() as usize / 4) % LANES) % LANES;
+    &mut buffer[offset..offset + len]
 }
 
 /// `C ← α·A·B` or `C + α·A·B` for `A` of [`applies`]'s shape. Sequential: it is a few µs, and
@@ -107,26 +140,43 @@ pub(crate) fn product_few_rows(
     layout: Layout,
 ) {
     let (rows, k) = (a.nrows(), a.ncols());
+    if layout == Layout::Lanes {
+        macro_rules! dispatch {
+            ($($k:literal)*) => {
+                match k {
+                    // SAFETY: `applies` checked AVX-512F/VL, `B`'s layout and 1 ≤ k < 16.
+                    $($k => unsafe { lanes_avx512::<$k>(c, accum, a, b, alpha) },)*
+                    _ => unreachable!("applies() admits rows in lanes for 1 ≤ k < 16"),
+                }
+            };
+        }
+        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+        return;
+    }
+    let (g, v) = group_shape(rows);
     PACKED_A.with(|packed| {
         let mut packed = packed.borrow_mut();
-        // Quads: ⌈k/4⌉·⌈rows/4⌉ vectors, 64-byte aligned (a load that straddles two cache
-        // lines costs two); Rows: `k × rows` (the rows' values at one `p` together).
-        let quads = k.div_ceil(QUAD) * rows.div_ceil(QUAD) * LANES;
-        let need = quads.max(rows * k) + LANES;
-        if packed.len() < need {
-            packed.resize(need, 0.0);
+        let len = match layout {
+            Layout::Groups => k.div_ceil(g) * v * LANES,
+            _ => rows * k,
+        };
+        if packed.len() < len + LANES {
+            packed.resize(len + LANES, 0.0);
         }
-        if layout == Layout::Quads {
-            let offset = (LANES - (packed.as_ptr() as usize / 4) % LANES) % LANES;
-            let aligned = &mut packed[offset..offset + quads];
-            // SAFETY: `applies` checked AVX-512F/VL and the layout; `aligned` holds the
-            // packed quads, 64-byte aligned.
+        if layout == Layout::Groups {
+            let packed = aligned(&mut packed, len);
+            // SAFETY: `applies` checked AVX-512F/VL, `B`'s layout and `k ≥ 16`; `packed` is
+            // 64-byte aligned and holds the packed groups for (g, v) = group_shape(rows).
             unsafe {
-                pack_quads_avx512(a, aligned);
-                match rows.div_ceil(QUAD) {
-                    1 => quads_avx512::<1, QUAD_COLUMNS>(c, accum, aligned, rows, b, alpha),
-                    2 => quads_avx512::<2, QUAD_COLUMNS>(c, accum, aligned, rows, b, alpha),
-                    _ => quads_avx512::<3, QUAD_COLUMNS>(c, accum, aligned, rows, b, alpha),
+                pack_groups_avx512(a, packed, g, v);
+                match (g, v) {
+                    (16, 1) => groups_avx512::<16, 1, 8>(c, accum, packed, rows, b, alpha),
+                    (8, 1) => groups_avx512::<8, 1, 8>(c, accum, packed, rows, b, alpha),
+                    (8, 3) => groups_avx512::<8, 3, 8>(c, accum, packed, rows, b, alpha),
+                    (8, 5) => groups_avx512::<8, 5, 4>(c, accum, packed, rows, b, alpha),
+                    (4, 1) => groups_avx512::<4, 1, 8>(c, accum, packed, rows, b, alpha),
+                    (4, 2) => groups_avx512::<4, 2, 8>(c, accum, packed, rows, b, alpha),
+                    _ => groups_avx512::<4, 3, 8>(c, accum, packed, rows, b, alpha),
                 }
             }
             return;
@@ -139,9 +189,9 @@ pub(crate) fn product_few_rows(
         let packed = &packed[..rows * k];
         macro_rules! dispatch {
             ($($n:literal)*) => {
-                match (rows, layout) {
+                match rows {
                     // SAFETY: `applies` checked AVX-512F and the layout; `packed` is rows × k.
-                    $(($n, Layout::Rows) => unsafe { few_rows_row_major_b_avx512::<$n>(c, accum, packed, b, alpha) },)*
+                    $($n => unsafe { few_rows_row_major_b_avx512::<$n>(c, accum, packed, b, alpha) },)*
                     _ => unreachable!("applies() admits 1..=MAX_ROWS rows"),
                 }
             };
@@ -211,57 +261,91 @@ unsafe fn few_rows_row_major_b_avx512<const R: usize>(
     _mm256_zeroupper();
 }
 
-/// `packed ← A` for [`quads_avx512`]: for each group `g` of 4 consecutive `k` and each block
-/// `v` of 4 rows, one 64-byte-aligned vector at `packed[(g·V + v)·16..]` (`V` blocks) whose lane
-/// `4i + e` is `A[4v + i, 4g + e]`, zero past the last row or the last `k`. One gather per
-/// vector.
+/// `packed ← A` for [`groups_avx512`] with `G = g` consecutive `k` per row and `V = v`
+/// registers of `16/g` rows: for each group `q` of `g` values of `k` and each register `u`,
+/// one 64-byte-aligned vector at `packed[(q·v + u)·16..]` whose lane `g·i + e` is
+/// `A[(16/g)·u + i, g·q + e]`, zero past the last row or the last `k`. One masked load per
+/// row when `A`'s rows are contiguous, one gather per vector otherwise.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `packed` is 64-byte aligned and holds
-/// `⌈k/4⌉·⌈rows/4⌉·16` values.
+/// The CPU must support AVX-512F; `g` is 4, 8 or 16 and `v·16/g ≥ rows`; `packed` is 64-byte
+/// aligned and holds `⌈k/g⌉·v·16` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_quads_avx512(a: MatRef<'_, f32>, packed: &mut [f32]) {
+unsafe fn pack_groups_avx512(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v: usize) {
     use std::arch::x86_64::*;
     let (rows, k) = (a.nrows(), a.ncols());
-    let (blocks, groups) = (rows.div_ceil(QUAD), k.div_ceil(QUAD));
-    assert!(packed.len() >= groups * blocks * LANES, "packed quads");
+    let (per_register, groups) = (LANES / g, k.div_ceil(g));
+    assert!(
+        [4, 8, 16].contains(&g) && v * per_register >= rows && packed.len() >= groups * v * LANES,
+        "packed groups"
+    );
     let (rs, cs) = (a.row_stride(), a.col_stride());
-    // The gather's offsets (lane 4i + e: element (i, e) of a quad), the same for every quad;
-    // none when they do not fit its i32 offsets.
-    let reach = 3 * (rs.unsigned_abs() + cs.unsigned_abs());
+    if cs == 1 {
+        // Rows contiguous (e.g. a transposed prototype matrix): row i of a register is one
+        // masked load of up to `g` consecutive values into lanes g·i.., no gather.
+        for q in 0..groups {
+            let count = (k - g * q).min(g);
+            for u in 0..v {
+                let mut values = _mm512_setzero_ps();
+                for i in 0..per_register.min(rows.saturating_sub(per_register * u)) {
+                    let lanes = (((1u32 << count) - 1) << (g * i)) as __mmask16;
+                    // Lane g·i + e reads A[(16/g)·u + i, g·q + e], an element of the view; the
+                    // other lanes are masked off and not read.
+                    let base = a
+                        .as_ptr()
+                        .wrapping_offset((per_register * u + i) as isize * rs + (g * q) as isize - (g * i) as isize);
+                    // SAFETY: as above.
+                    values = unsafe { _mm512_mask_loadu_ps(values, lanes, base) };
+                }
+                // SAFETY: vector (q, u) of `packed` is in bounds and 64-byte aligned.
+                unsafe { _mm512_store_ps(packed.as_mut_ptr().add((q * v + u) * LANES), values) };
+            }
+        }
+        return;
+    }
+    // The gather's offsets (lane g·i + e: element (i, e) of a register), the same for every
+    // vector; none when they do not fit its i32 offsets.
+    let reach = (per_register - 1) * rs.unsigned_abs() + (g - 1) * cs.unsigned_abs();
     let offsets = (reach <= i32::MAX as usize / 4).then(|| {
         let lanes: [i32; LANES] =
-            std::array::from_fn(|lane| ((lane / QUAD) as isize * rs + (lane % QUAD) as isize * cs) as i32);
+            std::array::from_fn(|lane| ((lane / g) as isize * rs + (lane % g) as isize * cs) as i32);
         // SAFETY: `lanes` holds 16 i32s.
         unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
     });
-    for g in 0..groups {
-        // Lanes 4i + e with e < the group's k values.
-        let k_mask = ((1u32 << (k - QUAD * g).min(QUAD)) - 1) * 0x1111;
-        for v in 0..blocks {
-            // Lanes 4i + e with i < the block's rows.
-            let row_lanes = (1u32 << (QUAD * (rows - QUAD * v).min(QUAD))) - 1;
-            let mask = (k_mask & row_lanes) as __mmask16;
-            let out = &mut packed[(g * blocks + v) * LANES..][..LANES];
+    // Lanes g·i + e for every i, with e < `count`.
+    let every_row = |count: usize| -> u32 { (0..per_register).map(|i| ((1u32 << count) - 1) << (g * i)).sum() };
+    for q in 0..groups {
+        let k_lanes = every_row((k - g * q).min(g));
+        for u in 0..v {
+            // Lanes g·i + e with i < the register's rows.
+            let rows_here = rows.saturating_sub(per_register * u).min(per_register);
+            let row_lanes = ((1u64 << (g * rows_here)) - 1) as u32;
+            let mask = (k_lanes & row_lanes) as __mmask16;
+            let out = &mut packed[(q * v + u) * LANES..][..LANES];
             let Some(offsets) = offsets else {
                 for (lane, value) in out.iter_mut().enumerate() {
-                    let (i, e) = (lane / QUAD, lane % QUAD);
+                    let (i, e) = (lane / g, lane % g);
                     *value = if mask >> lane & 1 == 1 {
-                        a.get_raw(QUAD * v + i, QUAD * g + e)
+                        a.get_raw(per_register * u + i, g * q + e)
                     } else {
                         0.0
                     };
                 }
                 continue;
             };
-            // SAFETY: every lane the mask keeps is an element of the view; masked-off lanes
-            // are not read; `out` holds 16 values, 64-byte aligned (the caller's buffer is and
-            // each vector is 16 values long).
+            if mask == 0 {
+                out.fill(0.0);
+                continue;
+            }
+            // SAFETY: every lane the mask keeps is an element of the view (so is the base, the
+            // register's first row at the group's first k); masked-off lanes are not read;
+            // `out` holds 16 values, 64-byte aligned (the caller's buffer is and each vector
+            // is 16 values long).
             unsafe {
                 let base = a
                     .as_ptr()
-                    .wrapping_offset((QUAD * v) as isize * rs + (QUAD * g) as isize * cs);
+                    .wrapping_offset((per_register * u) as isize * rs + (g * q) as isize * cs);
                 let values = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, offsets, base);
                 _mm512_store_ps(out.as_mut_ptr(), values);
             }
@@ -269,21 +353,27 @@ unsafe fn pack_quads_avx512(a: MatRef<'_, f32>, packed: &mut [f32]) {
     }
 }
 
-/// The kernel for `B` with contiguous columns and 1 to 12 rows: each register holds 4 rows ×
-/// 4 consecutive `k` (`V` such blocks cover the rows), and multiplies `B[4g..4g + 4, j]`
-/// broadcast to its four 128-bit lanes; `J` columns per pass, `V·J` accumulators. At the end
-/// each 4 × 4 block of `C` is the 4-way lane sums of four accumulators ([`sum_quads`]). A
-/// 16-way dot product along `k` pays a 16-way reduction per sum (as long as the multiply-adds
-/// at `k = 100`); a register of rows (`A`'s column in lanes) leaves 6 of 16 lanes empty for 10
-/// rows and needs a load per multiply-add. Each element is the sum over `p ≡ e (mod 4)` in
-/// `p` order (fused) for each `e`, then `(e₀ + e₂) + (e₁ + e₃)`.
+/// The kernel for `B` with contiguous columns, `k ≥ 16` and 1 to 12 rows: each register holds
+/// `16/G` rows × `G` consecutive `k` (`V` registers cover the rows) and multiplies
+/// `B[G·q..G·q + G, j]` broadcast to its `16/G` lane groups; `J` columns per pass, `V·J`
+/// accumulators. At the end [`store_block`] halves each column's registers to blocks of 4 rows
+/// × 4 partial sums ([`quad_block`]), and each 4 × 4 block of `C` is the 4-way lane sums of
+/// four such blocks ([`sum_quads`]). A 16-way dot product per row pays a 16-way reduction per
+/// sum (as long as the multiply-adds at `k = 100`); a register of rows (`A`'s column in lanes)
+/// leaves 6 of 16 lanes empty for 10 rows and needs a load per multiply-add.
+///
+/// Each element: for each `e < G`, the sum of the `p ≡ e (mod G)` terms in `p` order (fused);
+/// then, while more than 4 partial sums remain, each 4-lane half-group plus its neighbour
+/// (`G = 8`: `t_e = s_e + s_{e+4}`; `G = 16`: `t_e = (s_e + s_{e+4}) + (s_{e+8} + s_{e+12})`);
+/// then `(t₀ + t₂) + (t₁ + t₃)`.
 ///
 /// # Safety
-/// The CPU must support AVX-512F and AVX-512VL; `a` is [`pack_quads_avx512`]'s output for
-/// `rows ≤ 4V` rows; `B` has row stride 1; `J` is a multiple of 4.
+/// The CPU must support AVX-512F and AVX-512VL; `a` is [`pack_groups_avx512`]'s output for
+/// `(G, V)` and `rows ≤ V·16/G` rows; `B` has row stride 1; `J` is 4 or 8; `G` is 4, 8 or 16;
+/// `V·16/G ≤ 12`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn quads_avx512<const V: usize, const J: usize>(
+unsafe fn groups_avx512<const G: usize, const V: usize, const J: usize>(
     mut c: MatMut<'_, f32>,
     accum: Accum,
     a: &[f32],
@@ -293,16 +383,34 @@ unsafe fn quads_avx512<const V: usize, const J: usize>(
 ) {
     use std::arch::x86_64::*;
     let (k, n) = (b.nrows(), b.ncols());
-    let (groups, tail) = (k / QUAD, k % QUAD);
+    let (groups, tail) = (k / G, k % G);
     assert!(
-        rows <= QUAD * V && a.len() >= k.div_ceil(QUAD) * V * LANES && J.is_multiple_of(QUAD),
-        "quads"
+        [4, 8, 16].contains(&G)
+            && rows <= V * LANES / G
+            && V * LANES / G <= MAX_ROWS
+            && a.len() >= k.div_ceil(G) * V * LANES
+            && (J == 4 || J == 8),
+        "groups"
     );
-    let tail_mask = ((1u32 << tail) - 1) as __mmask8;
-    // Lane 4i + s of a reduced block (row i, column s) → lane 4s + i (column s's rows together).
-    let to_columns = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    let alpha_v = _mm_set1_ps(alpha);
-    let column_contiguous = c.row_stride() == 1;
+    let tail_mask = ((1u32 << tail) - 1) as __mmask16;
+    // `B[p..p + G, column]` (the first `count` of them, zeros after) in each of the 16/G lane
+    // groups.
+    let broadcast = |column: *const f32, mask: Option<__mmask16>| -> __m512 {
+        // SAFETY: the caller passes a pointer to `G` values of a column, or to `tail` values
+        // with their mask; AVX-512F/VL as this function.
+        unsafe {
+            match (G, mask) {
+                (4, None) => _mm512_broadcast_f32x4(_mm_loadu_ps(column)),
+                (4, Some(m)) => _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(m as __mmask8, column)),
+                (8, None) => _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(column.cast()))),
+                (8, Some(m)) => {
+                    _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_maskz_loadu_ps(m as __mmask8, column))))
+                }
+                (_, None) => _mm512_loadu_ps(column),
+                (_, Some(m)) => _mm512_maskz_loadu_ps(m, column),
+            }
+        }
+    };
     for j in (0..n).step_by(J) {
         let valid = (n - j).min(J);
         let mut cols = [std::ptr::null::<f32>(); J];
@@ -310,15 +418,15 @@ unsafe fn quads_avx512<const V: usize, const J: usize>(
             *col = b.column_slice(j + t.min(valid - 1)).as_ptr();
         }
         let mut acc = [[_mm512_setzero_ps(); J]; V];
-        for g in 0..groups {
-            // SAFETY: vector (g, v) of `a` is in bounds and 64-byte aligned; 4g + 4 ≤ k values
+        for q in 0..groups {
+            // SAFETY: vector (q, u) of `a` is in bounds and 64-byte aligned; G·q + G ≤ k values
             // of each column.
             unsafe {
-                let w: [__m512; V] = std::array::from_fn(|v| _mm512_load_ps(a.as_ptr().add((g * V + v) * LANES)));
+                let w: [__m512; V] = std::array::from_fn(|u| _mm512_load_ps(a.as_ptr().add((q * V + u) * LANES)));
                 for t in 0..J {
-                    let x = _mm512_broadcast_f32x4(_mm_loadu_ps(cols[t].add(QUAD * g)));
-                    for v in 0..V {
-                        acc[v][t] = _mm512_fmadd_ps(w[v], x, acc[v][t]);
+                    let x = broadcast(cols[t].add(G * q), None);
+                    for u in 0..V {
+                        acc[u][t] = _mm512_fmadd_ps(w[u], x, acc[u][t]);
                     }
                 }
             }
@@ -326,52 +434,205 @@ unsafe fn quads_avx512<const V: usize, const J: usize>(
         if tail > 0 {
             // SAFETY: as above; the masked loads read only the `tail` values left in a column.
             unsafe {
-                let w: [__m512; V] = std::array::from_fn(|v| _mm512_load_ps(a.as_ptr().add((groups * V + v) * LANES)));
+                let w: [__m512; V] = std::array::from_fn(|u| _mm512_load_ps(a.as_ptr().add((groups * V + u) * LANES)));
                 for t in 0..J {
-                    let x = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(tail_mask, cols[t].add(QUAD * groups)));
-                    for v in 0..V {
-                        acc[v][t] = _mm512_fmadd_ps(w[v], x, acc[v][t]);
+                    let x = broadcast(cols[t].add(G * groups), Some(tail_mask));
+                    for u in 0..V {
+                        acc[u][t] = _mm512_fmadd_ps(w[u], x, acc[u][t]);
                     }
                 }
             }
         }
-        for (v, acc) in acc.iter().enumerate() {
-            let block_rows = rows.saturating_sub(QUAD * v).min(QUAD);
-            if block_rows == 0 {
-                break;
-            }
-            let row_mask = ((1u32 << block_rows) - 1) as __mmask8;
-            for t0 in (0..valid).step_by(QUAD) {
-                // SAFETY: AVX-512F as this function.
-                let block = unsafe {
-                    _mm512_permutexvar_ps(to_columns, sum_quads(acc[t0], acc[t0 + 1], acc[t0 + 2], acc[t0 + 3]))
+        // Straight-line code per 4 columns and block of 4 rows (constant indices keep the
+        // accumulators in registers).
+        // SAFETY: AVX-512F/VL as this function; `c` holds `rows` rows and columns j..j + valid.
+        unsafe {
+            let args = (j, valid, rows, accum, alpha);
+            store_block::<G, V, J, 0, 0>(&acc, &mut c, args);
+            store_block::<G, V, J, 0, 1>(&acc, &mut c, args);
+            store_block::<G, V, J, 0, 2>(&acc, &mut c, args);
+            store_block::<G, V, J, 4, 0>(&acc, &mut c, args);
+            store_block::<G, V, J, 4, 1>(&acc, &mut c, args);
+            store_block::<G, V, J, 4, 2>(&acc, &mut c, args);
+        }
+    }
+    _mm256_zeroupper();
+}
+
+/// Rows `4·BLOCK..4·BLOCK + 4` (those below `rows`) of columns `j + T0..j + T0 + 4` (those
+/// below `j + valid`) of [`groups_avx512`]'s pass at column `j`: [`quad_block`] of each
+/// column, [`sum_quads`], then `C ← α·sum` or `C + α·sum` (fused).
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512VL; `c` holds `rows` rows and the columns
+/// `j..j + valid`, `valid ≤ J`; `G` is 4, 8 or 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+#[inline]
+unsafe fn store_block<const G: usize, const V: usize, const J: usize, const T0: usize, const BLOCK: usize>(
+    acc: &[[std::arch::x86_64::__m512; J]; V],
+    c: &mut MatMut<'_, f32>,
+    (j, valid, rows, accum, alpha): (usize, usize, usize, Accum, f32),
+) {
+    use std::arch::x86_64::*;
+    let block_rows = rows.saturating_sub(QUAD * BLOCK).min(QUAD);
+    if T0 >= valid || block_rows == 0 {
+        return;
+    }
+    let row_mask = ((1u32 << block_rows) - 1) as __mmask8;
+    let column = |s: usize| -> [__m512; V] { std::array::from_fn(|u| acc[u][(T0 + s).min(J - 1)]) };
+    // Lane 4i + s of a reduced block (row i, column s) → lane 4s + i (column s's rows together).
+    let to_columns = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    // SAFETY: AVX-512F as this function.
+    let sums = unsafe {
+        _mm512_permutexvar_ps(
+            to_columns,
+            sum_quads(
+                quad_block::<G, V>(column(0), BLOCK),
+                quad_block::<G, V>(column(1), BLOCK),
+                quad_block::<G, V>(column(2), BLOCK),
+                quad_block::<G, V>(column(3), BLOCK),
+            ),
+        )
+    };
+    if c.row_stride() == 1 && T0 + QUAD <= valid {
+        let alpha_v = _mm_set1_ps(alpha);
+        let step = c.col_stride();
+        let first: *mut f32 = c.get_mut_internal(QUAD * BLOCK, j + T0);
+        let put = |slot: *mut f32, x: __m128| {
+            // SAFETY: `slot` is row 4·BLOCK of one of the four columns, whose rows
+            // 4·BLOCK..4·BLOCK + block_rows are in the view and contiguous.
+            unsafe {
+                let out = match accum {
+                    Accum::Replace => _mm_mul_ps(alpha_v, x),
+                    Accum::Add => _mm_fmadd_ps(alpha_v, x, _mm_maskz_loadu_ps(row_mask, slot)),
                 };
+                _mm_mask_storeu_ps(slot, row_mask, out);
+            }
+        };
+        put(first, _mm512_extractf32x4_ps::<0>(sums));
+        put(first.wrapping_offset(step), _mm512_extractf32x4_ps::<1>(sums));
+        put(first.wrapping_offset(2 * step), _mm512_extractf32x4_ps::<2>(sums));
+        put(first.wrapping_offset(3 * step), _mm512_extractf32x4_ps::<3>(sums));
+    } else {
+        let mut lanes = [0.0f32; LANES];
+        // SAFETY: `lanes` has 16 f32s.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), sums) };
+        for s in 0..(valid - T0).min(QUAD) {
+            for i in 0..block_rows {
+                store(c.get_mut_internal(QUAD * BLOCK + i, j + T0 + s), lanes[QUAD * s + i], accum, alpha);
+            }
+        }
+    }
+}
+
+/// Block `block` (rows `4·block..4·block + 4`) of one column's `V` registers of `16/G` rows ×
+/// `G` partial sums, as 4 rows × 4 partial sums (lane `4i + e`), the layout [`sum_quads`]
+/// reduces: `G = 4` is the register itself; `G = 8` joins two registers of 2 rows with one
+/// [`halve`], `G = 16` four registers of 1 row with three. Registers past `V` are zero.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `G` is 4, 8 or 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn quad_block<const G: usize, const V: usize>(
+    registers: [std::arch::x86_64::__m512; V],
+    block: usize,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let register = |u: usize| if u < V { registers[u] } else { _mm512_setzero_ps() };
+    let first = block * G / QUAD;
+    // SAFETY: AVX-512F as this function.
+    unsafe {
+        match G {
+            4 => register(first),
+            8 => halve(register(first), register(first + 1)),
+            _ => halve(
+                halve(register(first), register(first + 1)),
+                halve(register(first + 2), register(first + 3)),
+            ),
+        }
+    }
+}
+
+/// Two registers of rows with `G ≥ 8` consecutive partial sums per row, as one with twice the
+/// rows and `G/2` partial sums per row: 128-bit lane `l` of the result is the sum of 128-bit
+/// lanes `2l` and `2l + 1` of `x` (`l < 2`) or of `y` (`l ≥ 2`). 2 shuffles, 1 addition.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn halve(x: std::arch::x86_64::__m512, y: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // [x₀, x₂, y₀, y₂] + [x₁, x₃, y₁, y₃] (128-bit lanes).
+    _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(x, y), _mm512_shuffle_f32x4::<0xDD>(x, y))
+}
+
+/// The kernel for `B` with contiguous columns and `k = K < 16`: `A`'s `K` columns stay in
+/// registers (rows in lanes, zero past the last row) for the whole product, and column `j` of
+/// `C` is `Σ_p A[:, p]·B[p, j]` with `B[p, j]` broadcast from memory, 8 columns at a time (8
+/// independent chains). Each element is the sum in `p` order, fused. No lane sums: what is
+/// lost is the 16 − rows empty lanes (10 rows: 6 of 16).
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512VL; `A` has at most 16 rows and `K` columns; `B`
+/// has row stride 1 and `K` rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn lanes_avx512<const K: usize>(
+    mut c: MatMut<'_, f32>,
+    accum: Accum,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    alpha: f32,
+) {
+    use std::arch::x86_64::*;
+    let (rows, n) = (a.nrows(), b.ncols());
+    assert!(rows <= LANES && a.ncols() == K && b.nrows() == K, "rows in lanes");
+    let row_mask = ((1u32 << rows) - 1) as __mmask16;
+    let w: [__m512; K] = std::array::from_fn(|p| {
+        if a.row_stride() == 1 {
+            // SAFETY: column p's `rows` values are contiguous and in the view; the other lanes
+            // are masked off and not read.
+            unsafe { _mm512_maskz_loadu_ps(row_mask, a.as_ptr().wrapping_offset(p as isize * a.col_stride())) }
+        } else {
+            let lanes: [f32; LANES] = std::array::from_fn(|r| if r < rows { a.get_raw(r, p) } else { 0.0 });
+            // SAFETY: `lanes` holds 16 f32s.
+            unsafe { _mm512_loadu_ps(lanes.as_ptr()) }
+        }
+    });
+    let alpha_v = _mm512_set1_ps(alpha);
+    let column_contiguous = c.row_stride() == 1;
+    for j in (0..n).step_by(LANE_COLUMNS) {
+        let valid = (n - j).min(LANE_COLUMNS);
+        let mut cols = [std::ptr::null::<f32>(); LANE_COLUMNS];
+        for (t, col) in cols.iter_mut().enumerate() {
+            *col = b.column_slice(j + t.min(valid - 1)).as_ptr();
+        }
+        let mut acc = [_mm512_setzero_ps(); LANE_COLUMNS];
+        for (p, w) in w.iter().enumerate() {
+            for t in 0..LANE_COLUMNS {
+                // SAFETY: each column holds K values.
+                acc[t] = _mm512_fmadd_ps(*w, _mm512_set1_ps(unsafe { *cols[t].add(p) }), acc[t]);
+            }
+        }
+        for (t, acc) in acc.iter().enumerate().take(valid) {
+            if column_contiguous {
+                let slot: *mut f32 = c.get_mut_internal(0, j + t);
+                // SAFETY: rows 0..rows of this column are in the view and contiguous.
+                unsafe {
+                    let out = match accum {
+                        Accum::Replace => _mm512_mul_ps(alpha_v, *acc),
+                        Accum::Add => _mm512_fmadd_ps(alpha_v, *acc, _mm512_maskz_loadu_ps(row_mask, slot)),
+                    };
+                    _mm512_mask_storeu_ps(slot, row_mask, out);
+                }
+            } else {
                 let mut sums = [0.0f32; LANES];
                 // SAFETY: `sums` has 16 f32s.
-                unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), block) };
-                for s in 0..(valid - t0).min(QUAD) {
-                    if column_contiguous {
-                        let slot: *mut f32 = c.get_mut_internal(QUAD * v, j + t0 + s);
-                        // SAFETY: rows 4v..4v + block_rows of this column are in the view and
-                        // contiguous; `sums` has 4s + 4 ≤ 16 values.
-                        unsafe {
-                            let x = _mm_loadu_ps(sums.as_ptr().add(QUAD * s));
-                            let out = match accum {
-                                Accum::Replace => _mm_mul_ps(alpha_v, x),
-                                Accum::Add => _mm_fmadd_ps(alpha_v, x, _mm_maskz_loadu_ps(row_mask, slot)),
-                            };
-                            _mm_mask_storeu_ps(slot, row_mask, out);
-                        }
-                    } else {
-                        for i in 0..block_rows {
-                            store(
-                                c.get_mut_internal(QUAD * v + i, j + t0 + s),
-                                sums[QUAD * s + i],
-                                accum,
-                                alpha,
-                            );
-                        }
-                    }
+                unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), *acc) };
+                for (i, &s) in sums[..rows].iter().enumerate() {
+                    store(c.get_mut_internal(i, j + t), s, accum, alpha);
                 }
             }
         }

@@ -245,7 +245,7 @@ fn leftover_rows_match_the_reference_at_every_remainder() {
     let mut g = rng(11);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     for m in (1..=13).chain([10, 17, 28, 50, 98, 100, 104, 110]) {
-        for &k in &[1usize, 16, 50, 64, 65, 99, 100, 784] {
+        for &k in &[1usize, 2, 7, 10, 15, 16, 17, 50, 64, 65, 99, 100, 784] {
             for &n in &[1usize, 2, 3, 70, 256] {
                 for (ta, b_rows_contiguous) in [(false, false), (true, false), (false, true), (true, true)] {
                     for accum in [Accum::Replace, Accum::Add] {
