@@ -218,13 +218,16 @@ enum ProductKind {
     WeightGradient,
     /// `Wᵀ · dZ`, `W` (o×i): backpropagation to the layer's input (`A` transposed).
     Backward,
+    /// `Ξᵀ · Z`, `Ξ` (d×c, the prototypes as columns): an FF layer's goodness projections
+    /// (`A` transposed, its rows contiguous). `outputs` is `c`, `inputs` is `d`.
+    Projection,
 }
 
 /// The products of FFzero's MLPs at batch 256: widths 100, 50 and 10 on 784 inputs with 10
 /// classes, each as the methods use them (SPEC A7 layer shapes).
 pub fn bench_products(repeats: usize) -> Products {
     const BATCH: usize = 256;
-    use ProductKind::{Backward, Forward, WeightGradient};
+    use ProductKind::{Backward, Forward, Projection, WeightGradient};
     let cases: &[(&str, ProductKind, usize, usize)] = &[
         ("forward W·X, layer 784→100 (dense first layer)", Forward, 100, 784),
         ("forward W·X, layer 100→100", Forward, 100, 100),
@@ -236,6 +239,7 @@ pub fn bench_products(repeats: usize) -> Products {
         ("forward W·X, layer 50→50", Forward, 50, 50),
         ("forward W·X, layer 784→10", Forward, 10, 784),
         ("forward W·X, layer 10→10", Forward, 10, 10),
+        ("goodness projections Ξᵀ·Z, width 100, 10 classes", Projection, 10, 100),
     ];
     let peak = fma_peak_gflops();
     // Values in [-0.5, 0.5): the time does not depend on them (no zeros, no subnormals).
@@ -249,12 +253,14 @@ pub fn bench_products(repeats: usize) -> Products {
                 ProductKind::WeightGradient => (outputs, BATCH, inputs, random(outputs, BATCH), random(inputs, BATCH)),
                 // A = Wᵀ: W is outputs × inputs, read transposed.
                 ProductKind::Backward => (inputs, outputs, BATCH, random(outputs, inputs), random(outputs, BATCH)),
+                // A = Ξᵀ: Ξ is d × c, read transposed.
+                ProductKind::Projection => (outputs, inputs, BATCH, random(inputs, outputs), random(inputs, BATCH)),
             };
             let mut c = Mat::zeros(m, n);
             let (av, bv) = match kind {
                 ProductKind::Forward => (MatRef::from(&a), MatRef::from(&b)),
                 ProductKind::WeightGradient => (MatRef::from(&a), MatRef::from(&b).t()),
-                ProductKind::Backward => (MatRef::from(&a).t(), MatRef::from(&b)),
+                ProductKind::Backward | ProductKind::Projection => (MatRef::from(&a).t(), MatRef::from(&b)),
             };
             let row = time_repeats(name, repeats, || {
                 matmul(MatMut::from(&mut c), Accum::Replace, av, bv, 1.0, Par::Seq);

@@ -313,17 +313,32 @@ mod tests {
     fn stored_floats_read_back_bit_for_bit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
-        let awkward = [-0.9100769105542781, 0.1 + 0.2, 1.0 / 3.0, 5e-324, 1.7976931348623157e308, 0.8779999999999999];
+        let awkward = [
+            -0.9100769105542781,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            5e-324,
+            1.7976931348623157e308,
+            0.8779999999999999,
+        ];
         for (i, &value) in awkward.iter().enumerate() {
             let mut r = record(10 + i);
-            let RunResult::Ffzero(result) = &mut r.result else { unreachable!() };
+            let RunResult::Ffzero(result) = &mut r.result else {
+                unreachable!()
+            };
             result.test_r2 = Some(value);
             result.test_accuracy = Some(-value / 7.0);
             store.write(&r).unwrap();
             let back = store.scan().unwrap().done[&r.spec.hash()].clone();
-            let RunResult::Ffzero(back) = back.result else { unreachable!() };
+            let RunResult::Ffzero(back) = back.result else {
+                unreachable!()
+            };
             assert_eq!(back.test_r2.unwrap().to_bits(), value.to_bits(), "{value:e}");
-            assert_eq!(back.test_accuracy.unwrap().to_bits(), (-value / 7.0).to_bits(), "{value:e}");
+            assert_eq!(
+                back.test_accuracy.unwrap().to_bits(),
+                (-value / 7.0).to_bits(),
+                "{value:e}"
+            );
         }
     }
 

@@ -403,9 +403,10 @@ unsafe fn groups_avx512<const G: usize, const V: usize, const J: usize>(
                 (4, None) => _mm512_broadcast_f32x4(_mm_loadu_ps(column)),
                 (4, Some(m)) => _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(m as __mmask8, column)),
                 (8, None) => _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(column.cast()))),
-                (8, Some(m)) => {
-                    _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_maskz_loadu_ps(m as __mmask8, column))))
-                }
+                (8, Some(m)) => _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_maskz_loadu_ps(
+                    m as __mmask8,
+                    column,
+                )))),
                 (_, None) => _mm512_loadu_ps(column),
                 (_, Some(m)) => _mm512_maskz_loadu_ps(m, column),
             }
@@ -520,7 +521,12 @@ unsafe fn store_block<const G: usize, const V: usize, const J: usize, const T0: 
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), sums) };
         for s in 0..(valid - T0).min(QUAD) {
             for i in 0..block_rows {
-                store(c.get_mut_internal(QUAD * BLOCK + i, j + T0 + s), lanes[QUAD * s + i], accum, alpha);
+                store(
+                    c.get_mut_internal(QUAD * BLOCK + i, j + T0 + s),
+                    lanes[QUAD * s + i],
+                    accum,
+                    alpha,
+                );
             }
         }
     }
