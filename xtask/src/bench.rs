@@ -303,28 +303,58 @@ pub struct AllocationRow {
     pub dense_forward_per_call: u64,
     /// Allocation calls of one `LayerObjective::losses_along` (one ± pair) on that layer.
     pub losses_along_per_call: u64,
+    /// The same count for the other three methods (FF+AD and BP+AD with Adam, BP+DD with SGD,
+    /// as the epoch timings run them), same network and samples.
+    pub other_methods: Vec<MethodAllocations>,
 }
 
-/// Counts allocation calls step by step ([`bench_allocations`]).
-#[derive(Default)]
+/// Allocation calls inside the steps of one method's run ([`bench_allocations`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct MethodAllocations {
+    /// `ff-ad`, `bp-dd`, `bp-ad`.
+    pub method: String,
+    /// Step rule.
+    pub optimizer: String,
+    /// Steps counted (each trained unit's first two steps excluded: the tape's batch buffer
+    /// is sized on the second).
+    pub steps: usize,
+    /// Allocation calls inside them.
+    pub allocations_in_steps: u64,
+}
+
+/// Counts allocation calls step by step ([`bench_allocations`]), skipping the first `warm_up`
+/// steps of every trained unit (scratch is sized there).
 struct StepAllocations {
+    warm_up: usize,
+    seen_in_phase: usize,
     last: u64,
-    counting: bool,
     allocations: u64,
     steps: usize,
 }
 
+impl StepAllocations {
+    fn skipping(warm_up: usize) -> Self {
+        Self {
+            warm_up,
+            seen_in_phase: 0,
+            last: 0,
+            allocations: 0,
+            steps: 0,
+        }
+    }
+}
+
 impl Progress for StepAllocations {
     fn phase(&mut self, _label: &str, _epochs: usize, _steps_per_epoch: usize) {
-        self.counting = false;
+        self.seen_in_phase = 0;
     }
     fn step(&mut self) {
         let now = allocation_count();
-        if self.counting {
+        if self.seen_in_phase >= self.warm_up {
             self.allocations += now - self.last;
             self.steps += 1;
         }
-        self.counting = true;
+        self.seen_in_phase += 1;
         self.last = allocation_count();
     }
     fn epoch_done(&mut self, _epoch: usize, _mean_loss: f64) {
@@ -665,12 +695,27 @@ pub fn bench_allocations(data: &TrainTest, samples: usize) -> Result<Option<Allo
         return Ok(None);
     }
     let epochs = 2;
-    let mut counter = StepAllocations::default();
+    let mut counter = StepAllocations::skipping(1);
     train(&spec_for(Method::FfDd, 100, 1, epochs, samples), data, &mut counter).map_err(|e| e.to_string())?;
     let (dense_forward_per_call, losses_along_per_call) = kernel_allocations(data);
+    let mut other_methods = Vec::new();
+    for method in [Method::FfAd, Method::BpDd, Method::BpAd] {
+        // Two warm-up steps: the tape swaps the gathered batch into its input leaf
+        // (`Tape::constant_swap`), so the batch buffer gets its steady size on the second step.
+        let mut counter = StepAllocations::skipping(2);
+        let spec = spec_for(method, 100, 1, epochs, samples);
+        train(&spec, data, &mut counter).map_err(|e| e.to_string())?;
+        other_methods.push(MethodAllocations {
+            method: method.name().into(),
+            optimizer: optimizer_name(spec.optimizer).into(),
+            steps: counter.steps,
+            allocations_in_steps: counter.allocations,
+        });
+    }
     Ok(Some(AllocationRow {
         dense_forward_per_call,
         losses_along_per_call,
+        other_methods,
         network: "784-100-10".into(),
         samples: samples.min(data.train.len()),
         epochs,
@@ -1064,6 +1109,17 @@ pub fn render(report: &BenchReport) -> String {
                 "allocations per call: dense_forward (100×784)·(784×256) {}, losses_along (± pair) {}",
                 a.dense_forward_per_call, a.losses_along_per_call
             );
+            for m in &a.other_methods {
+                let _ = writeln!(
+                    s,
+                    "allocations per {} ({}) step after warm-up: {} in {} steps = {:.2}",
+                    m.method,
+                    m.optimizer,
+                    m.allocations_in_steps,
+                    m.steps,
+                    m.allocations_in_steps as f64 / m.steps.max(1) as f64
+                );
+            }
         }
         None => s.push_str("\nallocations: not measured (the counting allocator is not installed)\n"),
     }

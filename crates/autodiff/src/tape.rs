@@ -64,6 +64,8 @@ pub struct Tape {
     needs_grad: Vec<bool>,
     grad_ready: Vec<bool>,
     loss_values: Vec<f64>,
+    /// The parameter leaves since the last reset, in the order they were made.
+    params: Vec<Var>,
     values: Vec<Mat>,
     grads: Vec<Mat>,
     aux: Vec<Aux>,
@@ -113,6 +115,14 @@ impl Tape {
         self.needs_grad.clear();
         self.grad_ready.clear();
         self.loss_values.clear();
+        self.params.clear();
+    }
+
+    /// The parameters ([`Tape::param`], [`Tape::param_slice`]) made since the last reset, in the
+    /// order they were made: a network's gradients can be read back without the caller keeping
+    /// a list of its own (which would allocate every step).
+    pub fn params(&self) -> &[Var] {
+        &self.params
     }
 
     /// Number of nodes recorded since the last reset.
@@ -173,6 +183,9 @@ impl Tape {
         let dst = &mut self.values[i];
         set_shape(dst, rows, cols);
         dst.as_mut_slice().copy_from_slice(data);
+        if matches!(op, Op::Param) {
+            self.params.push(Var(i));
+        }
         Var(i)
     }
 

@@ -513,3 +513,21 @@ fn constant_swap_is_constant_without_the_copy() {
     assert_eq!(run(&mut tape, &x2, Some(&mut batch)), run(&mut Tape::new(), &x2, None));
     assert_eq!(batch, x1, "the previous leaf's buffer comes back");
 }
+
+/// `Tape::params` lists the parameter leaves in the order they were made, never a constant,
+/// and forgets them on reset (a network reads its gradients back through it).
+#[test]
+fn params_lists_the_parameters_in_order_until_reset() {
+    let mut tape = Tape::new();
+    let m = Mat::from_fn(2, 3, |i, j| (i + j) as f32);
+    let w0 = tape.param(&m);
+    let x = tape.constant(&Mat::zeros(3, 1));
+    let w1 = tape.param_slice(&[1.0, 2.0], 2, 1);
+    let z = tape.matmul(w0, x);
+    let _ = tape.add_bias(z, w1);
+    assert_eq!(tape.params(), &[w0, w1]);
+    tape.reset();
+    assert!(tape.params().is_empty());
+    let w2 = tape.param(&m);
+    assert_eq!(tape.params(), &[w2]);
+}

@@ -417,7 +417,6 @@ pub fn network_gradient_autodiff(
 ) -> f64 {
     tape.reset();
     let mut h = tape.constant_swap(x);
-    let mut vars = Vec::with_capacity(shapes.len());
     let mut offset = 0;
     for (l, s) in shapes.iter().enumerate() {
         let p = &params[offset..offset + s.len()];
@@ -428,13 +427,14 @@ pub fn network_gradient_autodiff(
         let z = tape.matmul(w, h);
         let z = tape.add_bias(z, bias);
         h = if l + 1 < shapes.len() { tape.relu(z) } else { z };
-        vars.push((w, bias));
     }
     let loss = target.on_tape(tape, h);
     let value = tape.scalar(loss);
     tape.backward(loss);
     let mut offset = 0;
-    for (s, (w, bias)) in shapes.iter().zip(vars) {
+    // The tape's parameters are each layer's (W, b), in layer order.
+    for (s, wb) in shapes.iter().zip(tape.params().chunks_exact(2)) {
+        let (w, bias) = (wb[0], wb[1]);
         let nw = s.outputs * s.inputs;
         let g = &mut grad[offset..offset + s.len()];
         offset += s.len();
