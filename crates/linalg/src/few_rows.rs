@@ -273,6 +273,32 @@ unsafe fn few_rows_row_major_b_avx512<const R: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_groups_avx512(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v: usize) {
+    // SAFETY: as this function's.
+    unsafe { pack_groups_by(a, packed, g, v, Packing::Fastest) }
+}
+
+/// How [`pack_groups_by`] reads `A`: the fastest way its strides allow (what the kernel uses),
+/// or forced to the gather or the scalar path, so that tests can compare the three.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))] // the kernel uses `Fastest`; tests force the others
+enum Packing {
+    /// Masked loads when `A`'s rows are contiguous, else a gather when the offsets fit in
+    /// i32, else scalar reads.
+    Fastest,
+    /// A gather (when the offsets fit), never masked loads.
+    Gather,
+    /// Scalar reads, the path for strides beyond i32 offsets.
+    Scalar,
+}
+
+/// [`pack_groups_avx512`] by the path `how` allows.
+///
+/// # Safety
+/// As [`pack_groups_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_groups_by(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v: usize, how: Packing) {
     use std::arch::x86_64::*;
     let (rows, k) = (a.nrows(), a.ncols());
     let (per_register, groups) = (LANES / g, k.div_ceil(g));
@@ -281,7 +307,7 @@ unsafe fn pack_groups_avx512(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v
         "packed groups"
     );
     let (rs, cs) = (a.row_stride(), a.col_stride());
-    if cs == 1 {
+    if cs == 1 && how == Packing::Fastest {
         // Rows contiguous (e.g. a transposed prototype matrix): row i of a register is one
         // masked load of up to `g` consecutive values into lanes g·i.., no gather.
         for q in 0..groups {
@@ -307,7 +333,7 @@ unsafe fn pack_groups_avx512(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v
     // The gather's offsets (lane g·i + e: element (i, e) of a register), the same for every
     // vector; none when they do not fit its i32 offsets.
     let reach = (per_register - 1) * rs.unsigned_abs() + (g - 1) * cs.unsigned_abs();
-    let offsets = (reach <= i32::MAX as usize / 4).then(|| {
+    let offsets = (how != Packing::Scalar && reach <= i32::MAX as usize / 4).then(|| {
         let lanes: [i32; LANES] =
             std::array::from_fn(|lane| ((lane / g) as isize * rs + (lane % g) as isize * cs) as i32);
         // SAFETY: `lanes` holds 16 i32s.
@@ -675,7 +701,55 @@ fn store(slot: &mut f32, s: f32, accum: Accum, alpha: f32) {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use super::{sum_quads, LANES};
+    use super::{aligned, group_shape, pack_groups_by, sum_quads, Packing, LANES};
+    use crate::{Mat, MatRef};
+
+    /// The three ways of packing `A` (masked loads of contiguous rows, a gather, scalar reads:
+    /// the path for strides beyond i32 offsets, which no test could otherwise reach) give the
+    /// same vectors, and those are the documented layout: lane `g·i + e` of vector (q, u) is
+    /// `A[(16/g)·u + i, g·q + e]`, zero past the last row or `k`.
+    #[test]
+    fn every_packing_path_gives_the_documented_layout() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        for rows in 1..=12 {
+            for k in [16usize, 17, 33, 50, 100] {
+                let (g, v) = group_shape(rows);
+                let groups = k.div_ceil(g);
+                let m = Mat::from_fn(rows + 3, k + 2, |i, j| (i * 1000 + j) as f32 + 0.5);
+                let mt = m.transpose();
+                // Column-major, rows contiguous (a transposed view), both as sub-matrices.
+                let views = [
+                    MatRef::from(&m).submatrix(1, 2, rows, k),
+                    MatRef::from(&mt).t().submatrix(1, 2, rows, k),
+                ];
+                for (layout, a) in views.into_iter().enumerate() {
+                    let want: Vec<f32> = (0..groups * v * LANES)
+                        .map(|index| {
+                            let (vector, lane) = (index / LANES, index % LANES);
+                            let (q, u) = (vector / v, vector % v);
+                            let (i, e) = (lane / g, lane % g);
+                            let (r, p) = ((LANES / g) * u + i, g * q + e);
+                            if r < rows && p < k {
+                                a.get(r, p)
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    for how in [Packing::Fastest, Packing::Gather, Packing::Scalar] {
+                        let mut buffer = vec![f32::NAN; want.len() + LANES];
+                        let packed = aligned(&mut buffer, want.len());
+                        // SAFETY: AVX-512F checked; `packed` is aligned and holds the vectors.
+                        unsafe { pack_groups_by(a, packed, g, v, how) };
+                        let same = packed.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "rows={rows} k={k} layout={layout} {how:?}");
+                    }
+                }
+            }
+        }
+    }
 
     /// Element `s` of 128-bit lane `i` is the sum of vector `s`'s lanes `4i..4i + 4`, added as
     /// `(e₀ + e₂) + (e₁ + e₃)` (the order the quads kernel documents).
