@@ -695,21 +695,24 @@ pub fn bench_allocations(data: &TrainTest, samples: usize) -> Result<Option<Allo
         return Ok(None);
     }
     let epochs = 2;
-    let mut counter = StepAllocations::skipping(1);
-    train(&spec_for(Method::FfDd, 100, 1, epochs, samples), data, &mut counter).map_err(|e| e.to_string())?;
+    // One 784-100-10 run of `method`, its allocations counted after `warm_up` steps of each unit.
+    let count = |method: Method, warm_up: usize| -> Result<StepAllocations, String> {
+        let mut counter = StepAllocations::skipping(warm_up);
+        train(&spec_for(method, 100, 1, epochs, samples), data, &mut counter).map_err(|e| e.to_string())?;
+        Ok(counter)
+    };
+    let counter = count(Method::FfDd, 1)?;
     let (dense_forward_per_call, losses_along_per_call) = kernel_allocations(data);
     let mut other_methods = Vec::new();
     for method in [Method::FfAd, Method::BpDd, Method::BpAd] {
         // Two warm-up steps: the tape swaps the gathered batch into its input leaf
         // (`Tape::constant_swap`), so the batch buffer gets its steady size on the second step.
-        let mut counter = StepAllocations::skipping(2);
-        let spec = spec_for(method, 100, 1, epochs, samples);
-        train(&spec, data, &mut counter).map_err(|e| e.to_string())?;
+        let counted = count(method, 2)?;
         other_methods.push(MethodAllocations {
             method: method.name().into(),
-            optimizer: optimizer_name(spec.optimizer).into(),
-            steps: counter.steps,
-            allocations_in_steps: counter.allocations,
+            optimizer: optimizer_name(optimizer_of(method)).into(),
+            steps: counted.steps,
+            allocations_in_steps: counted.allocations,
         });
     }
     Ok(Some(AllocationRow {

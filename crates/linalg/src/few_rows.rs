@@ -360,10 +360,6 @@ unsafe fn pack_groups_by(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v: us
                 }
                 continue;
             };
-            if mask == 0 {
-                out.fill(0.0);
-                continue;
-            }
             // SAFETY: every lane the mask keeps is an element of the view (so is the base, the
             // register's first row at the group's first k); masked-off lanes are not read;
             // `out` holds 16 values, 64-byte aligned (the caller's buffer is and each vector
@@ -377,6 +373,13 @@ unsafe fn pack_groups_by(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v: us
             }
         }
     }
+}
+
+/// The first values of `B`'s columns `j..j + J` for one pass of a kernel; past the `valid`
+/// columns left, the last one again (computed and never stored), so that every pass runs the
+/// same straight-line code.
+fn pass_columns<const J: usize>(b: MatRef<'_, f32>, j: usize, valid: usize) -> [*const f32; J] {
+    std::array::from_fn(|t| b.column_slice(j + t.min(valid - 1)).as_ptr())
 }
 
 /// The kernel for `B` with contiguous columns, `k ≥ 16` and 1 to 12 rows: each register holds
@@ -440,35 +443,27 @@ unsafe fn groups_avx512<const G: usize, const V: usize, const J: usize>(
     };
     for j in (0..n).step_by(J) {
         let valid = (n - j).min(J);
-        let mut cols = [std::ptr::null::<f32>(); J];
-        for (t, col) in cols.iter_mut().enumerate() {
-            *col = b.column_slice(j + t.min(valid - 1)).as_ptr();
-        }
+        let cols = pass_columns::<J>(b, j, valid);
         let mut acc = [[_mm512_setzero_ps(); J]; V];
-        for q in 0..groups {
-            // SAFETY: vector (q, u) of `a` is in bounds and 64-byte aligned; G·q + G ≤ k values
-            // of each column.
+        // The multiply-adds of group `q` of `k` (`mask`: the tail's values, fewer than `G`).
+        let mut group = |q: usize, mask: Option<__mmask16>| {
+            // SAFETY: vector (q, u) of `a` is in bounds and 64-byte aligned; each column has
+            // G·q + G values (or the tail's, which the mask keeps).
             unsafe {
                 let w: [__m512; V] = std::array::from_fn(|u| _mm512_load_ps(a.as_ptr().add((q * V + u) * LANES)));
                 for t in 0..J {
-                    let x = broadcast(cols[t].add(G * q), None);
+                    let x = broadcast(cols[t].add(G * q), mask);
                     for u in 0..V {
                         acc[u][t] = _mm512_fmadd_ps(w[u], x, acc[u][t]);
                     }
                 }
             }
+        };
+        for q in 0..groups {
+            group(q, None);
         }
         if tail > 0 {
-            // SAFETY: as above; the masked loads read only the `tail` values left in a column.
-            unsafe {
-                let w: [__m512; V] = std::array::from_fn(|u| _mm512_load_ps(a.as_ptr().add((groups * V + u) * LANES)));
-                for t in 0..J {
-                    let x = broadcast(cols[t].add(G * groups), Some(tail_mask));
-                    for u in 0..V {
-                        acc[u][t] = _mm512_fmadd_ps(w[u], x, acc[u][t]);
-                    }
-                }
-            }
+            group(groups, Some(tail_mask));
         }
         // Straight-line code per 4 columns and block of 4 rows (constant indices keep the
         // accumulators in registers).
@@ -637,10 +632,7 @@ unsafe fn lanes_avx512<const K: usize>(
     let column_contiguous = c.row_stride() == 1;
     for j in (0..n).step_by(LANE_COLUMNS) {
         let valid = (n - j).min(LANE_COLUMNS);
-        let mut cols = [std::ptr::null::<f32>(); LANE_COLUMNS];
-        for (t, col) in cols.iter_mut().enumerate() {
-            *col = b.column_slice(j + t.min(valid - 1)).as_ptr();
-        }
+        let cols = pass_columns::<LANE_COLUMNS>(b, j, valid);
         let mut acc = [_mm512_setzero_ps(); LANE_COLUMNS];
         for (p, w) in w.iter().enumerate() {
             for t in 0..LANE_COLUMNS {
