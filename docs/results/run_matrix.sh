@@ -3,7 +3,8 @@
 # one JSON per run under docs/results/raw/. Resumable: a run whose JSON exists is skipped
 # (each JSON is written atomically by `insitu train --json`).
 # Usage: bash docs/results/run_matrix.sh [GROUP...]   groups: mnist-sgd fmnist-sgd mnist-adam
-#        fmnist-adam directions synthetic mnist-regression   (default: all; see the order below)
+#        fmnist-adam directions synthetic mnist-regression synthetic-adam mnist-regression-adam
+#        (default: all; see the order below)
 # A run is skipped when its JSON exists or another invocation has claimed it
 # (the directory $OUT/.claim-NAME, created atomically by mkdir).
 set -euo pipefail
@@ -13,7 +14,7 @@ OUT=docs/results/raw
 JOBS=${JOBS:-2}
 mkdir -p "$OUT"
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(mnist-sgd synthetic mnist-regression fmnist-sgd directions mnist-adam fmnist-adam)
+[ ${#groups[@]} -eq 0 ] && groups=(mnist-sgd synthetic mnist-regression fmnist-sgd directions mnist-adam fmnist-adam synthetic-adam mnist-regression-adam)
 
 emit() { # name, then insitu train arguments
   local name=$1; shift
@@ -33,16 +34,19 @@ list() {
         for w in 10 50 100; do for p in 1 2 4 8; do for m in ff-dd bp-dd; do
           emit "directions-$m-w$w-d5-p$p" --task mnist --method $m --width $w --depth 5 --directions $p --epochs 100
         done; done; done ;;
-      synthetic)
+      synthetic|synthetic-adam)
+        # plain SGD: synthetic-f1-METHOD-wW; Adam: synthetic-f1-adam-METHOD-wW
+        opt=sgd; tag=; [[ $g == *-adam ]] && { opt=adam; tag=-adam; }
         for w in 10 20 30 40 50 60 70 80 90 100; do for m in ff-dd bp-dd ff-ad bp-ad; do
-          emit "synthetic-f1-$m-w$w" --task synthetic-f1 --method $m --width $w --depth 2 --epochs 100
+          emit "synthetic-f1$tag-$m-w$w" --task synthetic-f1 --method $m --width $w --depth 2 --optimizer $opt --epochs 100
         done; done
         for w in 20 40 60 80 100 120 140 160 180 200; do for m in ff-dd bp-dd ff-ad bp-ad; do
-          emit "synthetic-f2-$m-w$w" --task synthetic-f2 --method $m --width $w --depth 2 --epochs 100
+          emit "synthetic-f2$tag-$m-w$w" --task synthetic-f2 --method $m --width $w --depth 2 --optimizer $opt --epochs 100
         done; done ;;
-      mnist-regression)
+      mnist-regression|mnist-regression-adam)
+        opt=sgd; tag=; [[ $g == *-adam ]] && { opt=adam; tag=-adam; }
         for w in 10 50 100; do for m in ff-dd bp-dd ff-ad bp-ad; do
-          emit "mnist-regression-$m-w$w-d2" --task mnist-regression --method $m --width $w --depth 2 --epochs 100
+          emit "mnist-regression$tag-$m-w$w-d2" --task mnist-regression --method $m --width $w --depth 2 --optimizer $opt --epochs 100
         done; done ;;
       *) echo "unknown group $g" >&2; exit 2 ;;
     esac
