@@ -23,10 +23,11 @@ emit() { # name, then insitu train arguments
 
 list() {
   for g in "${groups[@]}"; do
+    # A group ending in -adam trains with Adam; its regression runs' names carry "-adam".
+    opt=sgd; tag=; [[ $g == *-adam ]] && { opt=adam; tag=-adam; }
     case $g in
       mnist-sgd|fmnist-sgd|mnist-adam|fmnist-adam)
         task=mnist; [[ $g == fmnist-* ]] && task=fashion-mnist
-        opt=${g#*-}
         for d in 1 3 6 10; do for m in ff-dd bp-dd ff-ad bp-ad; do
           emit "$g-$m-w100-d$d" --task $task --method $m --width 100 --depth $d --optimizer $opt --epochs 100
         done; done ;;
@@ -35,8 +36,6 @@ list() {
           emit "directions-$m-w$w-d5-p$p" --task mnist --method $m --width $w --depth 5 --directions $p --epochs 100
         done; done; done ;;
       synthetic|synthetic-adam)
-        # plain SGD: synthetic-f1-METHOD-wW; Adam: synthetic-f1-adam-METHOD-wW
-        opt=sgd; tag=; [[ $g == *-adam ]] && { opt=adam; tag=-adam; }
         for w in 10 20 30 40 50 60 70 80 90 100; do for m in ff-dd bp-dd ff-ad bp-ad; do
           emit "synthetic-f1$tag-$m-w$w" --task synthetic-f1 --method $m --width $w --depth 2 --optimizer $opt --epochs 100
         done; done
@@ -44,7 +43,6 @@ list() {
           emit "synthetic-f2$tag-$m-w$w" --task synthetic-f2 --method $m --width $w --depth 2 --optimizer $opt --epochs 100
         done; done ;;
       mnist-regression|mnist-regression-adam)
-        opt=sgd; tag=; [[ $g == *-adam ]] && { opt=adam; tag=-adam; }
         for w in 10 50 100; do for m in ff-dd bp-dd ff-ad bp-ad; do
           emit "mnist-regression$tag-$m-w$w-d2" --task mnist-regression --method $m --width $w --depth 2 --optimizer $opt --epochs 100
         done; done ;;

@@ -22,11 +22,18 @@ def metric(r, key):
 def secs(r):
     return "—" if r is None else f"{r['train_seconds']:.0f}"
 
+DEPTHS = [1, 3, 6, 10]
+F1_WIDTHS = list(range(10, 101, 10))
+F2_WIDTHS = list(range(20, 201, 20))
+
+def label(method):
+    return method.upper().replace("-", "+")
+
 def classification(group, title):
     out = [f"### {title}", "", "test accuracy (%), width 100; seconds of training in brackets", "",
-           "| depth | " + " | ".join(m.upper().replace("-", "+") for m in METHODS) + " |",
+           "| depth | " + " | ".join(label(m) for m in METHODS) + " |",
            "|---|" + "---|" * len(METHODS)]
-    for d in [1, 3, 6, 10]:
+    for d in DEPTHS:
         cells = []
         for m in METHODS:
             r = load(f"{group}-{m}-w100-d{d}")
@@ -40,40 +47,29 @@ def directions():
     for w in [10, 50, 100]:
         for m in ["ff-dd", "bp-dd"]:
             cells = [metric(load(f"directions-{m}-w{w}-d5-p{p}"), "test_accuracy") for p in [1, 2, 4, 8]]
-            out.append(f"| {w} | {m.upper().replace('-', '+')} | " + " | ".join(cells) + " |")
+            out.append(f"| {w} | {label(m)} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 def regression(prefix, widths, title, suffix=""):
-    out = [f"### {title}", "", "test R²", "", "| width | " + " | ".join(m.upper().replace("-", "+") for m in METHODS) + " |",
+    out = [f"### {title}", "", "test R²", "", "| width | " + " | ".join(label(m) for m in METHODS) + " |",
            "|---|" + "---|" * len(METHODS)]
     for w in widths:
         cells = [metric(load(f"{prefix}-{m}-w{w}{suffix}"), "test_r2") for m in METHODS]
         out.append(f"| {w} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
-def acc(group, method, depth):
-    r = load(f"{group}-{method}-w100-d{depth}")
-    return None if r is None else 100 * r["test_accuracy"]
-
-def diverged(group, method, depth):
-    r = load(f"{group}-{method}-w100-d{depth}")
-    return r is not None and r.get("status") == "diverged"
-
 def verdict(ok):
     return "—" if ok is None else ("**holds**" if ok else "**fails**")
 
-DEPTHS = [1, 3, 6, 10]
-F1_WIDTHS = list(range(10, 101, 10))
-F2_WIDTHS = list(range(20, 201, 20))
-
-def classification_criteria(label, groups, ff_dd_floor):
+def classification_criteria(row, groups, ff_dd_floor):
     """Issue 4's classification criteria, evaluated on the measured runs. `groups` maps each
     method to the run group it is read from (so a mixed reading can be checked)."""
-    a = {m: [acc(groups[m], m, d) for d in DEPTHS] for m in METHODS}
-    if any(v is None for vs in a.values() for v in vs):
-        return f"| {label} | runs missing | | | | | |"
+    runs = {m: [load(f"{groups[m]}-{m}-w100-d{d}") for d in DEPTHS] for m in METHODS}
+    if any(r is None for rs in runs.values() for r in rs):
+        return f"| {row} | runs missing | | | | | |"
+    a = {m: [100 * r["test_accuracy"] for r in rs] for m, rs in runs.items()}
     f = lambda v: f"{v:.1f}"
-    seq = lambda m: " → ".join(f(v) + (" div." if diverged(groups[m], m, d) else "") for v, d in zip(a[m], DEPTHS))
+    seq = lambda m: " → ".join(f(v) + (" div." if r.get("status") == "diverged" else "") for v, r in zip(a[m], runs[m]))
     bpdd, ffdd, ffad, bpad = a["bp-dd"], a["ff-dd"], a["ff-ad"], a["bp-ad"]
     falls = bpdd[-1] <= 20 and bpdd[0] - bpdd[-1] >= 30
     spread = max(ffdd) - min(ffdd)
@@ -87,7 +83,7 @@ def classification_criteria(label, groups, ff_dd_floor):
         f"{verdict(not bad)}" + (f" (not at depth {', '.join(bad)})" if bad else ""),
         f"{verdict(abs(bpdd[0] - ffdd[0]) <= 5)} ({f(bpdd[0])} vs {f(ffdd[0])})",
     ]
-    return f"| {label} | " + " | ".join(cells) + " |"
+    return f"| {row} | " + " | ".join(cells) + " |"
 
 def regression_criteria(prefix, widths, suffix=""):
     rows = []
