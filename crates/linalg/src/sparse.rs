@@ -23,15 +23,23 @@ pub struct SparseColumns {
     nrows: usize,
     starts: Vec<usize>,
     rows: Vec<u32>,
+    /// The non-zero values, column by column, and one `0.0` past the last: a kernel walking two
+    /// columns at once reads a column's next value before it knows whether that column has one
+    /// (the read is then unused, and must stay inside the allocation).
     values: Vec<f32>,
-    /// Per column, where each of its row segments `[s·SEGMENT, (s + 1)·SEGMENT)` starts in
-    /// `rows` (`⌈nrows / SEGMENT⌉` entries per column), so that a kernel blocked along `k`
-    /// finds a column's entries in a block without searching.
-    segment_starts: Vec<usize>,
+    /// Per column, its non-zero rows as a bit set: [`WORD`]-row words, `⌈nrows / 64⌉` per
+    /// column, bit `r % 64` of word `r / 64` for row `r`. The AVX-512 kernel walks the union of
+    /// two columns' sets with these, without merging lists.
+    bitmaps: Vec<u64>,
 }
 
-/// Rows per segment of [`SparseColumns`]' index: the `k` block of the AVX-512 kernel.
-const SEGMENT: usize = 64;
+/// Rows per word of [`SparseColumns`]' bit sets.
+const WORD: usize = 64;
+
+/// Largest union of two columns' non-zero rows, as a fraction of their two counts, for
+/// which the AVX-512 kernel walks them as a pair: MNIST's pairs average 0.76 (faster as
+/// pairs); two uniform random columns of density 0.19 average 0.9 (faster singly).
+const PAIR_UNION_MAX: f64 = 0.85;
 
 impl SparseColumns {
     /// The non-zero entries of a dense matrix (`+0.0` and `−0.0` are dropped; a NaN is kept).
@@ -78,35 +86,32 @@ impl SparseColumns {
         if nrows * ncols > 0 && nnz as f64 > max_density * (nrows * ncols) as f64 {
             return None;
         }
-        let per = nrows.div_ceil(SEGMENT);
-        let (mut rows, mut values) = (Vec::<u32>::with_capacity(nnz), Vec::<f32>::with_capacity(nnz));
+        let per = nrows.div_ceil(WORD);
+        let (mut rows, mut values) = (Vec::<u32>::with_capacity(nnz), Vec::<f32>::with_capacity(nnz + 1));
         rows.resize(nnz, 0);
-        values.resize(nnz, 0.0);
-        let mut segment_starts = vec![0usize; ncols * per];
+        values.resize(nnz + 1, 0.0);
+        let mut bitmaps = vec![0u64; ncols * per];
         // Split the outputs at column-block boundaries so that blocks fill in parallel.
         let mut jobs = Vec::with_capacity(ncols.div_ceil(BLOCK));
         {
-            let (mut rows_rest, mut values_rest, mut seg_rest) =
-                (&mut rows[..], &mut values[..], &mut segment_starts[..]);
+            let (mut rows_rest, mut values_rest, mut bits_rest) = (&mut rows[..], &mut values[..nnz], &mut bitmaps[..]);
             for b in 0..ncols.div_ceil(BLOCK) {
                 let (j0, j1) = (b * BLOCK, ((b + 1) * BLOCK).min(ncols));
                 let len = starts[j1] - starts[j0];
                 let take = len;
                 let (r, rr) = std::mem::take(&mut rows_rest).split_at_mut(take);
                 let (v, vr) = std::mem::take(&mut values_rest).split_at_mut(take);
-                let (sg, sr) = std::mem::take(&mut seg_rest).split_at_mut((j1 - j0) * per);
+                let (bt, br) = std::mem::take(&mut bits_rest).split_at_mut((j1 - j0) * per);
                 rows_rest = rr;
                 values_rest = vr;
-                seg_rest = sr;
-                jobs.push((j0, j1, r, v, sg));
+                bits_rest = br;
+                jobs.push((j0, j1, r, v, bt));
             }
         }
-        let starts_ref = &starts;
         jobs.into_par_iter()
             .with_min_len(par.min_blocks_per_job())
-            .for_each(|(j0, j1, r, v, sg)| {
-                let base = starts_ref[j0];
-                let (mut at, mut seg_at) = (0usize, 0usize);
+            .for_each(|(j0, j1, r, v, bt)| {
+                let (mut at, mut bits_at) = (0usize, 0usize);
                 for j in j0..j1 {
                     let owned;
                     let col: &[f32] = if contiguous {
@@ -115,9 +120,9 @@ impl SparseColumns {
                         owned = column(j);
                         &owned
                     };
-                    let segments = &mut sg[seg_at..seg_at + per];
-                    seg_at += per;
-                    at += compress_column(col, base + at, &mut r[at..], &mut v[at..], segments);
+                    let bits = &mut bt[bits_at..bits_at + per];
+                    bits_at += per;
+                    at += compress_column(col, &mut r[at..], &mut v[at..], bits);
                 }
             });
         Some(Self {
@@ -125,7 +130,7 @@ impl SparseColumns {
             starts,
             rows,
             values,
-            segment_starts,
+            bitmaps,
         })
     }
 
@@ -160,16 +165,15 @@ impl SparseColumns {
         (&self.rows[range.clone()], &self.values[range])
     }
 
-    /// Column `j`'s entries in rows `[s·SEGMENT, (s + 1)·SEGMENT)`, as a range of positions.
-    fn segment(&self, j: usize, s: usize) -> std::ops::Range<usize> {
-        let per = self.nrows.div_ceil(SEGMENT);
-        let start = self.segment_starts[j * per + s];
-        let end = if s + 1 < per {
-            self.segment_starts[j * per + s + 1]
-        } else {
-            self.starts[j + 1]
-        };
-        start..end
+    /// Column `j`'s bit set of non-zero rows ([`SparseColumns::bitmaps`]' words) and its values
+    /// from the first, which may be read one past the column's last (the padding or the next
+    /// column's first).
+    fn column_bits(&self, j: usize) -> (&[u64], &[f32]) {
+        let per = self.nrows.div_ceil(WORD);
+        (
+            &self.bitmaps[j * per..(j + 1) * per],
+            &self.values[self.starts[j]..=self.starts[j + 1]],
+        )
     }
 
     /// A view of columns `start..start + len`.
@@ -217,34 +221,26 @@ fn count_nonzeros(x: &[f32]) -> usize {
 }
 
 /// Writes the non-zero entries of column `x` to `rows` (their positions) and `values`, and
-/// where each [`SEGMENT`] of rows starts (`first + ` the count before it) to `segments`;
-/// returns how many entries. `rows` and `values` must have room for them.
-fn compress_column(x: &[f32], first: usize, rows: &mut [u32], values: &mut [f32], segments: &mut [usize]) -> usize {
-    assert_eq!(segments.len(), x.len().div_ceil(SEGMENT), "compress_column: segments");
+/// sets their bits in `bits` (zeroed, one word per [`WORD`] rows); returns how many entries.
+/// `rows` and `values` must have room for them.
+fn compress_column(x: &[f32], rows: &mut [u32], values: &mut [f32], bits: &mut [u64]) -> usize {
+    assert_eq!(bits.len(), x.len().div_ceil(WORD), "compress_column: bit set words");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F checked.
-        return unsafe { x86::compress_avx512(x, first, rows, values, segments) };
+        return unsafe { x86::compress_avx512(x, rows, values, bits) };
     }
-    compress_column_scalar(x, first, rows, values, segments)
+    compress_column_scalar(x, rows, values, bits)
 }
 
 /// [`compress_column`] without vector instructions.
-fn compress_column_scalar(
-    x: &[f32],
-    first: usize,
-    rows: &mut [u32],
-    values: &mut [f32],
-    segments: &mut [usize],
-) -> usize {
+fn compress_column_scalar(x: &[f32], rows: &mut [u32], values: &mut [f32], bits: &mut [u64]) -> usize {
     let mut at = 0;
     for (i, &v) in x.iter().enumerate() {
-        if i % SEGMENT == 0 {
-            segments[i / SEGMENT] = first + at;
-        }
         if v != 0.0 {
             rows[at] = i as u32;
             values[at] = v;
+            bits[i / WORD] |= 1 << (i % WORD);
             at += 1;
         }
     }
@@ -285,14 +281,13 @@ impl<'a> SparseRef<'a> {
         }
     }
 
-    /// The view's column `j`, rows `[s·SEGMENT, (s + 1)·SEGMENT)` only.
-    fn column_segment(&self, j: usize, s: usize) -> (&'a [u32], &'a [f32]) {
+    /// The view's column `j` as [`SparseColumns::column_bits`] gives it.
+    fn column_bits(&self, j: usize) -> (&'a [u64], &'a [f32]) {
         let j = match self.selection {
             Selection::Range(start) => start + j,
             Selection::Indices(idx) => idx[j],
         };
-        let range = self.matrix.segment(j, s);
-        (&self.matrix.rows[range.clone()], &self.matrix.values[range])
+        self.matrix.column_bits(j)
     }
 
     /// Columns `start..start + len` of this view.
@@ -418,23 +413,14 @@ mod x86 {
     /// them.
     ///
     /// # Safety
-    /// AVX-512F; `segments` has one slot per [`super::SEGMENT`] rows.
+    /// AVX-512F; `bits` has one word per [`super::WORD`] rows.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn compress_avx512(
-        x: &[f32],
-        first: usize,
-        rows: &mut [u32],
-        values: &mut [f32],
-        segments: &mut [usize],
-    ) -> usize {
+    pub(super) unsafe fn compress_avx512(x: &[f32], rows: &mut [u32], values: &mut [f32], bits: &mut [u64]) -> usize {
         let room = rows.len().min(values.len());
         let mut at = 0usize;
         let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let step = _mm512_set1_epi32(16);
         for start in (0..x.len()).step_by(16) {
-            if start % super::SEGMENT == 0 {
-                segments[start / super::SEGMENT] = first + at;
-            }
             let lanes = (x.len() - start).min(16);
             let load: __mmask16 = if lanes == 16 { 0xFFFF } else { (1u16 << lanes) - 1 };
             // SAFETY: `lanes` readable floats from `start`.
@@ -449,6 +435,8 @@ mod x86 {
                 _mm512_mask_compressstoreu_epi32(rows.as_mut_ptr().add(at) as *mut i32, mask, index);
             }
             at += count;
+            // 16 divides WORD, so a block's bits sit inside one word.
+            bits[start / super::WORD] |= (mask as u64) << (start % super::WORD);
             index = _mm512_add_epi32(index, step);
         }
         at
@@ -459,23 +447,35 @@ mod x86 {
         static ALIGNED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
-    /// Columns of `C` per group in the blocked AVX-512 kernel: a group's accumulators (32 × 128
-    /// rows × 4 B = 16 KB) stay in L1 while the group runs through the blocks of `A`.
-    const GROUP: usize = 32;
-    /// Columns of `A` per block: 64 columns of 128 rows (32 KB) in L1 next to the group.
-    const BLOCK_K: usize = super::SEGMENT;
-
-    /// Per 128-row panel of `C`, per group of [`GROUP`] columns of `C`, per block of [`BLOCK_K`]
-    /// columns of `A`: each column of the group picks up its non-zeros inside the block (found
-    /// through the segment index, no search), with its accumulators in registers. A whole column
-    /// of `A` (400 B at 100 rows) per non-zero is what the product reads; blocking keeps those
-    /// reads in L1 and 64-byte aligned columns keep each load in one cache line. Measured on
-    /// (100×784)·(784×256) at density 0.19, in a throwaway probe: 229 µs unblocked, 188 blocked
-    /// with a searching cursor, 163 with the segment index, 147 with `A` copied aligned (copy
-    /// included), against 280 µs for faer's dense product; `cargo bench -p insitu-linalg --bench
-    /// matmul -- first_layer` keeps the comparison with the dense path's gather. Each element is
-    /// still one chain of fused multiply-adds in increasing `k` (the running sum is stored to `C`
-    /// between blocks, exactly).
+    /// Per panel of up to 128 rows of `C`, two columns of `C` at a time: one walk over the union
+    /// of the two columns' non-zero rows (their bit sets, OR-ed a word at a time), one load of
+    /// `A`'s column per row of the union feeding both columns' multiply-adds, each masked to its
+    /// own column's rows. A pair whose union is more than [`super::PAIR_UNION_MAX`] of its two
+    /// counts (little overlap: the masked-off work would outweigh the shared loads) walks as two
+    /// single columns, as does an odd last column. A whole column of `A` (400 B at 100 rows) is read
+    /// per row of a walk; MNIST's columns have 150 non-zeros on average and a pair's union 229
+    /// (digits share their central pixels), so pairs read 24 % fewer columns of `A`.
+    ///
+    /// Measured in session 10 against the kernel this one replaced (per 128-row panel, per
+    /// group of 32 columns, per block of 64 columns of `A` kept in L1, one column at a time
+    /// through an index of row segments), alternating the two builds, 1 thread, `A` 100 × 784:
+    /// - as training runs it (the batch's samples fresh from memory, two products per batch as
+    ///   an FF+DD step with P = 1 does; 196 random batches of 256 MNIST samples): 154–156 µs per
+    ///   product against 177–183; uniform random sparsity 0.19 (which walks singly): 172–177
+    ///   against 188–192. `insitu train --task mnist --width 100 --depth 3 --epochs 3`:
+    ///   FF+DD 0.486–0.531 s against 0.535–0.569, BP+DD 0.427–0.452 against 0.511–0.524, every
+    ///   number of the results the same; FF+DD with P = 8 (depth 1) the same time as before;
+    /// - the same batch multiplied again and again (hot in cache): slower, MNIST 122–124 µs
+    ///   against 116, and `cargo bench -p insitu-linalg --bench matmul -- first_layer::sparse`
+    ///   (uniform random samples) 132 against 123 at density 0.19 and 301 against 253 at 0.5
+    ///   (a density the training's sparse path never takes: it stops at 0.3).
+    ///
+    /// Tried: merging the two columns' row lists into one list per pair took 200 µs per batch
+    /// for the merge alone (a branch or a dependent load per entry); four columns at once (two
+    /// passes of 64 and 36 rows, for the registers) was slower than pairs; prefetching the next
+    /// row's column of `A` changed nothing, nor did a smaller `A` held in L1. `A` is copied
+    /// into 64-byte aligned columns first (1.3× faster on a 100-row `A` for a batch of 256,
+    /// copy included).
     ///
     /// # Safety
     /// AVX-512F; `a` and `c` have row stride 1 and the shapes [`super::matmul_sparse`] checked.
@@ -485,8 +485,6 @@ mod x86 {
         let (cp, ldc) = (c.as_ptr_mut(), c.col_stride());
         let (ap, lda) = (a.as_ptr(), a.col_stride());
         if (!(ap as usize).is_multiple_of(64) || lda % 16 != 0) && n >= 16 {
-            // Loads that straddle cache lines cost two: copy A once into 64-byte aligned
-            // columns (1.3× faster on a 100-row A for a batch of 256, copy included).
             return ALIGNED_A.with(|buffer| {
                 let mut buffer = buffer.borrow_mut();
                 let ld = m.next_multiple_of(16);
@@ -511,37 +509,39 @@ mod x86 {
             let vectors = rows.div_ceil(16);
             let tail = rows - 16 * (vectors - 1);
             let tail_mask: __mmask16 = if tail == 16 { 0xFFFF } else { (1u16 << tail) - 1 };
-            let mask = |v: usize| if v + 1 == vectors { tail_mask } else { 0xFFFF };
-            for g0 in (0..n).step_by(GROUP) {
-                let group = (n - g0).min(GROUP);
-                // SAFETY (all pointer arithmetic below): rows r0..r0+rows of the columns j < n of
-                // C, and of the columns k < a.ncols() of A, lie inside the views.
-                if accum == Accum::Replace {
-                    for j in g0..g0 + group {
-                        let cj = unsafe { cp.offset(j as isize * ldc).add(r0) };
-                        for v in 0..vectors {
-                            unsafe { _mm512_mask_storeu_ps(cj.add(16 * v), mask(v), _mm512_setzero_ps()) };
+            let mut j = 0;
+            while j < n {
+                // SAFETY (pointer arithmetic): rows r0..r0+rows of the columns j < n of C lie
+                // inside the view.
+                let cj = unsafe { cp.offset(j as isize * ldc).add(r0) };
+                let first = b.column_bits(j);
+                macro_rules! dispatch {
+                    ($g:literal, $out:expr, $bits:expr, $values:expr; $($v:literal)*) => {
+                        match vectors {
+                            // SAFETY: `vectors` 16-lane vectors cover the panel's rows of the
+                            // output columns and of every column of A; the bit sets and values
+                            // are the columns' own (`column_bits`).
+                            $($v => unsafe {
+                                union_chain::<$g, $v>($out, $bits, $values, ap, lda, r0, tail_mask, accum)
+                            },)*
+                            _ => unreachable!("a panel has 1..=8 vectors"),
                         }
-                    }
+                    };
                 }
-                for segment in 0..k.div_ceil(BLOCK_K) {
-                    for j in g0..g0 + group {
-                        let (krows, values) = b.column_segment(j, segment);
-                        if krows.is_empty() {
-                            continue;
-                        }
-                        let cj = unsafe { cp.offset(j as isize * ldc).add(r0) };
-                        macro_rules! dispatch {
-                            ($($v:literal)*) => {
-                                match vectors {
-                                    // SAFETY: as above; `vectors` 16-lane vectors cover the panel.
-                                    $($v => unsafe { column_chain::<$v>(cj, ap, lda, r0, krows, values, tail_mask) },)*
-                                    _ => unreachable!("a panel has 1..=8 vectors"),
-                                }
-                            };
-                        }
-                        dispatch!(1 2 3 4 5 6 7 8);
-                    }
+                // The next column, if there is one and the two overlap enough to walk as a pair.
+                let partner = (j + 1 < n).then(|| b.column_bits(j + 1)).filter(|second| {
+                    let count = |bits: &[u64]| bits.iter().map(|w| w.count_ones()).sum::<u32>();
+                    let union: u32 = first.0.iter().zip(second.0).map(|(x, y)| (x | y).count_ones()).sum();
+                    (union as f64) <= super::PAIR_UNION_MAX * (count(first.0) + count(second.0)) as f64
+                });
+                if let Some(second) = partner {
+                    // SAFETY: column j + 1 < n of C, as above.
+                    let next = unsafe { cj.offset(ldc) };
+                    dispatch!(2, [cj, next], [first.0, second.0], [first.1, second.1]; 1 2 3 4 5 6 7 8);
+                    j += 2;
+                } else {
+                    dispatch!(1, [cj], [first.0], [first.1]; 1 2 3 4 5 6 7 8);
+                    j += 1;
                 }
             }
             r0 += rows;
@@ -549,40 +549,74 @@ mod x86 {
         _mm256_zeroupper();
     }
 
-    /// One column's chain over some of its non-zeros for `V` 16-lane vectors of rows: load the
-    /// running sums from `cj`, one fused multiply-add per non-zero and vector, store them back.
-    /// `V` is a constant so that the accumulators live in registers.
+    /// `G` columns' chains (1 or 2) over the union of their non-zero rows for `V` 16-lane
+    /// vectors of rows of `C`: start from `0` or from `out` (`accum`), and for each row `k` of
+    /// the union, in increasing order, load `A[r0.., k]` once and multiply-add it into each
+    /// column that has `k`, masked off in the others. So each element is exactly the one chain
+    /// of fused multiply-adds over its own column's non-zeros in increasing `k` (module docs):
+    /// a masked-off lane is not updated, so a zero is skipped, not added (which would turn an
+    /// infinite `A[i, k]` into a NaN, or a `−0` sum into `+0`).
     ///
     /// # Safety
-    /// AVX-512F; `cj[..16V]` (the last vector masked by `tail_mask`) and the same rows of column
-    /// `k` of `A` (from `ap`, column stride `lda`, first row `r0`) for every `k` in `krows` are
-    /// valid.
+    /// AVX-512F; `out[g][..16V]` (the last vector masked by `tail_mask`) and the same rows of
+    /// column `k` of `A` (from `ap`, column stride `lda`, first row `r0`) for every row `k`
+    /// set in `bits[g]` are valid; `values[g]` holds one value per set bit plus one (read,
+    /// unused, after the last); every `bits[g]` has the same number of words.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn column_chain<const V: usize>(
-        cj: *mut f32,
+    unsafe fn union_chain<const G: usize, const V: usize>(
+        out: [*mut f32; G],
+        bits: [&[u64]; G],
+        values: [&[f32]; G],
         ap: *const f32,
         lda: isize,
         r0: usize,
-        krows: &[u32],
-        values: &[f32],
         tail_mask: __mmask16,
+        accum: Accum,
     ) {
         let mask = |v: usize| if v + 1 == V { tail_mask } else { 0xFFFF };
-        let mut acc = [_mm512_setzero_ps(); V];
-        for (v, slot) in acc.iter_mut().enumerate() {
-            *slot = unsafe { _mm512_maskz_loadu_ps(mask(v), cj.add(16 * v)) };
-        }
-        for (&kk, &x) in krows.iter().zip(values) {
-            let ak = unsafe { ap.offset(kk as isize * lda).add(r0) };
-            let xv = _mm512_set1_ps(x);
-            for (v, slot) in acc.iter_mut().enumerate() {
-                let av = unsafe { _mm512_maskz_loadu_ps(mask(v), ak.add(16 * v)) };
-                *slot = _mm512_fmadd_ps(av, xv, *slot);
+        let mut acc = [[_mm512_setzero_ps(); V]; G];
+        if accum == Accum::Add {
+            for (column, slots) in out.iter().zip(acc.iter_mut()) {
+                for (v, slot) in slots.iter_mut().enumerate() {
+                    // SAFETY: as this function's.
+                    *slot = unsafe { _mm512_maskz_loadu_ps(mask(v), column.add(16 * v)) };
+                }
             }
         }
-        for (v, slot) in acc.iter().enumerate() {
-            unsafe { _mm512_mask_storeu_ps(cj.add(16 * v), mask(v), *slot) };
+        // Per column, the position of its next value.
+        let mut next = [0usize; G];
+        for word in 0..bits[0].len() {
+            let own: [u64; G] = std::array::from_fn(|g| bits[g][word]);
+            let mut union = own.iter().fold(0, |u, &w| u | w);
+            while union != 0 {
+                let bit = union.trailing_zeros() as usize;
+                union &= union - 1;
+                let row = super::WORD * word + bit;
+                // SAFETY: `row` is set in some column's bit set, so column `row` of A is valid.
+                let ak = unsafe { ap.offset(row as isize * lda).add(r0) };
+                let av: [__m512; V] =
+                    std::array::from_fn(|v| unsafe { _mm512_maskz_loadu_ps(mask(v), ak.add(16 * v)) });
+                for g in 0..G {
+                    let here = (own[g] >> bit) & 1;
+                    // This column's value at `row` if it has one, else its next value (unused).
+                    // SAFETY: `next[g]` counts the set bits of column g before `row`, at most
+                    // its number of values, and `values[g]` holds one more.
+                    let x = _mm512_set1_ps(unsafe { *values[g].get_unchecked(next[g]) });
+                    next[g] += here as usize;
+                    let lanes = (here as u16).wrapping_neg();
+                    for (slot, &a) in acc[g].iter_mut().zip(&av) {
+                        *slot = _mm512_mask3_fmadd_ps(a, x, *slot, lanes);
+                    }
+                }
+            }
+        }
+        for (column, slots) in out.iter().zip(&acc) {
+            for (v, slot) in slots.iter().enumerate() {
+                // SAFETY: as this function's.
+                unsafe { _mm512_mask_storeu_ps(column.add(16 * v), mask(v), *slot) };
+            }
         }
     }
 
@@ -714,17 +748,17 @@ mod tests {
         let transposed = d.transpose();
         let strided = SparseColumns::from_dense(MatRef::from(&transposed).t());
         for s in [&par, &strided] {
-            assert_eq!((&s.starts, &s.rows, &s.values), (&plain.0, &plain.1, &plain.2));
+            assert_eq!((&s.starts, &s.rows), (&plain.0, &plain.1));
+            assert_eq!((&s.values[..s.nnz()], s.values.len()), (&plain.2[..], s.nnz() + 1));
             for j in [0, 511, 512, 1299] {
-                for seg in 0..2 {
-                    let (rows, _) = s.columns(j, 1).column_segment(0, seg);
-                    let want: Vec<u32> = plain.1[plain.0[j]..plain.0[j + 1]]
-                        .iter()
-                        .copied()
-                        .filter(|&r| (r as usize) / SEGMENT == seg)
-                        .collect();
-                    assert_eq!(rows, &want[..]);
-                }
+                let (bits, values) = s.columns(j, 1).column_bits(0);
+                let set: Vec<u32> = (0..70u32)
+                    .filter(|&r| bits[r as usize / WORD] >> (r % 64) & 1 == 1)
+                    .collect();
+                assert_eq!(bits.len(), 2);
+                assert_eq!(set, &plain.1[plain.0[j]..plain.0[j + 1]]);
+                assert_eq!(&values[..set.len()], &plain.2[plain.0[j]..plain.0[j + 1]]);
+                assert_eq!(values.len(), set.len() + 1);
             }
         }
         assert_eq!(par, strided);
@@ -817,16 +851,89 @@ mod tests {
         let mut column: Vec<f32> = sparse_random(200, 1, 0.4, 4).iter().copied().collect();
         column[7] = f32::NAN;
         column[8] = -0.0;
-        let segments = 200usize.div_ceil(SEGMENT);
-        let (mut r1, mut v1, mut s1) = (vec![0u32; 200], vec![0.0f32; 200], vec![0usize; segments]);
+        let words = 200usize.div_ceil(WORD);
+        let (mut r1, mut v1, mut s1) = (vec![0u32; 200], vec![0.0f32; 200], vec![0u64; words]);
         let (mut r2, mut v2, mut s2) = (r1.clone(), v1.clone(), s1.clone());
-        let n1 = compress_column(&column, 5, &mut r1, &mut v1, &mut s1);
-        let n2 = compress_column_scalar(&column, 5, &mut r2, &mut v2, &mut s2);
+        let n1 = compress_column(&column, &mut r1, &mut v1, &mut s1);
+        let n2 = compress_column_scalar(&column, &mut r2, &mut v2, &mut s2);
+        assert_eq!(s1.iter().map(|w| w.count_ones() as usize).sum::<usize>(), n1);
         assert_eq!(n1, n2);
         assert_eq!(n1, column.iter().filter(|v| **v != 0.0).count());
         assert_eq!((&r1[..n1], &s1), (&r2[..n2], &s2));
         assert_eq!(format!("{:?}", &v1[..n1]), format!("{:?}", &v2[..n2]));
         assert_eq!(count_nonzeros(&column), n2);
+    }
+
+    /// The AVX-512 kernel walks two columns over the union of their rows: each column must
+    /// still skip its own zeros (an infinite `A[i, k]` against a zero stays out, a `−0` in `C`
+    /// stays `−0`), whichever column it is paired with, when the pair is a column with itself,
+    /// when one column ends before the other (the matrix's last column, whose next value read
+    /// is the padding), for an odd last column, and for columns that walk singly.
+    #[test]
+    fn paired_columns_skip_each_others_zeros() {
+        let (m, k) = (37usize, 150usize);
+        let mut a = dense_random(m, k, 5);
+        a[(3, 20)] = f32::INFINITY;
+        a[(30, 140)] = f32::NEG_INFINITY;
+        // Column 0 meets both infinities; column 1 is column 0 without them (a pair, the
+        // infinities in column 0's rows only); column 2 is empty; column 4 (the last) has rows
+        // below 11 only, and column 3 has them and two more (a pair in which column 4 ends
+        // first); column 5 is unrelated to column 0 (the two walk singly).
+        let mut x = sparse_random(k, 6, 0.3, 6);
+        x[(20, 0)] = 0.5;
+        x[(140, 0)] = 0.25;
+        let column0: Vec<f32> = x.column(0).iter().copied().collect();
+        x.column_mut(1).copy_from_slice(&column0);
+        x[(20, 1)] = 0.0;
+        x[(140, 1)] = 0.0;
+        x.column_mut(2).fill(0.0);
+        for i in 11..k {
+            x[(i, 4)] = 0.0;
+        }
+        x[(10, 4)] = 1.0;
+        let column4: Vec<f32> = x.column(4).iter().copied().collect();
+        x.column_mut(3).copy_from_slice(&column4);
+        x[(100, 3)] = -2.0;
+        x[(149, 3)] = 3.0;
+        x.column_mut(5)
+            .copy_from_slice(&sparse_random(k, 1, 0.3, 7).iter().copied().collect::<Vec<_>>());
+        x[(20, 5)] = 0.0;
+        x[(140, 5)] = 0.0;
+        let s = SparseColumns::from_dense(MatRef::from(&x));
+        let walks_as_pair = |i: usize, j: usize| {
+            let (p, q) = (s.column_bits(i).0, s.column_bits(j).0);
+            let union: u32 = p.iter().zip(q).map(|(x, y)| (x | y).count_ones()).sum();
+            let counts: u32 = p.iter().chain(q).map(|w| w.count_ones()).sum();
+            union as f64 <= PAIR_UNION_MAX * counts as f64
+        };
+        assert!(walks_as_pair(0, 1) && walks_as_pair(4, 3) && walks_as_pair(1, 1) && !walks_as_pair(0, 5));
+        let bits = |c: &Mat| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for idx in [
+            vec![0usize, 1, 2],
+            vec![1, 0, 4, 3, 5],
+            vec![4, 3],
+            vec![2, 2, 1],
+            vec![1, 1],
+            vec![4, 4, 4],
+            vec![0, 5, 5, 0],
+        ] {
+            for accum in [Accum::Replace, Accum::Add] {
+                let n = idx.len();
+                let mut fast = Mat::from_element(m, n, -0.0);
+                let mut slow = fast.clone();
+                matmul_sparse(MatMut::from(&mut fast), accum, MatRef::from(&a), s.select(&idx));
+                sparse_scalar(MatMut::from(&mut slow), accum, MatRef::from(&a), s.select(&idx));
+                assert_eq!(bits(&fast), bits(&slow), "{idx:?} {accum:?}");
+                for (j, &col) in idx.iter().enumerate() {
+                    let finite = fast.column(j).iter().all(|v| v.is_finite());
+                    assert_eq!(finite, col != 0, "{idx:?} {accum:?} column {j}");
+                    if col == 2 {
+                        let want = if accum == Accum::Add { (-0.0f32).to_bits() } else { 0 };
+                        assert!(fast.column(j).iter().all(|v| v.to_bits() == want), "{idx:?} {accum:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
