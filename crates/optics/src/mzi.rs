@@ -103,7 +103,99 @@ pub struct RectangularMesh {
     phase_bits: Option<u32>,
 }
 
+/// MZIs per block of a layer: their 2×2 matrices are computed once and applied to every field
+/// of the batch.
 const CHUNK: usize = 64;
+
+/// `(x[m0 + 2j], x[m0 + 2j + 1]) ← T_j · (x[m0 + 2j], x[m0 + 2j + 1])` in every field (column
+/// of `n` values) of `x`, for the 2×2 matrices `coefs` (`[t₀₀, t₀₁, t₁₀, t₁₁]`, at most
+/// [`CHUNK`]): one block of one layer of the mesh. Each output is `t·a + t'·b` with
+/// `num_complex`'s operations (a complex product `(t.re·a.re − t.im·a.im, t.re·a.im +
+/// t.im·a.re)`, no fused multiply-adds), so the AVX-512 path and the scalar loop give the same
+/// bits (tested).
+fn apply_pairs(x: &mut [Complex32], n: usize, m0: usize, coefs: &[[Complex32; 4]]) {
+    assert!(coefs.len() <= CHUNK && m0 + 2 * coefs.len() <= n && x.len().is_multiple_of(n));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F checked; the bounds above.
+        unsafe { apply_pairs_avx512(x, n, m0, coefs) };
+        return;
+    }
+    apply_pairs_scalar(x, n, m0, coefs);
+}
+
+/// [`apply_pairs`] one complex operation at a time (the reference the vector path equals).
+fn apply_pairs_scalar(x: &mut [Complex32], n: usize, m0: usize, coefs: &[[Complex32; 4]]) {
+    for col in x.chunks_exact_mut(n) {
+        let seg = &mut col[m0..m0 + 2 * coefs.len()];
+        for (pair, t) in seg.chunks_exact_mut(2).zip(coefs) {
+            let (a, b) = (pair[0], pair[1]);
+            pair[0] = t[0] * a + t[1] * b;
+            pair[1] = t[2] * a + t[3] * b;
+        }
+    }
+}
+
+/// [`apply_pairs`] with 4 MZIs per 512-bit register: a pair `(a, b)` fills one 128-bit lane as
+/// `X = [a.re, a.im, b.re, b.im]`, and with its permutations `[a.im, a.re, b.im, b.re]`,
+/// `[b.re, b.im, a.re, a.im]` and `[b.im, b.re, a.im, a.re]` times four coefficient vectors
+/// built once per block (lane by lane: `t₀₀.re, −t₀₀.im, t₀₁.re, −t₀₁.im` for `a'.re`, …, the
+/// sign of `−t.im·a.im` folded into the coefficient: `x + (−t)·y` is `x − t·y` exactly) each
+/// output is the scalar loop's `(t·a) + (t'·b)` — for `b'` as `(t₁₁·b) + (t₁₀·a)`, the same sum.
+/// 3 in-lane permutes, 4 multiplications and 3 additions per 4 MZIs and field.
+///
+/// # Safety
+/// AVX-512F; `coefs.len() ≤ CHUNK`, `m0 + 2·coefs.len() ≤ n` and `x` holds whole fields of `n`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn apply_pairs_avx512(x: &mut [Complex32], n: usize, m0: usize, coefs: &[[Complex32; 4]]) {
+    use std::arch::x86_64::*;
+    const PAIRS: usize = 4;
+    let groups = coefs.len().div_ceil(PAIRS);
+    // Per group of 4 MZIs, the coefficient of each of X's four permutations, lane by lane.
+    let mut c = [[_mm512_setzero_ps(); 4]; CHUNK / PAIRS];
+    for (g, block) in coefs.chunks(PAIRS).enumerate() {
+        let mut lanes = [[0.0f32; 16]; 4];
+        for (p, t) in block.iter().enumerate() {
+            let [t00, t01, t10, t11] = *t;
+            let at = 4 * p;
+            // Lanes a'.re, a'.im, b'.re, b'.im of the pair.
+            lanes[0][at..at + 4].copy_from_slice(&[t00.re, t00.re, t11.re, t11.re]);
+            lanes[1][at..at + 4].copy_from_slice(&[-t00.im, t00.im, -t11.im, t11.im]);
+            lanes[2][at..at + 4].copy_from_slice(&[t01.re, t01.re, t10.re, t10.re]);
+            lanes[3][at..at + 4].copy_from_slice(&[-t01.im, t01.im, -t10.im, t10.im]);
+        }
+        for (slot, l) in c[g].iter_mut().zip(&lanes) {
+            // SAFETY: 16 f32s.
+            *slot = unsafe { _mm512_loadu_ps(l.as_ptr()) };
+        }
+    }
+    let tail = coefs.len() - PAIRS * (groups - 1);
+    let tail_mask: __mmask16 = if tail == PAIRS {
+        0xFFFF
+    } else {
+        (1u16 << (4 * tail)) - 1
+    };
+    for col in x.chunks_exact_mut(n) {
+        let base = col[m0..].as_mut_ptr().cast::<f32>();
+        for (g, cg) in c[..groups].iter().enumerate() {
+            let mask = if g + 1 == groups { tail_mask } else { 0xFFFF };
+            // SAFETY: the group's 4·(pairs in it) floats lie in `col[m0..m0 + 2·coefs.len()]`;
+            // masked lanes are neither read nor written.
+            unsafe {
+                let at = base.add(16 * g);
+                let q0 = _mm512_maskz_loadu_ps(mask, at);
+                let q1 = _mm512_permute_ps::<0b10_11_00_01>(q0);
+                let q2 = _mm512_permute_ps::<0b01_00_11_10>(q0);
+                let q3 = _mm512_permute_ps::<0b00_01_10_11>(q0);
+                let first = _mm512_add_ps(_mm512_mul_ps(q0, cg[0]), _mm512_mul_ps(q1, cg[1]));
+                let second = _mm512_add_ps(_mm512_mul_ps(q2, cg[2]), _mm512_mul_ps(q3, cg[3]));
+                _mm512_mask_storeu_ps(at, mask, _mm512_add_ps(first, second));
+            }
+        }
+    }
+    _mm256_zeroupper();
+}
 
 impl RectangularMesh {
     /// An `n`-mode mesh with `layers` layers, all phases zero (every MZI in the cross state).
@@ -287,7 +379,10 @@ impl RectangularMesh {
     }
 
     /// Applies the mesh in place to `batch` fields stored as an `N × batch` column-major buffer
-    /// (field `b` = `x[b*N .. (b+1)*N]`), layer by layer without forming `U`, allocation-free.
+    /// (field `b` = `x[b*N .. (b+1)*N]`), layer by layer without forming `U`, allocation-free:
+    /// per block of up to 64 MZIs of a layer, their 2×2 matrices once, then every field
+    /// (four MZIs per AVX-512 register where the CPU has it; the same bits as the scalar loop,
+    /// `docs/optics.md` §11).
     pub fn apply_batch_slice(&self, x: &mut [Complex32], batch: usize) -> Result<(), OpticsError> {
         let n = self.n;
         if x.len() != n * batch {
@@ -328,14 +423,7 @@ impl RectangularMesh {
                     coef[j] = self.mzi_matrix32(cstart + j);
                 }
                 let m0 = 2 * (cstart - base) + off;
-                for col in x.chunks_exact_mut(n) {
-                    let seg = &mut col[m0..m0 + 2 * cnt];
-                    for (pair, t) in seg.chunks_exact_mut(2).zip(&coef[..cnt]) {
-                        let (a, b) = (pair[0], pair[1]);
-                        pair[0] = t[0] * a + t[1] * b;
-                        pair[1] = t[2] * a + t[3] * b;
-                    }
-                }
+                apply_pairs(x, n, m0, &coef[..cnt]);
             }
         }
         Ok(())
@@ -805,6 +893,38 @@ mod tests {
         assert!((bar[0].norm() - 1.0).abs() < 1e-15 && bar[1].norm() < 1e-15);
         let cross = mzi_transfer(0.0, 0.0);
         assert!(cross[0].norm() < 1e-15 && (cross[1].norm() - 1.0).abs() < 1e-15);
+    }
+
+    /// The AVX-512 block kernel equals the scalar loop bit for bit (rustfft-style: every block
+    /// length 1..=CHUNK, both layer parities, several field lengths and batch sizes, a fixed
+    /// seed), including non-finite values and signed zeros in the fields.
+    #[test]
+    fn block_kernel_paths_agree_bitwise() {
+        let mut r = rng(9);
+        let c = |r: &mut insitu_linalg::Rng64| Complex32::new(r.random_range(-2.0..2.0), r.random_range(-2.0..2.0));
+        for cnt in 1..=CHUNK {
+            for off in [0usize, 1] {
+                let n = 2 * cnt + off + (cnt % 3);
+                for batch in [1usize, 3] {
+                    let coefs: Vec<[Complex32; 4]> =
+                        (0..cnt).map(|_| [c(&mut r), c(&mut r), c(&mut r), c(&mut r)]).collect();
+                    let mut x: Vec<Complex32> = (0..n * batch).map(|_| c(&mut r)).collect();
+                    if cnt == 5 {
+                        x[off] = Complex32::new(f32::INFINITY, -0.0);
+                        x[off + 3] = Complex32::new(f32::NAN, 0.0);
+                    }
+                    let mut scalar = x.clone();
+                    apply_pairs_scalar(&mut scalar, n, off, &coefs);
+                    apply_pairs(&mut x, n, off, &coefs);
+                    let bits = |v: &[Complex32]| {
+                        v.iter()
+                            .flat_map(|z| [z.re.to_bits(), z.im.to_bits()])
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(bits(&x), bits(&scalar), "cnt {cnt} off {off} batch {batch}");
+                }
+            }
+        }
     }
 
     #[test]
