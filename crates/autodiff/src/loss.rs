@@ -18,7 +18,7 @@
 //! (user-facing input is validated long before a loss runs, e.g. with [`validate_labels`]), so
 //! these functions assert them and panic with a message saying which shapes disagreed.
 
-use insitu_linalg::{dot, matmul, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{dot, matmul, set_shape, Accum, Mat, MatMut, MatRef, Par};
 
 use crate::AutodiffError;
 
@@ -434,12 +434,9 @@ fn cosine_backward_impl<const FIRST: bool>(
         inv_norm: inv_norms,
         s: sums,
     } = scratch;
-    if coef.shape() != (classes, batch) {
-        *coef = Mat::zeros(classes, batch);
-    }
-    if v.shape() != (width, batch) {
-        *v = Mat::zeros(width, batch);
-    }
+    // Every entry of both is written below (`coef` column by column, `v` by the product).
+    set_shape(coef, classes, batch);
+    set_shape(v, width, batch);
     inv_norms.resize(batch, 0.0);
     sums.resize(batch, 0.0);
     let zs = z.as_slice();

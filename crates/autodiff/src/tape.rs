@@ -1,8 +1,7 @@
 //! The reverse-mode tape: a Wengert list of `f32` matrix nodes with hand-written
 //! vector-Jacobian products.
 
-use insitu_linalg::nalgebra::{Dyn, VecStorage};
-use insitu_linalg::{matmul, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{matmul, set_shape, Accum, Mat, MatMut, MatRef, Par};
 
 use crate::loss::{self, CosineScratch, GoodnessGrad};
 
@@ -71,18 +70,6 @@ pub struct Tape {
     aux: Vec<Aux>,
     cosine: CosineScratch,
     par: Par,
-}
-
-/// Give `m` the shape `rows × cols`, reusing its allocation when it is large enough. The
-/// contents are unspecified afterwards (the caller overwrites them).
-fn set_shape(m: &mut Mat, rows: usize, cols: usize) {
-    if m.shape() == (rows, cols) {
-        return;
-    }
-    let old = std::mem::replace(m, Mat::zeros(0, 0));
-    let mut data: Vec<f32> = old.data.into();
-    data.resize(rows * cols, 0.0);
-    *m = Mat::from_data(VecStorage::new(Dyn(rows), Dyn(cols), data));
 }
 
 /// `(nodes before i, node i)` of a pool, for reading inputs while writing the output.

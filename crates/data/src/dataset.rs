@@ -2,7 +2,7 @@
 
 use crate::random::{domain_stream, shuffle, DOMAIN_BATCHES, DOMAIN_SPLIT};
 use crate::{DataError, Mat};
-use insitu_linalg::Par;
+use insitu_linalg::{set_shape, Par};
 use rayon::prelude::*;
 
 /// What a data set's samples are labelled with.
@@ -211,12 +211,8 @@ pub fn gather_columns(src: &Mat, idx: &[usize], dst: &mut Mat) {
 pub fn gather_columns_par(src: &Mat, idx: &[usize], dst: &mut Mat, par: Par) {
     const BLOCK: usize = 64;
     let rows = src.nrows();
-    if dst.shape() != (rows, idx.len()) {
-        // Keep the buffer: an epoch's shorter last batch and the next full one reuse it.
-        let mut buffer: Vec<f32> = std::mem::replace(dst, Mat::zeros(0, 0)).data.into();
-        buffer.resize(rows * idx.len(), 0.0);
-        *dst = Mat::from_vec(rows, idx.len(), buffer);
-    }
+    // Keep the buffer: an epoch's shorter last batch and the next full one reuse it.
+    set_shape(dst, rows, idx.len());
     if rows == 0 {
         return;
     }

@@ -1,7 +1,7 @@
 //! The MLP: dense layers with biases and ReLU, all parameters in one flat vector so every
 //! gradient source and step rule can work on one layer (FF) or on the whole network (BP).
 
-use insitu_linalg::{derive_seed, matmul, matmul_sparse, rng, Accum, Mat, MatMut, MatRef, Par, SparseRef};
+use insitu_linalg::{derive_seed, matmul, matmul_sparse, rng, set_shape, Accum, Mat, MatMut, MatRef, Par, SparseRef};
 use rand::Rng;
 
 /// Shape of one dense layer `z = W·x + b`, `W: out × in`.
@@ -216,9 +216,8 @@ impl Mlp {
             let s = self.shapes[l];
             let (before, rest) = buffers.split_at_mut(l);
             let z = &mut rest[0];
-            if z.shape() != (s.outputs, b) {
-                *z = Mat::zeros(s.outputs, b);
-            }
+            // Overwritten below; an epoch's short last batch keeps the allocation.
+            set_shape(z, s.outputs, b);
             let input = if l == 0 {
                 x
             } else {

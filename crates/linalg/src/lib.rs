@@ -35,7 +35,7 @@ mod sparse;
 pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
 pub use kernels::{add_scaled, all_finite, dot, relu, sum_of_squares};
 pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
-pub use memory::{huge_page_vec, huge_page_zeros};
+pub use memory::{huge_page_vec, huge_page_zeros, set_shape};
 pub use normal::NormalStream;
 pub use rng::{derive_seed, fast_stream, rng, splitmix64, substream, FastRng, Rng64};
 pub use simd::{fma_available, vectorized, VectorKernel};

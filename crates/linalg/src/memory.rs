@@ -5,7 +5,8 @@
 //! project's VM every first touch of a page costs a fault of ≈ 2 µs (8 ms per 20 MB buffer,
 //! measured). Linux lets a process ask for 2 MiB pages on a range (`madvise(MADV_HUGEPAGE)`,
 //! honoured when `/sys/kernel/mm/transparent_hugepage/enabled` is `always` or `madvise`).
-//! The advice changes nothing but speed; elsewhere it is not given.
+//! The advice changes nothing but speed; elsewhere it is not given. Also here: [`set_shape`],
+//! which reshapes a buffer without giving its memory back.
 
 use crate::Mat;
 
@@ -25,6 +26,20 @@ pub fn huge_page_zeros(rows: usize, cols: usize) -> Mat {
     let mut v = huge_page_vec(rows * cols);
     v.resize(rows * cols, 0.0f32);
     Mat::from_vec(rows, cols, v)
+}
+
+/// Gives `m` the shape `rows × cols`, reusing its allocation when it is large enough (an
+/// epoch's short last batch and the next full one then allocate nothing). The contents are
+/// unspecified afterwards: the caller overwrites every entry. The one place the workspace's
+/// batch-shaped buffers change shape (the tape's nodes, the batch gather, a network's layer
+/// buffers, the cosine goodness's scratch).
+pub fn set_shape(m: &mut Mat, rows: usize, cols: usize) {
+    if m.shape() == (rows, cols) {
+        return;
+    }
+    let mut data: Vec<f32> = std::mem::replace(m, Mat::zeros(0, 0)).data.into();
+    data.resize(rows * cols, 0.0);
+    *m = Mat::from_vec(rows, cols, data);
 }
 
 #[cfg(target_os = "linux")]
@@ -61,5 +76,23 @@ mod tests {
         assert!(m.iter().all(|&x| x == 0.0));
         let small = huge_page_zeros(3, 2);
         assert_eq!(small, Mat::zeros(3, 2));
+    }
+
+    #[test]
+    fn set_shape_keeps_the_allocation_for_a_smaller_or_equal_size() {
+        let mut m = Mat::from_element(4, 256, 1.0);
+        let ptr = m.as_slice().as_ptr();
+        set_shape(&mut m, 4, 80);
+        assert_eq!(m.shape(), (4, 80));
+        assert_eq!(m.as_slice().as_ptr(), ptr, "shrinking must not reallocate");
+        set_shape(&mut m, 4, 256);
+        assert_eq!(m.shape(), (4, 256));
+        assert_eq!(
+            m.as_slice().as_ptr(),
+            ptr,
+            "growing back within the capacity must not reallocate"
+        );
+        set_shape(&mut m, 8, 256);
+        assert_eq!((m.shape(), m.len()), ((8, 256), 2048));
     }
 }
