@@ -473,7 +473,9 @@ mod x86 {
     /// Tried: merging the two columns' row lists into one list per pair took 200 µs per batch
     /// for the merge alone (a branch or a dependent load per entry); four columns at once (two
     /// passes of 64 and 36 rows, for the registers) was slower than pairs; prefetching the next
-    /// row's column of `A` changed nothing, nor did a smaller `A` held in L1. `A` is copied
+    /// row's column of `A` changed nothing, nor did a smaller `A` held in L1; blocking the walk
+    /// along `k` as the old kernel did (per word of the bit sets, 32 columns per group) was
+    /// slower except at density 0.5 (docs/performance.md, round 9). `A` is copied
     /// into 64-byte aligned columns first (1.3× faster on a 100-row `A` for a batch of 256,
     /// copy included).
     ///
