@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use insitu_autodiff::{loss as lossfn, Tape};
 use insitu_data::{epoch_permutation, gather_columns, gather_columns_par, Dataset, Targets, TrainTest};
-use insitu_linalg::{all_finite, derive_seed, huge_page_zeros, rng, Mat, MatRef, Par, SparseColumns};
+use insitu_linalg::{all_finite, derive_seed, huge_page_zeros, rng, set_shape, Mat, MatRef, Par, SparseColumns};
 use insitu_optim::{Adam, AnyStep, DirectionalDerivative, Sgd, StepRule, DIRECTION_BLOCK};
 use insitu_proto::{antipodal_pair, simplex_prototypes};
 use rayon::prelude::*;
@@ -960,9 +960,7 @@ fn evaluate(mlp: &Mlp, method: Method, prototypes: &[LayerPrototypes], test: &Da
             if method.is_local() {
                 match &prototypes.get(l) {
                     Some(LayerPrototypes::Classes(p)) => {
-                        if goodness.shape() != (p.ncols(), len) {
-                            goodness = Mat::zeros(p.ncols(), len);
-                        }
+                        set_shape(&mut goodness, p.ncols(), len);
                         lossfn::cosine_goodness(z, p, &mut goodness);
                         lossfn::predict_classes(&goodness, &mut scratch[..len]);
                         per_layer_preds[l].extend_from_slice(&scratch[..len]);
