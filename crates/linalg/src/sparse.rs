@@ -41,6 +41,14 @@ const WORD: usize = 64;
 /// pairs); two uniform random columns of density 0.19 average 0.9 (faster singly).
 const PAIR_UNION_MAX: f64 = 0.85;
 
+/// Whether the AVX-512 kernel walks two columns (their bit sets) as a pair: their union is at
+/// most [`PAIR_UNION_MAX`] of their two counts.
+fn walks_as_pair(first: &[u64], second: &[u64]) -> bool {
+    let union: u32 = first.iter().zip(second).map(|(x, y)| (x | y).count_ones()).sum();
+    let counts: u32 = first.iter().chain(second).map(|w| w.count_ones()).sum();
+    union as f64 <= PAIR_UNION_MAX * counts as f64
+}
+
 impl SparseColumns {
     /// The non-zero entries of a dense matrix (`+0.0` and `−0.0` are dropped; a NaN is kept).
     ///
@@ -531,11 +539,9 @@ mod x86 {
                     };
                 }
                 // The next column, if there is one and the two overlap enough to walk as a pair.
-                let partner = (j + 1 < n).then(|| b.column_bits(j + 1)).filter(|second| {
-                    let count = |bits: &[u64]| bits.iter().map(|w| w.count_ones()).sum::<u32>();
-                    let union: u32 = first.0.iter().zip(second.0).map(|(x, y)| (x | y).count_ones()).sum();
-                    (union as f64) <= super::PAIR_UNION_MAX * (count(first.0) + count(second.0)) as f64
-                });
+                let partner = (j + 1 < n)
+                    .then(|| b.column_bits(j + 1))
+                    .filter(|second| super::walks_as_pair(first.0, second.0));
                 if let Some(second) = partner {
                     // SAFETY: column j + 1 < n of C, as above.
                     let next = unsafe { cj.offset(ldc) };
@@ -902,13 +908,8 @@ mod tests {
         x[(20, 5)] = 0.0;
         x[(140, 5)] = 0.0;
         let s = SparseColumns::from_dense(MatRef::from(&x));
-        let walks_as_pair = |i: usize, j: usize| {
-            let (p, q) = (s.column_bits(i).0, s.column_bits(j).0);
-            let union: u32 = p.iter().zip(q).map(|(x, y)| (x | y).count_ones()).sum();
-            let counts: u32 = p.iter().chain(q).map(|w| w.count_ones()).sum();
-            union as f64 <= PAIR_UNION_MAX * counts as f64
-        };
-        assert!(walks_as_pair(0, 1) && walks_as_pair(4, 3) && walks_as_pair(1, 1) && !walks_as_pair(0, 5));
+        let pairs = |i: usize, j: usize| walks_as_pair(s.column_bits(i).0, s.column_bits(j).0);
+        assert!(pairs(0, 1) && pairs(4, 3) && pairs(1, 1) && !pairs(0, 5));
         let bits = |c: &Mat| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         for idx in [
             vec![0usize, 1, 2],

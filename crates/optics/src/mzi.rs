@@ -115,6 +115,10 @@ const CHUNK: usize = 64;
 /// bits (tested).
 fn apply_pairs(x: &mut [Complex32], n: usize, m0: usize, coefs: &[[Complex32; 4]]) {
     assert!(coefs.len() <= CHUNK && m0 + 2 * coefs.len() <= n && x.len().is_multiple_of(n));
+    if coefs.is_empty() {
+        // Nothing to apply (and the vector path's tail arithmetic assumes a group).
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F checked; the bounds above.
