@@ -398,41 +398,7 @@ pub struct Machine {
     pub fma_peak_gflops: Option<f64>,
 }
 
-/// One core's f32 peak: 16 independent chains of 512-bit FMAs (the method of
-/// `../shared/research/gemm-bench.md`), 2 flops × 16 lanes per FMA. `None` where AVX-512F is
-/// missing (the loop would not run) or off x86-64.
-pub fn fma_peak_gflops() -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return None;
-        }
-        #[target_feature(enable = "avx512f")]
-        fn chains(iters: u64) -> f32 {
-            use std::arch::x86_64::*;
-            let mut acc = [_mm512_set1_ps(0.0); 16];
-            let (a, b) = (_mm512_set1_ps(1.000_001), _mm512_set1_ps(0.999_999));
-            for _ in 0..iters {
-                for v in acc.iter_mut() {
-                    *v = _mm512_fmadd_ps(*v, a, b);
-                }
-            }
-            _mm512_reduce_add_ps(acc.iter().fold(_mm512_set1_ps(0.0), |s, v| _mm512_add_ps(s, *v)))
-        }
-        let iters = 5_000_000u64;
-        let best = (0..5)
-            .map(|_| {
-                let start = Instant::now();
-                // SAFETY: AVX-512F is present (checked above).
-                std::hint::black_box(unsafe { chains(std::hint::black_box(iters)) });
-                start.elapsed().as_secs_f64()
-            })
-            .fold(f64::INFINITY, f64::min);
-        Some(iters as f64 * 16.0 * 16.0 * 2.0 / best / 1e9)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    None
-}
+pub use insitu_linalg::fma_peak_gflops;
 
 fn load_average() -> Option<String> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;

@@ -38,7 +38,7 @@ pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Pa
 pub use memory::{huge_page_vec, huge_page_zeros, set_shape};
 pub use normal::NormalStream;
 pub use rng::{derive_seed, fast_stream, rng, splitmix64, substream, FastRng, Rng64};
-pub use simd::{fma_available, vectorized, VectorKernel};
+pub use simd::{fma_available, fma_peak_gflops, vectorized, VectorKernel};
 pub use sparse::{matmul_sparse, SparseColumns, SparseRef};
 
 pub use nalgebra::{self, DMatrix, DVector};

@@ -1,4 +1,5 @@
-//! Run-time dispatch of elementwise loops to the widest vector instructions the CPU has.
+//! Run-time dispatch of elementwise loops to the widest vector instructions the CPU has, and
+//! the measured f32 peak of one core that kernels are compared with.
 
 /// A loop for [`vectorized`]: the captured operands and a `run` that does the work.
 ///
@@ -65,4 +66,58 @@ unsafe fn with_avx2<K: VectorKernel>(kernel: K) -> K::Output {
     let result = kernel.run();
     std::arch::x86_64::_mm256_zeroupper();
     result
+}
+
+/// One core's f32 peak in GFLOP/s, measured: 16 independent chains of 512-bit FMAs (the method
+/// of `../shared/research/gemm-bench.md`), 2 flops × 16 lanes per FMA, best of 5 runs of about
+/// 0.1 s. The yardstick of `cargo xtask bench`'s products table and of the kernels' fractions
+/// of the peak in docs/performance.md. `None` where AVX-512F is missing (the loop would not
+/// run) or off x86-64.
+pub fn fma_peak_gflops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return None;
+        }
+        #[target_feature(enable = "avx512f")]
+        fn chains(iters: u64) -> f32 {
+            use std::arch::x86_64::*;
+            let mut acc = [_mm512_set1_ps(0.0); 16];
+            let (a, b) = (_mm512_set1_ps(1.000_001), _mm512_set1_ps(0.999_999));
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = _mm512_fmadd_ps(*v, a, b);
+                }
+            }
+            _mm512_reduce_add_ps(acc.iter().fold(_mm512_set1_ps(0.0), |s, v| _mm512_add_ps(s, *v)))
+        }
+        let iters = 5_000_000u64;
+        let best = (0..5)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                // SAFETY: AVX-512F is present (checked above).
+                std::hint::black_box(unsafe { chains(std::hint::black_box(iters)) });
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        Some(iters as f64 * 16.0 * 16.0 * 2.0 / best / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    /// A rate where the loop can run (finite, above a scalar core's few GFLOP/s), none where it
+    /// cannot.
+    #[test]
+    fn fma_peak_is_measured_where_avx512_exists() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let peak = super::fma_peak_gflops().expect("AVX-512F is present");
+            assert!(peak.is_finite() && peak > 10.0, "{peak} GFLOP/s");
+            return;
+        }
+        assert_eq!(super::fma_peak_gflops(), None);
+    }
 }
