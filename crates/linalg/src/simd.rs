@@ -70,7 +70,7 @@ unsafe fn with_avx2<K: VectorKernel>(kernel: K) -> K::Output {
 
 /// One core's f32 peak in GFLOP/s, measured: 16 independent chains of 512-bit FMAs (the method
 /// of `../shared/research/gemm-bench.md`), 2 flops × 16 lanes per FMA, best of 5 runs of about
-/// 0.1 s. The yardstick of `cargo xtask bench`'s products table and of the kernels' fractions
+/// 10 ms. The yardstick of `cargo xtask bench`'s products table and of the kernels' fractions
 /// of the peak in docs/performance.md. `None` where AVX-512F is missing (the loop would not
 /// run) or off x86-64.
 pub fn fma_peak_gflops() -> Option<f64> {
