@@ -11,7 +11,9 @@
 //! - **Products.** The matrix products of FFzero's MLPs (forward `W·X`, weight gradient
 //!   `dZ·Xᵀ`, backward `Wᵀ·dZ`, batch 256) through `insitu_linalg::matmul` at 1 thread, each in
 //!   GFLOP/s and as a fraction of one core's FMA peak measured right before them (issue 8's
-//!   "product-bound parts ≥ 70 % of the measured single-core peak").
+//!   "product-bound parts ≥ 70 % of the measured single-core peak"); and the narrow ones again
+//!   with the batch along the lanes (activations stored by rows, the `batch_lanes` kernel),
+//!   the layout no trainer uses yet.
 //! - **Optics.** A 784-mode Haar-random Clements mesh applied to a batch of 128 fields, and one
 //!   400×400 band-limited angular-spectrum propagation with 2× padding (medians of a few runs).
 //! - **Allocations per FF+DD step after warm-up.** The binary installs [`CountingAllocator`] as
@@ -34,7 +36,7 @@ use insitu_ffzero::{
     dense_forward, layer_widths, train, train_depth_sweep, DenseShape, LayerObjective, LayerScratch, LayerTarget,
     LocalLoss, Method, NoProgress, Optimizer, Progress, TrainSpec, SPARSE_INPUT_MAX_DENSITY,
 };
-use insitu_linalg::{matmul, rng, Accum, CMat, Mat, MatMut, MatRef, Par, SparseColumns};
+use insitu_linalg::{matmul, padded_row_stride, rng, Accum, CMat, Mat, MatMut, MatRef, Par, SparseColumns};
 use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RectangularMesh};
 use insitu_optim::PerturbedObjective;
 use serde::Serialize;
@@ -221,13 +223,19 @@ enum ProductKind {
     /// `Ξᵀ · Z`, `Ξ` (d×c, the prototypes as columns): an FF layer's goodness projections
     /// (`A` transposed, its rows contiguous). `outputs` is `c`, `inputs` is `d`.
     Projection,
+    /// [`Self::Forward`] with `X` and `Z` stored by rows, [`padded_row_stride`] apart (the
+    /// batch along the lanes): the layout of `matmul`'s `batch_lanes` kernel, which no trainer
+    /// uses yet (docs/performance.md, round 11).
+    ForwardByRows,
+    /// [`Self::Projection`] with `Z` and the projections stored by rows.
+    ProjectionByRows,
 }
 
 /// The products of FFzero's MLPs at batch 256: widths 100, 50 and 10 on 784 inputs with 10
 /// classes, each as the methods use them (SPEC A7 layer shapes).
 pub fn bench_products(repeats: usize) -> Products {
     const BATCH: usize = 256;
-    use ProductKind::{Backward, Forward, Projection, WeightGradient};
+    use ProductKind::{Backward, Forward, ForwardByRows, Projection, ProjectionByRows, WeightGradient};
     let cases: &[(&str, ProductKind, usize, usize)] = &[
         ("forward W·X, layer 784→100 (dense first layer)", Forward, 100, 784),
         ("forward W·X, layer 100→100", Forward, 100, 100),
@@ -240,6 +248,16 @@ pub fn bench_products(repeats: usize) -> Products {
         ("forward W·X, layer 784→10", Forward, 10, 784),
         ("forward W·X, layer 10→10", Forward, 10, 10),
         ("goodness projections Ξᵀ·Z, width 100, 10 classes", Projection, 10, 100),
+        ("by rows: forward W·X, layer 100→100", ForwardByRows, 100, 100),
+        ("by rows: forward W·X, layer 100→10", ForwardByRows, 10, 100),
+        ("by rows: forward W·X, layer 50→50", ForwardByRows, 50, 50),
+        ("by rows: forward W·X, layer 10→10", ForwardByRows, 10, 10),
+        (
+            "by rows: goodness projections Ξᵀ·Z, width 100, 10 classes",
+            ProjectionByRows,
+            10,
+            100,
+        ),
     ];
     let peak = fma_peak_gflops();
     // Values in [-0.5, 0.5): the time does not depend on them (no zeros, no subnormals).
@@ -249,6 +267,21 @@ pub fn bench_products(repeats: usize) -> Products {
         .map(|&(name, kind, outputs, inputs)| {
             let (m, k, n, a, b) = match kind {
                 ProductKind::Forward => (outputs, inputs, BATCH, random(outputs, inputs), random(inputs, BATCH)),
+                // X stored by rows: inputs rows of `padded_row_stride(BATCH)` values.
+                ProductKind::ForwardByRows => (
+                    outputs,
+                    inputs,
+                    BATCH,
+                    random(outputs, inputs),
+                    random(padded_row_stride(BATCH), inputs),
+                ),
+                ProductKind::ProjectionByRows => (
+                    outputs,
+                    inputs,
+                    BATCH,
+                    random(inputs, outputs),
+                    random(padded_row_stride(BATCH), inputs),
+                ),
                 // B = Xᵀ: X is inputs × batch, read transposed.
                 ProductKind::WeightGradient => (outputs, BATCH, inputs, random(outputs, BATCH), random(inputs, BATCH)),
                 // A = Wᵀ: W is outputs × inputs, read transposed.
@@ -256,14 +289,28 @@ pub fn bench_products(repeats: usize) -> Products {
                 // A = Ξᵀ: Ξ is d × c, read transposed.
                 ProductKind::Projection => (outputs, inputs, BATCH, random(inputs, outputs), random(inputs, BATCH)),
             };
-            let mut c = Mat::zeros(m, n);
+            let ld = padded_row_stride(n);
+            let mut c = Mat::zeros(ld, m);
             let (av, bv) = match kind {
                 ProductKind::Forward => (MatRef::from(&a), MatRef::from(&b)),
                 ProductKind::WeightGradient => (MatRef::from(&a), MatRef::from(&b).t()),
                 ProductKind::Backward | ProductKind::Projection => (MatRef::from(&a).t(), MatRef::from(&b)),
+                ProductKind::ForwardByRows => {
+                    (MatRef::from(&a), MatRef::from_row_major_strided(b.as_slice(), k, n, ld))
+                }
+                ProductKind::ProjectionByRows => (
+                    MatRef::from(&a).t(),
+                    MatRef::from_row_major_strided(b.as_slice(), k, n, ld),
+                ),
             };
+            let by_rows = matches!(kind, ProductKind::ForwardByRows | ProductKind::ProjectionByRows);
             let row = time_repeats(name, repeats, || {
-                matmul(MatMut::from(&mut c), Accum::Replace, av, bv, 1.0, Par::Seq);
+                let cv = if by_rows {
+                    MatMut::from_row_major_strided(c.as_mut_slice(), m, n, ld)
+                } else {
+                    MatMut::from_col_major(&mut c.as_mut_slice()[..m * n], m, n)
+                };
+                matmul(cv, Accum::Replace, av, bv, 1.0, Par::Seq);
                 std::hint::black_box(&c);
             });
             let gflops = 2.0 * (m * k * n) as f64 / row.min_seconds / 1e9;

@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p insitu-linalg --bench matmul`.
 
 use divan::Bencher;
-use insitu_linalg::{matmul, rng, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{matmul, padded_row_stride, rng, Accum, Mat, MatMut, MatRef, Par};
 use rand::Rng;
 
 fn main() {
@@ -48,6 +48,41 @@ fn insitu_matmul(bencher: Bencher, (m, k, n): (usize, usize, usize)) {
                 Accum::Add,
                 MatRef::from(&a),
                 MatRef::from(&b),
+                1.0,
+                Par::Seq,
+            )
+        });
+}
+
+/// The FFzero shapes with the batch along the lanes: `B` and `C` stored by rows,
+/// [`padded_row_stride`] apart (the `batch_lanes` kernel), for FF+DD's column block of 128
+/// samples and a batch of 256.
+const BY_ROWS_SHAPES: [(usize, usize, usize); 10] = [
+    (100, 784, 256),
+    (100, 100, 256),
+    (10, 100, 256),
+    (10, 10, 256),
+    (50, 50, 256),
+    (100, 100, 128),
+    (10, 100, 128),
+    (10, 10, 128),
+    (50, 50, 128),
+    (50, 784, 128),
+];
+
+#[divan::bench(args = BY_ROWS_SHAPES)]
+fn insitu_matmul_by_rows(bencher: Bencher, (m, k, n): (usize, usize, usize)) {
+    let ld = padded_row_stride(n);
+    let (a, b) = (random(m, k, 1), random(k, ld, 2));
+    let mut c = vec![0.0f32; m * ld];
+    bencher
+        .counter(divan::counter::ItemsCount::new(2 * m * n * k))
+        .bench_local(|| {
+            matmul(
+                MatMut::from_row_major_strided(&mut c, m, n, ld),
+                Accum::Replace,
+                MatRef::from(&a),
+                MatRef::from_row_major_strided(b.as_slice(), k, n, ld),
                 1.0,
                 Par::Seq,
             )

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use nalgebra::{Dim, Matrix, RawStorage, RawStorageMut, Scalar};
 use num_complex::{Complex32, Complex64};
 
-use crate::few_rows;
+use crate::{batch_lanes, few_rows};
 
 /// Element types [`matmul`] accepts: `f32`, `f64`, `Complex32`, `Complex64`.
 ///
@@ -70,9 +70,14 @@ impl GemmScalar for f32 {
     fn conj(self) -> Self {
         self
     }
+    /// [`batch_lanes`] when `B` and `C` are stored by rows (the batch along the lanes); else
     /// faer, except that up to [`few_rows::MAX_ROWS`] rows left over after faer's 16-row
-    /// tiles go through [`few_rows::product_few_rows`] (see that module for the measurement).
+    /// tiles go through [`few_rows::product_few_rows`] (see those modules for the measurements).
     fn product(mut c: MatMut<'_, Self>, accum: Accum, a: MatRef<'_, Self>, b: MatRef<'_, Self>, alpha: Self, par: Par) {
+        if batch_lanes::applies(&c, accum, &a, &b, alpha) {
+            batch_lanes::product_batch_lanes(c, accum, a, b, alpha, par);
+            return;
+        }
         let (m, k) = (a.rows, a.cols);
         let rest = m % 16;
         if let Some(layout) = few_rows::applies(rest, m, b) {
@@ -239,6 +244,18 @@ impl<'a, T: GemmScalar> MatRef<'a, T> {
         Self::from_raw(data.as_ptr(), rows, cols, cols.max(1) as isize, 1)
     }
 
+    /// View of `rows × cols` elements stored by rows, row `i` starting at `i·row_stride`
+    /// (`row_stride ≥ cols`; the values between a row's end and the next row's start are not
+    /// part of the view). With [`crate::padded_row_stride`] this is the layout
+    /// [`matmul`]'s batch-along-the-lanes kernel is fast on.
+    ///
+    /// # Panics
+    /// If `row_stride < cols` or `data` is shorter than the last row's end.
+    pub fn from_row_major_strided(data: &'a [T], rows: usize, cols: usize, row_stride: usize) -> Self {
+        check_strided_rows(data.len(), rows, cols, row_stride);
+        Self::from_raw(data.as_ptr(), rows, cols, row_stride as isize, 1)
+    }
+
     fn from_raw(ptr: *const T, rows: usize, cols: usize, row_stride: isize, col_stride: isize) -> Self {
         Self {
             ptr,
@@ -403,6 +420,21 @@ where
     }
 }
 
+/// The checks of the `from_row_major_strided` constructors: rows at least `cols` apart, all
+/// inside a slice of `len` elements.
+fn check_strided_rows(len: usize, rows: usize, cols: usize, row_stride: usize) {
+    let needed = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * row_stride + cols
+    };
+    assert!(
+        row_stride >= cols && len >= needed,
+        "from_row_major_strided: {rows}×{cols} with rows {row_stride} apart needs {needed} elements \
+         and a stride ≥ {cols}; the slice has {len}"
+    );
+}
+
 /// A mutable, strided matrix view (the destination of [`matmul`]).
 #[derive(Debug)]
 pub struct MatMut<'a, T> {
@@ -455,6 +487,23 @@ impl<'a, T: GemmScalar> MatMut<'a, T> {
             rows,
             cols,
             row_stride: cols.max(1) as isize,
+            col_stride: 1,
+            _life: PhantomData,
+        }
+    }
+
+    /// Mutable view of `rows × cols` elements stored by rows, `row_stride ≥ cols` apart
+    /// (see [`MatRef::from_row_major_strided`]).
+    ///
+    /// # Panics
+    /// If `row_stride < cols` or `data` is shorter than the last row's end.
+    pub fn from_row_major_strided(data: &'a mut [T], rows: usize, cols: usize, row_stride: usize) -> Self {
+        check_strided_rows(data.len(), rows, cols, row_stride);
+        Self {
+            ptr: data.as_mut_ptr(),
+            rows,
+            cols,
+            row_stride: row_stride as isize,
             col_stride: 1,
             _life: PhantomData,
         }

@@ -1,0 +1,303 @@
+//! The f32 kernel for products whose `B` and `C` are stored **by rows** — each row's `n`
+//! values contiguous, i.e. a batch of samples along the registers' lanes ("batch-major").
+//!
+//! Why: a layer's product `Z = W·X` with `X` stored sample by sample (each sample's features
+//! contiguous, nalgebra's column-major) has to put `W`'s rows or `X`'s features in the lanes;
+//! with 10 rows (an output layer, the goodness projections `Ξᵀ·Z`) or `k = 10` that leaves
+//! lanes empty or ends every sum with a lane sum, and those products run at 25–60 % of one
+//! core's peak (docs/performance.md, round 10). Stored by rows, the batch fills the lanes for
+//! any row count: `C[i, j..j+16] += A[i, p] · B[p, j..j+16]`, `A[i, p]` broadcast, no lane sums.
+//!
+//! The kernel: tiles of [`TILE_ROWS`] rows × [`TILE_VECTORS`] 16-lane vectors of `C`
+//! (accumulators in registers), `k` walked in blocks of [`K_BLOCK`] so that a tile's slice of
+//! `B` stays in L1 while every row tile of `C` reads it; a masked last vector for `n` not a
+//! multiple of 16. Every element of `C` is one fused multiply-add chain over `p = 0, 1, …, k−1`
+//! in order — from zero, or from `C` itself for `Accum::Add` with `α = 1` — so the result
+//! depends only on the operands (not on the blocking, the tile a row falls in, the thread count
+//! or the strides). Blocks of `k` continue the chain through `C` (an f32 store and load are
+//! exact).
+//!
+//! **Rows should be padded**: a row stride of a power-of-two bytes (256 floats = 1,024 bytes)
+//! puts a tile's slice of `B` into a fraction of L1's sets; [`padded_row_stride`] gives the
+//! stride callers should allocate with (an odd number of 64-byte lines).
+
+use crate::matmul::{Accum, MatMut, MatRef, Par};
+
+/// Lanes per accumulator (one AVX-512 register).
+const LANES: usize = 16;
+/// Rows of `C` per tile.
+const TILE_ROWS: usize = 5;
+/// 16-lane vectors of `C` per tile row (64 samples).
+const TILE_VECTORS: usize = 4;
+/// Values of `k` per block: a tile's slice of `B` is `K_BLOCK × 64` floats (32 KiB).
+const K_BLOCK: usize = 64;
+/// Products of at least this many FLOPs are split over threads when `par` allows
+/// (`../shared/research/gemm-bench.md`: below ≈ 40 MFLOP a second thread does not pay).
+const PARALLEL_FLOPS: usize = 40_000_000;
+
+/// The row stride, in values, to store an `n`-column matrix by rows with: `n` rounded up to a
+/// whole number of 64-byte lines, plus one line when that number is even, so that consecutive
+/// rows start in different L1 sets (256 → 272, 128 → 144, 80 → 80, 10 → 16).
+pub fn padded_row_stride(n: usize) -> usize {
+    let lines = n.div_ceil(LANES).max(1);
+    LANES * if lines.is_multiple_of(2) { lines + 1 } else { lines }
+}
+
+/// Whether [`product_batch_lanes`] computes `C ← α·A·B` (or `C + α·A·B`): AVX-512F, `B` and
+/// `C` stored by rows (column stride 1), at least 16 columns, and — when `k` spans more than
+/// one block — not `Accum::Add` with `α ≠ 1` (the chain through `C` would mix in `α`).
+pub(crate) fn applies(c: &MatMut<'_, f32>, accum: Accum, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, alpha: f32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let k = a.ncols();
+        b.col_stride() == 1
+            && c.col_stride() == 1
+            && c.ncols() >= LANES
+            && c.row_stride() >= 0
+            && b.row_stride() >= 0
+            && (k <= K_BLOCK || accum == Accum::Replace || alpha == 1.0)
+            && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (c, accum, a, b, alpha);
+        false
+    }
+}
+
+/// How a tile's accumulators start and how they leave.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Chain {
+    /// From zero; store `α·s` (`α = 1`: `s`, also a partial sum a later block continues).
+    ZeroStore(f32),
+    /// From `C` (a partial sum, or `C` itself for `Add` with `α = 1`); store the sum.
+    ContinueStore,
+    /// From `C` (a partial sum); store `α·s` (the last block of a `Replace` with `α ≠ 1`).
+    ContinueScale(f32),
+    /// From zero; store `C + α·s` (`Add` with `α ≠ 1`, one block of `k`).
+    ZeroAdd(f32),
+}
+
+/// The chain of `k` block `block` of `blocks`.
+fn chain(accum: Accum, alpha: f32, block: usize, blocks: usize) -> Chain {
+    let (first, last) = (block == 0, block + 1 == blocks);
+    match accum {
+        Accum::Add if alpha == 1.0 => Chain::ContinueStore,
+        Accum::Add => Chain::ZeroAdd(alpha),
+        Accum::Replace if first && last => Chain::ZeroStore(alpha),
+        Accum::Replace if first => Chain::ZeroStore(1.0),
+        Accum::Replace if last && alpha != 1.0 => Chain::ContinueScale(alpha),
+        Accum::Replace => Chain::ContinueStore,
+    }
+}
+
+/// Raw pointers of one product, shared by the threads that split its columns (each writes
+/// only its own columns of `C`).
+#[derive(Clone, Copy)]
+struct Operands {
+    c: *mut f32,
+    ldc: usize,
+    a: *const f32,
+    a_rs: isize,
+    a_cs: isize,
+    b: *const f32,
+    ldb: usize,
+    m: usize,
+    k: usize,
+}
+// SAFETY: the pointers come from views borrowed for the whole product; threads write disjoint
+// column ranges of `C` and only read `A` and `B`.
+unsafe impl Send for Operands {}
+unsafe impl Sync for Operands {}
+
+/// `C ← α·A·B` or `C ← C + α·A·B` with `B` and `C` stored by rows; the caller checked
+/// [`applies`]. Columns are split into 64-column panels; with `par` parallel and a product of
+/// at least 40 MFLOP the panels are shared among threads (the bits do not change: a panel's
+/// sums do not depend on which thread computes it).
+pub(crate) fn product_batch_lanes(
+    c: MatMut<'_, f32>,
+    accum: Accum,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    alpha: f32,
+    par: Par,
+) {
+    let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
+    let ops = Operands {
+        c: c.as_ptr_mut(),
+        ldc: c.row_stride() as usize,
+        a: a.as_ptr(),
+        a_rs: a.row_stride(),
+        a_cs: a.col_stride(),
+        b: b.as_ptr(),
+        ldb: b.row_stride() as usize,
+        m,
+        k,
+    };
+    let panel = LANES * TILE_VECTORS;
+    let panels = n.div_ceil(panel);
+    let run = |p: usize| {
+        let start = p * panel;
+        // SAFETY: `applies` checked AVX-512F and the layouts; columns start..start + len of
+        // the views are in bounds; this panel's columns of C are written by this call only.
+        unsafe { panel_avx512(ops, start, panel.min(n - start), accum, alpha) }
+    };
+    if par.is_parallel() && 2 * m * n * k >= PARALLEL_FLOPS && panels > 1 {
+        use rayon::prelude::*;
+        (0..panels).into_par_iter().for_each(run);
+    } else {
+        (0..panels).for_each(run);
+    }
+}
+
+/// Columns `start..start + len` (`len ≤ 64`) of `C`: every block of `k`, every row tile.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn panel_avx512(ops: Operands, start: usize, len: usize, accum: Accum, alpha: f32) {
+    let vectors = len.div_ceil(LANES);
+    let tail = len - (vectors - 1) * LANES;
+    let last: u16 = if tail == LANES { u16::MAX } else { (1u16 << tail) - 1 };
+    let blocks = ops.k.div_ceil(K_BLOCK).max(1);
+    for block in 0..blocks {
+        let p0 = block * K_BLOCK;
+        let kc = K_BLOCK.min(ops.k - p0);
+        let how = chain(accum, alpha, block, blocks);
+        let mut i0 = 0;
+        while i0 < ops.m {
+            let rows = TILE_ROWS.min(ops.m - i0);
+            // SAFETY: rows i0..i0 + rows, columns start..start + len and k block p0..p0 + kc
+            // lie inside the operands (the caller's contract).
+            unsafe {
+                let tile = Tile {
+                    c: ops.c.add(i0 * ops.ldc + start),
+                    ldc: ops.ldc,
+                    a: ops.a.offset(i0 as isize * ops.a_rs + p0 as isize * ops.a_cs),
+                    a_rs: ops.a_rs,
+                    a_cs: ops.a_cs,
+                    b: ops.b.add(p0 * ops.ldb + start),
+                    ldb: ops.ldb,
+                    k: kc,
+                    last,
+                    how,
+                };
+                macro_rules! dispatch {
+                    ($($r:literal)*) => {
+                        match (rows, vectors) {
+                            $(($r, 1) => tile_avx512::<$r, 1>(tile),
+                              ($r, 2) => tile_avx512::<$r, 2>(tile),
+                              ($r, 3) => tile_avx512::<$r, 3>(tile),
+                              ($r, 4) => tile_avx512::<$r, 4>(tile),)*
+                            _ => unreachable!("tiles are 1..=TILE_ROWS rows × 1..=TILE_VECTORS vectors"),
+                        }
+                    };
+                }
+                dispatch!(1 2 3 4 5);
+            }
+            i0 += rows;
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn panel_avx512(_: Operands, _: usize, _: usize, _: Accum, _: f32) {
+    unreachable!("applies() is false off x86-64")
+}
+
+/// One tile's pointers: `C[0, 0]`, `A[0, p0]`, `B[p0, 0]` of the tile.
+#[derive(Clone, Copy)]
+struct Tile {
+    c: *mut f32,
+    ldc: usize,
+    a: *const f32,
+    a_rs: isize,
+    a_cs: isize,
+    b: *const f32,
+    ldb: usize,
+    k: usize,
+    /// Lanes of the last vector inside `C` (all 16 unless `n`'s tail is shorter).
+    last: u16,
+    how: Chain,
+}
+
+/// `R` rows × `V` vectors of `C` over `k` values: `R·V` accumulators, `V` loads of `B`'s row
+/// and `R` broadcasts of `A`'s column per `p`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const R: usize, const V: usize>(t: Tile) {
+    use std::arch::x86_64::*;
+    let mask = |v: usize| if v + 1 == V { t.last } else { u16::MAX };
+    // SAFETY (whole body): the tile's R rows × V vectors of C (the last vector's lanes limited
+    // by `last`, masked lanes neither read nor written) and its k rows of B and k columns of
+    // A's R rows are in bounds (`Tile`'s contract).
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        if matches!(t.how, Chain::ContinueStore | Chain::ContinueScale(_)) {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_maskz_loadu_ps(mask(v), t.c.add(r * t.ldc + v * LANES));
+                }
+            }
+        }
+        let (mut ap, mut bp) = (t.a, t.b);
+        for _ in 0..t.k {
+            let x: [__m512; V] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(mask(v), bp.add(v * LANES)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(*ap.offset(r as isize * t.a_rs));
+                for (acc, x) in acc.iter_mut().zip(&x) {
+                    *acc = _mm512_fmadd_ps(w, *x, *acc);
+                }
+            }
+            ap = ap.offset(t.a_cs);
+            bp = bp.add(t.ldb);
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (v, &s) in acc.iter().enumerate() {
+                let dst = t.c.add(r * t.ldc + v * LANES);
+                let out = match t.how {
+                    Chain::ZeroStore(alpha) | Chain::ContinueScale(alpha) if alpha != 1.0 => {
+                        _mm512_mul_ps(_mm512_set1_ps(alpha), s)
+                    }
+                    Chain::ZeroAdd(alpha) => {
+                        let old = _mm512_maskz_loadu_ps(mask(v), dst);
+                        _mm512_add_ps(old, _mm512_mul_ps(_mm512_set1_ps(alpha), s))
+                    }
+                    _ => s,
+                };
+                _mm512_mask_storeu_ps(dst, mask(v), out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_strides_are_an_odd_number_of_lines() {
+        for (n, want) in [
+            (1, 16),
+            (10, 16),
+            (16, 16),
+            (17, 48),
+            (80, 80),
+            (128, 144),
+            (256, 272),
+            (272, 272),
+        ] {
+            assert_eq!(padded_row_stride(n), want, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn chains_cover_every_case() {
+        assert_eq!(chain(Accum::Replace, 1.0, 0, 1), Chain::ZeroStore(1.0));
+        assert_eq!(chain(Accum::Replace, 2.0, 0, 1), Chain::ZeroStore(2.0));
+        assert_eq!(chain(Accum::Replace, 2.0, 0, 3), Chain::ZeroStore(1.0));
+        assert_eq!(chain(Accum::Replace, 2.0, 1, 3), Chain::ContinueStore);
+        assert_eq!(chain(Accum::Replace, 2.0, 2, 3), Chain::ContinueScale(2.0));
+        assert_eq!(chain(Accum::Replace, 1.0, 2, 3), Chain::ContinueStore);
+        assert_eq!(chain(Accum::Add, 1.0, 0, 3), Chain::ContinueStore);
+        assert_eq!(chain(Accum::Add, 0.5, 0, 1), Chain::ZeroAdd(0.5));
+    }
+}
