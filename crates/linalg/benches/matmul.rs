@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p insitu-linalg --bench matmul`.
 
 use divan::Bencher;
-use insitu_linalg::{matmul, padded_row_stride, rng, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{copy_matrix, matmul, padded_row_stride, rng, Accum, Mat, MatMut, MatRef, Par};
 use rand::Rng;
 
 fn main() {
@@ -85,6 +85,24 @@ fn insitu_matmul_by_rows(bencher: Bencher, (m, k, n): (usize, usize, usize)) {
                 MatRef::from_row_major_strided(b.as_slice(), k, n, ld),
                 1.0,
                 Par::Seq,
+            )
+        });
+}
+
+/// `copy_matrix` of a batch stored sample by sample (`rows` features × `cols` samples,
+/// column-major) into the by-rows layout, padded: what a layer would pay per block to use
+/// the `batch_lanes` kernel on today's activations.
+#[divan::bench(args = [(100, 128), (50, 128), (10, 128), (784, 128), (100, 256)])]
+fn copy_to_rows(bencher: Bencher, (rows, cols): (usize, usize)) {
+    let src = random(rows, cols, 3);
+    let ld = padded_row_stride(cols);
+    let mut dst = vec![0.0f32; rows * ld];
+    bencher
+        .counter(divan::counter::ItemsCount::new(rows * cols))
+        .bench_local(|| {
+            copy_matrix(
+                MatMut::from_row_major_strided(&mut dst, rows, cols, ld),
+                MatRef::from(&src),
             )
         });
 }

@@ -19,7 +19,10 @@
 //!
 //! **Rows should be padded**: a row stride of a power-of-two bytes (256 floats = 1,024 bytes)
 //! puts a tile's slice of `B` into a fraction of L1's sets; [`padded_row_stride`] gives the
-//! stride callers should allocate with (an odd number of 64-byte lines).
+//! stride callers should allocate with (an odd number of 64-byte lines). [`copy_matrix`]
+//! converts a batch stored sample by sample into this layout and back (≈ 2.2 µs for
+//! 100 × 128, about what the kernel saves on a 10-row layer: docs/performance.md, round 11,
+//! which is why no trainer uses this layout yet).
 
 use crate::matmul::{Accum, MatMut, MatRef, Par};
 
@@ -269,9 +272,173 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: Tile) {
     }
 }
 
+/// `dst ← src`, the same `rows × cols` in any strides: how a batch stored sample by sample
+/// (columns contiguous) is put into the batch-along-the-lanes layout (rows contiguous), and
+/// back. Between those two layouts (either direction) it moves 16 × 16 blocks through
+/// registers (AVX-512F: 16 loads, 64 shuffles, 16 stores per block); other strides, the edges
+/// of a shape that is not a multiple of 16 and machines without AVX-512F copy element by
+/// element. A copy: the values are bit for bit `src`'s.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn copy_matrix(dst: MatMut<'_, f32>, src: MatRef<'_, f32>) {
+    assert!(
+        dst.nrows() == src.nrows() && dst.ncols() == src.ncols(),
+        "copy_matrix: destination {}×{}, source {}×{}",
+        dst.nrows(),
+        dst.ncols(),
+        src.nrows(),
+        src.ncols()
+    );
+    // Orient both so that `src`'s columns and `dst`'s rows are the contiguous ones.
+    let (dst, src) = if src.col_stride() == 1 && dst.row_stride() == 1 && src.row_stride() != 1 {
+        (dst.t(), src.t())
+    } else {
+        (dst, src)
+    };
+    let (rows, cols) = (src.nrows(), src.ncols());
+    let mut dst = dst;
+    // The 16 × 16 blocks of rows 0..blocked_rows × columns 0..blocked_cols go through
+    // registers; every other element is copied one by one below.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let (mut blocked_rows, mut blocked_cols) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if src.row_stride() == 1
+        && dst.col_stride() == 1
+        && src.col_stride() >= 0
+        && dst.row_stride() >= 0
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        (blocked_rows, blocked_cols) = (rows / LANES * LANES, cols / LANES * LANES);
+        for i in (0..blocked_rows).step_by(LANES) {
+            for j in (0..blocked_cols).step_by(LANES) {
+                // SAFETY: AVX-512F is present; the 16 × 16 block at (i, j) is inside both views,
+                // `src`'s columns and `dst`'s rows contiguous (checked above).
+                unsafe {
+                    transpose_block_avx512(
+                        dst.as_ptr_mut().add(i * dst.row_stride() as usize + j),
+                        dst.row_stride() as usize,
+                        src.as_ptr().add(j * src.col_stride() as usize + i),
+                        src.col_stride() as usize,
+                    )
+                }
+            }
+        }
+    }
+    for j in 0..cols {
+        let first = if j < blocked_cols { blocked_rows } else { 0 };
+        for i in first..rows {
+            dst.set_raw(i, j, src.get_raw(i, j));
+        }
+    }
+}
+
+/// One 16 × 16 block: `dst[r, c] = src[r, c]` where `src`'s column `c` starts at
+/// `src + c·src_stride` and `dst`'s row `r` at `dst + r·dst_stride` (each 16 contiguous values).
+///
+/// # Safety
+/// AVX-512F; the 16 columns of `src` and the 16 rows of `dst` are valid for 16 values each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_block_avx512(dst: *mut f32, dst_stride: usize, src: *const f32, src_stride: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's contract.
+    unsafe {
+        let c: [__m512; 16] = std::array::from_fn(|k| _mm512_loadu_ps(src.add(k * src_stride)));
+        // Interleave pairs of columns (32-bit), then pairs of pairs (64-bit), then 128-bit
+        // lanes twice: after the four steps, register r holds row r (the index arithmetic was
+        // checked by simulating the four instructions; the test below checks every value).
+        let t: [__m512; 16] = std::array::from_fn(|k| {
+            let (a, b) = (c[k & !1], c[k | 1]);
+            if k & 1 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        let u: [__m512; 16] = std::array::from_fn(|k| {
+            let base = k & !3;
+            let (a, b) = (
+                _mm512_castps_pd(t[base + (k & 1)]),
+                _mm512_castps_pd(t[base + 2 + (k & 1)]),
+            );
+            _mm512_castpd_ps(if k & 2 == 0 {
+                _mm512_unpacklo_pd(a, b)
+            } else {
+                _mm512_unpackhi_pd(a, b)
+            })
+        });
+        // Now register 4q + s holds, in 128-bit lane L, row 4L + ρ(s) (ρ = 0, 2, 1, 3) at
+        // columns 4q..4q+4. Register 4s + h: the lanes 0 and 2 (h even) or 1 and 3 (h odd) of
+        // the registers 4q + s for q = 0, 1 (h < 2) or q = 2, 3 (h ≥ 2).
+        let v: [__m512; 16] = std::array::from_fn(|k| {
+            let (s, h) = (k / 4, k % 4);
+            let (a, b) = if h < 2 { (u[s], u[4 + s]) } else { (u[8 + s], u[12 + s]) };
+            if h % 2 == 0 {
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b)
+            }
+        });
+        // Row r = 4L + ρ(s): lane L of the four registers above, in column order.
+        const RHO: [usize; 4] = [0, 2, 1, 3];
+        let w: [__m512; 16] = std::array::from_fn(|r| {
+            let (s, lane) = (RHO[r % 4], r / 4);
+            let (a, b) = (v[4 * s + lane % 2], v[4 * s + 2 + lane % 2]);
+            if lane < 2 {
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b)
+            }
+        });
+        for (r, w) in w.iter().enumerate() {
+            _mm512_storeu_ps(dst.add(r * dst_stride), *w);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_between_layouts_are_exact_for_every_size() {
+        use crate::rng;
+        use rand::Rng;
+        let mut g = rng(11);
+        for rows in [1usize, 5, 15, 16, 17, 31, 32, 33, 100] {
+            for cols in [1usize, 3, 16, 20, 47, 64, 128] {
+                let src: Vec<f32> = (0..rows * cols).map(|_| g.random_range(-1.0f32..1.0)).collect();
+                let ld = padded_row_stride(cols);
+                // Sample by sample (column-major) → by rows, padded.
+                let mut by_rows = vec![f32::NAN; rows * ld];
+                copy_matrix(
+                    MatMut::from_row_major_strided(&mut by_rows, rows, cols, ld),
+                    MatRef::from_col_major(&src, rows, cols),
+                );
+                // And back.
+                let mut back = vec![f32::NAN; rows * cols];
+                copy_matrix(
+                    MatMut::from_col_major(&mut back, rows, cols),
+                    MatRef::from_row_major_strided(&by_rows, rows, cols, ld),
+                );
+                for i in 0..rows {
+                    for j in 0..ld {
+                        let got = by_rows[i * ld + j];
+                        if j < cols {
+                            assert_eq!(got.to_bits(), src[j * rows + i].to_bits(), "{rows}×{cols}: ({i}, {j})");
+                        } else {
+                            assert!(got.is_nan(), "{rows}×{cols}: padding ({i}, {j}) written");
+                        }
+                    }
+                }
+                assert!(
+                    back.iter().zip(&src).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{rows}×{cols}: the round trip changed a value"
+                );
+            }
+        }
+    }
 
     #[test]
     fn padded_strides_are_an_odd_number_of_lines() {

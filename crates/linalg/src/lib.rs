@@ -18,7 +18,8 @@
 //! the few rows faer's last tile would waste (`few_rows`), and products whose `B` and `C` are
 //! stored by rows — the batch along the registers' lanes, rows [`padded_row_stride`] apart —
 //! which a kernel of this crate computes whole (`batch_lanes`: 66–80 % of the peak on the
-//! 10-row and 50-row layer shapes where the column-major layout gives 25–65 %). Operands are strided views ([`MatRef`], [`MatMut`]); a transpose or an adjoint is a
+//! 10-row and 50-row layer shapes where the column-major layout gives 25–65 %; [`copy_matrix`]
+//! converts between the layouts). Operands are strided views ([`MatRef`], [`MatMut`]); a transpose or an adjoint is a
 //! free view ([`MatRef::t`], [`MatRef::adjoint`]), never a copy.
 //!
 //! **What it must not do.** No I/O, no printing, no global thread pool: parallelism is an
@@ -37,7 +38,7 @@ mod rng;
 mod simd;
 mod sparse;
 
-pub use batch_lanes::padded_row_stride;
+pub use batch_lanes::{copy_matrix, padded_row_stride};
 pub use haar::{haar_orthogonal, haar_special_orthogonal, haar_unitary, qr, Qr};
 pub use kernels::{add_scaled, all_finite, dot, relu, sum_of_squares};
 pub use matmul::{matmul, matmul_reference, Accum, GemmScalar, MatMut, MatRef, Par};
