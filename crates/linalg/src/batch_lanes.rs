@@ -94,8 +94,9 @@ fn chain(accum: Accum, alpha: f32, block: usize, blocks: usize) -> Chain {
     }
 }
 
-/// Raw pointers of one product, shared by the threads that split its columns (each writes
-/// only its own columns of `C`).
+/// Raw pointers and strides of one product, or of one tile and block of `k` of it
+/// (`C[0, 0]`, `A[0, 0]`, `B[0, 0]` of the part, `m × k` of it); shared by the threads that
+/// split a product's columns (each writes only its own columns of `C`).
 #[derive(Clone, Copy)]
 struct Operands {
     c: *mut f32,
@@ -172,14 +173,14 @@ unsafe fn panel_avx512(ops: Operands, start: usize, len: usize, accum: Accum, al
             // lie inside the operands (the caller's contract).
             unsafe {
                 let tile = Tile {
-                    c: ops.c.add(i0 * ops.ldc + start),
-                    ldc: ops.ldc,
-                    a: ops.a.offset(i0 as isize * ops.a_rs + p0 as isize * ops.a_cs),
-                    a_rs: ops.a_rs,
-                    a_cs: ops.a_cs,
-                    b: ops.b.add(p0 * ops.ldb + start),
-                    ldb: ops.ldb,
-                    k: kc,
+                    part: Operands {
+                        c: ops.c.add(i0 * ops.ldc + start),
+                        a: ops.a.offset(i0 as isize * ops.a_rs + p0 as isize * ops.a_cs),
+                        b: ops.b.add(p0 * ops.ldb + start),
+                        m: rows,
+                        k: kc,
+                        ..ops
+                    },
                     last,
                     how,
                 };
@@ -206,17 +207,10 @@ unsafe fn panel_avx512(_: Operands, _: usize, _: usize, _: Accum, _: f32) {
     unreachable!("applies() is false off x86-64")
 }
 
-/// One tile's pointers: `C[0, 0]`, `A[0, p0]`, `B[p0, 0]` of the tile.
+/// One tile: its part of the product (`m` rows, `k` one block), how its chain starts and ends.
 #[derive(Clone, Copy)]
 struct Tile {
-    c: *mut f32,
-    ldc: usize,
-    a: *const f32,
-    a_rs: isize,
-    a_cs: isize,
-    b: *const f32,
-    ldb: usize,
-    k: usize,
+    part: Operands,
     /// Lanes of the last vector inside `C` (all 16 unless `n`'s tail is shorter).
     last: u16,
     how: Chain,
@@ -226,15 +220,16 @@ struct Tile {
 /// and `R` broadcasts of `A`'s column per `p`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const R: usize, const V: usize>(t: Tile) {
+unsafe fn tile_avx512<const R: usize, const V: usize>(tile: Tile) {
+    let (t, last, how) = (tile.part, tile.last, tile.how);
     use std::arch::x86_64::*;
-    let mask = |v: usize| if v + 1 == V { t.last } else { u16::MAX };
+    let mask = |v: usize| if v + 1 == V { last } else { u16::MAX };
     // SAFETY (whole body): the tile's R rows × V vectors of C (the last vector's lanes limited
     // by `last`, masked lanes neither read nor written) and its k rows of B and k columns of
     // A's R rows are in bounds (`Tile`'s contract).
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
-        if matches!(t.how, Chain::ContinueStore | Chain::ContinueScale(_)) {
+        if matches!(how, Chain::ContinueStore | Chain::ContinueScale(_)) {
             for (r, acc) in acc.iter_mut().enumerate() {
                 for (v, acc) in acc.iter_mut().enumerate() {
                     *acc = _mm512_maskz_loadu_ps(mask(v), t.c.add(r * t.ldc + v * LANES));
@@ -256,7 +251,7 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: Tile) {
         for (r, acc) in acc.iter().enumerate() {
             for (v, &s) in acc.iter().enumerate() {
                 let dst = t.c.add(r * t.ldc + v * LANES);
-                let out = match t.how {
+                let out = match how {
                     Chain::ZeroStore(alpha) | Chain::ContinueScale(alpha) if alpha != 1.0 => {
                         _mm512_mul_ps(_mm512_set1_ps(alpha), s)
                     }
