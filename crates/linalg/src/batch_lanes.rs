@@ -47,14 +47,18 @@ pub fn padded_row_stride(n: usize) -> usize {
 }
 
 /// Whether [`product_batch_lanes`] computes `C ← α·A·B` (or `C + α·A·B`): AVX-512F, `B` and
-/// `C` stored by rows (column stride 1), at least 16 columns, and — when `k` spans more than
-/// one block — not `Accum::Add` with `α ≠ 1` (the chain through `C` would mix in `α`).
+/// `C` stored by rows (column stride 1), at least 2 rows and 16 columns, and — when `k` spans
+/// more than one block — not `Accum::Add` with `α ≠ 1` (the chain through `C` would mix in
+/// `α`). A single row is excluded because it has both layouts' strides: a 1-row column-major
+/// `C` (a regression head's weight gradient `dZ·Xᵀ`, whose `B = Xᵀ` has contiguous rows) is
+/// not a batch stored by rows, and stays on the path it always took.
 pub(crate) fn applies(c: &MatMut<'_, f32>, accum: Accum, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, alpha: f32) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         let k = a.ncols();
         b.col_stride() == 1
             && c.col_stride() == 1
+            && c.nrows() >= 2
             && c.ncols() >= LANES
             && c.row_stride() >= 0
             && b.row_stride() >= 0

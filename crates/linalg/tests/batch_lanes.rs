@@ -133,7 +133,7 @@ fn every_element_is_one_fused_chain_in_order() {
         (10usize, 100usize, 128usize),
         (7, 300, 80),
         (50, 129, 17),
-        (1, 784, 64),
+        (2, 784, 64),
         (100, 10, 130),
     ] {
         for (accum, alpha) in [
