@@ -289,8 +289,9 @@ pub fn bench_products(repeats: usize) -> Products {
                 // A = Ξᵀ: Ξ is d × c, read transposed.
                 ProductKind::Projection => (outputs, inputs, BATCH, random(inputs, outputs), random(inputs, BATCH)),
             };
+            // C's storage for either layout: m × n column-major, or m rows `ld` apart.
             let ld = padded_row_stride(n);
-            let mut c = Mat::zeros(ld, m);
+            let mut c = vec![0.0f32; m * ld];
             let (av, bv) = match kind {
                 ProductKind::Forward => (MatRef::from(&a), MatRef::from(&b)),
                 ProductKind::WeightGradient => (MatRef::from(&a), MatRef::from(&b).t()),
@@ -306,9 +307,9 @@ pub fn bench_products(repeats: usize) -> Products {
             let by_rows = matches!(kind, ProductKind::ForwardByRows | ProductKind::ProjectionByRows);
             let row = time_repeats(name, repeats, || {
                 let cv = if by_rows {
-                    MatMut::from_row_major_strided(c.as_mut_slice(), m, n, ld)
+                    MatMut::from_row_major_strided(&mut c, m, n, ld)
                 } else {
-                    MatMut::from_col_major(&mut c.as_mut_slice()[..m * n], m, n)
+                    MatMut::from_col_major(&mut c[..m * n], m, n)
                 };
                 matmul(cv, Accum::Replace, av, bv, 1.0, Par::Seq);
                 std::hint::black_box(&c);

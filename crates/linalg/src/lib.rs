@@ -17,7 +17,7 @@
 //! buffers on every call (docs/performance.md). Two exceptions for f32, both measured there:
 //! the few rows faer's last tile would waste (`few_rows`), and products whose `B` and `C` are
 //! stored by rows — the batch along the registers' lanes, rows [`padded_row_stride`] apart —
-//! which a kernel of this crate computes whole (`batch_lanes`: 66–80 % of the peak on the
+//! which a kernel of this crate computes whole (`batch_lanes`: 66–82 % of the peak on the
 //! 10-row and 50-row layer shapes where the column-major layout gives 25–65 %; [`copy_matrix`]
 //! converts between the layouts). Operands are strided views ([`MatRef`], [`MatMut`]); a transpose or an adjoint is a
 //! free view ([`MatRef::t`], [`MatRef::adjoint`]), never a copy.
