@@ -41,6 +41,9 @@ use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RectangularMe
 use insitu_optim::PerturbedObjective;
 use serde::Serialize;
 
+mod epoch_products;
+pub use epoch_products::{bench_products_in_epoch, MeteredProduct, ProductsInEpoch};
+
 /// Samples of a full MNIST epoch in the papers' setting (the issue's reference).
 pub const FULL_EPOCH_SAMPLES: usize = 50_000;
 /// Samples per epoch with `--quick`; times are then scaled to [`FULL_EPOCH_SAMPLES`].
@@ -426,6 +429,8 @@ pub struct BenchReport {
     pub fig4: Option<Fig4Estimate>,
     /// FFzero's matrix products at 1 thread, against the FMA peak.
     pub products: Products,
+    /// The products inside metered 1-thread epochs (MNIST, and Fashion-MNIST unless `--quick`).
+    pub products_in_epochs: Vec<ProductsInEpoch>,
     /// Optics kernels.
     pub kernels: Vec<KernelRow>,
     /// Allocations per FF+DD step (`None` if the counting allocator is not installed).
@@ -870,6 +875,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
     };
     eprintln!("products…");
     let products = bench_products(if args.quick { 200 } else { 1000 });
+    eprintln!("products inside epochs…");
+    let products_in_epochs = bench_all_products_in_epochs(&data, fashion.as_ref(), samples, repeats, args.quick)?;
     eprintln!("optics kernels…");
     let mut kernels = bench_optics(if args.quick { 3 } else { 7 })?;
     // Data preparation that `train` does before its clock starts (like loading): the training
@@ -897,9 +904,53 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
         sweeps,
         fig4,
         products,
+        products_in_epochs,
         kernels,
         allocations,
     })
+}
+
+/// [`bench_products_in_epoch`] for the four methods (the issue's optimisers) at width 100,
+/// depths 3 and 10 (3 only with `quick`), on MNIST and, if given, Fashion-MNIST (its dense
+/// first layer), against one FMA peak measured just before.
+fn bench_all_products_in_epochs(
+    mnist: &TrainTest,
+    fashion: Option<&TrainTest>,
+    samples: usize,
+    repeats: usize,
+    quick: bool,
+) -> Result<Vec<ProductsInEpoch>, String> {
+    let peak = fma_peak_gflops();
+    let depths: &[usize] = if quick { &[3] } else { &[3, 10] };
+    let sets = [("mnist", mnist)]
+        .into_iter()
+        .chain(fashion.map(|f| ("fashion-mnist", f)));
+    let mut rows = Vec::new();
+    for (task, set) in sets {
+        for &depth in depths {
+            for method in ALL_METHODS {
+                let row = bench_products_in_epoch(
+                    task,
+                    set,
+                    method,
+                    optimizer_of(method),
+                    100,
+                    depth,
+                    samples,
+                    repeats,
+                    peak,
+                )?;
+                eprintln!(
+                    "{task} {:>5} w100 d{depth:<2} 1t: products {:.0} % of the epoch, dense ones at {:.0} GFLOP/s",
+                    row.method,
+                    100.0 * row.product_share(),
+                    row.dense_gflops()
+                );
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 const ALL_METHODS: [Method; 4] = [Method::FfDd, Method::FfAd, Method::BpDd, Method::BpAd];
@@ -1103,6 +1154,7 @@ pub fn render(report: &BenchReport) -> String {
                 .map_or_else(|| "?".to_string(), |f| format!("{:.0} %", f * 100.0))
         );
     }
+    render_products_in_epochs(&mut s, &report.products_in_epochs, report.machine.fma_peak_gflops);
     s.push_str("\n| kernel | median | fastest | repeats |\n|---|---|---|---|\n");
     for k in &report.kernels {
         let _ = writeln!(
@@ -1141,6 +1193,65 @@ pub fn render(report: &BenchReport) -> String {
         None => s.push_str("\nallocations: not measured (the counting allocator is not installed)\n"),
     }
     s
+}
+
+/// The metered epochs: one summary row each, then the product kinds of the width-100 depth-3
+/// epochs.
+fn render_products_in_epochs(s: &mut String, rows: &[ProductsInEpoch], peak: Option<f64>) {
+    if rows.is_empty() {
+        return;
+    }
+    let percent = |f: Option<f64>| f.map_or_else(|| "?".to_string(), |f| format!("{:.0} %", f * 100.0));
+    let _ = writeln!(
+        s,
+        "\nproducts inside 1-thread epochs (every product timed, `insitu_linalg::meter_products`; FMA peak {} GFLOP/s):\n",
+        peak.map_or_else(|| "?".to_string(), |g| format!("{g:.0}"))
+    );
+    s.push_str(
+        "| data | method | optimizer | width | depth | s / epoch (50k) | products: share of the epoch | dense products GFLOP/s | of peak | sparse products s / epoch |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let scale = FULL_EPOCH_SAMPLES as f64 / r.samples as f64;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {:.3} | {:.0} % | {:.1} | {} | {:.3} |",
+            r.task,
+            r.method,
+            r.optimizer,
+            r.width,
+            r.depth,
+            r.epoch_seconds(),
+            100.0 * r.product_share(),
+            r.dense_gflops(),
+            percent(r.dense_fraction_of_peak),
+            r.sparse_seconds * scale
+        );
+    }
+    s.push_str(
+        "\n| data | method | depth | product (m, k, n) | layouts C=A·B | calls | share of product time | µs / call | GFLOP/s | of peak |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| r.depth == 3) {
+        for p in &r.products {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | ({}, {}, {}) | {} | {} | {:.0} % | {:.2} | {:.1} | {} |",
+                r.task,
+                r.method,
+                r.depth,
+                p.shape.0,
+                p.shape.1,
+                p.shape.2,
+                p.layouts,
+                p.calls,
+                100.0 * p.seconds / r.product_seconds,
+                p.seconds / p.calls as f64 * 1e6,
+                p.gflops,
+                percent(p.fraction_of_peak)
+            );
+        }
+    }
 }
 
 fn write_json(path: &Path, report: &BenchReport) -> Result<(), String> {
@@ -1320,6 +1431,30 @@ mod tests {
                     fraction_of_peak: Some(0.8),
                 }],
             },
+            products_in_epochs: vec![ProductsInEpoch {
+                task: "mnist".into(),
+                method: "bp-ad".into(),
+                optimizer: "adam".into(),
+                width: 100,
+                depth: 3,
+                samples: 12_800,
+                train_seconds: 0.05,
+                product_seconds: 0.04,
+                dense_seconds: 0.04,
+                dense_flops: 6.4e9,
+                dense_fraction_of_peak: Some(0.8),
+                sparse_seconds: 0.0,
+                sparse_flops: 0.0,
+                products: vec![MeteredProduct {
+                    shape: (100, 256, 784),
+                    layouts: "c=c·r".into(),
+                    calls: 50,
+                    seconds: 0.01,
+                    flops: 1.6e9,
+                    gflops: 160.0,
+                    fraction_of_peak: Some(0.8),
+                }],
+            }],
             kernels: vec![KernelRow {
                 name: "mesh".into(),
                 median_seconds: 0.1,
@@ -1344,6 +1479,15 @@ mod tests {
         assert!(!s.contains("bp-dd width 100, depths 1–10 as one sweep"), "{s}");
         assert!(s.contains("| mnist | ff-dd | 100 | 1–10 | 0.900 | 0.600 |"), "{s}");
         assert!(s.contains("| mesh | 100.00 ms | 90.00 ms | 3 |"), "{s}");
+        // 0.05 s for 12,800 samples is 0.195 s for 50,000; products 80 % of it, at 160 GFLOP/s.
+        assert!(
+            s.contains("| mnist | bp-ad | adam | 100 | 3 | 0.195 | 80 % | 160.0 | 80 % | 0.000 |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| mnist | bp-ad | 3 | (100, 256, 784) | c=c·r | 50 | 25 % | 200.00 | 160.0 | 80 % |"),
+            "{s}"
+        );
         assert!(s.contains("not measured"), "{s}");
     }
 }

@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use nalgebra::{Dim, Matrix, RawStorage, RawStorageMut, Scalar};
 use num_complex::{Complex32, Complex64};
 
+use crate::meter::{self, Layout};
 use crate::{batch_lanes, few_rows};
 
 /// Element types [`matmul`] accepts: `f32`, `f64`, `Complex32`, `Complex64`.
@@ -19,6 +20,12 @@ pub trait GemmScalar:
     fn one() -> Self;
     /// Complex conjugate (identity for real types).
     fn conj(self) -> Self;
+    /// The type's name, as the product meter reports it ([`crate::ProductTally::element`]).
+    #[doc(hidden)]
+    const ELEMENT: &'static str;
+    /// Real FLOPs of one multiply-add (2, or 8 for a complex one), for the product meter.
+    #[doc(hidden)]
+    const FLOPS_PER_MULTIPLY_ADD: f64;
     /// The backend product for this type (called by [`matmul`] after its shape checks).
     #[doc(hidden)]
     fn product(c: MatMut<'_, Self>, accum: Accum, a: MatRef<'_, Self>, b: MatRef<'_, Self>, alpha: Self, par: Par);
@@ -35,8 +42,10 @@ mod sealed {
 /// Implements [`GemmScalar`] for one element type: its zero, one and conjugate, and the
 /// backend call (the same for all four types).
 macro_rules! gemm_scalar {
-    ($t:ty, zero: $zero:expr, one: $one:expr, conj: |$x:ident| $conj:expr) => {
+    ($t:ty, $flops:expr, zero: $zero:expr, one: $one:expr, conj: |$x:ident| $conj:expr) => {
         impl GemmScalar for $t {
+            const ELEMENT: &'static str = stringify!($t);
+            const FLOPS_PER_MULTIPLY_ADD: f64 = $flops;
             fn zero() -> Self {
                 $zero
             }
@@ -61,6 +70,8 @@ macro_rules! gemm_scalar {
     };
 }
 impl GemmScalar for f32 {
+    const ELEMENT: &'static str = "f32";
+    const FLOPS_PER_MULTIPLY_ADD: f64 = 2.0;
     fn zero() -> Self {
         0.0
     }
@@ -92,9 +103,9 @@ impl GemmScalar for f32 {
         }
     }
 }
-gemm_scalar!(f64, zero: 0.0, one: 1.0, conj: |x| x);
-gemm_scalar!(Complex32, zero: Complex32::new(0.0, 0.0), one: Complex32::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
-gemm_scalar!(Complex64, zero: Complex64::new(0.0, 0.0), one: Complex64::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
+gemm_scalar!(f64, 2.0, zero: 0.0, one: 1.0, conj: |x| x);
+gemm_scalar!(Complex32, 8.0, zero: Complex32::new(0.0, 0.0), one: Complex32::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
+gemm_scalar!(Complex64, 8.0, zero: Complex64::new(0.0, 0.0), one: Complex64::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
 
 /// Whether [`matmul`] overwrites or adds to its destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -659,7 +670,23 @@ pub fn matmul<T: GemmScalar>(c: MatMut<'_, T>, accum: Accum, a: MatRef<'_, T>, b
         }
         return;
     }
-    T::product(c, accum, a, b, alpha, par);
+    if meter::is_metering() {
+        let dense_flops = T::FLOPS_PER_MULTIPLY_ADD * (m * n * k) as f64;
+        let key = meter::ProductKey {
+            element: T::ELEMENT,
+            shape: (m, k, n),
+            layouts: [
+                Layout::of(m, n, c.row_stride, c.col_stride),
+                Layout::of(m, k, a.row_stride, a.col_stride),
+                Layout::of(k, n, b.row_stride, b.col_stride),
+            ],
+            flops: dense_flops,
+            dense_flops,
+        };
+        meter::record(key, || T::product(c, accum, a, b, alpha, par));
+    } else {
+        T::product(c, accum, a, b, alpha, par);
+    }
 }
 
 /// The backend call, monomorphised per element type through [`GemmScalar::product`]: faer's

@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use crate::matmul::{Accum, MatMut, MatRef, Par};
+use crate::meter::{self, Layout};
 
 /// A `nrows × ncols` matrix stored by columns with only its non-zero entries (CSC): column `j`'s
 /// entries are `rows[starts[j]..starts[j + 1]]` (strictly increasing) and the values beside them.
@@ -350,6 +351,27 @@ pub fn matmul_sparse(c: MatMut<'_, f32>, accum: Accum, a: MatRef<'_, f32>, b: Sp
     if m == 0 || n == 0 {
         return;
     }
+    if meter::is_metering() {
+        let k = b.nrows();
+        let key = meter::ProductKey {
+            element: "f32",
+            shape: (m, k, n),
+            layouts: [
+                Layout::of(m, n, c.row_stride(), c.col_stride()),
+                Layout::of(m, k, a.row_stride(), a.col_stride()),
+                Layout::Sparse,
+            ],
+            flops: 2.0 * (m * b.nnz()) as f64,
+            dense_flops: 2.0 * (m * k * n) as f64,
+        };
+        meter::record(key, || sparse_product(c, accum, a, b));
+    } else {
+        sparse_product(c, accum, a, b);
+    }
+}
+
+/// [`matmul_sparse`] after its checks: the fastest path the CPU and the strides allow.
+fn sparse_product(c: MatMut<'_, f32>, accum: Accum, a: MatRef<'_, f32>, b: SparseRef<'_>) {
     #[cfg(target_arch = "x86_64")]
     if a.row_stride() == 1 && c.row_stride() == 1 {
         if std::arch::is_x86_feature_detected!("avx512f") {
