@@ -139,8 +139,9 @@ fn gemm_crate(bencher: Bencher, (m, k, n): (usize, usize, usize)) {
 }
 
 /// Weight-gradient shapes `dW (o×i) = dZ (o×B) · Xᵀ`, `X` (i×B) column-major, so `B`'s rows are
-/// contiguous (the case of `few_rows`'s row kernel for the rows left over).
-#[divan::bench(args = [(100, 256, 784), (104, 256, 784), (50, 256, 784), (10, 256, 784), (100, 256, 100)])]
+/// contiguous (the case of `few_rows`'s row kernel for the rows left over, and of the
+/// `rows_to_columns` kernel for up to 24 rows: the 10-row ones).
+#[divan::bench(args = [(100, 256, 784), (104, 256, 784), (50, 256, 784), (10, 256, 784), (100, 256, 100), (10, 256, 100)])]
 fn weight_gradient(bencher: Bencher, (m, k, n): (usize, usize, usize)) {
     let (dz, x) = (random(m, k, 1), random(n, k, 2));
     let mut c = Mat::zeros(m, n);

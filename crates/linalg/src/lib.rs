@@ -14,13 +14,18 @@
 //! time): 84–95 % of one core's peak on the FFzero shapes, where nalgebra's own `*` reaches
 //! 31–69 % and its `tr_mul` 1.4 %. faer packs into a per-thread buffer allocated once, so a
 //! product allocates nothing after warm-up; the `gemm` crate, used before, allocated its packing
-//! buffers on every call (docs/performance.md). Two exceptions for f32, both measured there:
+//! buffers on every call (docs/performance.md). Three exceptions for f32, all measured there:
 //! the few rows faer's last tile would waste (`few_rows`), and products whose `B` and `C` are
 //! stored by rows — the batch along the registers' lanes, rows [`padded_row_stride`] apart —
 //! which a kernel of this crate computes whole (`batch_lanes`: 66–82 % of the peak on the
 //! 10-row and 50-row layer shapes where the column-major layout gives 25–65 %; [`copy_matrix`]
-//! converts between the layouts). Operands are strided views ([`MatRef`], [`MatMut`]); a transpose or an adjoint is a
-//! free view ([`MatRef::t`], [`MatRef::adjoint`]), never a copy.
+//! converts between the layouts); and products of up to 24 rows whose `B` is stored by rows
+//! and `C` by columns — a narrow layer's weight gradient `dZ·Xᵀ` — which `rows_to_columns`
+//! computes with the batch in the lanes and a transpose on the way out, 1.5× faer's speed at
+//! 10 rows with faer's bits. [`meter_products`] times every product a closure makes (issue 8's
+//! products inside the epochs, `cargo xtask bench`). Operands are strided views ([`MatRef`],
+//! [`MatMut`]); a transpose or an adjoint is a free view ([`MatRef::t`], [`MatRef::adjoint`]),
+//! never a copy.
 //!
 //! **What it must not do.** No I/O, no printing, no global thread pool: parallelism is an
 //! explicit [`Par`] argument and defaults to sequential. It knows nothing about learning or
@@ -36,6 +41,7 @@ mod memory;
 mod meter;
 mod normal;
 mod rng;
+mod rows_to_columns;
 mod simd;
 mod sparse;
 

@@ -6,7 +6,7 @@ use nalgebra::{Dim, Matrix, RawStorage, RawStorageMut, Scalar};
 use num_complex::{Complex32, Complex64};
 
 use crate::meter::{self, Layout};
-use crate::{batch_lanes, few_rows};
+use crate::{batch_lanes, few_rows, rows_to_columns};
 
 /// Element types [`matmul`] accepts: `f32`, `f64`, `Complex32`, `Complex64`.
 ///
@@ -81,12 +81,18 @@ impl GemmScalar for f32 {
     fn conj(self) -> Self {
         self
     }
-    /// [`batch_lanes`] when `B` and `C` are stored by rows (the batch along the lanes); else
-    /// faer, except that up to [`few_rows::MAX_ROWS`] rows left over after faer's 16-row
+    /// [`batch_lanes`] when `B` and `C` are stored by rows (the batch along the lanes);
+    /// [`rows_to_columns`] when `B` is stored by rows, `C` by columns and `C` has at most
+    /// [`rows_to_columns::MAX_ROWS`] rows (a narrow layer's weight gradient; the same bits as
+    /// faer); else faer, except that up to [`few_rows::MAX_ROWS`] rows left over after faer's 16-row
     /// tiles go through [`few_rows::product_few_rows`] (see those modules for the measurements).
     fn product(mut c: MatMut<'_, Self>, accum: Accum, a: MatRef<'_, Self>, b: MatRef<'_, Self>, alpha: Self, par: Par) {
         if batch_lanes::applies(&c, accum, &a, &b, alpha) {
             batch_lanes::product_batch_lanes(c, accum, a, b, alpha, par);
+            return;
+        }
+        if rows_to_columns::applies(&c, &a, &b, alpha) {
+            rows_to_columns::product_rows_to_columns(c, accum, a, b, par);
             return;
         }
         let (m, k) = (a.rows, a.cols);

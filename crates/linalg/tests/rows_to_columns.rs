@@ -1,0 +1,123 @@
+//! `matmul` with `B` stored by rows and `C` by columns — a weight gradient `dZ·Xᵀ` — at few
+//! rows (the `rows_to_columns` kernel) and at more rows (faer): both must give every element
+//! as one fused multiply-add chain over `p` in order from zero, stored (`Replace`) or added to
+//! `C` (`Add`), for `k ≤ 512`. That shared order is why sending the few-row products to the
+//! kernel changed no trained number. Fixed seed; many shapes, strides and thread counts.
+
+use insitu_linalg::{matmul, rng, Accum, MatMut, MatRef, Par};
+use rand::Rng;
+
+fn random(len: usize, g: &mut impl Rng) -> Vec<f32> {
+    (0..len).map(|_| g.random_range(-1.0f32..1.0)).collect()
+}
+
+/// `C (m × n) ← dZ (m × k) · Xᵀ` (or `C + …`) with `X` (`n × k`) column-major with leading
+/// dimension `ldx`, `C` column-major with leading dimension `ldc`, `dZ` column-major or (if
+/// `a_by_rows`) a transposed view; then every element checked against the chain.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    m: usize,
+    k: usize,
+    n: usize,
+    ldc: usize,
+    ldx: usize,
+    a_by_rows: bool,
+    accum: Accum,
+    par: Par,
+    g: &mut impl Rng,
+) {
+    let a = random(m * k, g);
+    let x = random(ldx * k, g);
+    let before = random(ldc * n, g);
+    let a_view = if a_by_rows {
+        MatRef::from_col_major(&a, k, m).t()
+    } else {
+        MatRef::from_col_major(&a, m, k)
+    };
+    // Xᵀ: k × n with contiguous rows (X's columns), ldx apart.
+    let b_view = MatRef::from_row_major_strided(&x, k, n, ldx);
+    let mut c = before.clone();
+    {
+        // C: m × n, columns ldc apart (a transposed by-rows view of an n × m matrix).
+        let c_view = MatMut::from_row_major_strided(&mut c, n, m, ldc).t();
+        matmul(c_view, accum, a_view, b_view, 1.0, par);
+    }
+    for j in 0..n {
+        for i in 0..m {
+            let mut chain = 0.0f32;
+            for p in 0..k {
+                chain = a_view.get(i, p).mul_add(b_view.get(p, j), chain);
+            }
+            let expected = match accum {
+                Accum::Replace => chain,
+                Accum::Add => before[j * ldc + i] + chain,
+            };
+            let got = c[j * ldc + i];
+            assert_eq!(
+                got.to_bits(),
+                expected.to_bits(),
+                "({m}, {k}, {n}) ldc {ldc} ldx {ldx} A by rows {a_by_rows} {accum:?} {par:?}: C[{i}, {j}] = {got}, chain {expected}"
+            );
+        }
+        // Padding below C's m rows is untouched.
+        for i in m..ldc {
+            assert_eq!(
+                c[j * ldc + i].to_bits(),
+                before[j * ldc + i].to_bits(),
+                "padding row {i} of column {j}"
+            );
+        }
+    }
+}
+
+#[test]
+fn few_rows_by_rows_into_columns_are_single_chains() {
+    let mut g = rng(20261124);
+    // Every row count the kernel takes, tails of n (16 lanes, 48-column panels) and k.
+    let mut cases = 0;
+    for m in 2..=24 {
+        for &(k, n) in &[
+            (2, 16),
+            (3, 17),
+            (16, 31),
+            (64, 48),
+            (100, 49),
+            (256, 100),
+            (300, 130),
+            (512, 20),
+        ] {
+            let accum = if (m + k) % 2 == 0 { Accum::Replace } else { Accum::Add };
+            let (ldc, ldx) = if m % 3 == 0 { (m + 5, n + 3) } else { (m, n) };
+            check(m, k, n, ldc, ldx, m % 4 == 1, accum, Par::Seq, &mut g);
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 23 * 8);
+}
+
+#[test]
+fn more_rows_go_through_faer_with_the_same_chains() {
+    // The premise of routing few rows to the kernel: faer's sums for this layout are the same
+    // chains (up to k = 512; at k = 1000 they are not, and the kernel does not apply there).
+    let mut g = rng(7);
+    for &(m, k, n) in &[
+        (25, 256, 100),
+        (50, 256, 784),
+        (100, 256, 784),
+        (100, 512, 100),
+        (100, 80, 784),
+        (33, 17, 40),
+    ] {
+        for accum in [Accum::Replace, Accum::Add] {
+            check(m, k, n, m, n, false, accum, Par::Seq, &mut g);
+        }
+    }
+}
+
+#[test]
+fn threads_do_not_change_the_bits() {
+    // 2·24·512·1700 ≈ 42 MFLOP: above the kernel's threshold for splitting its panels.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    let mut g = rng(3);
+    pool.install(|| check(24, 512, 1700, 24, 1700, false, Accum::Replace, Par::Rayon(2), &mut g));
+}
