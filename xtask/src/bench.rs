@@ -911,8 +911,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
 }
 
 /// [`bench_products_in_epoch`] for the four methods (the issue's optimisers) at width 100,
-/// depths 3 and 10 (3 only with `quick`), on MNIST and, if given, Fashion-MNIST (its dense
-/// first layer), against one FMA peak measured just before.
+/// depths 3 and 10, and width 10, depth 3 (width 100, depth 3 only with `quick`), on MNIST
+/// and, if given, Fashion-MNIST (its dense first layer), against one FMA peak measured just
+/// before.
 fn bench_all_products_in_epochs(
     mnist: &TrainTest,
     fashion: Option<&TrainTest>,
@@ -921,27 +922,31 @@ fn bench_all_products_in_epochs(
     quick: bool,
 ) -> Result<Vec<ProductsInEpoch>, String> {
     let peak = fma_peak_gflops();
-    let depths: &[usize] = if quick { &[3] } else { &[3, 10] };
+    let configs: &[(usize, usize)] = if quick {
+        &[(100, 3)]
+    } else {
+        &[(100, 3), (100, 10), (10, 3)]
+    };
     let sets = [("mnist", mnist)]
         .into_iter()
         .chain(fashion.map(|f| ("fashion-mnist", f)));
     let mut rows = Vec::new();
     for (task, set) in sets {
-        for &depth in depths {
+        for &(width, depth) in configs {
             for method in ALL_METHODS {
                 let row = bench_products_in_epoch(
                     task,
                     set,
                     method,
                     optimizer_of(method),
-                    100,
+                    width,
                     depth,
                     samples,
                     repeats,
                     peak,
                 )?;
                 eprintln!(
-                    "{task} {:>5} w100 d{depth:<2} 1t: products {:.0} % of the epoch, dense ones at {:.0} GFLOP/s",
+                    "{task} {:>5} w{width:<3} d{depth:<2} 1t: products {:.0} % of the epoch, dense ones at {:.0} GFLOP/s",
                     row.method,
                     100.0 * row.product_share(),
                     row.dense_gflops()
@@ -1229,16 +1234,17 @@ fn render_products_in_epochs(s: &mut String, rows: &[ProductsInEpoch], peak: Opt
         );
     }
     s.push_str(
-        "\n| data | method | depth | product (m, k, n) | layouts C=A·B | calls | share of product time | µs / call | GFLOP/s | of peak |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "\n| data | method | width | depth | product (m, k, n) | layouts C=A·B | calls | share of product time | µs / call | GFLOP/s | of peak |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows.iter().filter(|r| r.depth == 3) {
         for p in &r.products {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | ({}, {}, {}) | {} | {} | {:.0} % | {:.2} | {:.1} | {} |",
+                "| {} | {} | {} | {} | ({}, {}, {}) | {} | {} | {:.0} % | {:.2} | {:.1} | {} |",
                 r.task,
                 r.method,
+                r.width,
                 r.depth,
                 p.shape.0,
                 p.shape.1,
@@ -1485,7 +1491,7 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("| mnist | bp-ad | 3 | (100, 256, 784) | c=c·r | 50 | 25 % | 200.00 | 160.0 | 80 % |"),
+            s.contains("| mnist | bp-ad | 100 | 3 | (100, 256, 784) | c=c·r | 50 | 25 % | 200.00 | 160.0 | 80 % |"),
             "{s}"
         );
         assert!(s.contains("not measured"), "{s}");
