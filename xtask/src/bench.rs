@@ -541,6 +541,14 @@ fn spec_with(
     }
 }
 
+/// A rayon pool of `threads` threads for the runs to be timed in.
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// The best training seconds of `repeats` 1-epoch and `repeats` 2-epoch runs of `time(epochs)`.
 /// Best of several: the machine is a shared VM whose speed drifts between minutes. The 1- and
 /// 2-epoch runs alternate, so that a slow minute hits both and the steady-state difference
@@ -570,10 +578,7 @@ pub fn bench_epoch(
     samples: usize,
     repeats: usize,
 ) -> Result<EpochRow, String> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let pool = thread_pool(threads)?;
     let (one, two) = best_of_one_and_two_epochs(repeats, |epochs| {
         pool.install(|| {
             train(
@@ -616,10 +621,7 @@ pub fn bench_sweep(
     samples: usize,
     repeats: usize,
 ) -> Result<SweepRow, String> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let pool = thread_pool(1)?;
     let depths: Vec<usize> = (1..=10).collect();
     let (one, two) = best_of_one_and_two_epochs(repeats, |epochs| {
         pool.install(|| {

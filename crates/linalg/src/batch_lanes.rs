@@ -27,7 +27,7 @@
 use crate::matmul::{Accum, MatMut, MatRef, Par};
 
 /// Lanes per accumulator (one AVX-512 register).
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Rows of `C` per tile.
 const TILE_ROWS: usize = 5;
 /// 16-lane vectors of `C` per tile row (64 samples).
@@ -99,24 +99,56 @@ fn chain(accum: Accum, alpha: f32, block: usize, blocks: usize) -> Chain {
 }
 
 /// Raw pointers and strides of one product, or of one tile and block of `k` of it
-/// (`C[0, 0]`, `A[0, 0]`, `B[0, 0]` of the part, `m × k` of it); shared by the threads that
+/// (`C[0, 0]`, `A[0, 0]`, `B[0, 0]` of the part, `m × k` of it), for the kernels that put `B`'s
+/// rows in the lanes (this one and `rows_to_columns`): `B`'s columns are contiguous and `ldb`
+/// is its row stride; `C`'s other direction is contiguous too and `ldc` is its stride in the
+/// one that is not (rows here, columns in `rows_to_columns`). Shared by the threads that
 /// split a product's columns (each writes only its own columns of `C`).
 #[derive(Clone, Copy)]
-struct Operands {
-    c: *mut f32,
-    ldc: usize,
-    a: *const f32,
-    a_rs: isize,
-    a_cs: isize,
-    b: *const f32,
-    ldb: usize,
-    m: usize,
-    k: usize,
+pub(crate) struct Operands {
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub a: *const f32,
+    pub a_rs: isize,
+    pub a_cs: isize,
+    pub b: *const f32,
+    pub ldb: usize,
+    pub m: usize,
+    pub k: usize,
 }
 // SAFETY: the pointers come from views borrowed for the whole product; threads write disjoint
 // column ranges of `C` and only read `A` and `B`.
 unsafe impl Send for Operands {}
 unsafe impl Sync for Operands {}
+
+impl Operands {
+    /// The whole product `C (m × n) = A (m × k)·B (k × n)`, `C`'s stride `ldc` as above.
+    pub fn of(c: &MatMut<'_, f32>, ldc: isize, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> Self {
+        Operands {
+            c: c.as_ptr_mut(),
+            ldc: ldc as usize,
+            a: a.as_ptr(),
+            a_rs: a.row_stride(),
+            a_cs: a.col_stride(),
+            b: b.as_ptr(),
+            ldb: b.row_stride() as usize,
+            m: c.nrows(),
+            k: a.ncols(),
+        }
+    }
+}
+
+/// `run(panel)` for every panel of `panels`, over rayon's threads when `par` is parallel and
+/// the product has at least [`PARALLEL_FLOPS`] (`flops`); the panels' bits do not depend on
+/// which thread computes them.
+pub(crate) fn for_each_panel(panels: usize, flops: usize, par: Par, run: impl Fn(usize) + Send + Sync) {
+    if par.is_parallel() && flops >= PARALLEL_FLOPS && panels > 1 {
+        use rayon::prelude::*;
+        (0..panels).into_par_iter().for_each(run);
+    } else {
+        (0..panels).for_each(run);
+    }
+}
 
 /// `C ← α·A·B` or `C ← C + α·A·B` with `B` and `C` stored by rows; the caller checked
 /// [`applies`]. Columns are split into 64-column panels; with `par` parallel and a product of
@@ -131,31 +163,14 @@ pub(crate) fn product_batch_lanes(
     par: Par,
 ) {
     let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
-    let ops = Operands {
-        c: c.as_ptr_mut(),
-        ldc: c.row_stride() as usize,
-        a: a.as_ptr(),
-        a_rs: a.row_stride(),
-        a_cs: a.col_stride(),
-        b: b.as_ptr(),
-        ldb: b.row_stride() as usize,
-        m,
-        k,
-    };
+    let ops = Operands::of(&c, c.row_stride(), &a, &b);
     let panel = LANES * TILE_VECTORS;
-    let panels = n.div_ceil(panel);
-    let run = |p: usize| {
+    for_each_panel(n.div_ceil(panel), 2 * m * n * k, par, |p| {
         let start = p * panel;
         // SAFETY: `applies` checked AVX-512F and the layouts; columns start..start + len of
         // the views are in bounds; this panel's columns of C are written by this call only.
         unsafe { panel_avx512(ops, start, panel.min(n - start), accum, alpha) }
-    };
-    if par.is_parallel() && 2 * m * n * k >= PARALLEL_FLOPS && panels > 1 {
-        use rayon::prelude::*;
-        (0..panels).into_par_iter().for_each(run);
-    } else {
-        (0..panels).for_each(run);
-    }
+    });
 }
 
 /// Columns `start..start + len` (`len ≤ 64`) of `C`: every block of `k`, every row tile.
@@ -240,18 +255,7 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(tile: Tile) {
                 }
             }
         }
-        let (mut ap, mut bp) = (t.a, t.b);
-        for _ in 0..t.k {
-            let x: [__m512; V] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(mask(v), bp.add(v * LANES)));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let w = _mm512_set1_ps(*ap.offset(r as isize * t.a_rs));
-                for (acc, x) in acc.iter_mut().zip(&x) {
-                    *acc = _mm512_fmadd_ps(w, *x, *acc);
-                }
-            }
-            ap = ap.offset(t.a_cs);
-            bp = bp.add(t.ldb);
-        }
+        accumulate(&mut acc, &t, std::array::from_fn(mask));
         for (r, acc) in acc.iter().enumerate() {
             for (v, &s) in acc.iter().enumerate() {
                 let dst = t.c.add(r * t.ldc + v * LANES);
@@ -267,6 +271,40 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(tile: Tile) {
                 };
                 _mm512_mask_storeu_ps(dst, mask(v), out);
             }
+        }
+    }
+}
+
+/// `acc[r][v] ← fma(A[r, p], B[p, 16v..16v + 16], acc[r][v])` for `p = 0, 1, …, k − 1` in
+/// order: `V` loads of `B`'s row (lanes limited by `masks[v]`) and `R` broadcasts of `A`'s
+/// column per `p` — the multiply-add loop of both kernels that put `B`'s rows in the lanes
+/// (this one and `rows_to_columns`).
+///
+/// # Safety
+/// AVX-512F; `t`'s `R` rows of `A` over its `k` columns and `k` rows of `B` over the lanes
+/// `masks` allow are readable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn accumulate<const R: usize, const V: usize>(
+    acc: &mut [[std::arch::x86_64::__m512; V]; R],
+    t: &Operands,
+    masks: [u16; V],
+) {
+    use std::arch::x86_64::*;
+    let (mut ap, mut bp) = (t.a, t.b);
+    // SAFETY: the reads stay inside the rows, columns and lanes the caller vouches for.
+    unsafe {
+        for _ in 0..t.k {
+            let x: [__m512; V] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], bp.add(v * LANES)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(*ap.offset(r as isize * t.a_rs));
+                for (acc, x) in acc.iter_mut().zip(&x) {
+                    *acc = _mm512_fmadd_ps(w, *x, *acc);
+                }
+            }
+            ap = ap.offset(t.a_cs);
+            bp = bp.add(t.ldb);
         }
     }
 }

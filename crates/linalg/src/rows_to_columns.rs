@@ -18,10 +18,9 @@
 //! these layouts (`tests/rows_to_columns.rs` checks both), so routing a product here changes
 //! no trained number; beyond `MAX_K` faer splits `k`, and this kernel does not apply.
 
+use crate::batch_lanes::{accumulate, for_each_panel, Operands, LANES};
 use crate::matmul::{Accum, MatMut, MatRef, Par};
 
-/// Lanes per accumulator (one AVX-512 register).
-const LANES: usize = 16;
 /// Rows of `C` per tile: one 8-float column segment per lane at the end.
 const TILE_ROWS: usize = 8;
 /// 16-lane vectors of `C` per tile row.
@@ -31,9 +30,6 @@ pub(crate) const MAX_K: usize = 512;
 /// The most rows of `C` taken: 10 and 20 rows run 1.3–2× faster than through faer, 30 rows
 /// about the same, 40–50 within ±10 %, 60–100 rows 10–20 % slower (round 12).
 pub(crate) const MAX_ROWS: usize = 24;
-/// Products of at least this many FLOPs are split over threads when `par` allows
-/// (`../shared/research/gemm-bench.md`).
-const PARALLEL_FLOPS: usize = 40_000_000;
 
 /// Whether [`product_rows_to_columns`] computes this product: AVX-512F and VL, `C` stored by
 /// columns with 2 to [`MAX_ROWS`] rows and at least 16 columns, `B` stored by rows with
@@ -60,25 +56,6 @@ pub(crate) fn applies(c: &MatMut<'_, f32>, a: &MatRef<'_, f32>, b: &MatRef<'_, f
     }
 }
 
-/// Raw pointers and strides of one product (or, in a tile, of its part): `C[0, 0]` with its
-/// column stride, `A[0, 0]` with both strides, `B[0, 0]` with its row stride.
-#[derive(Clone, Copy)]
-struct Operands {
-    c: *mut f32,
-    ldc: usize,
-    a: *const f32,
-    a_rs: isize,
-    a_cs: isize,
-    b: *const f32,
-    ldb: usize,
-    m: usize,
-    k: usize,
-}
-// SAFETY: the pointers come from views borrowed for the whole product; threads write disjoint
-// column ranges of `C` and only read `A` and `B`.
-unsafe impl Send for Operands {}
-unsafe impl Sync for Operands {}
-
 /// `C ← A·B` or `C ← C + A·B` with `B` by rows and `C` by columns; the caller checked
 /// [`applies`]. Columns go in panels of 16·[`TILE_VECTORS`]; with `par` parallel and at least
 /// 40 MFLOP the panels are shared among threads (a panel's bits do not depend on the thread).
@@ -90,32 +67,15 @@ pub(crate) fn product_rows_to_columns(
     par: Par,
 ) {
     let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
-    let ops = Operands {
-        c: c.as_ptr_mut(),
-        ldc: c.col_stride() as usize,
-        a: a.as_ptr(),
-        a_rs: a.row_stride(),
-        a_cs: a.col_stride(),
-        b: b.as_ptr(),
-        ldb: b.row_stride() as usize,
-        m,
-        k,
-    };
+    let ops = Operands::of(&c, c.col_stride(), &a, &b);
     let panel = LANES * TILE_VECTORS;
-    let panels = n.div_ceil(panel);
     let add = accum == Accum::Add;
-    let run = |p: usize| {
+    for_each_panel(n.div_ceil(panel), 2 * m * n * k, par, |p| {
         let start = p * panel;
         // SAFETY: `applies` checked AVX-512F/VL and the layouts; columns start..start + len are
         // inside the views and written by this call only.
         unsafe { panel_avx512(ops, start, panel.min(n - start), add) }
-    };
-    if par.is_parallel() && 2 * m * n * k >= PARALLEL_FLOPS && panels > 1 {
-        use rayon::prelude::*;
-        (0..panels).into_par_iter().for_each(run);
-    } else {
-        (0..panels).for_each(run);
-    }
+    });
 }
 
 /// Columns `start..start + len` (`len ≤ 16·TILE_VECTORS`) of `C`, every row tile.
@@ -177,18 +137,7 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: Operands, cols: usize, 
     // rows are neither read nor written.
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
-        let (mut ap, mut bp) = (t.a, t.b);
-        for _ in 0..t.k {
-            let x: [__m512; V] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(mask(v), bp.add(v * LANES)));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let w = _mm512_set1_ps(*ap.offset(r as isize * t.a_rs));
-                for (acc, x) in acc.iter_mut().zip(&x) {
-                    *acc = _mm512_fmadd_ps(w, *x, *acc);
-                }
-            }
-            ap = ap.offset(t.a_cs);
-            bp = bp.add(t.ldb);
-        }
+        accumulate(&mut acc, &t, std::array::from_fn(mask));
         let row_mask = ((1u16 << R) - 1) as u8;
         for v in 0..V {
             let rows: [__m512; TILE_ROWS] =

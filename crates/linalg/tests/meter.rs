@@ -7,6 +7,11 @@ use insitu_linalg::{
     matmul, matmul_sparse, meter_products, Accum, Complex32, Layout, Mat, MatMut, MatRef, MeterBusy, Par, SparseColumns,
 };
 
+/// `C ← A·B` at one thread, column-major operands (`b` possibly a transposed view).
+fn product(c: &mut Mat, a: &Mat, b: MatRef<'_, f32>) {
+    matmul(MatMut::from(c), Accum::Replace, MatRef::from(a), b, 1.0, Par::Seq);
+}
+
 fn filled(rows: usize, cols: usize, salt: usize) -> Mat {
     Mat::from_fn(rows, cols, |i, j| ((i * 31 + j * 7 + salt) % 13) as f32 / 13.0 - 0.4)
 }
@@ -15,14 +20,7 @@ fn filled(rows: usize, cols: usize, salt: usize) -> Mat {
 fn the_meter_counts_each_product_kind_and_changes_no_bit() {
     let (a, b) = (filled(10, 100, 1), filled(100, 64, 2));
     let mut unmetered = Mat::zeros(10, 64);
-    matmul(
-        MatMut::from(&mut unmetered),
-        Accum::Replace,
-        MatRef::from(&a),
-        MatRef::from(&b),
-        1.0,
-        Par::Seq,
-    );
+    product(&mut unmetered, &a, MatRef::from(&b));
 
     // A third of B's entries zero, for the sparse product.
     let sparse_b = Mat::from_fn(100, 64, |i, j| if (i + j) % 3 == 0 { 0.0 } else { b[(i, j)] });
@@ -35,24 +33,10 @@ fn the_meter_counts_each_product_kind_and_changes_no_bit() {
     let unit = insitu_linalg::CMat::identity(3, 3);
     let ((), tallies) = meter_products(|| {
         for _ in 0..3 {
-            matmul(
-                MatMut::from(&mut metered),
-                Accum::Replace,
-                MatRef::from(&a),
-                MatRef::from(&b),
-                1.0,
-                Par::Seq,
-            );
+            product(&mut metered, &a, MatRef::from(&b));
         }
         // dZ·Xᵀ: B read transposed, its rows contiguous.
-        matmul(
-            MatMut::from(&mut gradient),
-            Accum::Replace,
-            MatRef::from(&metered),
-            MatRef::from(&b).t(),
-            1.0,
-            Par::Seq,
-        );
+        product(&mut gradient, &metered, MatRef::from(&b).t());
         matmul_sparse(
             MatMut::from(&mut metered),
             Accum::Replace,
@@ -95,14 +79,7 @@ fn the_meter_counts_each_product_kind_and_changes_no_bit() {
     assert_eq!((tallies[3].element, tallies[3].flops), ("Complex32", 8.0 * 27.0));
 
     // The meter's last product overwrote `metered` with the sparse one: recompute and compare.
-    matmul(
-        MatMut::from(&mut metered),
-        Accum::Replace,
-        MatRef::from(&a),
-        MatRef::from(&b),
-        1.0,
-        Par::Seq,
-    );
+    product(&mut metered, &a, MatRef::from(&b));
     assert_eq!(metered.as_slice(), unmetered.as_slice());
 
     // Off again: a new meter starts from nothing.

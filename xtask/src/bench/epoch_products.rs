@@ -14,7 +14,7 @@ use insitu_ffzero::{train, Method, NoProgress, Optimizer};
 use insitu_linalg::{meter_products, Layout, ProductTally};
 use serde::Serialize;
 
-use super::{optimizer_name, spec_with, FULL_EPOCH_SAMPLES};
+use super::{optimizer_name, spec_with, thread_pool, FULL_EPOCH_SAMPLES};
 
 /// One product kind of a metered epoch.
 #[derive(Clone, Debug, Serialize)]
@@ -100,10 +100,7 @@ pub fn bench_products_in_epoch(
     repeats: usize,
     peak: Option<f64>,
 ) -> Result<ProductsInEpoch, String> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let pool = thread_pool(1)?;
     let spec = spec_with(task, method, optimizer, width, depth, 1, samples);
     let mut best: Option<ProductsInEpoch> = None;
     for _ in 0..repeats.max(1) {
