@@ -18,7 +18,9 @@
 //! these layouts (`tests/rows_to_columns.rs` checks both), so routing a product here changes
 //! no trained number; beyond `MAX_K` faer splits `k`, and this kernel does not apply.
 
-use crate::batch_lanes::{accumulate, for_each_panel, Operands, LANES};
+#[cfg(target_arch = "x86_64")]
+use crate::batch_lanes::accumulate;
+use crate::batch_lanes::{for_each_panel, Operands, LANES};
 use crate::matmul::{Accum, MatMut, MatRef, Par};
 
 /// Rows of `C` per tile: one 8-float column segment per lane at the end.
