@@ -24,30 +24,7 @@ pub struct SparseColumns {
     nrows: usize,
     starts: Vec<usize>,
     rows: Vec<u32>,
-    /// The non-zero values, column by column, and one `0.0` past the last: a kernel walking two
-    /// columns at once reads a column's next value before it knows whether that column has one
-    /// (the read is then unused, and must stay inside the allocation).
     values: Vec<f32>,
-    /// Per column, its non-zero rows as a bit set: [`WORD`]-row words, `⌈nrows / 64⌉` per
-    /// column, bit `r % 64` of word `r / 64` for row `r`. The AVX-512 kernel walks the union of
-    /// two columns' sets with these, without merging lists.
-    bitmaps: Vec<u64>,
-}
-
-/// Rows per word of [`SparseColumns`]' bit sets.
-const WORD: usize = 64;
-
-/// Largest union of two columns' non-zero rows, as a fraction of their two counts, for
-/// which the AVX-512 kernel walks them as a pair: MNIST's pairs average 0.76 (faster as
-/// pairs); two uniform random columns of density 0.19 average 0.9 (faster singly).
-const PAIR_UNION_MAX: f64 = 0.85;
-
-/// Whether the AVX-512 kernel walks two columns (their bit sets) as a pair: their union is at
-/// most [`PAIR_UNION_MAX`] of their two counts.
-fn walks_as_pair(first: &[u64], second: &[u64]) -> bool {
-    let union: u32 = first.iter().zip(second).map(|(x, y)| (x | y).count_ones()).sum();
-    let counts: u32 = first.iter().chain(second).map(|w| w.count_ones()).sum();
-    union as f64 <= PAIR_UNION_MAX * counts as f64
 }
 
 impl SparseColumns {
@@ -95,32 +72,26 @@ impl SparseColumns {
         if nrows * ncols > 0 && nnz as f64 > max_density * (nrows * ncols) as f64 {
             return None;
         }
-        let per = nrows.div_ceil(WORD);
-        let (mut rows, mut values) = (Vec::<u32>::with_capacity(nnz), Vec::<f32>::with_capacity(nnz + 1));
-        rows.resize(nnz, 0);
-        values.resize(nnz + 1, 0.0);
-        let mut bitmaps = vec![0u64; ncols * per];
+        let (mut rows, mut values) = (vec![0u32; nnz], vec![0.0f32; nnz]);
         // Split the outputs at column-block boundaries so that blocks fill in parallel.
         let mut jobs = Vec::with_capacity(ncols.div_ceil(BLOCK));
         {
-            let (mut rows_rest, mut values_rest, mut bits_rest) = (&mut rows[..], &mut values[..nnz], &mut bitmaps[..]);
+            let (mut rows_rest, mut values_rest) = (&mut rows[..], &mut values[..]);
             for b in 0..ncols.div_ceil(BLOCK) {
                 let (j0, j1) = (b * BLOCK, ((b + 1) * BLOCK).min(ncols));
                 let len = starts[j1] - starts[j0];
                 let take = len;
                 let (r, rr) = std::mem::take(&mut rows_rest).split_at_mut(take);
                 let (v, vr) = std::mem::take(&mut values_rest).split_at_mut(take);
-                let (bt, br) = std::mem::take(&mut bits_rest).split_at_mut((j1 - j0) * per);
                 rows_rest = rr;
                 values_rest = vr;
-                bits_rest = br;
-                jobs.push((j0, j1, r, v, bt));
+                jobs.push((j0, j1, r, v));
             }
         }
         jobs.into_par_iter()
             .with_min_len(par.min_blocks_per_job())
-            .for_each(|(j0, j1, r, v, bt)| {
-                let (mut at, mut bits_at) = (0usize, 0usize);
+            .for_each(|(j0, j1, r, v)| {
+                let mut at = 0usize;
                 for j in j0..j1 {
                     let owned;
                     let col: &[f32] = if contiguous {
@@ -129,9 +100,7 @@ impl SparseColumns {
                         owned = column(j);
                         &owned
                     };
-                    let bits = &mut bt[bits_at..bits_at + per];
-                    bits_at += per;
-                    at += compress_column(col, &mut r[at..], &mut v[at..], bits);
+                    at += compress_column(col, &mut r[at..], &mut v[at..]);
                 }
             });
         Some(Self {
@@ -139,7 +108,6 @@ impl SparseColumns {
             starts,
             rows,
             values,
-            bitmaps,
         })
     }
 
@@ -172,17 +140,6 @@ impl SparseColumns {
     pub fn column(&self, j: usize) -> (&[u32], &[f32]) {
         let range = self.starts[j]..self.starts[j + 1];
         (&self.rows[range.clone()], &self.values[range])
-    }
-
-    /// Column `j`'s bit set of non-zero rows ([`SparseColumns::bitmaps`]' words) and its values
-    /// from the first, which may be read one past the column's last (the padding or the next
-    /// column's first).
-    fn column_bits(&self, j: usize) -> (&[u64], &[f32]) {
-        let per = self.nrows.div_ceil(WORD);
-        (
-            &self.bitmaps[j * per..(j + 1) * per],
-            &self.values[self.starts[j]..=self.starts[j + 1]],
-        )
     }
 
     /// A view of columns `start..start + len`.
@@ -229,27 +186,24 @@ fn count_nonzeros(x: &[f32]) -> usize {
     x.iter().map(|&v| (v != 0.0) as usize).sum()
 }
 
-/// Writes the non-zero entries of column `x` to `rows` (their positions) and `values`, and
-/// sets their bits in `bits` (zeroed, one word per [`WORD`] rows); returns how many entries.
-/// `rows` and `values` must have room for them.
-fn compress_column(x: &[f32], rows: &mut [u32], values: &mut [f32], bits: &mut [u64]) -> usize {
-    assert_eq!(bits.len(), x.len().div_ceil(WORD), "compress_column: bit set words");
+/// Writes the non-zero entries of column `x` to `rows` (their positions) and `values`; returns
+/// how many entries. `rows` and `values` must have room for them.
+fn compress_column(x: &[f32], rows: &mut [u32], values: &mut [f32]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F checked.
-        return unsafe { x86::compress_avx512(x, rows, values, bits) };
+        return unsafe { x86::compress_avx512(x, rows, values) };
     }
-    compress_column_scalar(x, rows, values, bits)
+    compress_column_scalar(x, rows, values)
 }
 
 /// [`compress_column`] without vector instructions.
-fn compress_column_scalar(x: &[f32], rows: &mut [u32], values: &mut [f32], bits: &mut [u64]) -> usize {
+fn compress_column_scalar(x: &[f32], rows: &mut [u32], values: &mut [f32]) -> usize {
     let mut at = 0;
     for (i, &v) in x.iter().enumerate() {
         if v != 0.0 {
             rows[at] = i as u32;
             values[at] = v;
-            bits[i / WORD] |= 1 << (i % WORD);
             at += 1;
         }
     }
@@ -290,13 +244,13 @@ impl<'a> SparseRef<'a> {
         }
     }
 
-    /// The view's column `j` as [`SparseColumns::column_bits`] gives it.
-    fn column_bits(&self, j: usize) -> (&'a [u64], &'a [f32]) {
+    /// Where the view's column `j` lies in the matrix's row and value arrays.
+    fn column_range(&self, j: usize) -> std::ops::Range<usize> {
         let j = match self.selection {
             Selection::Range(start) => start + j,
             Selection::Indices(idx) => idx[j],
         };
-        self.matrix.column_bits(j)
+        self.matrix.starts[j]..self.matrix.starts[j + 1]
     }
 
     /// Columns `start..start + len` of this view.
@@ -443,9 +397,9 @@ mod x86 {
     /// them.
     ///
     /// # Safety
-    /// AVX-512F; `bits` has one word per [`super::WORD`] rows.
+    /// AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn compress_avx512(x: &[f32], rows: &mut [u32], values: &mut [f32], bits: &mut [u64]) -> usize {
+    pub(super) unsafe fn compress_avx512(x: &[f32], rows: &mut [u32], values: &mut [f32]) -> usize {
         let room = rows.len().min(values.len());
         let mut at = 0usize;
         let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -465,8 +419,6 @@ mod x86 {
                 _mm512_mask_compressstoreu_epi32(rows.as_mut_ptr().add(at) as *mut i32, mask, index);
             }
             at += count;
-            // 16 divides WORD, so a block's bits sit inside one word.
-            bits[start / super::WORD] |= (mask as u64) << (start % super::WORD);
             index = _mm512_add_epi32(index, step);
         }
         at
@@ -475,39 +427,36 @@ mod x86 {
     thread_local! {
         /// `A` copied into 64-byte aligned columns, allocated on first use per thread and reused.
         static ALIGNED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        /// Per column of `B`, where its walk stands and where it ends (indices into the
+        /// matrix's row and value arrays); allocated on first use per thread and reused.
+        static CURSORS: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
-    /// Per panel of up to 128 rows of `C`, two columns of `C` at a time: one walk over the union
-    /// of the two columns' non-zero rows (their bit sets, OR-ed a word at a time), one load of
-    /// `A`'s column per row of the union feeding both columns' multiply-adds, each masked to its
-    /// own column's rows. A pair whose union is more than [`super::PAIR_UNION_MAX`] of its two
-    /// counts (little overlap: the masked-off work would outweigh the shared loads) walks as two
-    /// single columns, as does an odd last column. A whole column of `A` (400 B at 100 rows) is read
-    /// per row of a walk; MNIST's columns have 150 non-zeros on average and a pair's union 229
-    /// (digits share their central pixels), so pairs read 24 % fewer columns of `A`.
+    /// Bytes of `A` a block of its columns may take: most of a 48 KiB L1 data cache.
+    const BLOCK_BYTES: usize = 48 * 1024;
+    /// Columns of `B` ahead whose next row and value lines are prefetched.
+    const PREFETCH_AHEAD: usize = 8;
+
+    /// Per panel of up to 128 rows of `C`, per block of `A`'s columns (rows of `B`) that fits
+    /// in L1 ([`BLOCK_BYTES`]: 109 columns at 100 rows, 768 at 16), every column of `C` in
+    /// turn: its accumulators from `C` (or zero), one multiply-add of `A`'s column per
+    /// non-zero of `B`'s column inside the block, in increasing row order (the walk resumes
+    /// where the previous block left it), back to `C`. So each element is one chain over its
+    /// column's non-zeros in increasing order (module docs), stored and reloaded unchanged
+    /// between blocks.
     ///
-    /// Measured in session 10 against the kernel this one replaced (per 128-row panel, per
-    /// group of 32 columns, per block of 64 columns of `A` kept in L1, one column at a time
-    /// through an index of row segments), alternating the two builds, 1 thread, `A` 100 × 784:
-    /// - as training runs it (the batch's samples fresh from memory, two products per batch as
-    ///   an FF+DD step with P = 1 does; 196 random batches of 256 MNIST samples): 154–156 µs per
-    ///   product against 177–183; uniform random sparsity 0.19 (which walks singly): 172–177
-    ///   against 188–192. `insitu train --task mnist --width 100 --depth 3 --epochs 3`:
-    ///   FF+DD 0.486–0.531 s against 0.535–0.569, BP+DD 0.427–0.452 against 0.511–0.524, every
-    ///   number of the results the same; FF+DD with P = 8 (depth 1) the same time as before;
-    /// - the same batch multiplied again and again (hot in cache): slower, MNIST 122–124 µs
-    ///   against 116, and `cargo bench -p insitu-linalg --bench matmul -- first_layer::sparse`
-    ///   (uniform random samples) 132 against 123 at density 0.19 and 301 against 253 at 0.5
-    ///   (a density the training's sparse path never takes: it stops at 0.3).
-    ///
-    /// Tried: merging the two columns' row lists into one list per pair took 200 µs per batch
-    /// for the merge alone (a branch or a dependent load per entry); four columns at once (two
-    /// passes of 64 and 36 rows, for the registers) was slower than pairs; prefetching the next
-    /// row's column of `A` changed nothing, nor did a smaller `A` held in L1; blocking the walk
-    /// along `k` as the old kernel did (per word of the bit sets, 32 columns per group) was
-    /// slower except at density 0.5 (docs/performance.md, round 9). `A` is copied
-    /// into 64-byte aligned columns first (1.3× faster on a 100-row `A` for a batch of 256,
-    /// copy included).
+    /// Why blocks: a column of `A` is 448 B at 100 rows and every non-zero reads one; without
+    /// blocks they come from L2, whose ≈ 46 B per cycle on this machine bound a non-zero at
+    /// ≈ 9.7 cycles (a scratch program over prebuilt lists, uniform random sparsity 0.19,
+    /// `A` 100 × 784: 95 µs per 256 columns; the same with `A`'s reads confined to 8 columns
+    /// 56 µs, the 5-cycle chain of a multiply-add per non-zero). Why prefetches: a batch's
+    /// columns lie anywhere among 60,000 samples, and the hardware does not follow 256
+    /// interleaved streams. Measured in session 14 on MNIST training batches (256 random
+    /// samples of 60,000, two products per batch as an FF+DD step does, `A` copied to aligned
+    /// columns in both; 1 thread, µs per product, this kernel against session 10's, which
+    /// walked the union of two columns' bit sets over all of `A`): 10 rows 55–66 against
+    /// 85–89, 20 rows 61 against 66, 50 rows 73 against 94, 100 rows 94–104 against 133–145,
+    /// 128 rows 111 against 157–164; every result the same bits.
     ///
     /// # Safety
     /// AVX-512F; `a` and `c` have row stride 1 and the shapes [`super::matmul_sparse`] checked.
@@ -535,117 +484,118 @@ mod x86 {
                 unsafe { sparse_avx512(c, accum, aligned, b) }
             });
         }
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = (m - r0).min(PANEL_512);
-            let vectors = rows.div_ceil(16);
-            let tail = rows - 16 * (vectors - 1);
-            let tail_mask: __mmask16 = if tail == 16 { 0xFFFF } else { (1u16 << tail) - 1 };
-            let mut j = 0;
-            while j < n {
-                // SAFETY (pointer arithmetic): rows r0..r0+rows of the columns j < n of C lie
-                // inside the view.
-                let cj = unsafe { cp.offset(j as isize * ldc).add(r0) };
-                let first = b.column_bits(j);
-                macro_rules! dispatch {
-                    ($g:literal, $out:expr, $bits:expr, $values:expr; $($v:literal)*) => {
-                        match vectors {
-                            // SAFETY: `vectors` 16-lane vectors cover the panel's rows of the
-                            // output columns and of every column of A; the bit sets and values
-                            // are the columns' own (`column_bits`).
-                            $($v => unsafe {
-                                union_chain::<$g, $v>($out, $bits, $values, ap, lda, r0, tail_mask, accum)
-                            },)*
-                            _ => unreachable!("a panel has 1..=8 vectors"),
-                        }
+        CURSORS.with(|cursors| {
+            let mut cursors = cursors.borrow_mut();
+            let (rows_of_b, values_of_b) = (&b.matrix.rows[..], &b.matrix.values[..]);
+            let mut r0 = 0;
+            while r0 < m {
+                let rows = (m - r0).min(PANEL_512);
+                let vectors = rows.div_ceil(16);
+                let tail = rows - 16 * (vectors - 1);
+                let tail_mask: __mmask16 = if tail == 16 { 0xFFFF } else { (1u16 << tail) - 1 };
+                cursors.clear();
+                cursors.extend((0..n).map(|j| {
+                    let range = b.column_range(j);
+                    (range.start, range.end)
+                }));
+                let block = (BLOCK_BYTES / (64 * vectors)).max(1);
+                let mut k0 = 0;
+                while k0 < k {
+                    let walk = Walk {
+                        c: cp,
+                        ldc,
+                        a: ap,
+                        lda,
+                        r0,
+                        tail_mask,
+                        end_row: (k0 + block).min(k) as u32,
+                        from_c: k0 > 0 || accum == Accum::Add,
+                        rows: rows_of_b,
+                        values: values_of_b,
                     };
+                    macro_rules! dispatch {
+                        ($($v:literal)*) => {
+                            match vectors {
+                                // SAFETY: `vectors` 16-lane vectors cover the panel's rows of
+                                // C's columns and of every column of A (checked shapes); the
+                                // cursors index the view's own columns.
+                                $($v => unsafe { walk.columns::<$v>(&mut cursors) },)*
+                                _ => unreachable!("a panel has 1..=8 vectors"),
+                            }
+                        };
+                    }
+                    dispatch!(1 2 3 4 5 6 7 8);
+                    k0 += block;
                 }
-                // The next column, if there is one and the two overlap enough to walk as a pair.
-                let partner = (j + 1 < n)
-                    .then(|| b.column_bits(j + 1))
-                    .filter(|second| super::walks_as_pair(first.0, second.0));
-                if let Some(second) = partner {
-                    // SAFETY: column j + 1 < n of C, as above.
-                    let next = unsafe { cj.offset(ldc) };
-                    dispatch!(2, [cj, next], [first.0, second.0], [first.1, second.1]; 1 2 3 4 5 6 7 8);
-                    j += 2;
-                } else {
-                    dispatch!(1, [cj], [first.0], [first.1]; 1 2 3 4 5 6 7 8);
-                    j += 1;
-                }
+                r0 += rows;
             }
-            r0 += rows;
-        }
+        });
         _mm256_zeroupper();
     }
 
-    /// `G` columns' chains (1 or 2) over the union of their non-zero rows for `V` 16-lane
-    /// vectors of rows of `C`: start from `0` or from `out` (`accum`), and for each row `k` of
-    /// the union, in increasing order, load `A[r0.., k]` once and multiply-add it into each
-    /// column that has `k`, masked off in the others. So each element is exactly the one chain
-    /// of fused multiply-adds over its own column's non-zeros in increasing `k` (module docs):
-    /// a masked-off lane is not updated, so a zero is skipped, not added (which would turn an
-    /// infinite `A[i, k]` into a NaN, or a `−0` sum into `+0`).
-    ///
-    /// # Safety
-    /// AVX-512F; `out[g][..16V]` (the last vector masked by `tail_mask`) and the same rows of
-    /// column `k` of `A` (from `ap`, column stride `lda`, first row `r0`) for every row `k`
-    /// set in `bits[g]` are valid; `values[g]` holds one value per set bit plus one (read,
-    /// unused, after the last); every `bits[g]` has the same number of words.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn union_chain<const G: usize, const V: usize>(
-        out: [*mut f32; G],
-        bits: [&[u64]; G],
-        values: [&[f32]; G],
-        ap: *const f32,
+    /// One block of [`sparse_avx512`]'s walk: the non-zeros of rows below `end_row` of every
+    /// column, from where each column's cursor stands, for one panel of rows of `C`.
+    struct Walk<'b> {
+        c: *mut f32,
+        ldc: isize,
+        a: *const f32,
         lda: isize,
         r0: usize,
         tail_mask: __mmask16,
-        accum: Accum,
-    ) {
-        let mask = |v: usize| if v + 1 == V { tail_mask } else { 0xFFFF };
-        let mut acc = [[_mm512_setzero_ps(); V]; G];
-        if accum == Accum::Add {
-            for (column, slots) in out.iter().zip(acc.iter_mut()) {
-                for (v, slot) in slots.iter_mut().enumerate() {
-                    // SAFETY: as this function's.
-                    *slot = unsafe { _mm512_maskz_loadu_ps(mask(v), column.add(16 * v)) };
-                }
-            }
-        }
-        // Per column, the position of its next value.
-        let mut next = [0usize; G];
-        for word in 0..bits[0].len() {
-            let own: [u64; G] = std::array::from_fn(|g| bits[g][word]);
-            let mut union = own.iter().fold(0, |u, &w| u | w);
-            while union != 0 {
-                let bit = union.trailing_zeros() as usize;
-                union &= union - 1;
-                let row = super::WORD * word + bit;
-                // SAFETY: `row` is set in some column's bit set, so column `row` of A is valid.
-                let ak = unsafe { ap.offset(row as isize * lda).add(r0) };
-                let av: [__m512; V] =
-                    std::array::from_fn(|v| unsafe { _mm512_maskz_loadu_ps(mask(v), ak.add(16 * v)) });
-                for g in 0..G {
-                    let here = (own[g] >> bit) & 1;
-                    // This column's value at `row` if it has one, else its next value (unused).
-                    // SAFETY: `next[g]` counts the set bits of column g before `row`, at most
-                    // its number of values, and `values[g]` holds one more.
-                    let x = _mm512_set1_ps(unsafe { *values[g].get_unchecked(next[g]) });
-                    next[g] += here as usize;
-                    let lanes = (here as u16).wrapping_neg();
-                    for (slot, &a) in acc[g].iter_mut().zip(&av) {
-                        *slot = _mm512_mask3_fmadd_ps(a, x, *slot, lanes);
+        end_row: u32,
+        /// Start each column from `C` (a later block, or [`Accum::Add`]) rather than from 0.
+        from_c: bool,
+        rows: &'b [u32],
+        values: &'b [f32],
+    }
+
+    impl Walk<'_> {
+        /// # Safety
+        /// AVX-512F; `V` vectors from row `r0` of every column of `C` and of every column
+        /// of `A` a cursor reaches are valid (the last masked by `tail_mask`); each cursor
+        /// `(at, end)` lies inside `rows` and `values`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn columns<const V: usize>(&self, cursors: &mut [(usize, usize)]) {
+            let mask = |v: usize| if v + 1 == V { self.tail_mask } else { 0xFFFF };
+            let n = cursors.len();
+            for j in 0..n {
+                if j + PREFETCH_AHEAD < n {
+                    let at = cursors[j + PREFETCH_AHEAD].0;
+                    // Prefetches never fault; `wrapping_add` keeps the addresses' arithmetic
+                    // defined past the arrays' ends.
+                    for ahead in [0, 16] {
+                        _mm_prefetch::<_MM_HINT_T0>(self.rows.as_ptr().wrapping_add(at + ahead) as *const i8);
+                        _mm_prefetch::<_MM_HINT_T0>(self.values.as_ptr().wrapping_add(at + ahead) as *const i8);
                     }
                 }
-            }
-        }
-        for (column, slots) in out.iter().zip(&acc) {
-            for (v, slot) in slots.iter().enumerate() {
-                // SAFETY: as this function's.
-                unsafe { _mm512_mask_storeu_ps(column.add(16 * v), mask(v), *slot) };
+                // SAFETY (pointer arithmetic): rows r0.. of column j < n of C, in the view.
+                let out = unsafe { self.c.offset(j as isize * self.ldc).add(self.r0) };
+                let mut acc = [_mm512_setzero_ps(); V];
+                if self.from_c {
+                    for (v, slot) in acc.iter_mut().enumerate() {
+                        // SAFETY: as this function's.
+                        *slot = unsafe { _mm512_maskz_loadu_ps(mask(v), out.add(16 * v)) };
+                    }
+                }
+                let (mut at, end) = cursors[j];
+                // SAFETY: `at < end` lies inside `rows` and `values` (this function's
+                // contract), and a row of B is a column of A.
+                while at < end && unsafe { *self.rows.get_unchecked(at) } < self.end_row {
+                    let row = unsafe { *self.rows.get_unchecked(at) } as isize;
+                    let x = _mm512_set1_ps(unsafe { *self.values.get_unchecked(at) });
+                    let column = unsafe { self.a.offset(row * self.lda).add(self.r0) };
+                    for (v, slot) in acc.iter_mut().enumerate() {
+                        let a = unsafe { _mm512_maskz_loadu_ps(mask(v), column.add(16 * v)) };
+                        *slot = _mm512_fmadd_ps(a, x, *slot);
+                    }
+                    at += 1;
+                }
+                cursors[j].0 = at;
+                for (v, slot) in acc.iter().enumerate() {
+                    // SAFETY: as this function's.
+                    unsafe { _mm512_mask_storeu_ps(out.add(16 * v), mask(v), *slot) };
+                }
             }
         }
     }
@@ -778,18 +728,7 @@ mod tests {
         let transposed = d.transpose();
         let strided = SparseColumns::from_dense(MatRef::from(&transposed).t());
         for s in [&par, &strided] {
-            assert_eq!((&s.starts, &s.rows), (&plain.0, &plain.1));
-            assert_eq!((&s.values[..s.nnz()], s.values.len()), (&plain.2[..], s.nnz() + 1));
-            for j in [0, 511, 512, 1299] {
-                let (bits, values) = s.columns(j, 1).column_bits(0);
-                let set: Vec<u32> = (0..70u32)
-                    .filter(|&r| bits[r as usize / WORD] >> (r % 64) & 1 == 1)
-                    .collect();
-                assert_eq!(bits.len(), 2);
-                assert_eq!(set, &plain.1[plain.0[j]..plain.0[j + 1]]);
-                assert_eq!(&values[..set.len()], &plain.2[plain.0[j]..plain.0[j + 1]]);
-                assert_eq!(values.len(), set.len() + 1);
-            }
+            assert_eq!((&s.starts, &s.rows, &s.values), (&plain.0, &plain.1, &plain.2));
         }
         assert_eq!(par, strided);
         assert!(SparseColumns::from_dense_if_sparse(MatRef::from(&d), 0.1, Par::Seq).is_none());
@@ -881,80 +820,72 @@ mod tests {
         let mut column: Vec<f32> = sparse_random(200, 1, 0.4, 4).iter().copied().collect();
         column[7] = f32::NAN;
         column[8] = -0.0;
-        let words = 200usize.div_ceil(WORD);
-        let (mut r1, mut v1, mut s1) = (vec![0u32; 200], vec![0.0f32; 200], vec![0u64; words]);
-        let (mut r2, mut v2, mut s2) = (r1.clone(), v1.clone(), s1.clone());
-        let n1 = compress_column(&column, &mut r1, &mut v1, &mut s1);
-        let n2 = compress_column_scalar(&column, &mut r2, &mut v2, &mut s2);
-        assert_eq!(s1.iter().map(|w| w.count_ones() as usize).sum::<usize>(), n1);
+        let (mut r1, mut v1) = (vec![0u32; 200], vec![0.0f32; 200]);
+        let (mut r2, mut v2) = (r1.clone(), v1.clone());
+        let n1 = compress_column(&column, &mut r1, &mut v1);
+        let n2 = compress_column_scalar(&column, &mut r2, &mut v2);
         assert_eq!(n1, n2);
         assert_eq!(n1, column.iter().filter(|v| **v != 0.0).count());
-        assert_eq!((&r1[..n1], &s1), (&r2[..n2], &s2));
+        assert_eq!(&r1[..n1], &r2[..n2]);
         assert_eq!(format!("{:?}", &v1[..n1]), format!("{:?}", &v2[..n2]));
         assert_eq!(count_nonzeros(&column), n2);
     }
 
-    /// The AVX-512 kernel walks two columns over the union of their rows: each column must
-    /// still skip its own zeros (an infinite `A[i, k]` against a zero stays out, a `−0` in `C`
-    /// stays `−0`), whichever column it is paired with, when the pair is a column with itself,
-    /// when one column ends before the other (the matrix's last column, whose next value read
-    /// is the padding), for an odd last column, and for columns that walk singly.
+    /// The AVX-512 kernel walks `A`'s columns in blocks and each column of `B` resumes where
+    /// the previous block left it: every element must still be its own column's one chain,
+    /// bit for bit with the scalar loop, skipping its zeros (an infinite `A[i, k]` against a
+    /// zero stays out, a `−0` in `C` stays `−0`), for columns empty in some blocks or in all,
+    /// columns whose non-zeros sit on a block's first or last row, repeated columns, both
+    /// accumulation modes, and row counts that give 1 to 8 vectors per panel and two panels.
     #[test]
-    fn paired_columns_skip_each_others_zeros() {
-        let (m, k) = (37usize, 150usize);
-        let mut a = dense_random(m, k, 5);
-        a[(3, 20)] = f32::INFINITY;
-        a[(30, 140)] = f32::NEG_INFINITY;
-        // Column 0 meets both infinities; column 1 is column 0 without them (a pair, the
-        // infinities in column 0's rows only); column 2 is empty; column 4 (the last) has rows
-        // below 11 only, and column 3 has them and two more (a pair in which column 4 ends
-        // first); column 5 is unrelated to column 0 (the two walk singly).
-        let mut x = sparse_random(k, 6, 0.3, 6);
-        x[(20, 0)] = 0.5;
-        x[(140, 0)] = 0.25;
-        let column0: Vec<f32> = x.column(0).iter().copied().collect();
-        x.column_mut(1).copy_from_slice(&column0);
-        x[(20, 1)] = 0.0;
-        x[(140, 1)] = 0.0;
-        x.column_mut(2).fill(0.0);
-        for i in 11..k {
-            x[(i, 4)] = 0.0;
-        }
-        x[(10, 4)] = 1.0;
-        let column4: Vec<f32> = x.column(4).iter().copied().collect();
-        x.column_mut(3).copy_from_slice(&column4);
-        x[(100, 3)] = -2.0;
-        x[(149, 3)] = 3.0;
-        x.column_mut(5)
-            .copy_from_slice(&sparse_random(k, 1, 0.3, 7).iter().copied().collect::<Vec<_>>());
-        x[(20, 5)] = 0.0;
-        x[(140, 5)] = 0.0;
-        let s = SparseColumns::from_dense(MatRef::from(&x));
-        let pairs = |i: usize, j: usize| walks_as_pair(s.column_bits(i).0, s.column_bits(j).0);
-        assert!(pairs(0, 1) && pairs(4, 3) && pairs(1, 1) && !pairs(0, 5));
-        let bits = |c: &Mat| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        for idx in [
-            vec![0usize, 1, 2],
-            vec![1, 0, 4, 3, 5],
-            vec![4, 3],
-            vec![2, 2, 1],
-            vec![1, 1],
-            vec![4, 4, 4],
-            vec![0, 5, 5, 0],
-        ] {
-            for accum in [Accum::Replace, Accum::Add] {
-                let n = idx.len();
-                let mut fast = Mat::from_element(m, n, -0.0);
-                let mut slow = fast.clone();
-                matmul_sparse(MatMut::from(&mut fast), accum, MatRef::from(&a), s.select(&idx));
-                sparse_scalar(MatMut::from(&mut slow), accum, MatRef::from(&a), s.select(&idx));
-                assert_eq!(bits(&fast), bits(&slow), "{idx:?} {accum:?}");
-                for (j, &col) in idx.iter().enumerate() {
-                    let finite = fast.column(j).iter().all(|v| v.is_finite());
-                    assert_eq!(finite, col != 0, "{idx:?} {accum:?} column {j}");
-                    if col == 2 {
-                        let want = if accum == Accum::Add { (-0.0f32).to_bits() } else { 0 };
-                        assert!(fast.column(j).iter().all(|v| v.to_bits() == want), "{idx:?} {accum:?}");
+    fn blocked_walk_keeps_each_columns_chain() {
+        let k = 2000usize;
+        for m in [1usize, 16, 37, 100, 128, 200] {
+            let mut a = dense_random(m, k, 5 + m as u64);
+            a[(0, 20)] = f32::INFINITY;
+            a[(m - 1, 1500)] = f32::NEG_INFINITY;
+            // Column 0 meets both infinities; column 1 is column 0 without them; column 2 is
+            // empty; column 3 has one non-zero at each multiple of 96 and the row before it
+            // (block boundaries for every row count here), column 4 non-zeros in its last
+            // rows only.
+            let mut x = sparse_random(k, 5, 0.2, 6);
+            x[(20, 0)] = 0.5;
+            x[(1500, 0)] = 0.25;
+            let column0: Vec<f32> = x.column(0).iter().copied().collect();
+            x.column_mut(1).copy_from_slice(&column0);
+            x[(20, 1)] = 0.0;
+            x[(1500, 1)] = 0.0;
+            x.column_mut(2).fill(0.0);
+            x.column_mut(3).fill(0.0);
+            for r in (96..k).step_by(96) {
+                x[(r - 1, 3)] = 1.5;
+                x[(r, 3)] = -0.75;
+            }
+            x.column_mut(4).fill(0.0);
+            x[(k - 2, 4)] = 2.0;
+            x[(k - 1, 4)] = 3.0;
+            let s = SparseColumns::from_dense(MatRef::from(&x));
+            let bits = |c: &Mat| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            // 18 columns or more take the kernel with A copied to aligned columns; fewer, A in place.
+            let long: Vec<usize> = (0..20).map(|j| [0, 1, 2, 3, 4, 1, 3][j % 7]).collect();
+            for idx in [vec![0usize, 1, 2, 3, 4], vec![2, 2, 1], vec![4, 3, 4], long] {
+                for accum in [Accum::Replace, Accum::Add] {
+                    let n = idx.len();
+                    let mut fast = Mat::from_element(m, n, -0.0);
+                    let mut slow = fast.clone();
+                    matmul_sparse(MatMut::from(&mut fast), accum, MatRef::from(&a), s.select(&idx));
+                    sparse_scalar(MatMut::from(&mut slow), accum, MatRef::from(&a), s.select(&idx));
+                    assert_eq!(bits(&fast), bits(&slow), "m {m} {idx:?} {accum:?}");
+                    for (j, &col) in idx.iter().enumerate() {
+                        let finite = fast.column(j).iter().all(|v| v.is_finite());
+                        assert_eq!(finite, col != 0, "m {m} {idx:?} {accum:?} column {j}");
+                        if col == 2 {
+                            let want = if accum == Accum::Add { (-0.0f32).to_bits() } else { 0 };
+                            assert!(
+                                fast.column(j).iter().all(|v| v.to_bits() == want),
+                                "m {m} {idx:?} {accum:?}"
+                            );
+                        }
                     }
                 }
             }
