@@ -434,12 +434,15 @@ mod x86 {
 
     /// Bytes of `A` a block of its columns may take: most of a 48 KiB L1 data cache.
     const BLOCK_BYTES: usize = 48 * 1024;
+    /// Up to this many vectors per panel, columns are walked two at a time.
+    const PAIRED_VECTORS: usize = 2;
     /// Columns of `B` ahead whose next row and value lines are prefetched.
     const PREFETCH_AHEAD: usize = 8;
 
     /// Per panel of up to 128 rows of `C`, per block of `A`'s columns (rows of `B`) that fits
     /// in L1 ([`BLOCK_BYTES`]: 109 columns at 100 rows, 768 at 16), every column of `C` in
-    /// turn: its accumulators from `C` (or zero), one multiply-add of `A`'s column per
+    /// turn (two at a time in lockstep up to [`PAIRED_VECTORS`] vectors, where one column's
+    /// chain is latency-bound): its accumulators from `C` (or zero), one multiply-add of `A`'s column per
     /// non-zero of `B`'s column inside the block, in increasing row order (the walk resumes
     /// where the previous block left it), back to `C`. So each element is one chain over its
     /// column's non-zeros in increasing order (module docs), stored and reloaded unchanged
@@ -454,9 +457,9 @@ mod x86 {
     /// interleaved streams. Measured in session 14 on MNIST training batches (256 random
     /// samples of 60,000, two products per batch as an FF+DD step does, `A` copied to aligned
     /// columns in both; 1 thread, µs per product, this kernel against session 10's, which
-    /// walked the union of two columns' bit sets over all of `A`): 10 rows 55–66 against
-    /// 85–89, 20 rows 61 against 66, 50 rows 73 against 94, 100 rows 94–104 against 133–145,
-    /// 128 rows 111 against 157–164; every result the same bits.
+    /// walked the union of two columns' bit sets over all of `A`): 10 rows 51–53 against
+    /// 85–89, 20 rows 51 against 66, 50 rows 71–73 against 94, 100 rows 94–104 against
+    /// 133–145, 128 rows 107–111 against 157–164; every result the same bits.
     ///
     /// # Safety
     /// AVX-512F; `a` and `c` have row stride 1 and the shapes [`super::matmul_sparse`] checked.
@@ -553,48 +556,130 @@ mod x86 {
         /// # Safety
         /// AVX-512F; `V` vectors from row `r0` of every column of `C` and of every column
         /// of `A` a cursor reaches are valid (the last masked by `tail_mask`); each cursor
-        /// `(at, end)` lies inside `rows` and `values`.
+        /// `(at, end)` lies inside `rows` and `values`. The same for every method below.
         #[target_feature(enable = "avx512f")]
         #[inline]
         unsafe fn columns<const V: usize>(&self, cursors: &mut [(usize, usize)]) {
-            let mask = |v: usize| if v + 1 == V { self.tail_mask } else { 0xFFFF };
             let n = cursors.len();
-            for j in 0..n {
-                if j + PREFETCH_AHEAD < n {
-                    let at = cursors[j + PREFETCH_AHEAD].0;
-                    // Prefetches never fault; `wrapping_add` keeps the addresses' arithmetic
-                    // defined past the arrays' ends.
-                    for ahead in [0, 16] {
-                        _mm_prefetch::<_MM_HINT_T0>(self.rows.as_ptr().wrapping_add(at + ahead) as *const i8);
-                        _mm_prefetch::<_MM_HINT_T0>(self.values.as_ptr().wrapping_add(at + ahead) as *const i8);
+            // With one or two vectors a column's chain (one multiply-add per vector and
+            // non-zero, 5 cycles each) leaves the FMA pipes idle: two columns in lockstep
+            // fill them (10 rows 50–54 µs per MNIST product against 62, 20 rows 49–52
+            // against 65; no gain at 50 rows).
+            let paired = if V <= PAIRED_VECTORS { n / 2 * 2 } else { 0 };
+            for j in (0..paired).step_by(2) {
+                // SAFETY: as this function's.
+                unsafe {
+                    self.prefetch(cursors, j);
+                    self.prefetch(cursors, j + 1);
+                    let mut acc = [self.start::<V>(j), self.start::<V>(j + 1)];
+                    let mut at = [cursors[j].0, cursors[j + 1].0];
+                    let end = [cursors[j].1, cursors[j + 1].1];
+                    while self.inside(at[0], end[0]) && self.inside(at[1], end[1]) {
+                        let [first, second] = &mut acc;
+                        self.multiply_add(first, at[0]);
+                        self.multiply_add(second, at[1]);
+                        at[0] += 1;
+                        at[1] += 1;
                     }
+                    self.finish(cursors, j, &mut acc[0], at[0]);
+                    self.finish(cursors, j + 1, &mut acc[1], at[1]);
                 }
-                // SAFETY (pointer arithmetic): rows r0.. of column j < n of C, in the view.
-                let out = unsafe { self.c.offset(j as isize * self.ldc).add(self.r0) };
-                let mut acc = [_mm512_setzero_ps(); V];
+            }
+            for j in paired..n {
+                // SAFETY: as this function's.
+                unsafe {
+                    self.prefetch(cursors, j);
+                    let mut acc = self.start::<V>(j);
+                    self.finish(cursors, j, &mut acc, cursors[j].0);
+                }
+            }
+        }
+
+        /// The lane mask of vector `v` of `V`.
+        fn mask<const V: usize>(&self, v: usize) -> __mmask16 {
+            if v + 1 == V {
+                self.tail_mask
+            } else {
+                0xFFFF
+            }
+        }
+
+        /// Rows `r0..` of column `j` of `C`.
+        fn out(&self, j: usize) -> *mut f32 {
+            self.c.wrapping_offset(j as isize * self.ldc).wrapping_add(self.r0)
+        }
+
+        /// Column `j`'s accumulators at the start of the block: `C`'s values or zero.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn start<const V: usize>(&self, j: usize) -> [__m512; V] {
+            let out = self.out(j);
+            std::array::from_fn(|v| {
                 if self.from_c {
-                    for (v, slot) in acc.iter_mut().enumerate() {
-                        // SAFETY: as this function's.
-                        *slot = unsafe { _mm512_maskz_loadu_ps(mask(v), out.add(16 * v)) };
-                    }
+                    // SAFETY: as [`Walk::columns`].
+                    unsafe { _mm512_maskz_loadu_ps(self.mask::<V>(v), out.add(16 * v)) }
+                } else {
+                    _mm512_setzero_ps()
                 }
-                let (mut at, end) = cursors[j];
-                // SAFETY: `at < end` lies inside `rows` and `values` (this function's
-                // contract), and a row of B is a column of A.
-                while at < end && unsafe { *self.rows.get_unchecked(at) } < self.end_row {
-                    let row = unsafe { *self.rows.get_unchecked(at) } as isize;
-                    let x = _mm512_set1_ps(unsafe { *self.values.get_unchecked(at) });
-                    let column = unsafe { self.a.offset(row * self.lda).add(self.r0) };
-                    for (v, slot) in acc.iter_mut().enumerate() {
-                        let a = unsafe { _mm512_maskz_loadu_ps(mask(v), column.add(16 * v)) };
-                        *slot = _mm512_fmadd_ps(a, x, *slot);
-                    }
-                    at += 1;
+            })
+        }
+
+        /// Whether entry `at` of a column ending at `end` belongs to this block.
+        #[inline]
+        fn inside(&self, at: usize, end: usize) -> bool {
+            at < end && self.rows[at] < self.end_row
+        }
+
+        /// `acc += A[r0.., row] · value` for entry `at`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn multiply_add<const V: usize>(&self, acc: &mut [__m512; V], at: usize) {
+            // SAFETY: `at` lies inside the arrays and its row is a column of A ([`Walk::columns`]).
+            unsafe {
+                let row = *self.rows.get_unchecked(at) as isize;
+                let x = _mm512_set1_ps(*self.values.get_unchecked(at));
+                let column = self.a.offset(row * self.lda).add(self.r0);
+                for (v, slot) in acc.iter_mut().enumerate() {
+                    let a = _mm512_maskz_loadu_ps(self.mask::<V>(v), column.add(16 * v));
+                    *slot = _mm512_fmadd_ps(a, x, *slot);
                 }
-                cursors[j].0 = at;
-                for (v, slot) in acc.iter().enumerate() {
-                    // SAFETY: as this function's.
-                    unsafe { _mm512_mask_storeu_ps(out.add(16 * v), mask(v), *slot) };
+            }
+        }
+
+        /// Column `j`'s remaining entries of this block from `at`; its cursor left after them
+        /// and its accumulators stored to `C`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn finish<const V: usize>(
+            &self,
+            cursors: &mut [(usize, usize)],
+            j: usize,
+            acc: &mut [__m512; V],
+            mut at: usize,
+        ) {
+            while self.inside(at, cursors[j].1) {
+                // SAFETY: as [`Walk::columns`].
+                unsafe { self.multiply_add(acc, at) };
+                at += 1;
+            }
+            cursors[j].0 = at;
+            let out = self.out(j);
+            for (v, slot) in acc.iter().enumerate() {
+                // SAFETY: as [`Walk::columns`].
+                unsafe { _mm512_mask_storeu_ps(out.add(16 * v), self.mask::<V>(v), *slot) };
+            }
+        }
+
+        /// Prefetches the next row and value lines of the column [`PREFETCH_AHEAD`] after
+        /// `j`. Prefetches never fault; `wrapping_add` keeps the addresses' arithmetic
+        /// defined past the arrays' ends.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        fn prefetch(&self, cursors: &[(usize, usize)], j: usize) {
+            if let Some(&(at, _)) = cursors.get(j + PREFETCH_AHEAD) {
+                for ahead in [0, 16] {
+                    _mm_prefetch::<_MM_HINT_T0>(self.rows.as_ptr().wrapping_add(at + ahead) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(self.values.as_ptr().wrapping_add(at + ahead) as *const i8);
                 }
             }
         }
@@ -840,7 +925,7 @@ mod tests {
     #[test]
     fn blocked_walk_keeps_each_columns_chain() {
         let k = 2000usize;
-        for m in [1usize, 16, 37, 100, 128, 200] {
+        for m in [1usize, 16, 30, 37, 100, 128, 200] {
             let mut a = dense_random(m, k, 5 + m as u64);
             a[(0, 20)] = f32::INFINITY;
             a[(m - 1, 1500)] = f32::NEG_INFINITY;
