@@ -238,10 +238,8 @@ impl<'a> SparseRef<'a> {
     /// The view's column `j`: non-zero rows and values.
     pub fn column(&self, j: usize) -> (&'a [u32], &'a [f32]) {
         assert!(j < self.len, "SparseRef::column: {j} of {}", self.len);
-        match self.selection {
-            Selection::Range(start) => self.matrix.column(start + j),
-            Selection::Indices(idx) => self.matrix.column(idx[j]),
-        }
+        let range = self.column_range(j);
+        (&self.matrix.rows[range.clone()], &self.matrix.values[range])
     }
 
     /// Where the view's column `j` lies in the matrix's row and value arrays.
@@ -951,7 +949,7 @@ mod tests {
             x[(k - 1, 4)] = 3.0;
             let s = SparseColumns::from_dense(MatRef::from(&x));
             let bits = |c: &Mat| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            // 18 columns or more take the kernel with A copied to aligned columns; fewer, A in place.
+            // 16 columns or more take the kernel with A copied to aligned columns; fewer, A in place.
             let long: Vec<usize> = (0..20).map(|j| [0, 1, 2, 3, 4, 1, 3][j % 7]).collect();
             for idx in [vec![0usize, 1, 2, 3, 4], vec![2, 2, 1], vec![4, 3, 4], long] {
                 for accum in [Accum::Replace, Accum::Add] {
