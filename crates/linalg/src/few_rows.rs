@@ -283,8 +283,9 @@ unsafe fn pack_groups_avx512(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))] // the kernel uses `Fastest`; tests force the others
 enum Packing {
-    /// Masked loads when `A`'s rows are contiguous, else a gather when the offsets fit in
-    /// i32, else scalar reads.
+    /// Masked loads of rows when `A`'s rows are contiguous; masked loads of columns
+    /// interleaved by permutes ([`pack_groups_from_columns`]) when its columns are and
+    /// `g < 16`; else a gather when the offsets fit in i32; else scalar reads.
     Fastest,
     /// A gather (when the offsets fit), never masked loads.
     Gather,
@@ -329,6 +330,17 @@ unsafe fn pack_groups_by(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v: us
             }
         }
         return;
+    }
+    if rs == 1 && how == Packing::Fastest {
+        // Columns contiguous (a layer's `W` or `V`, column-major): one masked load per column
+        // and permutes, no gather (a gather per vector took 10 % of a (10 × 100)·(100 × 256)
+        // product; docs/performance.md, round 14).
+        match g {
+            // SAFETY: as this function's; g is 4 or 8.
+            4 => return unsafe { pack_groups_from_columns::<4>(a, packed, v) },
+            8 => return unsafe { pack_groups_from_columns::<8>(a, packed, v) },
+            _ => {}
+        }
     }
     // The gather's offsets (lane g·i + e: element (i, e) of a register), the same for every
     // vector; none when they do not fit its i32 offsets.
@@ -375,11 +387,131 @@ unsafe fn pack_groups_by(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v: us
     }
 }
 
+/// [`pack_groups_by`]'s path for `A` with contiguous columns (row stride 1): per group `q`,
+/// `G` columns of `A` as `G` registers (one masked load each: rows in lanes, zero past the
+/// last row; zero registers past the last `k`), then `log₂ G` rounds of two-source permutes
+/// that each merge pairs of neighbouring column sets. After round `L`, register `(m, t)`
+/// holds columns `m·2^L..(m + 1)·2^L` of the group and the `16/2^L` rows of block `t`, lane
+/// `2^L·r + c` = row `t·16/2^L + r`, column `m·2^L + c`; after the last round (`2^L = G`)
+/// register `(0, u)` is vector `(q, u)` of the packed layout. For 10 rows and `G = 8`:
+/// 8 masked loads and 8 + 6 + 5 permutes per group, where the gather path takes 5 gathers.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `G` is 4 or 8; `A` has row stride 1 and at most
+/// [`MAX_ROWS`] rows; `v·16/G ≥ rows`; `packed` is 64-byte aligned and holds `⌈k/G⌉·v·16`
+/// values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_groups_from_columns<const G: usize>(a: MatRef<'_, f32>, packed: &mut [f32], v: usize) {
+    use std::arch::x86_64::*;
+    let (rows, k) = (a.nrows(), a.ncols());
+    assert!(
+        (G == 4 || G == 8)
+            && a.row_stride() == 1
+            && rows <= MAX_ROWS
+            && v == rows.div_ceil(LANES / G)
+            && v <= MERGED_BLOCKS[G.trailing_zeros() as usize]
+            && packed.len() >= k.div_ceil(G) * v * LANES,
+        "packed groups from columns"
+    );
+    let row_mask = ((1u32 << rows) - 1) as __mmask16;
+    // SAFETY: each row of MERGE_INDEX holds 16 i32s.
+    let index: [__m512i; 6] = std::array::from_fn(|i| unsafe { _mm512_loadu_si512(MERGE_INDEX[i].as_ptr().cast()) });
+    let cs = a.col_stride();
+    for q in 0..k.div_ceil(G) {
+        let columns: [__m512; 8] = std::array::from_fn(|e| {
+            let p = G * q + e;
+            if e < G && p < k {
+                // SAFETY: column p's `rows` values are contiguous and in the view; the other
+                // lanes are masked off and not read.
+                unsafe { _mm512_maskz_loadu_ps(row_mask, a.as_ptr().wrapping_offset(p as isize * cs)) }
+            } else {
+                _mm512_setzero_ps()
+            }
+        });
+        // Every round at its most blocks (rows ≤ 12), so that all indices are constants and the
+        // registers stay registers; blocks past the rows are zero and cost a permute each.
+        let pairs = merge_round::<1, 2>(&columns, &index[0..2], G / 2);
+        let quads = merge_round::<2, 3>(&pairs, &index[2..4], G / 4);
+        let packed_group = if G == 8 { merge_round::<3, 6>(&quads, &index[4..6], 1) } else { quads };
+        for (u, reg) in packed_group.iter().enumerate().take(v) {
+            // SAFETY: vector (q, u) of `packed` is in bounds and 64-byte aligned.
+            unsafe { _mm512_store_ps(packed.as_mut_ptr().add((q * v + u) * LANES), *reg) };
+        }
+    }
+}
+
+/// Blocks of rows per column set after each round of [`pack_groups_from_columns`] at most
+/// ([`MAX_ROWS`] = 12 rows): `⌈12 / (16/2^L)⌉`.
+#[cfg(target_arch = "x86_64")]
+const MERGED_BLOCKS: [usize; 4] = [1, 2, 3, 6];
+
+/// The permutes' indices of [`pack_groups_from_columns`], row `2(L − 1) + half` for round `L`:
+/// block `t` of a merged set comes from block `t / 2` of the two sets it merges, `half = t % 2`
+/// picks which half of that block's rows. Lane `2^L·r + c` reads lane
+/// `2^(L−1)·(half·16/2^L + r) + c` of the first set (`c < 2^(L−1)`), or lane
+/// `2^(L−1)·(half·16/2^L + r) + c − 2^(L−1)` of the second (16 added: `permutex2var`'s second
+/// source).
+#[cfg(target_arch = "x86_64")]
+const MERGE_INDEX: [[i32; LANES]; 6] = {
+    let mut index = [[0i32; LANES]; 6];
+    let mut row = 0;
+    while row < 6 {
+        let (level, half) = (row / 2 + 1, row % 2);
+        let (width, block_rows) = (1usize << level, LANES >> level);
+        let mut lane = 0;
+        while lane < LANES {
+            let (r, c) = (lane / width, lane % width);
+            let parent_row = half * block_rows + r;
+            let (source, column) = if c < width / 2 { (0, c) } else { (LANES, c - width / 2) };
+            index[row][lane] = (source + (width / 2) * parent_row + column) as i32;
+            lane += 1;
+        }
+        row += 1;
+    }
+    index
+};
+
+/// One round `L` of [`pack_groups_from_columns`]: `sets` column sets of `BLOCKS` blocks (`L`'s
+/// widest) from `2·sets` sets of `MERGED_BLOCKS[L − 1]` blocks (`parents`, set-major).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn merge_round<const L: usize, const BLOCKS: usize>(
+    parents: &[std::arch::x86_64::__m512],
+    index: &[std::arch::x86_64::__m512i],
+    sets: usize,
+) -> [std::arch::x86_64::__m512; 8] {
+    use std::arch::x86_64::*;
+    let parent_blocks = MERGED_BLOCKS[L - 1];
+    std::array::from_fn(|i| {
+        let (m, t) = (i / BLOCKS, i % BLOCKS);
+        if m < sets {
+            let first = parents[2 * m * parent_blocks + t / 2];
+            let second = parents[(2 * m + 1) * parent_blocks + t / 2];
+            _mm512_permutex2var_ps(first, index[t % 2], second)
+        } else {
+            _mm512_setzero_ps()
+        }
+    })
+}
+
 /// The first values of `B`'s columns `j..j + J` for one pass of a kernel; past the `valid`
 /// columns left, the last one again (computed and never stored), so that every pass runs the
-/// same straight-line code.
+/// same straight-line code. Pointer arithmetic in a plain loop, inlined: as a call to
+/// `array::from_fn` over `column_slice` it took 14 % of a (10 × 10)·(10 × 256) product.
+///
+/// # Panics
+/// If `valid` is 0 or columns `j..j + valid` are not all in `b`.
+#[inline(always)]
 fn pass_columns<const J: usize>(b: MatRef<'_, f32>, j: usize, valid: usize) -> [*const f32; J] {
-    std::array::from_fn(|t| b.column_slice(j + t.min(valid - 1)).as_ptr())
+    assert!(valid >= 1 && j + valid <= b.ncols(), "pass columns");
+    let mut columns = [b.as_ptr(); J];
+    for (t, column) in columns.iter_mut().enumerate() {
+        // Column j + min(t, valid − 1) of the view: in bounds by the assertion.
+        *column = b.as_ptr().wrapping_offset((j + t.min(valid - 1)) as isize * b.col_stride());
+    }
+    columns
 }
 
 /// The kernel for `B` with contiguous columns, `k ≥ 16` and 1 to 12 rows: each register holds
@@ -696,8 +828,10 @@ mod tests {
     use super::{aligned, group_shape, pack_groups_by, sum_quads, Packing, LANES};
     use crate::{Mat, MatRef};
 
-    /// The three ways of packing `A` (masked loads of contiguous rows, a gather, scalar reads:
-    /// the path for strides beyond i32 offsets, which no test could otherwise reach) give the
+    /// The ways of packing `A` (masked loads of contiguous rows; masked loads of contiguous
+    /// columns and permutes, `Fastest` on the column-major view for `g` = 4 and 8; a gather;
+    /// scalar reads: the path for strides beyond i32 offsets, which no test could otherwise
+    /// reach) give the
     /// same vectors, and those are the documented layout: lane `g·i + e` of vector (q, u) is
     /// `A[(16/g)·u + i, g·q + e]`, zero past the last row or `k`.
     #[test]

@@ -569,6 +569,7 @@ impl<'a, T: GemmScalar> MatMut<'a, T> {
     ///
     /// # Panics
     /// If `(i, j)` is outside the view.
+    #[inline]
     pub(crate) fn get_mut_internal(&mut self, i: usize, j: usize) -> &mut T {
         assert!(i < self.rows && j < self.cols);
         // SAFETY: in bounds by the assertion; the view borrows its elements exclusively.
