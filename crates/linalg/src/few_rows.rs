@@ -264,8 +264,10 @@ unsafe fn few_rows_row_major_b_avx512<const R: usize>(
 /// `packed ← A` for [`groups_avx512`] with `G = g` consecutive `k` per row and `V = v`
 /// registers of `16/g` rows: for each group `q` of `g` values of `k` and each register `u`,
 /// one 64-byte-aligned vector at `packed[(q·v + u)·16..]` whose lane `g·i + e` is
-/// `A[(16/g)·u + i, g·q + e]`, zero past the last row or the last `k`. One masked load per
-/// row when `A`'s rows are contiguous, one gather per vector otherwise.
+/// `A[(16/g)·u + i, g·q + e]`, zero past the last row or the last `k`. Plain loads of rows
+/// when `A`'s rows are contiguous ([`pack_groups_from_rows`]), masked loads of columns and
+/// permutes when its columns are and `g < 16` ([`pack_groups_from_columns`]), one gather per
+/// vector otherwise.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and AVX-512VL; `g` is 4, 8 or 16 and `v·16/g ≥ rows`;
@@ -494,7 +496,11 @@ unsafe fn pack_groups_from_columns<const G: usize>(a: MatRef<'_, f32>, packed: &
         // registers stay registers; blocks past the rows are zero and cost a permute each.
         let pairs = merge_round::<1, 2>(&columns, &index[0..2], G / 2);
         let quads = merge_round::<2, 3>(&pairs, &index[2..4], G / 4);
-        let packed_group = if G == 8 { merge_round::<3, 6>(&quads, &index[4..6], 1) } else { quads };
+        let packed_group = if G == 8 {
+            merge_round::<3, 6>(&quads, &index[4..6], 1)
+        } else {
+            quads
+        };
         for (u, reg) in packed_group.iter().enumerate().take(v) {
             // SAFETY: vector (q, u) of `packed` is in bounds and 64-byte aligned.
             unsafe { _mm512_store_ps(packed.as_mut_ptr().add((q * v + u) * LANES), *reg) };
@@ -570,7 +576,9 @@ fn pass_columns<const J: usize>(b: MatRef<'_, f32>, j: usize, valid: usize) -> [
     let mut columns = [b.as_ptr(); J];
     for (t, column) in columns.iter_mut().enumerate() {
         // Column j + min(t, valid − 1) of the view: in bounds by the assertion.
-        *column = b.as_ptr().wrapping_offset((j + t.min(valid - 1)) as isize * b.col_stride());
+        *column = b
+            .as_ptr()
+            .wrapping_offset((j + t.min(valid - 1)) as isize * b.col_stride());
     }
     columns
 }
@@ -902,12 +910,12 @@ mod tests {
     use super::{aligned, group_shape, pack_groups_by, sum_quads, Packing, LANES};
     use crate::{Mat, MatRef};
 
-    /// The ways of packing `A` (masked loads of contiguous rows; masked loads of contiguous
-    /// columns and permutes, `Fastest` on the column-major view for `g` = 4 and 8; a gather;
-    /// scalar reads: the path for strides beyond i32 offsets, which no test could otherwise
-    /// reach) give the
-    /// same vectors, and those are the documented layout: lane `g·i + e` of vector (q, u) is
-    /// `A[(16/g)·u + i, g·q + e]`, zero past the last row or `k`.
+    /// The ways of packing `A` (loads of contiguous rows, `Fastest` on the transposed view;
+    /// masked loads of contiguous columns and permutes, `Fastest` on the column-major view for
+    /// `g` = 4 and 8; a gather; scalar reads: the path for strides beyond i32 offsets, which no
+    /// test could otherwise reach) give the same vectors, and those are the documented layout:
+    /// lane `g·i + e` of vector (q, u) is `A[(16/g)·u + i, g·q + e]`, zero past the last row or
+    /// `k`.
     #[test]
     fn every_packing_path_gives_the_documented_layout() {
         if !std::arch::is_x86_feature_detected!("avx512f") || !std::arch::is_x86_feature_detected!("avx512vl") {
