@@ -1,0 +1,78 @@
+//! A measurement probe for the few-row kernels (`few_rows.rs`; docs/performance.md, round 14):
+//! the narrow products of FFzero's MLPs, with `A` stored by columns (a layer's `W` or `V`) and
+//! by rows (the transposed prototypes `Ξᵀ` of the goodness projections), `B` and `C`
+//! column-major as the trainers keep them.
+//!
+//! It times, at 1 thread, the fastest of 3,000 calls (after 20 warm-up calls) of each shape
+//! `C (m × n) = A (m × k) · B (k × n)` through [`insitu_linalg::matmul`], and prints µs per
+//! call and the fraction of one core's FMA peak (measured first, as `cargo xtask bench`
+//! does). Round 14's before/after numbers come from this loop, run with each binary.
+//!
+//! `cargo run --release -p insitu-linalg --example few_rows_probe`
+
+use std::time::Instant;
+
+use insitu_linalg::{fma_peak_gflops, matmul, Accum, MatMut, MatRef, Par};
+
+/// `(m, k, n)`: the 10-output layer and the goodness projections at width 100 (256 samples,
+/// and FF+DD's 128-sample blocks), the 10-output layer on 784 inputs, the 4 rows a 100-row
+/// layer leaves to this kernel, a width-10 hidden layer, a regression's 1 output.
+const SHAPES: [(usize, usize, usize); 6] = [
+    (10, 100, 256),
+    (10, 100, 128),
+    (10, 784, 256),
+    (4, 100, 256),
+    (10, 10, 256),
+    (1, 100, 256),
+];
+
+/// Fastest seconds of one call of `f`.
+fn fastest(mut f: impl FnMut()) -> f64 {
+    for _ in 0..20 {
+        f();
+    }
+    (0..3000)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let Some(peak) = fma_peak_gflops() else {
+        println!("no AVX-512F: faer computes every row; nothing to probe");
+        return;
+    };
+    println!("FMA peak {peak:.0} GFLOP/s (1 core); fastest of 3,000 calls");
+    println!("| (m, k, n) | A stored by | µs | of peak |");
+    println!("|---|---|---|---|");
+    for (m, k, n) in SHAPES {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 131 + 1) % 97) as f32 / 97.0 - 0.5).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 17 + 3) % 97) as f32 / 97.0 - 0.5).collect();
+        let mut c = vec![0f32; m * n];
+        let flops = 2.0 * (m * k * n) as f64;
+        for (stored, a_view) in [
+            ("columns", MatRef::from_col_major(&a, m, k)),
+            ("rows", MatRef::from_row_major(&a, m, k)),
+        ] {
+            let seconds = fastest(|| {
+                matmul(
+                    MatMut::from_col_major(&mut c, m, n),
+                    Accum::Replace,
+                    a_view,
+                    MatRef::from_col_major(&b, k, n),
+                    1.0,
+                    Par::Seq,
+                );
+                std::hint::black_box(&c);
+            });
+            println!(
+                "| ({m}, {k}, {n}) | {stored} | {:.2} | {:.0} % |",
+                seconds * 1e6,
+                flops / seconds / 1e9 / peak * 100.0
+            );
+        }
+    }
+}
