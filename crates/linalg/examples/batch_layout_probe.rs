@@ -15,7 +15,8 @@
 //!
 //! `cargo run --release -p insitu-linalg --example batch_layout_probe`
 
-use std::time::Instant;
+#[path = "common/timing.rs"]
+mod timing;
 
 use insitu_linalg::{fma_peak_gflops, matmul, padded_row_stride, Accum, MatMut, MatRef, Par};
 
@@ -90,13 +91,6 @@ fn product(c: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
 }
 
 /// Fastest of 1,000 calls after one warm-up call, in seconds.
-fn fastest(mut f: impl FnMut()) -> f64 {
-    f();
-    (0..1000)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
+fn fastest(f: impl FnMut()) -> f64 {
+    timing::fastest(1000, 1, f)
 }

@@ -10,7 +10,8 @@
 //!
 //! `cargo run --release -p insitu-linalg --example few_rows_probe`
 
-use std::time::Instant;
+#[path = "common/timing.rs"]
+mod timing;
 
 use insitu_linalg::{fma_peak_gflops, matmul, Accum, MatMut, MatRef, Par};
 
@@ -25,20 +26,6 @@ const SHAPES: [(usize, usize, usize); 6] = [
     (10, 10, 256),
     (1, 100, 256),
 ];
-
-/// Fastest seconds of one call of `f`.
-fn fastest(mut f: impl FnMut()) -> f64 {
-    for _ in 0..20 {
-        f();
-    }
-    (0..3000)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn main() {
     let Some(peak) = fma_peak_gflops() else {
@@ -57,7 +44,7 @@ fn main() {
             ("columns", MatRef::from_col_major(&a, m, k)),
             ("rows", MatRef::from_row_major(&a, m, k)),
         ] {
-            let seconds = fastest(|| {
+            let seconds = timing::fastest(3000, 20, || {
                 matmul(
                     MatMut::from_col_major(&mut c, m, n),
                     Accum::Replace,
