@@ -285,7 +285,7 @@ unsafe fn pack_groups_avx512(a: MatRef<'_, f32>, packed: &mut [f32], g: usize, v
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))] // the kernel uses `Fastest`; tests force the others
 enum Packing {
-    /// Masked loads of rows when `A`'s rows are contiguous; masked loads of columns
+    /// Loads of rows when `A`'s rows are contiguous; masked loads of columns
     /// interleaved by permutes ([`pack_groups_from_columns`]) when its columns are and
     /// `g < 16`; else a gather when the offsets fit in i32; else scalar reads.
     Fastest,
@@ -494,10 +494,10 @@ unsafe fn pack_groups_from_columns<const G: usize>(a: MatRef<'_, f32>, packed: &
         });
         // Every round at its most blocks (rows ≤ 12), so that all indices are constants and the
         // registers stay registers; blocks past the rows are zero and cost a permute each.
-        let pairs = merge_round::<1, 2>(&columns, &index[0..2], G / 2);
-        let quads = merge_round::<2, 3>(&pairs, &index[2..4], G / 4);
+        let pairs = merge_round::<1>(&columns, &index, G / 2);
+        let quads = merge_round::<2>(&pairs, &index, G / 4);
         let packed_group = if G == 8 {
-            merge_round::<3, 6>(&quads, &index[4..6], 1)
+            merge_round::<3>(&quads, &index, 1)
         } else {
             quads
         };
@@ -539,24 +539,25 @@ const MERGE_INDEX: [[i32; LANES]; 6] = {
     index
 };
 
-/// One round `L` of [`pack_groups_from_columns`]: `sets` column sets of `BLOCKS` blocks (`L`'s
-/// widest) from `2·sets` sets of `MERGED_BLOCKS[L − 1]` blocks (`parents`, set-major).
+/// One round `L` of [`pack_groups_from_columns`]: `sets` column sets of `MERGED_BLOCKS[L]`
+/// blocks from `2·sets` sets of `MERGED_BLOCKS[L − 1]` blocks (`parents`, set-major), with
+/// rows `2(L − 1)` and `2L − 1` of [`MERGE_INDEX`] (`index`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn merge_round<const L: usize, const BLOCKS: usize>(
+fn merge_round<const L: usize>(
     parents: &[std::arch::x86_64::__m512],
-    index: &[std::arch::x86_64::__m512i],
+    index: &[std::arch::x86_64::__m512i; 6],
     sets: usize,
 ) -> [std::arch::x86_64::__m512; 8] {
     use std::arch::x86_64::*;
-    let parent_blocks = MERGED_BLOCKS[L - 1];
+    let (blocks, parent_blocks) = (MERGED_BLOCKS[L], MERGED_BLOCKS[L - 1]);
     std::array::from_fn(|i| {
-        let (m, t) = (i / BLOCKS, i % BLOCKS);
+        let (m, t) = (i / blocks, i % blocks);
         if m < sets {
             let first = parents[2 * m * parent_blocks + t / 2];
             let second = parents[(2 * m + 1) * parent_blocks + t / 2];
-            _mm512_permutex2var_ps(first, index[t % 2], second)
+            _mm512_permutex2var_ps(first, index[2 * (L - 1) + t % 2], second)
         } else {
             _mm512_setzero_ps()
         }
@@ -818,9 +819,10 @@ unsafe fn lanes_avx512<const K: usize>(
     let (rows, n) = (a.nrows(), b.ncols());
     assert!(rows <= LANES && a.ncols() == K && b.nrows() == K, "rows in lanes");
     let row_mask = ((1u32 << rows) - 1) as __mmask16;
-    // Row r's offset from row 0 for a gather of one column (rows ≤ 16), when they fit in i32.
+    // Row r's offset from row 0 for a gather of one column (rows ≤ 16) when `A`'s columns are
+    // not contiguous and the offsets fit in i32.
     let rs = a.row_stride();
-    let gather_offsets = (rs.unsigned_abs() * LANES <= i32::MAX as usize / 4).then(|| {
+    let gather_offsets = (rs != 1 && rs.unsigned_abs() * LANES <= i32::MAX as usize / 4).then(|| {
         let lanes: [i32; LANES] = std::array::from_fn(|r| (r as isize * rs) as i32);
         // SAFETY: `lanes` holds 16 i32s.
         unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
