@@ -572,7 +572,7 @@ fn merge_round<const L: usize>(
 /// # Panics
 /// If `valid` is 0 or columns `j..j + valid` are not all in `b`.
 #[inline(always)]
-fn pass_columns<const J: usize>(b: MatRef<'_, f32>, j: usize, valid: usize) -> [*const f32; J] {
+pub(crate) fn pass_columns<const J: usize>(b: MatRef<'_, f32>, j: usize, valid: usize) -> [*const f32; J] {
     assert!(valid >= 1 && j + valid <= b.ncols(), "pass columns");
     let mut columns = [b.as_ptr(); J];
     for (t, column) in columns.iter_mut().enumerate() {

@@ -14,7 +14,7 @@
 //! time): 84–95 % of one core's peak on the FFzero shapes, where nalgebra's own `*` reaches
 //! 31–69 % and its `tr_mul` 1.4 %. faer packs into a per-thread buffer allocated once, so a
 //! product allocates nothing after warm-up; the `gemm` crate, used before, allocated its packing
-//! buffers on every call (docs/performance.md). Three exceptions for f32, all measured there:
+//! buffers on every call (docs/performance.md). Four exceptions for f32, all measured there:
 //! the few rows faer's last tile would waste (`few_rows`), and products whose `B` and `C` are
 //! stored by rows — the batch along the registers' lanes, rows [`padded_row_stride`] apart —
 //! which a kernel of this crate computes whole (`batch_lanes`: 66–82 % of the peak on the
@@ -22,7 +22,10 @@
 //! converts between the layouts); and products of up to 24 rows whose `B` is stored by rows
 //! and `C` by columns — a narrow layer's weight gradient `dZ·Xᵀ` — which `rows_to_columns`
 //! computes with the batch in the lanes and a transpose on the way out, 1.5× faer's speed at
-//! 10 rows with faer's bits. [`meter_products`] times every product a closure makes (issue 8's
+//! 10 rows with faer's bits; and products with a short inner dimension (`2 ≤ k ≤ 15`, e.g.
+//! the backward `Wᵀ·dY` through a 10-output layer) whose `B` and `C` are stored by columns,
+//! which `short_k` computes with `A`'s columns in panels of registers, also with faer's bits.
+//! [`meter_products`] times every product a closure makes (issue 8's
 //! products inside the epochs, `cargo xtask bench`). Operands are strided views ([`MatRef`],
 //! [`MatMut`]); a transpose or an adjoint is a free view ([`MatRef::t`], [`MatRef::adjoint`]),
 //! never a copy.
@@ -42,6 +45,7 @@ mod meter;
 mod normal;
 mod rng;
 mod rows_to_columns;
+mod short_k;
 mod simd;
 mod sparse;
 

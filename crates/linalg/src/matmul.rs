@@ -6,7 +6,7 @@ use nalgebra::{Dim, Matrix, RawStorage, RawStorageMut, Scalar};
 use num_complex::{Complex32, Complex64};
 
 use crate::meter::{self, Layout};
-use crate::{batch_lanes, few_rows, rows_to_columns};
+use crate::{batch_lanes, few_rows, rows_to_columns, short_k};
 
 /// Element types [`matmul`] accepts: `f32`, `f64`, `Complex32`, `Complex64`.
 ///
@@ -84,7 +84,9 @@ impl GemmScalar for f32 {
     /// [`batch_lanes`] when `B` and `C` are stored by rows (the batch along the lanes);
     /// [`rows_to_columns`] when `B` is stored by rows, `C` by columns and `C` has at most
     /// [`rows_to_columns::MAX_ROWS`] rows (a narrow layer's weight gradient; the same bits as
-    /// faer); else faer, except that up to [`few_rows::MAX_ROWS`] rows left over after faer's 16-row
+    /// faer); [`short_k`] when `2 ≤ k ≤` [`short_k::MAX_K`], `B` and `C` are stored by columns
+    /// and `C` has at least [`short_k::MIN_ROWS`] rows (faer's bits too); else faer, except that
+    /// up to [`few_rows::MAX_ROWS`] rows left over after faer's 16-row
     /// tiles go through [`few_rows::product_few_rows`] (see those modules for the measurements).
     fn product(mut c: MatMut<'_, Self>, accum: Accum, a: MatRef<'_, Self>, b: MatRef<'_, Self>, alpha: Self, par: Par) {
         if batch_lanes::applies(&c, accum, &a, &b, alpha) {
@@ -93,6 +95,10 @@ impl GemmScalar for f32 {
         }
         if rows_to_columns::applies(&c, &a, &b, alpha) {
             rows_to_columns::product_rows_to_columns(c, accum, a, b, par);
+            return;
+        }
+        if short_k::applies(&c, &a, &b, alpha) {
+            short_k::product_short_k(c, accum, a, b);
             return;
         }
         let (m, k) = (a.rows, a.cols);

@@ -1,14 +1,16 @@
-//! A measurement probe for the few-row kernels (`few_rows.rs`; docs/performance.md, round 14):
-//! the narrow products of FFzero's MLPs, with `A` stored by columns (a layer's `W` or `V`) and
-//! by rows (the transposed prototypes `Ξᵀ` of the goodness projections), `B` and `C`
-//! column-major as the trainers keep them.
+//! A measurement probe for the narrow products of FFzero's MLPs (docs/performance.md, rounds
+//! 14 and 15): the few-row kernels (`few_rows.rs`) and the short-`k` kernel (`short_k.rs`),
+//! with `A` stored by columns (a layer's `W` or `V`, the prototypes `Ξ`) and by rows (the
+//! transposed prototypes `Ξᵀ` of the goodness projections, a layer's `Wᵀ` in a backward
+//! product), `B` and `C` column-major as the trainers keep them. (Called `few_rows_probe`
+//! until round 15 added the short-`k` shapes.)
 //!
 //! It times, at 1 thread, the fastest of 3,000 calls (after 20 warm-up calls) of each shape
 //! `C (m × n) = A (m × k) · B (k × n)` through [`insitu_linalg::matmul`], and prints µs per
 //! call and the fraction of one core's FMA peak (measured first, as `cargo xtask bench`
-//! does). Round 14's before/after numbers come from this loop, run with each binary.
+//! does). Rounds 14's and 15's before/after numbers come from this loop, run with each binary.
 //!
-//! `cargo run --release -p insitu-linalg --example few_rows_probe`
+//! `cargo run --release -p insitu-linalg --example narrow_probe`
 
 #[path = "common/timing.rs"]
 mod timing;
@@ -17,14 +19,19 @@ use insitu_linalg::{fma_peak_gflops, matmul, Accum, MatMut, MatRef, Par};
 
 /// `(m, k, n)`: the 10-output layer and the goodness projections at width 100 (256 samples,
 /// and FF+DD's 128-sample blocks), the 10-output layer on 784 inputs, the 4 rows a 100-row
-/// layer leaves to this kernel, a width-10 hidden layer, a regression's 1 output.
-const SHAPES: [(usize, usize, usize); 6] = [
+/// layer leaves to this kernel, a width-10 hidden layer, a regression's 1 output; then the
+/// AD methods' backward products through a 10-output layer (`Wᵀ·dY`, `Ξ·dP`) at widths 100
+/// and 50.
+const SHAPES: [(usize, usize, usize); 9] = [
     (10, 100, 256),
     (10, 100, 128),
     (10, 784, 256),
     (4, 100, 256),
     (10, 10, 256),
     (1, 100, 256),
+    (100, 10, 256),
+    (100, 10, 128),
+    (50, 10, 256),
 ];
 
 fn main() {
