@@ -440,6 +440,9 @@ pub struct BenchReport {
 /// The machine as far as the benchmark can see it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {
+    /// The CPU as `/proc/cpuinfo` names it (model name, family, model), if readable: the VM's
+    /// host changed between sessions (docs/performance.md, "Machine and conditions").
+    pub cpu: Option<String>,
     /// `std::thread::available_parallelism`.
     pub logical_cpus: usize,
     /// `/proc/loadavg` when the benchmark started (1, 5, 15 min), if readable.
@@ -452,6 +455,26 @@ pub struct Machine {
 }
 
 pub use insitu_linalg::fma_peak_gflops;
+
+/// `"<model name> (family F, model M)"` from the first processor of `/proc/cpuinfo`.
+fn cpu_model() -> Option<String> {
+    cpu_model_from(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+}
+
+/// [`cpu_model`] from the text of `/proc/cpuinfo`.
+fn cpu_model_from(cpuinfo: &str) -> Option<String> {
+    let field = |key: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            (name.trim() == key).then(|| value.trim().to_string())
+        })
+    };
+    let name = field("model name")?;
+    Some(match (field("cpu family"), field("model")) {
+        (Some(family), Some(model)) => format!("{name} (family {family}, model {model})"),
+        _ => name,
+    })
+}
 
 fn load_average() -> Option<String> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -896,6 +919,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let allocations = bench_allocations(&data, if args.quick { 12_800 } else { FULL_EPOCH_SAMPLES })?;
     Ok(BenchReport {
         machine: Machine {
+            cpu: cpu_model(),
             logical_cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             load_before,
             load_after: load_average(),
@@ -1061,7 +1085,8 @@ pub fn render(report: &BenchReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "machine: {} logical CPUs, one core's f32 FMA peak {} GFLOP/s, load average {} (start) / {} (end){}\n",
+        "machine: {}, {} logical CPUs, one core's f32 FMA peak {} GFLOP/s, load average {} (start) / {} (end){}\n",
+        report.machine.cpu.as_deref().unwrap_or("CPU not named"),
         report.machine.logical_cpus,
         report
             .machine
@@ -1383,9 +1408,21 @@ mod tests {
     }
 
     #[test]
+    fn cpu_model_names_the_first_processor() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n\nprocessor\t: 1\nmodel name\t: other\n";
+        assert_eq!(
+            cpu_model_from(cpuinfo).as_deref(),
+            Some("AMD EPYC (family 26, model 2)")
+        );
+        assert_eq!(cpu_model_from("model name : X\n").as_deref(), Some("X"));
+        assert_eq!(cpu_model_from("processor : 0\n"), None);
+    }
+
+    #[test]
     fn render_mentions_every_row() {
         let report = BenchReport {
             machine: Machine {
+                cpu: Some("AMD EPYC (family 26, model 2)".into()),
                 logical_cpus: 2,
                 load_before: Some("1.0 1.0 1.0".into()),
                 load_after: None,
