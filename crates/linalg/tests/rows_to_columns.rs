@@ -4,12 +4,11 @@
 //! `C` (`Add`), for `k ≤ 512`. That shared order is why sending the few-row products to the
 //! kernel changed no trained number. Fixed seed; many shapes, strides and thread counts.
 
+mod common;
+
+use common::{assert_chains, random};
 use insitu_linalg::{matmul, rng, Accum, MatMut, MatRef, Par};
 use rand::Rng;
-
-fn random(len: usize, g: &mut impl Rng) -> Vec<f32> {
-    (0..len).map(|_| g.random_range(-1.0f32..1.0)).collect()
-}
 
 /// `C (m × n) ← dZ (m × k) · Xᵀ` (or `C + …`) with `X` (`n × k`) column-major with leading
 /// dimension `ldx`, `C` column-major with leading dimension `ldc`, `dZ` column-major or (if
@@ -42,32 +41,8 @@ fn check(
         let c_view = MatMut::from_row_major_strided(&mut c, n, m, ldc).t();
         matmul(c_view, accum, a_view, b_view, 1.0, par);
     }
-    for j in 0..n {
-        for i in 0..m {
-            let mut chain = 0.0f32;
-            for p in 0..k {
-                chain = a_view.get(i, p).mul_add(b_view.get(p, j), chain);
-            }
-            let expected = match accum {
-                Accum::Replace => chain,
-                Accum::Add => before[j * ldc + i] + chain,
-            };
-            let got = c[j * ldc + i];
-            assert_eq!(
-                got.to_bits(),
-                expected.to_bits(),
-                "({m}, {k}, {n}) ldc {ldc} ldx {ldx} A by rows {a_by_rows} {accum:?} {par:?}: C[{i}, {j}] = {got}, chain {expected}"
-            );
-        }
-        // Padding below C's m rows is untouched.
-        for i in m..ldc {
-            assert_eq!(
-                c[j * ldc + i].to_bits(),
-                before[j * ldc + i].to_bits(),
-                "padding row {i} of column {j}"
-            );
-        }
-    }
+    let case = format!("({m}, {k}, {n}) ldc {ldc} ldx {ldx} A by rows {a_by_rows} {accum:?} {par:?}");
+    assert_chains(&c, &before, ldc, a_view, b_view, accum, &case);
 }
 
 #[test]

@@ -4,12 +4,11 @@
 //! (`Replace`) or added to `C` (`Add`), for `α = 1`. Fixed seed; many shapes, strides and
 //! thread counts.
 
+mod common;
+
+use common::{assert_chains, random};
 use insitu_linalg::{matmul, rng, Accum, MatMut, MatRef, Par};
 use rand::Rng;
-
-fn random(len: usize, g: &mut impl Rng) -> Vec<f32> {
-    (0..len).map(|_| g.random_range(-1.0f32..1.0)).collect()
-}
 
 /// The shapes: row counts around the kernels' boundaries (up to 12 rows the few-row kernel's
 /// rows in lanes, 13 and more the short-`k` panels of 1 to 4 registers, 100 = 4 + 3 registers),
@@ -19,7 +18,7 @@ fn random(len: usize, g: &mut impl Rng) -> Vec<f32> {
 ///
 /// `C (m × n) ← A (m × k) · B (k × n)` (or `C + …`), `B` column-major with leading dimension
 /// `ldb`, `C` column-major with leading dimension `ldc`, `A` column-major or (if `a_by_rows`)
-/// a transposed view; every element checked against the chain.
+/// a transposed view; every element checked against the chain, the padding rows unchanged.
 #[allow(clippy::too_many_arguments)]
 fn check(
     m: usize,
@@ -51,24 +50,8 @@ fn check(
         1.0,
         par,
     );
-    for j in 0..n {
-        for i in 0..m {
-            let mut chain = 0.0f32;
-            for p in 0..k {
-                chain = a_view.get(i, p).mul_add(b_view.get(p, j), chain);
-            }
-            let expected = match accum {
-                Accum::Replace => chain,
-                Accum::Add => before[j * ldc + i] + chain,
-            };
-            let got = c[j * ldc + i];
-            assert_eq!(
-                got.to_bits(),
-                expected.to_bits(),
-                "({m}, {k}, {n}) ldc {ldc} ldb {ldb} A by rows {a_by_rows} {accum:?} {par:?}: C[{i}, {j}] = {got}, chain {expected}"
-            );
-        }
-    }
+    let case = format!("({m}, {k}, {n}) ldc {ldc} ldb {ldb} A by rows {a_by_rows} {accum:?} {par:?}");
+    assert_chains(&c, &before, ldc, a_view, b_view, accum, &case);
 }
 
 #[test]
