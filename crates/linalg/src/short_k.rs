@@ -34,8 +34,8 @@ pub(crate) const MAX_K: usize = 15;
 const PANEL_VECTORS: usize = 4;
 /// Columns of `C` per panel: 4 broadcasts of `B` per `p` feed 16 multiply-adds.
 const PANEL_COLUMNS: usize = 4;
-/// The fewest rows taken: up to 12 rows [`crate::few_rows`]' rows-in-lanes kernel computes the
-/// product (the same order), and up to 16 one register of rows leaves no panel to share.
+/// The fewest rows taken: up to 12 rows [`crate::few_rows`]' rows-in-lanes kernel already
+/// computes the whole product (the same order of sums); from 13 rows on faer would tile them.
 pub(crate) const MIN_ROWS: usize = 13;
 
 thread_local! {
@@ -107,7 +107,7 @@ pub(crate) fn product_short_k(c: MatMut<'_, f32>, accum: Accum, a: MatRef<'_, f3
 /// `packed ← A` (`k` columns of `ld` values, zero past row `m`) for `A` whose columns are
 /// not contiguous: per column, one masked gather per 16 rows when `gather` and the offsets fit
 /// in i32, element by element otherwise (tests force that path, which only row strides beyond
-/// 2²⁷ values would reach).
+/// 2²⁵ values would reach).
 ///
 /// # Safety
 /// AVX-512F; `packed` holds `A.ncols()` columns of `ld ≥ A.nrows()` values, `ld` a multiple
