@@ -37,25 +37,16 @@ pub(crate) const MAX_ROWS: usize = 24;
 /// columns with 2 to [`MAX_ROWS`] rows and at least 16 columns, `B` stored by rows with
 /// `2 ≤ k ≤` [`MAX_K`], and `α = 1`.
 pub(crate) fn applies(c: &MatMut<'_, f32>, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, alpha: f32) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let k = a.ncols();
-        c.row_stride() == 1
-            && (2..=MAX_ROWS).contains(&c.nrows())
-            && c.ncols() >= LANES
-            && c.col_stride() >= c.nrows() as isize
-            && b.col_stride() == 1
-            && b.row_stride() >= 0
-            && (2..=MAX_K).contains(&k)
-            && alpha == 1.0
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (c, a, b, alpha);
-        false
-    }
+    let k = a.ncols();
+    c.row_stride() == 1
+        && (2..=MAX_ROWS).contains(&c.nrows())
+        && c.ncols() >= LANES
+        && c.col_stride() >= c.nrows() as isize
+        && b.col_stride() == 1
+        && b.row_stride() >= 0
+        && (2..=MAX_K).contains(&k)
+        && alpha == 1.0
+        && crate::simd::avx512_f_and_vl()
 }
 
 /// `C ← A·B` or `C ← C + A·B` with `B` by rows and `C` by columns; the caller checked

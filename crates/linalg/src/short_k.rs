@@ -48,22 +48,13 @@ thread_local! {
 /// `2 ≤ k ≤` [`MAX_K`], at least [`MIN_ROWS`] rows and 2 columns, `B` and `C` with contiguous
 /// columns.
 pub(crate) fn applies(c: &MatMut<'_, f32>, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, alpha: f32) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        c.row_stride() == 1
-            && b.row_stride() == 1
-            && c.nrows() >= MIN_ROWS
-            && c.ncols() >= 2
-            && (2..=MAX_K).contains(&a.ncols())
-            && alpha == 1.0
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (c, a, b, alpha);
-        false
-    }
+    c.row_stride() == 1
+        && b.row_stride() == 1
+        && c.nrows() >= MIN_ROWS
+        && c.ncols() >= 2
+        && (2..=MAX_K).contains(&a.ncols())
+        && alpha == 1.0
+        && crate::simd::avx512_f_and_vl()
 }
 
 /// `C ← A·B` or `C ← C + A·B` for a product [`applies`] admits. Sequential: a few µs (the

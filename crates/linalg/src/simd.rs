@@ -25,6 +25,17 @@ pub fn fma_available() -> bool {
     false
 }
 
+/// Whether the CPU has AVX-512F and AVX-512VL, what the f32 kernels of `matmul` beside faer's
+/// need (`false` off x86-64; the check is a cached atomic load).
+pub(crate) fn avx512_f_and_vl() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Runs `kernel` compiled for AVX-512 (`avx512f`) or else AVX2 (each with FMA) when the CPU has them (checked
 /// at run time; the check is a cached atomic load), and at the build's baseline otherwise.
 ///

@@ -6,44 +6,11 @@
 
 mod common;
 
-use common::{assert_chains, random};
-use insitu_linalg::{matmul, rng, Accum, MatMut, MatRef, Par};
-use rand::Rng;
+use common::check_product;
+use insitu_linalg::{rng, Accum, Par};
 
-/// `C (m × n) ← dZ (m × k) · Xᵀ` (or `C + …`) with `X` (`n × k`) column-major with leading
-/// dimension `ldx`, `C` column-major with leading dimension `ldc`, `dZ` column-major or (if
-/// `a_by_rows`) a transposed view; then every element checked against the chain.
-#[allow(clippy::too_many_arguments)]
-fn check(
-    m: usize,
-    k: usize,
-    n: usize,
-    ldc: usize,
-    ldx: usize,
-    a_by_rows: bool,
-    accum: Accum,
-    par: Par,
-    g: &mut impl Rng,
-) {
-    let a = random(m * k, g);
-    let x = random(ldx * k, g);
-    let before = random(ldc * n, g);
-    let a_view = if a_by_rows {
-        MatRef::from_col_major(&a, k, m).t()
-    } else {
-        MatRef::from_col_major(&a, m, k)
-    };
-    // Xᵀ: k × n with contiguous rows (X's columns), ldx apart.
-    let b_view = MatRef::from_row_major_strided(&x, k, n, ldx);
-    let mut c = before.clone();
-    {
-        // C: m × n, columns ldc apart (a transposed by-rows view of an n × m matrix).
-        let c_view = MatMut::from_row_major_strided(&mut c, n, m, ldc).t();
-        matmul(c_view, accum, a_view, b_view, 1.0, par);
-    }
-    let case = format!("({m}, {k}, {n}) ldc {ldc} ldx {ldx} A by rows {a_by_rows} {accum:?} {par:?}");
-    assert_chains(&c, &before, ldc, a_view, b_view, accum, &case);
-}
+// Each case: `C (m × n) ← dZ (m × k) · Xᵀ` (or `C + …`), `Xᵀ` stored by rows (`X`'s columns,
+// `ldx` apart), `C` by columns (`ldc` apart), `dZ` by columns or rows (`common::check_product`).
 
 #[test]
 fn few_rows_by_rows_into_columns_are_single_chains() {
@@ -63,7 +30,7 @@ fn few_rows_by_rows_into_columns_are_single_chains() {
         ] {
             let accum = if (m + k) % 2 == 0 { Accum::Replace } else { Accum::Add };
             let (ldc, ldx) = if m % 3 == 0 { (m + 5, n + 3) } else { (m, n) };
-            check(m, k, n, ldc, ldx, m % 4 == 1, accum, Par::Seq, &mut g);
+            check_product((m, k, n), ldc, ldx, m % 4 == 1, true, accum, Par::Seq, &mut g);
             cases += 1;
         }
     }
@@ -84,7 +51,7 @@ fn more_rows_go_through_faer_with_the_same_chains() {
         (33, 17, 40),
     ] {
         for accum in [Accum::Replace, Accum::Add] {
-            check(m, k, n, m, n, false, accum, Par::Seq, &mut g);
+            check_product((m, k, n), m, n, false, true, accum, Par::Seq, &mut g);
         }
     }
 }
@@ -94,5 +61,16 @@ fn threads_do_not_change_the_bits() {
     // 2·24·512·1700 ≈ 42 MFLOP: above the kernel's threshold for splitting its panels.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
     let mut g = rng(3);
-    pool.install(|| check(24, 512, 1700, 24, 1700, false, Accum::Replace, Par::Rayon(2), &mut g));
+    pool.install(|| {
+        check_product(
+            (24, 512, 1700),
+            24,
+            1700,
+            false,
+            true,
+            Accum::Replace,
+            Par::Rayon(2),
+            &mut g,
+        )
+    });
 }
