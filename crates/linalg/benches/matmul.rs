@@ -159,6 +159,29 @@ fn weight_gradient(bencher: Bencher, (m, k, n): (usize, usize, usize)) {
         });
 }
 
+/// The short-`k` products (the `short_k` kernel): the AD methods' backward through a
+/// 10-output layer, `Wᵀ·dY` (`A` stored by rows: `W` read transposed) and the goodness's
+/// `Ξ·dP` (`A` by columns), at widths 100 and 50 and FF+DD's 128-column blocks; `B` and `C`
+/// column-major.
+#[divan::bench(args = [(100, 10, 256, false), (100, 10, 256, true), (100, 10, 128, false), (50, 10, 256, true)])]
+fn short_k(bencher: Bencher, (m, k, n, a_by_rows): (usize, usize, usize, bool)) {
+    let (a, b) = (
+        if a_by_rows { random(k, m, 1) } else { random(m, k, 1) },
+        random(k, n, 2),
+    );
+    let mut c = Mat::zeros(m, n);
+    bencher
+        .counter(divan::counter::ItemsCount::new(2 * m * n * k))
+        .bench_local(|| {
+            let a = if a_by_rows {
+                MatRef::from(&a).t()
+            } else {
+                MatRef::from(&a)
+            };
+            matmul(MatMut::from(&mut c), Accum::Replace, a, MatRef::from(&b), 1.0, Par::Seq)
+        });
+}
+
 /// The first layer on image-like inputs (784 features, about `density` of them non-zero): a
 /// batch of 256 random samples out of 10,000, as the dense product needs it (gathered into a
 /// contiguous batch, then `W·X`) and as [`matmul_sparse`] reads it (the samples' non-zeros in

@@ -7,10 +7,19 @@
 //!
 //! `C = Σ_p A[:, p] ⊗ B[p, :]`: `B`'s row `p` goes into the lanes (16 columns of `C` per
 //! register, as in `batch_lanes`) and `A[i, p]` is broadcast, so the lanes are full whatever
-//! `C`'s row count; each tile of up to [`TILE_ROWS`] rows × 16·[`TILE_VECTORS`] columns runs
-//! over all of `k` in registers and is transposed into `C`'s columns once at the end (32
-//! shuffles per 8 × 16 values, against `8·k` multiply-adds). From about 30 rows on faer's
-//! packed tiles are as fast or faster (measured up to 100 rows), so [`MAX_ROWS`] bounds it.
+//! `C`'s row count; each tile of `R` rows × `V` vectors (16·`V` columns) runs over all of `k`
+//! in registers and is transposed into `C`'s columns once at the end (32 shuffles per 8 × 16
+//! values, against `8·k` multiply-adds). [`TilePlan`] cuts `C`: up to 8 rows are one tile of
+//! up to 3 vectors; 9 to [`ONE_TILE_ROWS`] rows one tile of 2 vectors, except that an odd
+//! vector count ends with a panel of 3 vectors in two tiles of rows; more rows are balanced
+//! tiles of at most [`TILE_ROWS`]; the vectors are shared out evenly among the panels. So each
+//! broadcast of `A` feeds at least 2 multiply-adds and each tile has at least 8 accumulator
+//! chains wherever the shape allows: a broadcast feeding one multiply-add runs at one per
+//! cycle, half the FMA rate, and fewer than 8 chains wait on the FMA's latency. Until round
+//! 16 10 rows were a tile of 8 and one of 2, and 100 columns panels of 48, 48 and 4: (10, 256,
+//! 100) took 3.0 µs and (10, 256, 96) 2.4, now 2.2 and 1.9 (docs/performance.md, round 16).
+//! From about 30 rows on faer's packed tiles are as fast or
+//! faster (measured up to 100 rows), so [`MAX_ROWS`] bounds it.
 //!
 //! **The same bits as faer.** Every element is one fused multiply-add chain over
 //! `p = 0, 1, …, k−1` in order from zero, stored as is (`Accum::Replace`) or added to `C`
@@ -23,10 +32,16 @@ use crate::batch_lanes::accumulate;
 use crate::batch_lanes::{for_each_panel, Operands, LANES};
 use crate::matmul::{Accum, MatMut, MatRef, Par};
 
-/// Rows of `C` per tile: one 8-float column segment per lane at the end.
+/// Rows of `C` per tile when there are more than [`ONE_TILE_ROWS`]: one 8-float column
+/// segment per lane at the end.
 const TILE_ROWS: usize = 8;
-/// 16-lane vectors of `C` per tile row.
+/// Up to this many rows of `C` are one tile (two 8-row transposes at the end above 8 rows).
+const ONE_TILE_ROWS: usize = 12;
+/// 16-lane vectors of `C` per tile of up to 8 rows: `R·V` accumulators, `V` rows of `B` and a
+/// broadcast stay within the 32 registers.
 const TILE_VECTORS: usize = 3;
+/// The same for tiles of 9 to [`ONE_TILE_ROWS`] rows.
+const WIDE_TILE_VECTORS: usize = 2;
 /// The largest `k` taken: up to here faer's sums are single chains (its `k` blocks are longer).
 pub(crate) const MAX_K: usize = 512;
 /// The most rows of `C` taken: 10 and 20 rows run 1.3–2× faster than through faer, 30 rows
@@ -49,9 +64,71 @@ pub(crate) fn applies(c: &MatMut<'_, f32>, a: &MatRef<'_, f32>, b: &MatRef<'_, f
         && crate::simd::avx512_f_and_vl()
 }
 
+/// How [`product_rows_to_columns`] cuts `C`'s columns (`vectors` 16-lane vectors of them)
+/// and `rows` rows into panels: [`Self::panels`] panels, panel `p` covering
+/// [`Self::panel`]`(p)`.
+#[derive(Clone, Copy, Debug)]
+struct TilePlan {
+    rows: usize,
+    vectors: usize,
+}
+
+impl TilePlan {
+    /// Whether the rows are one tile of 2 vectors ([`WIDE_TILE_VECTORS`]) per panel.
+    fn wide(&self) -> bool {
+        (TILE_ROWS + 1..=ONE_TILE_ROWS).contains(&self.rows)
+    }
+
+    /// Whether a wide plan's last panel takes 3 vectors in two tiles of rows (an odd vector
+    /// count: a lone vector's tile would have one multiply-add per broadcast).
+    fn odd_tail(&self) -> bool {
+        self.wide() && self.vectors >= 3 && self.vectors % 2 == 1
+    }
+
+    fn panels(&self) -> usize {
+        if self.odd_tail() {
+            (self.vectors - 3) / 2 + 1
+        } else if self.wide() {
+            self.vectors.div_ceil(WIDE_TILE_VECTORS)
+        } else {
+            self.vectors.div_ceil(TILE_VECTORS)
+        }
+    }
+
+    /// Panel `p`: `(first vector, vectors, row tiles)`; the row tiles are balanced
+    /// ([`balanced_part`]).
+    fn panel(&self, p: usize) -> (usize, usize, usize) {
+        let panels = self.panels();
+        if self.odd_tail() && p + 1 == panels {
+            (self.vectors - 3, 3, 2)
+        } else if self.wide() {
+            let first = p * WIDE_TILE_VECTORS;
+            (first, WIDE_TILE_VECTORS.min(self.vectors - first), 1)
+        } else {
+            let (first, count) = balanced_part(self.vectors, panels, p);
+            (
+                first,
+                count,
+                if self.rows <= TILE_ROWS {
+                    1
+                } else {
+                    self.rows.div_ceil(TILE_ROWS)
+                },
+            )
+        }
+    }
+}
+
+/// Start and length of part `i` of `total` cut into `parts` balanced parts (the larger first).
+fn balanced_part(total: usize, parts: usize, i: usize) -> (usize, usize) {
+    let (base, larger) = (total / parts, total % parts);
+    (i * base + i.min(larger), base + usize::from(i < larger))
+}
+
 /// `C ← A·B` or `C ← C + A·B` with `B` by rows and `C` by columns; the caller checked
-/// [`applies`]. Columns go in panels of 16·[`TILE_VECTORS`]; with `par` parallel and at least
-/// 40 MFLOP the panels are shared among threads (a panel's bits do not depend on the thread).
+/// [`applies`]. Columns go in the panels of [`TilePlan`]; with `par` parallel and at least
+/// 40 MFLOP the panels are shared among threads (a panel's bits do not depend on the thread,
+/// nor on the tiling: every element is the same chain whatever tile computes it).
 pub(crate) fn product_rows_to_columns(
     c: MatMut<'_, f32>,
     accum: Accum,
@@ -61,24 +138,28 @@ pub(crate) fn product_rows_to_columns(
 ) {
     let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
     let ops = Operands::of(&c, c.col_stride(), &a, &b);
-    let panel = LANES * TILE_VECTORS;
+    let plan = TilePlan {
+        rows: m,
+        vectors: n.div_ceil(LANES),
+    };
     let add = accum == Accum::Add;
-    for_each_panel(n.div_ceil(panel), 2 * m * n * k, par, |p| {
-        let start = p * panel;
+    for_each_panel(plan.panels(), 2 * m * n * k, par, |p| {
+        let (first, count, row_tiles) = plan.panel(p);
+        let start = first * LANES;
         // SAFETY: `applies` checked AVX-512F/VL and the layouts; columns start..start + len are
         // inside the views and written by this call only.
-        unsafe { panel_avx512(ops, start, panel.min(n - start), add) }
+        unsafe { panel_avx512(ops, row_tiles, start, (count * LANES).min(n - start), add) }
     });
 }
 
-/// Columns `start..start + len` (`len ≤ 16·TILE_VECTORS`) of `C`, every row tile.
+/// Columns `start..start + len` (at most [`TILE_VECTORS`] vectors, [`WIDE_TILE_VECTORS`] for
+/// tiles of more than [`TILE_ROWS`] rows) of `C`, in `row_tiles` balanced tiles of rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn panel_avx512(ops: Operands, start: usize, len: usize, add: bool) {
+unsafe fn panel_avx512(ops: Operands, row_tiles: usize, start: usize, len: usize, add: bool) {
     let vectors = len.div_ceil(LANES);
-    let mut i0 = 0;
-    while i0 < ops.m {
-        let rows = TILE_ROWS.min(ops.m - i0);
+    for tile in 0..row_tiles {
+        let (i0, rows) = balanced_part(ops.m, row_tiles, tile);
         // SAFETY: rows i0..i0 + rows and columns start..start + len lie inside the operands.
         unsafe {
             let part = Operands {
@@ -89,29 +170,30 @@ unsafe fn panel_avx512(ops: Operands, start: usize, len: usize, add: bool) {
                 ..ops
             };
             macro_rules! dispatch {
-                ($($r:literal)*) => {
+                ($($r:literal)*; $($wide:literal)*) => {
                     match (rows, vectors) {
                         $(($r, 1) => tile_avx512::<$r, 1>(part, len, add),
                           ($r, 2) => tile_avx512::<$r, 2>(part, len, add),
                           ($r, 3) => tile_avx512::<$r, 3>(part, len, add),)*
-                        _ => unreachable!("tiles are 1..=TILE_ROWS rows × 1..=TILE_VECTORS vectors"),
+                        $(($wide, 1) => tile_avx512::<$wide, 1>(part, len, add),
+                          ($wide, 2) => tile_avx512::<$wide, 2>(part, len, add),)*
+                        _ => unreachable!("tile_plan: at most 3 vectors up to 8 rows, 2 up to 12"),
                     }
                 };
             }
-            dispatch!(1 2 3 4 5 6 7 8);
+            dispatch!(1 2 3 4 5 6 7 8; 9 10 11 12);
         }
-        i0 += rows;
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn panel_avx512(_: Operands, _: usize, _: usize, _: bool) {
+unsafe fn panel_avx512(_: Operands, _: usize, _: usize, _: usize, _: bool) {
     unreachable!("applies() is false off x86-64")
 }
 
 /// `R` rows × `V` vectors of `C` (`cols` of its columns inside `C`) over all of `k`: `R·V`
 /// accumulators, `V` loads of `B`'s row and `R` broadcasts of `A`'s column per `p`; then each
-/// vector's `R × 16` sums are transposed into 16 column segments of `R` values and stored.
+/// vector's `R × 16` sums are transposed (8 rows at a time) into 16 column segments and stored.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl")]
 unsafe fn tile_avx512<const R: usize, const V: usize>(t: Operands, cols: usize, add: bool) {
@@ -131,19 +213,27 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: Operands, cols: usize, 
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         accumulate(&mut acc, &t, std::array::from_fn(mask));
-        let row_mask = ((1u16 << R) - 1) as u8;
         for v in 0..V {
-            let rows: [__m512; TILE_ROWS] =
-                std::array::from_fn(|r| if r < R { acc[r][v] } else { _mm512_setzero_ps() });
-            let columns = transpose_8x16(rows);
-            for (l, &column) in columns.iter().enumerate().take(lanes_in(v)) {
-                let dst = t.c.add((v * LANES + l) * t.ldc);
-                let out = if add {
-                    _mm256_add_ps(_mm256_maskz_loadu_ps(row_mask, dst), column)
-                } else {
-                    column
-                };
-                _mm256_mask_storeu_ps(dst, row_mask, out);
+            for r0 in (0..R).step_by(TILE_ROWS) {
+                let in_block = (R - r0).min(TILE_ROWS);
+                let row_mask = ((1u16 << in_block) - 1) as u8;
+                let rows: [__m512; TILE_ROWS] = std::array::from_fn(|r| {
+                    if r < in_block {
+                        acc[r0 + r][v]
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                let columns = transpose_8x16(rows);
+                for (l, &column) in columns.iter().enumerate().take(lanes_in(v)) {
+                    let dst = t.c.add((v * LANES + l) * t.ldc + r0);
+                    let out = if add {
+                        _mm256_add_ps(_mm256_maskz_loadu_ps(row_mask, dst), column)
+                    } else {
+                        column
+                    };
+                    _mm256_mask_storeu_ps(dst, row_mask, out);
+                }
             }
         }
     }
@@ -196,4 +286,47 @@ unsafe fn transpose_8x16(rows: [std::arch::x86_64::__m512; TILE_ROWS]) -> [std::
 unsafe fn upper_half(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row count and vector count the kernel can meet: the panels cover each vector once,
+    /// in order, and every tile fits the registers and a `tile_avx512` instantiation.
+    #[test]
+    fn tile_plans_cover_every_vector_once_within_the_register_budget() {
+        for rows in 2..=MAX_ROWS {
+            for vectors in 1..=60 {
+                let plan = TilePlan { rows, vectors };
+                let mut next = 0;
+                for p in 0..plan.panels() {
+                    let (first, count, row_tiles) = plan.panel(p);
+                    assert_eq!(first, next, "rows {rows}, vectors {vectors}, panel {p}");
+                    assert!(count >= 1);
+                    next += count;
+                    for tile in 0..row_tiles {
+                        let (_, tile_rows) = balanced_part(rows, row_tiles, tile);
+                        let most = if tile_rows <= TILE_ROWS {
+                            TILE_VECTORS
+                        } else {
+                            WIDE_TILE_VECTORS
+                        };
+                        assert!(
+                            (1..=ONE_TILE_ROWS).contains(&tile_rows) && count <= most,
+                            "{rows} rows, {count} vectors"
+                        );
+                        // R·V accumulators, V rows of B and a broadcast within 32 registers.
+                        assert!(tile_rows * count + count < 32);
+                    }
+                }
+                assert_eq!(next, vectors, "rows {rows}, vectors {vectors}");
+            }
+        }
+        // 10 rows × 100 columns (7 vectors): two panels of 2 vectors in one tile, then 3
+        // vectors in two tiles of 5 rows (no lone vector left with one FMA per broadcast).
+        let plan = TilePlan { rows: 10, vectors: 7 };
+        assert_eq!((plan.panels(), plan.panel(0), plan.panel(2)), (3, (0, 2, 1), (4, 3, 2)));
+        assert_eq!(balanced_part(10, 2, 1), (5, 5));
+    }
 }
