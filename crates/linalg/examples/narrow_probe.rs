@@ -1,9 +1,10 @@
 //! A measurement probe for the narrow products of FFzero's MLPs (docs/performance.md, rounds
-//! 14 and 15): the few-row kernels (`few_rows.rs`) and the short-`k` kernel (`short_k.rs`),
+//! 14 to 16): the few-row kernels (`few_rows.rs`) and the short-`k` kernel (`short_k.rs`),
 //! with `A` stored by columns (a layer's `W` or `V`, the prototypes `Ξ`) and by rows (the
 //! transposed prototypes `Ξᵀ` of the goodness projections, a layer's `Wᵀ` in a backward
-//! product), `B` and `C` column-major as the trainers keep them. (Called `few_rows_probe`
-//! until round 15 added the short-`k` shapes.)
+//! product), `B` and `C` column-major as the trainers keep them; then the few-row weight
+//! gradients `dY·Hᵀ` (`rows_to_columns.rs`: `B = Hᵀ` stored by rows). (Called
+//! `few_rows_probe` until round 15 added the short-`k` shapes.)
 //!
 //! It times, at 1 thread, the fastest of 3,000 calls (after 20 warm-up calls) of each shape
 //! `C (m × n) = A (m × k) · B (k × n)` through [`insitu_linalg::matmul`], and prints µs per
@@ -32,6 +33,18 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (100, 10, 256),
     (100, 10, 128),
     (50, 10, 256),
+];
+
+/// `(m, k, n)` of weight gradients `dW (m × n) = dY (m × k)·Hᵀ`, `H` (n × k) column-major:
+/// the 10-output layer at widths 100 and 784 (a width-10 network's first layer), and the
+/// neighbouring shapes round 16 timed to find where (10, 256, 100) lost its time (a 2-row
+/// tile, a 4-column panel).
+const WEIGHT_GRADIENT_SHAPES: [(usize, usize, usize); 5] = [
+    (10, 256, 100),
+    (10, 256, 96),
+    (8, 256, 96),
+    (8, 256, 100),
+    (10, 256, 784),
 ];
 
 fn main() {
@@ -68,5 +81,30 @@ fn main() {
                 flops / seconds / 1e9 / peak * 100.0
             );
         }
+    }
+    println!();
+    println!("| weight gradient (m, k, n), B by rows | µs | of peak |");
+    println!("|---|---|---|");
+    for (m, k, n) in WEIGHT_GRADIENT_SHAPES {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 131 + 1) % 97) as f32 / 97.0 - 0.5).collect();
+        let h: Vec<f32> = (0..n * k).map(|i| ((i * 17 + 3) % 97) as f32 / 97.0 - 0.5).collect();
+        let mut c = vec![0f32; m * n];
+        let seconds = timing::fastest(3000, 20, || {
+            matmul(
+                MatMut::from_col_major(&mut c, m, n),
+                Accum::Replace,
+                MatRef::from_col_major(&a, m, k),
+                MatRef::from_col_major(&h, n, k).t(),
+                1.0,
+                Par::Seq,
+            );
+            std::hint::black_box(&c);
+        });
+        let flops = 2.0 * (m * k * n) as f64;
+        println!(
+            "| ({m}, {k}, {n}) | {:.2} | {:.0} % |",
+            seconds * 1e6,
+            flops / seconds / 1e9 / peak * 100.0
+        );
     }
 }
