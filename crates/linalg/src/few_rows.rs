@@ -667,6 +667,22 @@ unsafe fn groups_avx512<const G: usize, const V: usize, const J: usize>(
         if tail > 0 {
             group(groups, Some(tail_mask));
         }
+        // 10 rows of 4 whole columns 10 apart, α = 1 (every trainer's output layer and
+        // goodness projections): the 40 sums are 40 consecutive floats of `C`.
+        if G == 8
+            && V == 5
+            && J == 4
+            && rows == 10
+            && valid == 4
+            && alpha == 1.0
+            && c.row_stride() == 1
+            && c.col_stride() == 10
+        {
+            // SAFETY: AVX-512F/VL as this function; columns j..j + 4 of `C`'s 10 rows are the
+            // 40 floats from row 0 of column j on.
+            unsafe { store_ten_rows::<V, J>(&acc, c.get_mut_internal(0, j), accum) };
+            continue;
+        }
         // Straight-line code per 4 columns and block of 4 rows (constant indices keep the
         // accumulators in registers).
         // SAFETY: AVX-512F/VL as this function; `c` holds `rows` rows and columns j..j + valid.
@@ -751,6 +767,91 @@ unsafe fn store_block<const G: usize, const V: usize, const J: usize, const T0: 
                     alpha,
                 );
             }
+        }
+    }
+}
+
+/// For each of the 3 registers [`store_ten_rows`] stores (`C`'s values `16·i..16·i + 16`
+/// of 40, value `f` being row `f % 10` of column `f / 10`): where each lane comes from —
+/// lanes of the reduced blocks of rows 0–3 (`0..16`) and 4–7 (`16..32`), or (the lanes of
+/// the mask) of the paired block of rows 8–9 — and that mask.
+const TEN_ROW_LANES: [([i32; LANES], [i32; LANES], u16); 3] = [ten_row_lanes(0), ten_row_lanes(1), ten_row_lanes(2)];
+
+const fn ten_row_lanes(register: usize) -> ([i32; LANES], [i32; LANES], u16) {
+    let (mut low_rows, mut last_rows, mut mask) = ([0i32; LANES], [0i32; LANES], 0u16);
+    let mut lane = 0;
+    while lane < LANES {
+        let f = LANES * register + lane;
+        let (column, row) = (f / 10, f % 10);
+        if f >= 40 {
+        } else if row < 8 {
+            // Blocks of rows 0–3 and 4–7: lane 4i + s holds row 4·block + i of column s.
+            low_rows[lane] = ((row / 4) * LANES + 4 * (row % 4) + column) as i32;
+        } else {
+            // Rows 8–9 paired: lane 4i + s holds, for i = 2·(c mod 2) + (row − 8), column
+            // c = 2s + (i ≥ 2).
+            last_rows[lane] = (4 * (2 * (column % 2) + row - 8) + column / 2) as i32;
+            mask |= 1 << lane;
+        }
+        lane += 1;
+    }
+    (low_rows, last_rows, mask)
+}
+
+/// The epilogue of [`groups_avx512`] for 10 rows (`G = 8`, `V = 5`, `J = 4`), 4 whole columns
+/// stored 10 floats apart from `first` and `α = 1`, with the same sums as [`store_block`]
+/// (`tests/matmul.rs` compares the two bit for bit): rows 0–3 and 4–7 reduce as there; the
+/// third block, whose registers hold only rows 8 and 9, [`halve`]s two columns' registers
+/// together instead of each with zeros; then 3 two-source permutes and 3 masked permutes
+/// put the 40 sums in memory order, and 3 stores write them (or add them to `C`'s values),
+/// where the general path needs 12 extracts and permutes and 12 masked stores.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `first` points at 40 writable floats; `V = 5`, `J = 4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_ten_rows<const V: usize, const J: usize>(
+    acc: &[[std::arch::x86_64::__m512; J]; V],
+    first: *mut f32,
+    accum: Accum,
+) {
+    use std::arch::x86_64::*;
+    let column = |s: usize| -> [__m512; V] { std::array::from_fn(|u| acc[u][s.min(J - 1)]) };
+    let register = |u: usize, s: usize| acc[u.min(V - 1)][s.min(J - 1)];
+    // SAFETY (whole body): AVX-512F as this function; the 40 floats are the caller's.
+    unsafe {
+        let zero = _mm512_setzero_ps();
+        let blocks = [
+            sum_quads(
+                quad_block::<8, V>(column(0), 0),
+                quad_block::<8, V>(column(1), 0),
+                quad_block::<8, V>(column(2), 0),
+                quad_block::<8, V>(column(3), 0),
+            ),
+            sum_quads(
+                quad_block::<8, V>(column(0), 1),
+                quad_block::<8, V>(column(1), 1),
+                quad_block::<8, V>(column(2), 1),
+                quad_block::<8, V>(column(3), 1),
+            ),
+        ];
+        let last = sum_quads(
+            halve(register(4, 0), register(4, 1)),
+            halve(register(4, 2), register(4, 3)),
+            zero,
+            zero,
+        );
+        for (i, (low_rows, last_rows, mask)) in TEN_ROW_LANES.iter().enumerate() {
+            let low = _mm512_permutex2var_ps(blocks[0], _mm512_loadu_si512(low_rows.as_ptr().cast()), blocks[1]);
+            let sums = _mm512_mask_permutexvar_ps(low, *mask, _mm512_loadu_si512(last_rows.as_ptr().cast()), last);
+            let (slot, store_mask) = (first.add(LANES * i), if i < 2 { u16::MAX } else { 0xFF });
+            let out = match accum {
+                Accum::Replace => sums,
+                // `C + sum`, as `store_block`'s fused `1·sum + C`.
+                Accum::Add => _mm512_add_ps(_mm512_maskz_loadu_ps(store_mask, slot), sums),
+            };
+            _mm512_mask_storeu_ps(slot, store_mask, out);
         }
     }
 }

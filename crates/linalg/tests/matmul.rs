@@ -366,3 +366,65 @@ fn parallel_products_agree_bitwise_including_vectors() {
         }
     }
 }
+
+#[test]
+fn ten_row_products_store_the_same_bits_through_either_epilogue() {
+    // 10 rows, `k ≥ 16`, `B` by columns, α = 1: with `C`'s columns 10 apart the few-rows
+    // kernel writes 4 columns' 40 sums in 3 stores (`store_ten_rows`); with any other column
+    // stride it stores 4 × 4 blocks. Both must hold the same sums, bit for bit, whatever the
+    // column count (whole passes of 4 columns or not) and accumulation.
+    let mut g = rng(24);
+    for &k in &[16usize, 17, 50, 99, 100, 784] {
+        for &n in &[1usize, 4, 7, 8, 128, 257] {
+            for a_by_rows in [false, true] {
+                for accum in [Accum::Replace, Accum::Add] {
+                    let a: DMatrix<f32> = random_real(10, k, &mut g);
+                    let at = a.transpose();
+                    let b: DMatrix<f32> = random_real(k, n, &mut g);
+                    let c0: DMatrix<f32> = random_real(10, n, &mut g);
+                    let mut packed = c0.clone();
+                    let mut spread = vec![f32::NAN; 13 * n];
+                    for j in 0..n {
+                        for i in 0..10 {
+                            spread[13 * j + i] = c0[(i, j)];
+                        }
+                    }
+                    let av = operand(&a, &at, a_by_rows);
+                    matmul(MatMut::from(&mut packed), accum, av, MatRef::from(&b), 1.0, Par::Seq);
+                    matmul(
+                        MatMut::from_row_major_strided(&mut spread, n, 10, 13).t(),
+                        accum,
+                        av,
+                        MatRef::from(&b),
+                        1.0,
+                        Par::Seq,
+                    );
+                    for j in 0..n {
+                        for i in 0..10 {
+                            assert_eq!(
+                                packed[(i, j)].to_bits(),
+                                spread[13 * j + i].to_bits(),
+                                "k={k} n={n} a_by_rows={a_by_rows} {accum:?} ({i},{j})"
+                            );
+                        }
+                        assert!(
+                            spread[13 * j + 10..13 * j + 13].iter().all(|x| x.is_nan()),
+                            "padding written"
+                        );
+                    }
+                    let reference = &a.map(f64::from) * &b.map(f64::from);
+                    let base = if accum == Accum::Add { 1.0 } else { 0.0 };
+                    for j in 0..n {
+                        for i in 0..10 {
+                            let want = base * c0[(i, j)] as f64 + reference[(i, j)];
+                            assert!(
+                                (packed[(i, j)] as f64 - want).abs() < 2e-6 * k as f64,
+                                "k={k} n={n} ({i},{j})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
