@@ -47,6 +47,13 @@ const WEIGHT_GRADIENT_SHAPES: [(usize, usize, usize); 5] = [
     (10, 256, 784),
 ];
 
+/// `len` values in [−0.5, 0.5): value `i` is `((i·step + offset) mod 97)/97 − 0.5`.
+fn operand(len: usize, step: usize, offset: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * step + offset) % 97) as f32 / 97.0 - 0.5)
+        .collect()
+}
+
 fn main() {
     let Some(peak) = fma_peak_gflops() else {
         println!("no AVX-512F: faer computes every row; nothing to probe");
@@ -56,8 +63,8 @@ fn main() {
     println!("| (m, k, n) | A stored by | µs | of peak |");
     println!("|---|---|---|---|");
     for (m, k, n) in SHAPES {
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 131 + 1) % 97) as f32 / 97.0 - 0.5).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 17 + 3) % 97) as f32 / 97.0 - 0.5).collect();
+        let a = operand(m * k, 131, 1);
+        let b = operand(k * n, 17, 3);
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * k * n) as f64;
         for (stored, a_view) in [
@@ -86,8 +93,8 @@ fn main() {
     println!("| weight gradient (m, k, n), B by rows | µs | of peak |");
     println!("|---|---|---|");
     for (m, k, n) in WEIGHT_GRADIENT_SHAPES {
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 131 + 1) % 97) as f32 / 97.0 - 0.5).collect();
-        let h: Vec<f32> = (0..n * k).map(|i| ((i * 17 + 3) % 97) as f32 / 97.0 - 0.5).collect();
+        let a = operand(m * k, 131, 1);
+        let h = operand(n * k, 17, 3);
         let mut c = vec![0f32; m * n];
         let seconds = timing::fastest(3000, 20, || {
             matmul(

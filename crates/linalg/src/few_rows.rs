@@ -783,11 +783,10 @@ const fn ten_row_lanes(register: usize) -> ([i32; LANES], [i32; LANES], u16) {
     while lane < LANES {
         let f = LANES * register + lane;
         let (column, row) = (f / 10, f % 10);
-        if f >= 40 {
-        } else if row < 8 {
+        if f < 40 && row < 8 {
             // Blocks of rows 0–3 and 4–7: lane 4i + s holds row 4·block + i of column s.
             low_rows[lane] = ((row / 4) * LANES + 4 * (row % 4) + column) as i32;
-        } else {
+        } else if f < 40 {
             // Rows 8–9 paired: lane 4i + s holds, for i = 2·(c mod 2) + (row − 8), column
             // c = 2s + (i ≥ 2).
             last_rows[lane] = (4 * (2 * (column % 2) + row - 8) + column / 2) as i32;
