@@ -41,8 +41,8 @@ fn main() {
     println!("|---|---|---|---|");
     for n in [128, 256] {
         for (m, k) in SHAPES {
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 131 + 1) % 97) as f32 / 97.0 - 0.5).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i * 17 + 3) % 97) as f32 / 97.0 - 0.5).collect();
+            let a = timing::operand(m * k, 131, 1);
+            let b = timing::operand(k * n, 17, 3);
             let a_view = MatRef::from_col_major(&a, m, k);
             let mut c = vec![0f32; m * n];
             let columns = fastest(|| {

@@ -45,7 +45,7 @@ fn main() {
     println!("| m | µs | ns per non-zero | ns per non-zero and 16 rows |");
     println!("|---|---|---|---|");
     for m in [10usize, 50, 100] {
-        let w: Vec<f32> = (0..m * 784).map(|i| ((i * 131 + 1) % 97) as f32 / 97.0 - 0.5).collect();
+        let w = timing::operand(m * 784, 131, 1);
         let v: Vec<f32> = (0..m * 784).map(|i| ((i * 17 + 3) % 89) as f32 / 89.0 - 0.5).collect();
         let mut c = vec![0f32; m * BATCH];
         let mut next = 0;

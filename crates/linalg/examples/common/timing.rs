@@ -1,4 +1,5 @@
-//! Timing shared by the probes of this folder (`#[path]`-included: not an example itself).
+//! Timing and operands shared by the probes of this folder (`#[path]`-included: not an example
+//! itself).
 
 use std::time::Instant;
 
@@ -14,4 +15,12 @@ pub fn fastest(calls: usize, warm_up: usize, mut f: impl FnMut()) -> f64 {
             start.elapsed().as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min)
+}
+
+/// `len` deterministic values in [−0.5, 0.5): value `i` is `((i·step + offset) mod 97)/97 − 0.5`
+/// (the probes' operands: `A` with step 131 and offset 1, `B` with 17 and 3).
+pub fn operand(len: usize, step: usize, offset: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * step + offset) % 97) as f32 / 97.0 - 0.5)
+        .collect()
 }
