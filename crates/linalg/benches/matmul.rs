@@ -162,9 +162,17 @@ fn weight_gradient(bencher: Bencher, (m, k, n): (usize, usize, usize)) {
 /// The short-`k` products (the `short_k` kernel): the AD methods' backward through a
 /// 10-output layer, `Wᵀ·dY` (`A` stored by rows: `W` read transposed) and the goodness's
 /// `Ξ·dP` (`A` by columns), at widths 100 and 50 and FF+DD's 128-column blocks; `B` and `C`
-/// column-major.
-#[divan::bench(args = [(100, 10, 256, false), (100, 10, 256, true), (100, 10, 128, false), (50, 10, 256, true)])]
-fn short_k(bencher: Bencher, (m, k, n, a_by_rows): (usize, usize, usize, bool)) {
+/// column-major; the last two add to `C` (a layer's `W·x + b` after the bias, as the DD
+/// methods compute it), whose 50-row columns overlap each other's 64-byte stores.
+#[divan::bench(args = [
+    (100, 10, 256, false, false),
+    (100, 10, 256, true, false),
+    (100, 10, 128, false, false),
+    (50, 10, 256, true, false),
+    (50, 10, 256, false, true),
+    (100, 10, 256, false, true),
+])]
+fn short_k(bencher: Bencher, (m, k, n, a_by_rows, add): (usize, usize, usize, bool, bool)) {
     let (a, b) = (
         if a_by_rows { random(k, m, 1) } else { random(m, k, 1) },
         random(k, n, 2),
@@ -178,7 +186,8 @@ fn short_k(bencher: Bencher, (m, k, n, a_by_rows): (usize, usize, usize, bool)) 
             } else {
                 MatRef::from(&a)
             };
-            matmul(MatMut::from(&mut c), Accum::Replace, a, MatRef::from(&b), 1.0, Par::Seq)
+            let accum = if add { Accum::Add } else { Accum::Replace };
+            matmul(MatMut::from(&mut c), accum, a, MatRef::from(&b), 1.0, Par::Seq)
         });
 }
 

@@ -220,19 +220,28 @@ unsafe fn panel_avx512<const R: usize, const J: usize>(
                 }
             }
         }
-        for (t, _) in columns.iter().enumerate().take(valid) {
-            let out: *mut f32 = c.get_mut_internal(LANES * v0, j + t);
-            for v in 0..R {
-                // SAFETY: rows 16·(v0 + v).. of column j + t that the mask keeps are in the view
-                // and contiguous.
-                unsafe {
-                    let slot = out.add(LANES * v);
-                    let value = match accum {
-                        Accum::Replace => acc[v][t],
-                        Accum::Add => _mm512_add_ps(_mm512_maskz_loadu_ps(masks[v], slot), acc[v][t]),
-                    };
-                    _mm512_mask_storeu_ps(slot, masks[v], value);
+        let out: [*mut f32; J] =
+            std::array::from_fn(|t| std::ptr::from_mut(c.get_mut_internal(LANES * v0, j + t.min(valid - 1))));
+        if accum == Accum::Add {
+            // Every column's values are read before any is stored: a column's masked last
+            // register overlaps the next column's first rows when `C`'s columns are not 16
+            // apart, and a load after such a store waits for it to leave the store buffer
+            // ((50, 10, 256) added to `C`: 2.13 µs read column by column, 1.39 replacing).
+            for t in 0..valid {
+                for v in 0..R {
+                    // SAFETY: rows 16·(v0 + v).. of column j + t that the mask keeps are in the
+                    // view and contiguous.
+                    acc[v][t] = _mm512_add_ps(
+                        unsafe { _mm512_maskz_loadu_ps(masks[v], out[t].add(LANES * v)) },
+                        acc[v][t],
+                    );
                 }
+            }
+        }
+        for t in 0..valid {
+            for v in 0..R {
+                // SAFETY: as above.
+                unsafe { _mm512_mask_storeu_ps(out[t].add(LANES * v), masks[v], acc[v][t]) };
             }
         }
     }
