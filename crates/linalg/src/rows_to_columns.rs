@@ -14,8 +14,10 @@
 //! vector count ends with a panel of 3 vectors in two tiles of rows; more rows are balanced
 //! tiles of at most [`TILE_ROWS`]; the vectors are shared out evenly among the panels. So each
 //! broadcast of `A` feeds at least 2 multiply-adds and each tile has at least 8 accumulator
-//! chains wherever the shape allows: a broadcast feeding one multiply-add runs at one per
-//! cycle, half the FMA rate, and fewer than 8 chains wait on the FMA's latency. Until round
+//! chains wherever the shape allows: a tile whose broadcasts each feed one multiply-add was
+//! measured at about one multiply-add per cycle, half the FMA rate (the instructions alone
+//! run at two per cycle, round 17: why such tiles do not is not known), and fewer than 8
+//! chains wait on the FMA's latency. Until round
 //! 16 10 rows were a tile of 8 and one of 2, and 100 columns panels of 48, 48 and 4: (10, 256,
 //! 100) took 3.0 µs and (10, 256, 96) 2.4, now 2.2 and 1.9 (docs/performance.md, round 16).
 //! From about 30 rows on faer's packed tiles are as fast or
