@@ -8,6 +8,8 @@
 //!   The time is the result's `train_seconds` (training only: no data loading, no evaluation).
 //!   GFLOP/s divide an analytic count of the matrix-product FLOPs ([`epoch_flops`]) by it. Each
 //!   run happens inside a rayon pool of 1, 2, … threads (`--threads`).
+//! - **Thread scaling.** FF+DD at 1 thread against each larger pool, the two alternating
+//!   ([`ScalingRow`]): the epoch rows time all 1-thread runs before the 2-thread ones.
 //! - **Products.** The matrix products of FFzero's MLPs (forward `W·X`, weight gradient
 //!   `dZ·Xᵀ`, backward `Wᵀ·dZ`, batch 256) through `insitu_linalg::matmul` at 1 thread, each in
 //!   GFLOP/s and as a fraction of one core's FMA peak measured right before them (issue 8's
