@@ -951,14 +951,15 @@ unsafe fn lanes_avx512<const K: usize>(
         let valid = (n - j).min(LANE_COLUMNS);
         let cols = pass_columns::<LANE_COLUMNS>(b, j, valid);
         // Column j + t of `C` (t < valid); its rows are contiguous where `column_contiguous`.
-        // One pointer per pass: per-column indexing with its bounds check, kept for every
-        // column of the pass's epilogue, took a fifth of a (10 × 10)·(10 × 256) product.
+        // One pointer per pass instead of a bounds-checked index per column (no change in time
+        // measured; simpler code for the reads and the stores below).
         let first = c.as_ptr_mut().wrapping_offset(j as isize * ldc);
         let column = |t: usize| first.wrapping_offset(t as isize * ldc);
         // `C`'s columns to add to, read before this pass's multiply-adds: read after the
         // previous column's masked store (its 64 bytes overlap this column's first values when
         // `C`'s columns are 10 apart), a load waits for that store to leave the store buffer
-        // (the add path took 1.42 µs for (10 × 10)·(10 × 256) where replacing took 0.50).
+        // (the add path took 1.42 µs for (10 × 10)·(10 × 256) where replacing took 0.50; now
+        // 0.58: docs/performance.md, round 17).
         let mut before = [_mm512_setzero_ps(); LANE_COLUMNS];
         if column_contiguous && accum == Accum::Add {
             for (t, slot) in before.iter_mut().enumerate().take(valid) {

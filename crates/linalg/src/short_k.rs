@@ -226,7 +226,8 @@ unsafe fn panel_avx512<const R: usize, const J: usize>(
             // Every column's values are read before any is stored: a column's masked last
             // register overlaps the next column's first rows when `C`'s columns are not 16
             // apart, and a load after such a store waits for it to leave the store buffer
-            // ((50, 10, 256) added to `C`: 2.13 µs read column by column, 1.39 replacing).
+            // ((50, 10, 256) added to `C`: 2.13 µs read column by column, 1.47–1.51 read first,
+            // 1.30–1.39 replacing; docs/performance.md, round 17).
             for t in 0..valid {
                 for v in 0..R {
                     // SAFETY: rows 16·(v0 + v).. of column j + t that the mask keeps are in the
