@@ -428,3 +428,26 @@ fn ten_row_products_store_the_same_bits_through_either_epilogue() {
         }
     }
 }
+
+/// A one-row `A` whose row stride is beyond 32-bit gather offsets takes the rows-in-lanes
+/// kernel's scalar reads of `A` (`k < 16`, `B` by columns) — the path no other test reaches, as
+/// a second row would need a buffer that large. The product must equal the one with the same
+/// row stored contiguously, bit for bit, in both accumulations.
+#[test]
+fn a_row_beyond_gather_offsets_gives_the_contiguous_rows_bits() {
+    let mut g = rng(31);
+    for k in [1usize, 2, 7, 10, 15] {
+        for accum in [Accum::Replace, Accum::Add] {
+            let a: Vec<f32> = (0..k).map(|_| g.random_range(-1.0f32..1.0)).collect();
+            let b: DMatrix<f32> = random_real(k, 70, &mut g);
+            let c0: DMatrix<f32> = random_real(1, 70, &mut g);
+            let far = MatRef::from_row_major_strided(&a, 1, k, 1 << 33);
+            let near = MatRef::from_col_major(&a, 1, k);
+            let (mut c_far, mut c_near) = (c0.clone(), c0.clone());
+            matmul(MatMut::from(&mut c_far), accum, far, MatRef::from(&b), -0.5, Par::Seq);
+            matmul(MatMut::from(&mut c_near), accum, near, MatRef::from(&b), -0.5, Par::Seq);
+            let bits = |c: &DMatrix<f32>| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&c_far), bits(&c_near), "k={k} {accum:?}");
+        }
+    }
+}
