@@ -180,7 +180,7 @@ pub struct SweepRow {
 }
 
 /// One thread-scaling measurement: the same 1-epoch run at 1 thread and inside a larger pool,
-/// the two **alternating** (best of `--repeats` each), so that a slow minute of this VM hits
+/// the two **alternating** (best of `--repeats` each, at least 3), so that a slow minute of this VM hits
 /// both. The epoch rows time every 1-thread configuration before any 2-thread one, a minute
 /// or two apart, and their ratio has read 1.32× where alternated runs read 1.70×
 /// (docs/performance.md, round 17); issue 8's "2 threads ≥ 1.6× on the FF+DD epoch" is read
@@ -968,7 +968,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
                 depth,
                 threads,
                 samples,
-                repeats,
+                // At least 3 even with `--quick`: one 2-thread run alone read 0.64× once, where
+                // the same build's epoch rows read 1.8× (this VM's second core has slow minutes).
+                repeats.max(3),
             )?;
             eprintln!(
                 "mnist ff-dd sgd  w{width:<3} d{depth:<2} 1t against {threads}t, alternated: {:.3} / {:.3} s/epoch = {:.2}×",
