@@ -653,6 +653,9 @@ fn train_layer(
         tape,
         direction,
     } = ws;
+    // The tape's products may use the pool's threads (column blocks of the batch, the same
+    // bits as one thread: `insitu_linalg::matmul`).
+    tape.set_par(par);
     let outcome = optimise(
         params,
         &mut rule,
@@ -897,6 +900,8 @@ fn train_global(
     let mut perturbed = mlp.clone();
     let mut buffers: Vec<Mat> = Vec::new();
     let mut tape = Tape::new();
+    // As in `train_layer`: the products of BP+AD's tape may use the pool's threads.
+    tape.set_par(par);
     let mut direction = vec![0.0f32; mlp.params().len()];
     progress.phase("network", spec.epochs, n.div_ceil(spec.batch));
     let order_seed = derive_seed(spec.seed, &[0x0BA7C4, u64::MAX]);

@@ -61,6 +61,37 @@ fn results_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// The AD methods' tapes hand the pool's threads to their products, and products of at least
+/// 2 MFLOP (here the 100 → 100 layer at batch 256) are cut into column blocks, one per thread:
+/// the loss curves and accuracies must still be those of one thread, bit for bit.
+#[test]
+fn tape_products_on_two_threads_keep_every_number() {
+    let data = TrainTest {
+        train: blobs(768, 3),
+        test: blobs(300, 4),
+    };
+    for (method, optimizer) in [
+        (Method::BpAd, Optimizer::Adam),
+        (Method::FfAd, Optimizer::Adam),
+        (Method::BpAd, Optimizer::Sgd),
+    ] {
+        let spec = TrainSpec {
+            method,
+            optimizer,
+            width: 100,
+            depth: 2,
+            epochs: 2,
+            batch: 256,
+            seed: 9,
+            ..Default::default()
+        };
+        let (a, b) = (train_with_threads(&spec, &data, 1), train_with_threads(&spec, &data, 2));
+        assert_eq!(a.test_accuracy, b.test_accuracy, "{method:?} {optimizer:?}");
+        assert_eq!(a.loss_curve, b.loss_curve, "{method:?} {optimizer:?}");
+        assert!(!a.loss_curve.is_empty(), "{method:?}");
+    }
+}
+
 /// `train` inside a rayon pool of `threads` threads.
 fn train_with_threads(spec: &TrainSpec, data: &TrainTest, threads: usize) -> TrainResult {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();

@@ -88,9 +88,18 @@ impl GemmScalar for f32 {
     /// and `C` has at least [`short_k::MIN_ROWS`] rows (faer's bits too); else faer, except that
     /// up to [`few_rows::MAX_ROWS`] rows left over after faer's 16-row
     /// tiles go through [`few_rows::product_few_rows`] (see those modules for the measurements).
+    ///
+    /// With `par` parallel, a product of at least [`SPLIT_FLOPS`] is first cut into column
+    /// blocks of `C` (and `B`), one per thread, each computed sequentially by the same dispatch
+    /// ([`product_by_columns`]).
     fn product(mut c: MatMut<'_, Self>, accum: Accum, a: MatRef<'_, Self>, b: MatRef<'_, Self>, alpha: Self, par: Par) {
         if batch_lanes::applies(&c, accum, &a, &b, alpha) {
             batch_lanes::product_batch_lanes(c, accum, a, b, alpha, par);
+            return;
+        }
+        let parts = column_parts(&c, &a, &b, par);
+        if parts > 1 {
+            product_by_columns(c, accum, a, b, alpha, parts);
             return;
         }
         if rows_to_columns::applies(&c, &a, &b, alpha) {
@@ -115,6 +124,67 @@ impl GemmScalar for f32 {
         }
     }
 }
+/// The fewest FLOPs (`2·m·k·n`) for which an f32 product with `par` parallel is cut into
+/// column blocks, one per thread. Measured on this 2-vCPU VM with the second worker awake (as
+/// it is inside a training run, [`Par::with_polling_workers`]), 1 thread against 2 column
+/// halves: (100, 784, 256) 159 → 83 µs, (100, 256, 784) with `B` by rows 166 → 85, (100, 100,
+/// 256) 20.5 → 11.7, (100, 256, 100) 21.4 → 14.9, but (10, 100, 256) and (100, 10, 256),
+/// 0.5 MFLOP, only 2.5 → 2.0–2.1 µs; faer's own parallel path gave 137, 109, 17.4 and 23.7 µs
+/// for the first four (docs/performance.md, round 17).
+const SPLIT_FLOPS: usize = 2_000_000;
+/// The fewest columns of `C` per block of [`product_by_columns`].
+const SPLIT_MIN_COLUMNS: usize = 32;
+/// The longest inner dimension for which a product whose `B` is stored by rows is cut into
+/// column blocks. faer's order of sums depends on the column count there beyond `k = 512`
+/// (a scan of 2,976 shapes, `m` 10…1024, `k` 10…5000, `n` 64…1500, both layouts of `A` and
+/// `B`, found every difference at `B` by rows with `k > 512` and blocks of at most 50
+/// columns); FFzero's weight gradients `dZ·Xᵀ` have `k` = the batch, 256 or less.
+const SPLIT_MAX_K_B_BY_ROWS: usize = 256;
+
+/// How many column blocks [`product_by_columns`] cuts an f32 product into: one per thread of
+/// `par`, as many as hold [`SPLIT_MIN_COLUMNS`] columns, for products of at least
+/// [`SPLIT_FLOPS`] whose `C` is stored by columns and whose `B` is stored by columns or has
+/// `k ≤` [`SPLIT_MAX_K_B_BY_ROWS`]; 1 (no cut) otherwise.
+fn column_parts(c: &MatMut<'_, f32>, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, par: Par) -> usize {
+    let (m, n, k) = (c.rows, c.cols, a.cols);
+    let n_independent = c.row_stride == 1 && (b.row_stride == 1 || k <= SPLIT_MAX_K_B_BY_ROWS);
+    if !par.is_parallel() || !n_independent || 2 * m * n * k < SPLIT_FLOPS {
+        return 1;
+    }
+    par.threads().min(n / SPLIT_MIN_COLUMNS).max(1)
+}
+
+/// `C ← α·A·B` (or `C + α·A·B`) as `parts` column blocks of `C` and `B`, computed in parallel
+/// (halved recursively with `rayon::join`), each by [`GemmScalar::product`] with [`Par::Seq`].
+/// **The same bits as one sequential product**: every kernel `product` dispatches to computes
+/// each column of `C` from its own column of `B` alone, in an order that does not depend on
+/// how many columns the call has, for the products [`column_parts`] admits (faer's order
+/// depends on `n` only as [`SPLIT_MAX_K_B_BY_ROWS`] says; `tests/matmul.rs` checks FFzero's
+/// shapes, odd column counts, both accumulations and the layouts at 2 and 3 threads, and that
+/// the products left whole keep their bits). Blocks start at multiples of 8 columns.
+fn product_by_columns(
+    c: MatMut<'_, f32>,
+    accum: Accum,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    alpha: f32,
+    parts: usize,
+) {
+    if parts <= 1 {
+        <f32 as GemmScalar>::product(c, accum, a, b, alpha, Par::Seq);
+        return;
+    }
+    let (n, k) = (c.cols, a.cols);
+    let left = parts / 2;
+    let at = (n * left / parts).next_multiple_of(8).min(n - 1);
+    let (c_left, c_right) = c.split_columns(at);
+    let (b_left, b_right) = (b.submatrix(0, 0, k, at), b.submatrix(0, at, k, n - at));
+    rayon::join(
+        || product_by_columns(c_left, accum, a, b_left, alpha, left),
+        || product_by_columns(c_right, accum, a, b_right, alpha, parts - left),
+    );
+}
+
 gemm_scalar!(f64, 2.0, zero: 0.0, one: 1.0, conj: |x| x);
 gemm_scalar!(Complex32, 8.0, zero: Complex32::new(0.0, 0.0), one: Complex32::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
 gemm_scalar!(Complex64, 8.0, zero: Complex64::new(0.0, 0.0), one: Complex64::new(1.0, 0.0), conj: |x| num_complex::Complex::conj(&x));
@@ -130,8 +200,11 @@ pub enum Accum {
 
 /// Parallelism of one product, passed explicitly (never a global setting).
 ///
-/// `gemm-bench.md`: on this 2-core machine intra-product threads pay only for products of
-/// ≥ ~40 MFLOP; below that they are neutral or harmful. Spend cores at an outer level instead.
+/// `gemm-bench.md`: on this 2-core machine faer's own intra-product threads pay only for
+/// products of ≥ ~40 MFLOP. f32 products of ≥ 2 MFLOP are instead cut into column blocks, one
+/// per thread (the same bits; 1.75–1.96× at 2 threads for FFzero's width-100 products with the
+/// second worker awake, [`Par::with_polling_workers`]); below that, spend cores at an outer
+/// level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Par {
     /// One thread.
@@ -550,6 +623,20 @@ impl<'a, T: GemmScalar> MatMut<'a, T> {
             col_stride: self.row_stride,
             ..self
         }
+    }
+
+    /// The view's columns `0..at` and `at..`, as two views of disjoint elements.
+    ///
+    /// # Panics
+    /// If `at` is beyond the last column.
+    pub(crate) fn split_columns(self, at: usize) -> (MatMut<'a, T>, MatMut<'a, T>) {
+        assert!(at <= self.cols, "column {at} of a {}-column view", self.cols);
+        let right = MatMut {
+            ptr: self.ptr.wrapping_offset(at as isize * self.col_stride),
+            cols: self.cols - at,
+            ..self
+        };
+        (MatMut { cols: at, ..self }, right)
     }
 
     /// Rows `start..start + count`, all columns, as a mutable view.

@@ -451,3 +451,49 @@ fn a_row_beyond_gather_offsets_gives_the_contiguous_rows_bits() {
         }
     }
 }
+
+/// With `par` parallel, f32 products of at least 2 MFLOP are cut into column blocks, one per
+/// thread, each computed sequentially: the bits must be those of one sequential product for
+/// FFzero's shapes (every kernel `matmul` dispatches to: faer, faer plus the few-rows rows,
+/// the short-`k` and rows-to-columns kernels), column counts that do not divide evenly, both
+/// accumulations, `A` and `B` by columns and by rows, α ≠ 1, at 2 and 3 threads.
+#[test]
+fn column_blocks_on_threads_give_the_sequential_bits() {
+    let mut g = rng(41);
+    let pools: Vec<rayon::ThreadPool> = [2, 3]
+        .iter()
+        .map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap())
+        .collect();
+    for &(m, k, n) in &[
+        (100usize, 784usize, 256usize),
+        (100, 100, 256),
+        (100, 256, 784),
+        (100, 256, 100),
+        (50, 784, 256),
+        (50, 256, 784),
+        (10, 256, 784),
+        (10, 784, 256),
+        (112, 100, 200),
+        (100, 10, 1000),
+        (13, 300, 777),
+    ] {
+        for (a_by_rows, b_by_rows) in [(false, false), (true, false), (false, true)] {
+            for (accum, alpha) in [(Accum::Replace, 1.0f32), (Accum::Add, 1.0), (Accum::Add, -0.25)] {
+                let a: DMatrix<f32> = random_real(m, k, &mut g);
+                let b: DMatrix<f32> = random_real(k, n, &mut g);
+                let (at, bt) = (a.transpose(), b.transpose());
+                let (av, bv) = (operand(&a, &at, a_by_rows), operand(&b, &bt, b_by_rows));
+                let c0: DMatrix<f32> = random_real(m, n, &mut g);
+                let mut seq = c0.clone();
+                matmul(MatMut::from(&mut seq), accum, av, bv, alpha, Par::Seq);
+                for pool in &pools {
+                    let threads = pool.current_num_threads();
+                    let mut par = c0.clone();
+                    pool.install(|| matmul(MatMut::from(&mut par), accum, av, bv, alpha, Par::Rayon(threads)));
+                    let same = seq.iter().zip(par.iter()).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "({m}, {k}, {n}) A by rows {a_by_rows}, B by rows {b_by_rows}, {accum:?} α {alpha}, {threads} threads");
+                }
+            }
+        }
+    }
+}
