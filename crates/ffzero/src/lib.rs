@@ -27,8 +27,8 @@ pub use mlp::{
     dense_forward, dense_forward_into, layer_forward_into, relu_in_place, split_dense, DenseShape, LayerInput, Mlp,
 };
 pub use objective::{
-    layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
-    NetworkObjective, COLUMN_BLOCK,
+    forward_by_blocks, layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch,
+    LayerTarget, NetworkObjective, COLUMN_BLOCK,
 };
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
 pub use train::{

@@ -930,7 +930,8 @@ fn train_global(
             match source {
                 GradientSource::Directional(dd) => {
                     let x = batch.input(sparse, idx);
-                    let mut objective = NetworkObjective::new(params, &mut perturbed, x, target, &mut buffers);
+                    let mut objective =
+                        NetworkObjective::new(params, &mut perturbed, x, target, &mut buffers).with_par(par);
                     let seed = derive_seed(spec.seed, &[0xDD, u64::MAX, step_index]);
                     let e = dd.estimate(&mut objective, seed, grad, &mut direction);
                     (e.mean_loss, e.evaluations as u64 * b * layers)

@@ -5,8 +5,8 @@
 
 use insitu_autodiff::Tape;
 use insitu_ffzero::{
-    layer_gradient_autodiff, network_gradient_autodiff, DenseShape, GlobalTarget, LayerInput, LayerObjective,
-    LayerScratch, LayerTarget, LocalLoss, Mlp, NetworkObjective,
+    forward_by_blocks, layer_gradient_autodiff, network_gradient_autodiff, DenseShape, GlobalTarget, LayerInput,
+    LayerObjective, LayerScratch, LayerTarget, LocalLoss, Mlp, NetworkObjective,
 };
 use insitu_linalg::{rng, Mat, MatRef, Par, SparseColumns};
 use insitu_optim::{DirectionalDerivative, PerturbedObjective};
@@ -252,5 +252,51 @@ fn layer_objective_is_the_same_for_sparse_inputs() {
             (d - s).abs() <= 1e-5 * d.abs().max(1.0),
             "network: dense {d} vs sparse {s}"
         );
+    }
+}
+
+/// BP+DD's forward passes run layer by layer in blocks of 128 batch columns (on the pool's
+/// threads when asked): every layer's output must equal the whole-batch forward pass bit for
+/// bit, for dense and sparse inputs, widths 10 and 100, a short last block and a single
+/// column, on 1 and 2 threads.
+#[test]
+fn forward_by_blocks_equals_the_whole_batch_bitwise() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let bits = |m: &Mat| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for (width, n) in [(10usize, 256usize), (100, 256), (100, 200), (100, 1)] {
+        let mlp = Mlp::new(&[784, width, width, width, 10], 21);
+        let mut g = rng(22);
+        // Image-like inputs: about a fifth of the pixels non-zero.
+        let x = Mat::from_fn(784, n, |_, _| {
+            if g.random_range(0.0..1.0) < 0.2 {
+                g.random_range(0.0..1.0)
+            } else {
+                0.0
+            }
+        });
+        let sparse = SparseColumns::from_dense(MatRef::from(&x));
+        for input in [
+            LayerInput::Dense(MatRef::from(&x)),
+            LayerInput::Sparse(sparse.columns(0, n)),
+        ] {
+            let mut whole = Vec::new();
+            mlp.forward_taps(input, &mut whole, |_, _| {});
+            let mut blocks = Vec::new();
+            forward_by_blocks(&mlp, input, &mut blocks, Par::Seq);
+            let mut threads = Vec::new();
+            pool.install(|| forward_by_blocks(&mlp, input, &mut threads, Par::Rayon(2)));
+            for (l, w) in whole.iter().enumerate() {
+                assert_eq!(
+                    bits(w),
+                    bits(&blocks[l]),
+                    "width {width}, {n} columns, layer {l}, 1 thread"
+                );
+                assert_eq!(
+                    bits(w),
+                    bits(&threads[l]),
+                    "width {width}, {n} columns, layer {l}, 2 threads"
+                );
+            }
+        }
     }
 }
