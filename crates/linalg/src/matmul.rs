@@ -124,6 +124,7 @@ impl GemmScalar for f32 {
         }
     }
 }
+
 /// The fewest FLOPs (`2·m·k·n`) for which an f32 product with `par` parallel is cut into
 /// column blocks, one per thread. Measured on this 2-vCPU VM with the second worker awake (as
 /// it is inside a training run, [`Par::with_polling_workers`]), 1 thread against 2 column
@@ -137,8 +138,8 @@ const SPLIT_MIN_COLUMNS: usize = 32;
 /// The longest inner dimension for which a product whose `B` is stored by rows is cut into
 /// column blocks. faer's order of sums depends on the column count there beyond `k = 512`
 /// (a scan of 2,976 shapes, `m` 10…1024, `k` 10…5000, `n` 64…1500, both layouts of `A` and
-/// `B`, found every difference at `B` by rows with `k > 512` and blocks of at most 50
-/// columns); FFzero's weight gradients `dZ·Xᵀ` have `k` = the batch, 256 or less.
+/// `B`, found all 102 differences at `B` by rows with `k > 512`); FFzero's weight gradients
+/// `dZ·Xᵀ` have `k` = the batch, 256 or less.
 const SPLIT_MAX_K_B_BY_ROWS: usize = 256;
 
 /// How many column blocks [`product_by_columns`] cuts an f32 product into: one per thread of
@@ -202,7 +203,7 @@ pub enum Accum {
 ///
 /// `gemm-bench.md`: on this 2-core machine faer's own intra-product threads pay only for
 /// products of ≥ ~40 MFLOP. f32 products of ≥ 2 MFLOP are instead cut into column blocks, one
-/// per thread (the same bits; 1.75–1.96× at 2 threads for FFzero's width-100 products with the
+/// per thread (the same bits; 1.43–1.96× at 2 threads for FFzero's width-100 products with the
 /// second worker awake, [`Par::with_polling_workers`]); below that, spend cores at an outer
 /// level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
