@@ -191,6 +191,38 @@ fn short_k(bencher: Bencher, (m, k, n, a_by_rows, add): (usize, usize, usize, bo
         });
 }
 
+/// FFzero's large width-100 products on a 2-thread pool with `Par::Rayon(2)`, which `matmul`
+/// cuts into two column blocks of `C`, one per thread (docs/performance.md, round 17, item 60):
+/// one iteration is [`TWO_THREAD_CALLS`] products inside `ThreadPool::install` with the second
+/// worker polling, as in a training run (`Par::with_polling_workers`).
+#[divan::bench(args = [(100, 784, 256, false), (100, 256, 784, true), (100, 100, 256, false)])]
+fn two_threads(bencher: Bencher, (m, k, n, b_by_rows): (usize, usize, usize, bool)) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let a = random(m, k, 1);
+    let b = if b_by_rows { random(n, k, 2) } else { random(k, n, 2) };
+    let mut c = Mat::zeros(m, n);
+    bencher
+        .counter(divan::counter::ItemsCount::new(2 * m * n * k * TWO_THREAD_CALLS))
+        .bench_local(|| {
+            let b = if b_by_rows {
+                MatRef::from(&b).t()
+            } else {
+                MatRef::from(&b)
+            };
+            let par = Par::Rayon(2);
+            pool.install(|| {
+                par.with_polling_workers(|| {
+                    for _ in 0..TWO_THREAD_CALLS {
+                        matmul(MatMut::from(&mut c), Accum::Replace, MatRef::from(&a), b, 1.0, par);
+                    }
+                })
+            })
+        });
+}
+
+/// Products per iteration of [`two_threads`], so that the hand-off into the pool is a small part.
+const TWO_THREAD_CALLS: usize = 16;
+
 /// The first layer on image-like inputs (784 features, about `density` of them non-zero): a
 /// batch of 256 random samples out of 10,000, as the dense product needs it (gathered into a
 /// contiguous batch, then `W·X`) and as [`matmul_sparse`] reads it (the samples' non-zeros in
