@@ -953,12 +953,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
     }
     let mut scaling = Vec::new();
     for &threads in args.threads.iter().filter(|&&t| t > 1) {
-        let configs: &[(usize, usize)] = if args.quick {
-            &[(100, 3)]
-        } else {
-            &[(100, 3), (100, 10), (10, 3)]
-        };
-        for &(width, depth) in configs {
+        for &(width, depth) in detailed_configs(args.quick) {
             let row = bench_scaling(
                 "mnist",
                 &data,
@@ -1053,11 +1048,7 @@ fn bench_all_products_in_epochs(
     quick: bool,
 ) -> Result<Vec<ProductsInEpoch>, String> {
     let peak = fma_peak_gflops();
-    let configs: &[(usize, usize)] = if quick {
-        &[(100, 3)]
-    } else {
-        &[(100, 3), (100, 10), (10, 3)]
-    };
+    let configs = detailed_configs(quick);
     let sets = [("mnist", mnist)]
         .into_iter()
         .chain(fashion.map(|f| ("fashion-mnist", f)));
@@ -1090,6 +1081,16 @@ fn bench_all_products_in_epochs(
 }
 
 const ALL_METHODS: [Method; 4] = [Method::FfDd, Method::FfAd, Method::BpDd, Method::BpAd];
+
+/// The `(width, depth)` pairs measured in detail (products inside the epochs, thread scaling):
+/// width 100 at depths 3 and 10 and width 10 at depth 3; width 100, depth 3 with `--quick`.
+fn detailed_configs(quick: bool) -> &'static [(usize, usize)] {
+    if quick {
+        &[(100, 3)]
+    } else {
+        &[(100, 3), (100, 10), (10, 3)]
+    }
+}
 
 /// Seed 000 Fig. 4's MLP matrix at the paper's settings, estimated from measured epochs.
 #[derive(Clone, Debug, Serialize)]
