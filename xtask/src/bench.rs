@@ -622,6 +622,13 @@ fn best_of_one_and_two_epochs(
     Ok((one, two))
 }
 
+/// The `train_seconds` of one run of `spec` inside `pool`.
+fn train_seconds_in(pool: &rayon::ThreadPool, spec: &TrainSpec, data: &TrainTest) -> Result<f64, String> {
+    pool.install(|| train(spec, data, &mut NoProgress))
+        .map(|r| r.train_seconds)
+        .map_err(|e| e.to_string())
+}
+
 /// Times one epoch of `method` with `optimizer` inside a rayon pool of `threads` threads.
 #[allow(clippy::too_many_arguments)]
 pub fn bench_epoch(
@@ -637,15 +644,11 @@ pub fn bench_epoch(
 ) -> Result<EpochRow, String> {
     let pool = thread_pool(threads)?;
     let (one, two) = best_of_one_and_two_epochs(repeats, |epochs| {
-        pool.install(|| {
-            train(
-                &spec_with(task, method, optimizer, width, depth, epochs, samples),
-                data,
-                &mut NoProgress,
-            )
-        })
-        .map(|r| r.train_seconds)
-        .map_err(|e| e.to_string())
+        train_seconds_in(
+            &pool,
+            &spec_with(task, method, optimizer, width, depth, epochs, samples),
+            data,
+        )
     })?;
     let spec = spec_with(task, method, optimizer, width, depth, 1, samples);
     let samples = samples.min(data.train.len());
@@ -688,11 +691,7 @@ pub fn bench_scaling(
     let mut best = [f64::INFINITY; 2];
     for _ in 0..repeats {
         for (pool, best) in pools.iter().zip(&mut best) {
-            let seconds = pool
-                .install(|| train(&spec, data, &mut NoProgress))
-                .map_err(|e| e.to_string())?
-                .train_seconds;
-            *best = best.min(seconds);
+            *best = best.min(train_seconds_in(pool, &spec, data)?);
         }
     }
     let samples = samples.min(data.train.len());

@@ -3,6 +3,7 @@
 
 use insitu_linalg::{derive_seed, matmul, matmul_sparse, rng, set_shape, Accum, Mat, MatMut, MatRef, Par, SparseRef};
 use rand::Rng;
+use rayon::prelude::*;
 
 /// Shape of one dense layer `z = W·x + b`, `W: out × in`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,30 +204,55 @@ impl Mlp {
     /// Forward a batch `x` (in × B, dense or sparse), calling `tap(l, z_l)` with every layer's
     /// pre-activation.
     /// `buffers` holds one matrix per layer (resized on first use, reused after).
-    pub fn forward_taps<'x>(
+    pub fn forward_taps<'x>(&self, x: impl Into<LayerInput<'x>>, buffers: &mut Vec<Mat>, tap: impl FnMut(usize, &Mat)) {
+        self.forward_in_blocks(x, buffers, usize::MAX, Par::Seq, tap);
+    }
+
+    /// [`Mlp::forward_taps`] with each layer's product computed in blocks of `block_len` batch
+    /// columns, on `par`'s threads (`tap` and the ReLU follow a layer's blocks): **the same bits**
+    /// for any `block_len` and thread count, since a column of a layer's output depends only on
+    /// the same column of its input — every product keeps each column's order of sums whatever
+    /// the column count (`insitu_linalg::matmul`, `matmul_sparse`) and ReLU is elementwise
+    /// (`tests/gradients.rs` compares blocks with the whole batch, dense and sparse, on 1 and 2
+    /// threads).
+    pub fn forward_in_blocks<'x>(
         &self,
         x: impl Into<LayerInput<'x>>,
         buffers: &mut Vec<Mat>,
+        block_len: usize,
+        par: Par,
         mut tap: impl FnMut(usize, &Mat),
     ) {
         let x = x.into();
         let b = x.ncols();
+        let block_len = block_len.clamp(1, b.max(1));
         buffers.resize_with(self.num_layers(), || Mat::zeros(0, 0));
         for l in 0..self.num_layers() {
             let s = self.shapes[l];
+            let params = self.layer_params(l);
             let (before, rest) = buffers.split_at_mut(l);
             let z = &mut rest[0];
             // Overwritten below; an epoch's short last batch keeps the allocation.
             set_shape(z, s.outputs, b);
-            let input = if l == 0 {
-                x
-            } else {
-                LayerInput::Dense(MatRef::from(&before[l - 1]))
-            };
-            layer_forward_into(s, self.layer_params(l), input, z.as_mut_slice());
+            let previous = before.last().map(MatRef::from);
+            z.as_mut_slice()
+                .par_chunks_mut(block_len * s.outputs)
+                .enumerate()
+                .with_min_len(par.min_blocks_per_job())
+                .for_each(|(i, block)| {
+                    let (start, len) = (i * block_len, block.len() / s.outputs);
+                    let input = match previous {
+                        None => x.columns(start, len),
+                        Some(p) => LayerInput::Dense(p.submatrix(0, start, p.nrows(), len)),
+                    };
+                    layer_forward_into(s, params, input, block);
+                });
             tap(l, z);
             if l + 1 < self.num_layers() {
-                relu_in_place(z.as_mut_slice());
+                z.as_mut_slice()
+                    .par_chunks_mut(block_len * s.outputs)
+                    .with_min_len(par.min_blocks_per_job())
+                    .for_each(relu_in_place);
             }
         }
     }

@@ -2,11 +2,11 @@
 //! directional-derivative methods see (SPEC A2, A4).
 
 use insitu_autodiff::{loss, Tape, Var};
-use insitu_linalg::{add_scaled, dot, matmul, set_shape, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{add_scaled, dot, matmul, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::PerturbedObjective;
 use rayon::prelude::*;
 
-use crate::mlp::{layer_forward_into, relu_in_place, DenseShape, LayerInput, Mlp};
+use crate::mlp::{layer_forward_into, DenseShape, LayerInput, Mlp};
 use crate::spec::LocalLoss;
 
 /// What one layer's pre-activation `z` (width × B) is scored against (SPEC A2).
@@ -373,42 +373,12 @@ impl<'a> NetworkObjective<'a> {
     }
 }
 
-/// [`Mlp::forward_taps`] without taps, each layer in blocks of [`COLUMN_BLOCK`] batch columns
-/// on `par`'s threads (sequentially, the whole batch as one block: 128-column blocks cost a
-/// 1-thread BP+DD epoch 2–3 %): **the same bits** as the whole batch at once, since a column of a
-/// layer's output depends only on the same column of its input — every product keeps each
-/// column's order of sums whatever the column count (`insitu_linalg::matmul`, `matmul_sparse`)
-/// and ReLU is elementwise (`tests/gradients.rs` compares both, dense and sparse, on 1 and 2
-/// threads).
+/// BP+DD's forward pass: [`Mlp::forward_in_blocks`] without taps, in blocks of
+/// [`COLUMN_BLOCK`] batch columns on `par`'s threads, or the whole batch as one block when
+/// sequential (128-column blocks cost a 1-thread BP+DD epoch 2–3 %). The same bits either way.
 pub fn forward_by_blocks(mlp: &Mlp, x: LayerInput<'_>, buffers: &mut Vec<Mat>, par: Par) {
-    let (layers, batch) = (mlp.num_layers(), x.ncols());
-    let block_len = if par.is_parallel() { COLUMN_BLOCK } else { batch.max(1) };
-    buffers.resize_with(layers, || Mat::zeros(0, 0));
-    for (l, &shape) in mlp.shapes().iter().enumerate() {
-        let params = mlp.layer_params(l);
-        let (before, rest) = buffers.split_at_mut(l);
-        let z = &mut rest[0];
-        // Overwritten below; an epoch's short last batch keeps the allocation.
-        set_shape(z, shape.outputs, batch);
-        let previous = before.last().map(MatRef::from);
-        let relu = l + 1 < layers;
-        z.as_mut_slice()
-            .par_chunks_mut(block_len * shape.outputs)
-            .enumerate()
-            .with_min_len(par.min_blocks_per_job())
-            .for_each(|(i, block)| {
-                let start = i * block_len;
-                let len = block.len() / shape.outputs;
-                let input = match previous {
-                    None => x.columns(start, len),
-                    Some(p) => LayerInput::Dense(p.submatrix(0, start, p.nrows(), len)),
-                };
-                layer_forward_into(shape, params, input, block);
-                if relu {
-                    relu_in_place(block);
-                }
-            });
-    }
+    let block_len = if par.is_parallel() { COLUMN_BLOCK } else { usize::MAX };
+    mlp.forward_in_blocks(x, buffers, block_len, par, |_, _| {});
 }
 
 impl PerturbedObjective for NetworkObjective<'_> {
