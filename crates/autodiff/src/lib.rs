@@ -24,6 +24,45 @@
 //! no optimiser (step rules live in `insitu-optim`), no data handling, no I/O or printing, no
 //! global thread pool (parallelism is an explicit [`insitu_linalg::Par`], sequential by default).
 //! Physically plausible trainers (FF+DD, FFM) must use only [`loss`], never the tape.
+//!
+//! # Example
+//!
+//! A dense ReLU layer with a squared-error loss, its weight gradient by the tape, and one entry
+//! of it checked by central differences of the same forward pass.
+//!
+//! ```
+//! use insitu_autodiff::{Tape, Var};
+//! use insitu_linalg::Mat;
+//!
+//! let w = Mat::from_fn(3, 4, |i, j| 0.3 + 0.1 * i as f32 - 0.05 * j as f32);
+//! let b = Mat::from_fn(3, 1, |i, _| 0.1 * i as f32);
+//! let x = Mat::from_fn(4, 5, |i, j| ((i * 5 + j) % 7) as f32 / 7.0);
+//! let y = Mat::from_fn(3, 5, |i, j| ((i + j) % 2) as f32);
+//!
+//! // Records `mse(relu(W·x + b), y)` on a reset tape; returns W's handle and the loss's.
+//! let record = |tape: &mut Tape, w: &Mat| -> (Var, Var) {
+//!     tape.reset();
+//!     let (w, b, x) = (tape.param(w), tape.param(&b), tape.constant(&x));
+//!     let z = tape.matmul(w, x);
+//!     let z = tape.add_bias(z, b);
+//!     let a = tape.relu(z);
+//!     (w, tape.mse(a, &y))
+//! };
+//!
+//! let mut tape = Tape::new();
+//! let (w_var, loss) = record(&mut tape, &w);
+//! tape.backward(loss);
+//! let dw = tape.grad(w_var).unwrap().clone();
+//!
+//! let h = 1e-2;
+//! let (mut plus, mut minus) = (w.clone(), w.clone());
+//! plus[(1, 2)] += h;
+//! minus[(1, 2)] -= h;
+//! let loss_plus = { let (_, l) = record(&mut tape, &plus); tape.scalar(l) };
+//! let loss_minus = { let (_, l) = record(&mut tape, &minus); tape.scalar(l) };
+//! let central = (loss_plus - loss_minus) / (2.0 * h as f64);
+//! assert!((central - dw[(1, 2)] as f64).abs() < 1e-4, "{central} vs {}", dw[(1, 2)]);
+//! ```
 
 pub mod loss;
 mod tape;

@@ -33,6 +33,48 @@
 //! Its only I/O is reading files under a datasets directory. Malformed input is a typed
 //! [`DataError`] that names the file and the byte offset (binary) or line (text), never a
 //! panic; the parsers take byte slices so this is property-tested on corrupted input.
+//!
+//! # Example
+//!
+//! MNIST at the papers' split, from the repository's `datasets/` (or `$INSITU_DATASETS`):
+//!
+//! ```no_run
+//! use insitu_data::{default_datasets_dir, load_task, Task};
+//!
+//! let mnist = load_task(Task::Mnist, &default_datasets_dir(), 0)?;
+//! assert_eq!(mnist.train.inputs.shape(), (784, 50_000));
+//! assert_eq!(mnist.test.num_classes(), Some(10));
+//! # Ok::<(), insitu_data::DataError>(())
+//! ```
+//!
+//! A generated set, an epoch's seeded mini-batches, and what a missing file gives:
+//!
+//! ```
+//! use insitu_data::{epoch_permutation, gather_columns, load_task, DataError, Mat, Task};
+//! use std::path::Path;
+//!
+//! // Seed 000 eq. 15, f1(x) = sin x1 + cos x2: 10,000 / 2,000 samples, targets scaled to [-1, 1].
+//! let data = load_task(Task::SyntheticF1, Path::new("not read"), 0)?;
+//! assert_eq!((data.train.features(), data.train.len(), data.test.len()), (2, 10_000, 2_000));
+//!
+//! let (seed, epoch, batch) = (0, 3, 256);
+//! let mut order = Vec::new();
+//! epoch_permutation(data.train.len(), seed, epoch, &mut order);
+//! let mut x = Mat::zeros(0, 0);
+//! for (k, samples) in order.chunks(batch).enumerate() {
+//!     gather_columns(&data.train.inputs, samples, &mut x); // reshapes once, then reuses
+//!     if k == 0 {
+//!         assert_eq!(x.column(0), data.train.inputs.column(order[0]));
+//!     }
+//! }
+//! assert_eq!(x.ncols(), 10_000 % 256); // the last batch is the remainder
+//!
+//! match load_task(Task::Mnist, Path::new("/no/such/dir"), 0) {
+//!     Err(DataError::Missing { file, .. }) => assert_eq!(file, "mnist/train-images-idx3-ubyte.gz"),
+//!     other => panic!("expected a missing-file error, got {other:?}"),
+//! }
+//! # Ok::<(), DataError>(())
+//! ```
 
 pub mod dataset;
 pub mod error;

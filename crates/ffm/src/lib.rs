@@ -22,6 +22,64 @@
 //! **What it must not do.** An in-situ trainer receives a [`PhysicalSystem`]: it may load a
 //! field and a mask, propagate through one layer and measure, nothing else — no adjoint, no
 //! access to the digital model. No I/O or printing; all randomness from seeded streams.
+//!
+//! # Example: FFM gradients from forward runs only
+//!
+//! A three-layer system of phase masks and reciprocal transfers `T = U·Uᵀ` (`U` Haar-random;
+//! symmetric and lossless). A physical system is anything that implements
+//! [`PhysicalSystem`]; this one wraps the digital model and counts its runs. The FFM gradient
+//! (data propagation, then the error sent *forward*) takes `2L` runs and equals the
+//! reverse-mode gradient, which needs `Tᴴ`.
+//!
+//! ```
+//! use insitu_ffm::{adjoint_gradient, ffm_gradient, DenseTransfer, DigitalChain, FfmWorkspace, FieldLoss, PhysicalSystem};
+//! use insitu_linalg::{haar_unitary, rng, CMat64, Complex64};
+//! use rand::Rng;
+//!
+//! struct CountedBench {
+//!     model: DigitalChain<DenseTransfer<f64>>,
+//!     runs: u64,
+//! }
+//!
+//! impl PhysicalSystem<f64> for CountedBench {
+//!     fn num_layers(&self) -> usize {
+//!         PhysicalSystem::<f64>::num_layers(&self.model)
+//!     }
+//!     fn field_len(&self) -> usize {
+//!         PhysicalSystem::<f64>::field_len(&self.model)
+//!     }
+//!     fn run(&mut self, modulator: Option<(usize, &[f64])>, layer: usize, field: &mut [Complex64], shot: u64) {
+//!         self.runs += 1;
+//!         self.model.run(modulator, layer, field, shot);
+//!     }
+//! }
+//!
+//! let (layers, n) = (3, 16);
+//! let mut r = rng(3);
+//! let transfers = (0..layers)
+//!     .map(|_| {
+//!         let u: CMat64 = haar_unitary(n, &mut r);
+//!         DenseTransfer::new(&u * u.transpose()).unwrap()
+//!     })
+//!     .collect();
+//! let mut bench = CountedBench { model: DigitalChain::new(transfers).unwrap(), runs: 0 };
+//! let phases: Vec<Vec<f64>> = (0..layers).map(|_| (0..n).map(|_| r.random_range(0.0..6.28)).collect()).collect();
+//! let input: Vec<Complex64> = (0..n).map(|i| Complex64::new(1.0, 0.1 * i as f64)).collect();
+//! let target: Vec<f64> = (0..n).map(|i| if i < 4 { 4.0 } else { 0.0 }).collect();
+//! let loss = FieldLoss::IntensityMse(&target);
+//! let mut workspace = FfmWorkspace::new(layers, n);
+//! let linear = &[]; // no activations
+//!
+//! let mut ffm = vec![vec![0.0; n]; layers];
+//! ffm_gradient(&mut bench, &phases, linear, &input, &loss, &mut workspace, &mut ffm, 0);
+//! assert_eq!(bench.runs, 2 * layers as u64);
+//!
+//! let mut reverse_mode = vec![vec![0.0; n]; layers];
+//! adjoint_gradient(&mut bench.model, &phases, linear, &input, &loss, &mut workspace, &mut reverse_mode);
+//! for (f, a) in ffm.iter().flatten().zip(reverse_mode.iter().flatten()) {
+//!     assert!((f - a).abs() < 1e-9 * (1.0 + a.abs()), "{f} vs {a}");
+//! }
+//! ```
 
 pub mod activation;
 pub mod bench;

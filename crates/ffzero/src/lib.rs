@@ -14,6 +14,36 @@
 //! [`LayerObjective`], [`NetworkObjective`]); they never touch the autodiff tape. No printing
 //! and no command-line parsing: progress goes to a [`Progress`] the caller supplies, results
 //! come back as a serialisable [`TrainResult`].
+//!
+//! # Example
+//!
+//! FFzero (FF+DD) on seed 000's synthetic regression `f1(x) = sin x1 + cos x2`: two hidden
+//! layers and the regression output layer, each trained in turn against its antipodal
+//! prototypes from forward passes only. Every evaluation of layer `m` sends a sample through
+//! `m + 1` layers, twice per step (`±ε`), and the result counts them.
+//!
+//! ```
+//! use insitu_data::{load_task, Task};
+//! use insitu_ffzero::{train, Method, NoProgress, Optimizer, Status, TrainSpec};
+//!
+//! let data = load_task(Task::SyntheticF1, std::path::Path::new("not read"), 0)?;
+//! let spec = TrainSpec {
+//!     task: "synthetic-f1".into(),
+//!     method: Method::FfDd,
+//!     width: 20,
+//!     depth: 2,
+//!     epochs: 10, // per layer
+//!     optimizer: Optimizer::Adam,
+//!     lr: 0.01,
+//!     ..TrainSpec::default() // batch 256, ε = 10⁻³, P = 1, seed 0
+//! };
+//! let result = train(&spec, &data, &mut NoProgress)?;
+//! assert_eq!(result.status, Status::Ok);
+//! assert!(result.test_r2.unwrap() > 0.9, "R² {:?}", result.test_r2);
+//! let samples = data.train.len() as u64;
+//! assert_eq!(result.forward_passes, 2 * 10 * samples * (1 + 2 + 3));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod metrics;
 mod mlp;

@@ -34,6 +34,40 @@
 //! explicit [`Par`] argument and defaults to sequential. It knows nothing about learning or
 //! optics. Hot code elsewhere must not call nalgebra's `tr_mul`, `ad_mul`, `gemm_tr` or complex
 //! `DMatrix` products (40–85× slower); `clippy.toml` at the workspace root bans them.
+//!
+//! # Example
+//!
+//! A dense layer's forward product `Z = W·X` and its weight gradient `dW = dZ·Xᵀ`, the
+//! transpose a free view of `X`'s storage; both checked against the naive triple loop.
+//!
+//! ```
+//! use insitu_linalg::{matmul, matmul_reference, Accum, Mat, MatMut, MatRef, Par};
+//!
+//! let (outputs, inputs, batch) = (100, 784, 256);
+//! let w = Mat::from_fn(outputs, inputs, |i, j| ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.5);
+//! let x = Mat::from_fn(inputs, batch, |i, j| ((i + 5 * j) % 13) as f32 / 13.0);
+//!
+//! let mut z = Mat::zeros(outputs, batch);
+//! matmul(MatMut::from(&mut z), Accum::Replace, MatRef::from(&w), MatRef::from(&x), 1.0, Par::Seq);
+//!
+//! // Two threads split the columns of `Z`, never a sum: the same bits as one.
+//! let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+//! let mut z_two_threads = Mat::zeros(outputs, batch);
+//! pool.install(|| {
+//!     let (c, a, b) = (MatMut::from(&mut z_two_threads), MatRef::from(&w), MatRef::from(&x));
+//!     matmul(c, Accum::Replace, a, b, 1.0, Par::of_current_pool())
+//! });
+//! assert_eq!(z, z_two_threads);
+//!
+//! let dz = z.map(|v| v / batch as f32);
+//! let mut dw = Mat::zeros(outputs, inputs);
+//! matmul(MatMut::from(&mut dw), Accum::Replace, MatRef::from(&dz), MatRef::from(&x).t(), 1.0, Par::Seq);
+//!
+//! let mut dw_naive = Mat::zeros(outputs, inputs);
+//! matmul_reference(MatMut::from(&mut dw_naive), Accum::Replace, MatRef::from(&dz), MatRef::from(&x).t(), 1.0);
+//! let scale = dw_naive.amax();
+//! assert!((&dw - &dw_naive).amax() <= 1e-5 * scale);
+//! ```
 
 mod batch_lanes;
 mod few_rows;

@@ -16,6 +16,33 @@
 //!
 //! **What it must not do.** Never truncate silently: `d < c` (or `d < K`) is an error. No
 //! I/O; randomness only from the caller's seeded generator.
+//!
+//! # Example
+//!
+//! Ten class prototypes for a width-100 layer: unit vectors with pairwise cosine `−1/9`, the
+//! most any ten directions can be pushed apart, in a random orientation fixed by the seed.
+//!
+//! ```
+//! use insitu_proto::{antipodal_pair, simplex_prototypes, ProtoError};
+//!
+//! let mut rng = insitu_linalg::rng(7);
+//! let prototypes = simplex_prototypes(10, 100, &mut rng)?; // 100 × 10, one prototype per column
+//! for i in 0..10 {
+//!     for j in 0..10 {
+//!         let cosine = prototypes.column(i).dot(&prototypes.column(j));
+//!         let expected = if i == j { 1.0 } else { -1.0 / 9.0 };
+//!         assert!((cosine - expected).abs() < 1e-5, "({i}, {j}): {cosine}");
+//!     }
+//! }
+//!
+//! // A regression layer's pair ξ^u = −ξ^l (seed 000 eq. 7).
+//! let (upper, lower) = antipodal_pair(100, &mut rng)?;
+//! assert!(upper.iter().zip(&lower).all(|(u, l)| *u == -*l));
+//!
+//! // Ten prototypes do not fit in five dimensions: an error, never a silent truncation.
+//! assert!(matches!(simplex_prototypes(10, 5, &mut rng), Err(ProtoError::DimensionTooSmall { .. })));
+//! # Ok::<(), ProtoError>(())
+//! ```
 
 use insitu_linalg::{haar_special_orthogonal, Mat, Mat64};
 use rand::Rng;
