@@ -13,7 +13,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
-use insitu_ffzero::{DepthSweep, LocalLoss, Method, Model, Optimizer, Progress, TrainError, TrainResult, TrainSpec};
+use insitu_ffzero::{
+    DepthSweep, Difference, DirectionKind, LocalLoss, Method, Model, Optimizer, Progress, TrainError, TrainResult,
+    TrainSpec,
+};
 
 mod ffm;
 mod interchange;
@@ -80,6 +83,12 @@ struct TrainArgs {
     /// Number of directions P per step.
     #[arg(long, default_value_t = 1)]
     directions: usize,
+    /// DD methods: how directions are drawn, unit-gaussian (eq. 13) or rademacher (SPSA).
+    #[arg(long, default_value = "unit-gaussian")]
+    direction_kind: String,
+    /// DD methods: central differences (2P forward passes per step, eq. 12) or forward (P + 1).
+    #[arg(long, default_value = "central")]
+    difference: String,
     /// sgd or adam.
     #[arg(long, default_value = "sgd")]
     optimizer: String,
@@ -146,6 +155,19 @@ fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
         lr: a.lr,
         eps: a.eps,
         directions: a.directions,
+        direction_kind: parse_named(
+            "direction kind",
+            &a.direction_kind,
+            &[
+                ("unit-gaussian", DirectionKind::UnitGaussian),
+                ("rademacher", DirectionKind::Rademacher),
+            ],
+        )?,
+        difference: parse_named(
+            "difference",
+            &a.difference,
+            &[("central", Difference::Central), ("forward", Difference::Forward)],
+        )?,
         optimizer: parse_named(
             "optimizer",
             &a.optimizer,

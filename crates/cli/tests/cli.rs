@@ -27,6 +27,12 @@ fn refuses_bad_options_with_a_clear_message() {
         (vec!["train", "--threads", "0"], "--threads"),
         (vec!["train", "--method", "bp-ad", "--depths", "1,2"], "--depths"),
         (vec!["train", "--depths", "1,0"], "--depth"),
+        (vec!["train", "--direction-kind", "sobol"], "unknown direction kind"),
+        (vec!["train", "--difference", "backward"], "unknown difference"),
+        (
+            vec!["train", "--method", "ff-ad", "--difference", "forward"],
+            "--difference",
+        ),
     ] {
         let out = insitu(&args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -51,6 +57,12 @@ fn writes_the_result_json() {
         "2",
         "--epochs",
         "2",
+        "--direction-kind",
+        "rademacher",
+        "--difference",
+        "forward",
+        "--directions",
+        "2",
         "--json",
         json.to_str().unwrap(),
     ]);
@@ -61,6 +73,8 @@ fn writes_the_result_json() {
     }
     assert_eq!(v["status"], "ok");
     assert_eq!(v["spec"]["width"], 10);
+    assert_eq!(v["spec"]["direction_kind"], "rademacher");
+    assert_eq!(v["spec"]["difference"], "forward");
     assert!(v["test_r2"].is_number());
     // no temporary file left behind
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -51,7 +51,7 @@ mod objective;
 mod spec;
 mod train;
 
-pub use insitu_optim::{NoProgress, Progress};
+pub use insitu_optim::{Difference, DirectionKind, NoProgress, Progress};
 pub use metrics::{accuracy, majority_vote, r_squared};
 pub use mlp::{
     dense_forward, dense_forward_into, layer_forward_into, relu_in_place, split_dense, DenseShape, LayerInput, Mlp,

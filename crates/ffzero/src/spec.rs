@@ -1,7 +1,20 @@
 //! A run's complete, serialisable description, with Supplementary Table 1's defaults and the
 //! validation that refuses inconsistent options before any work starts.
 
+use insitu_optim::{Difference, DirectionKind};
 use serde::{Deserialize, Serialize};
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// A unit enum's name as the JSON and the CLI spell it (`rademacher`, `forward`).
+fn serde_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 /// One of the four wirings of seed 000's benchmark (Results, "Benchmarks"; SPEC A8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,6 +114,16 @@ pub struct TrainSpec {
     pub eps: f32,
     /// Number of directions P per step.
     pub directions: usize,
+    /// How the DD methods draw directions: unit Gaussian (seed 000 eq. 13, the default) or
+    /// Rademacher signs (SPSA). Left out of the JSON when it is the default, so specs and
+    /// result hashes from before the option existed are unchanged.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub direction_kind: DirectionKind,
+    /// The DD methods' finite difference: central, `2P` evaluations per step (seed 000 eq. 12,
+    /// the default), or forward, `P + 1` (one shared `L(ω)`). Left out of the JSON when it is
+    /// the default.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub difference: Difference,
     /// Step rule.
     pub optimizer: Optimizer,
     /// Local classification loss (FF methods).
@@ -130,6 +153,8 @@ impl Default for TrainSpec {
             lr: 1e-3,
             eps: 1e-3,
             directions: 1,
+            direction_kind: DirectionKind::UnitGaussian,
+            difference: Difference::Central,
             optimizer: Optimizer::Sgd,
             loss: LocalLoss::Margin,
             margin: 0.3,
@@ -205,6 +230,22 @@ impl TrainSpec {
         }
         if self.directions == 0 {
             return Err(out_of_range("--directions", self.directions, "P must be at least 1"));
+        }
+        if !self.method.is_directional() {
+            if self.direction_kind != DirectionKind::default() {
+                return Err(out_of_range(
+                    "--direction-kind",
+                    serde_name(&self.direction_kind),
+                    format!("{} takes exact gradients and draws no directions", self.method.name()),
+                ));
+            }
+            if self.difference != Difference::default() {
+                return Err(out_of_range(
+                    "--difference",
+                    serde_name(&self.difference),
+                    format!("{} takes exact gradients and forms no differences", self.method.name()),
+                ));
+            }
         }
         if !(self.margin.is_finite() && self.margin >= 0.0) {
             return Err(out_of_range("--margin", self.margin, "must be a finite number ≥ 0"));

@@ -125,8 +125,9 @@ fn gradient_source(spec: &TrainSpec, par: Par) -> GradientSource {
         GradientSource::Directional(DirectionalDerivative {
             directions: spec.directions,
             eps: spec.eps,
+            kind: spec.direction_kind,
+            difference: spec.difference,
             par,
-            ..Default::default()
         })
     } else {
         GradientSource::Autodiff

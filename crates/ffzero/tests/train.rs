@@ -6,8 +6,8 @@ mod common;
 use common::{blobs, sparse_blobs};
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
 use insitu_ffzero::{
-    train, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainResult, TrainSpec,
-    SPARSE_INPUT_MAX_DENSITY,
+    train, Difference, DirectionKind, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainResult,
+    TrainSpec, SPARSE_INPUT_MAX_DENSITY,
 };
 use insitu_linalg::{MatRef, Par, SparseColumns};
 
@@ -126,6 +126,70 @@ fn every_method_learns_the_blobs() {
 }
 
 #[test]
+fn estimator_options_reach_the_dd_methods_learn_and_are_counted() {
+    let data = TrainTest {
+        train: blobs(900, 3),
+        test: blobs(300, 4),
+    };
+    let samples_per_epoch = 900u64;
+    for method in [Method::FfDd, Method::BpDd] {
+        let gaussian = TrainSpec {
+            directions: 3,
+            ..learning_spec(method)
+        };
+        let base = train(&gaussian, &data, &mut NoProgress).unwrap();
+        for (kind, difference) in [
+            (DirectionKind::Rademacher, Difference::Central),
+            (DirectionKind::UnitGaussian, Difference::Forward),
+            (DirectionKind::Rademacher, Difference::Forward),
+        ] {
+            let spec = TrainSpec {
+                direction_kind: kind,
+                difference,
+                ..gaussian.clone()
+            };
+            let (one, two) = (train_with_threads(&spec, &data, 1), train_with_threads(&spec, &data, 2));
+            let what = format!("{method:?} {kind:?} {difference:?}");
+            assert_eq!(one.loss_curve, two.loss_curve, "{what}: thread count changed the run");
+            assert_ne!(
+                one.loss_curve, base.loss_curve,
+                "{what}: the option did not reach the estimator"
+            );
+            let acc = one.test_accuracy.unwrap();
+            assert!(acc > 0.8, "{what}: {acc}");
+            // Evaluations per step: 2P central, P + 1 forward (one shared L(ω)); FF: 2 layers
+            // (hidden, output) traversing 1 and 2 layers; BP: the 2-layer network.
+            let per_step = match difference {
+                Difference::Central => 2 * 3,
+                Difference::Forward => 3 + 1,
+            };
+            let per_sample = per_step * if method == Method::FfDd { 1 + 2 } else { 2 };
+            assert_eq!(one.forward_passes, 20 * samples_per_epoch * per_sample, "{what}");
+        }
+    }
+}
+
+#[test]
+fn estimator_options_are_left_out_of_a_default_spec_json() {
+    let default_json = serde_json::to_string(&TrainSpec::default()).unwrap();
+    assert!(!default_json.contains("direction_kind") && !default_json.contains("difference"));
+    // A spec written before the options existed reads back with their defaults.
+    assert_eq!(
+        serde_json::from_str::<TrainSpec>(&default_json).unwrap(),
+        TrainSpec::default()
+    );
+    let spsa = TrainSpec {
+        direction_kind: DirectionKind::Rademacher,
+        difference: Difference::Forward,
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&spsa).unwrap();
+    assert!(json.contains(r#""direction_kind":"rademacher""#) && json.contains(r#""difference":"forward""#));
+    assert_eq!(serde_json::from_str::<TrainSpec>(&json).unwrap(), spsa);
+    assert!(serde_json::from_str::<TrainSpec>(&json.replace("rademacher", "sobol")).is_err());
+}
+
+#[test]
 fn bad_options_are_refused_before_work() {
     let data = TrainTest {
         train: blobs(30, 1),
@@ -165,6 +229,17 @@ fn bad_options_are_refused_before_work() {
             method: Method::FfDd,
             ..Default::default()
         }, // 3 classes need width ≥ 3
+        // The AD methods draw no directions and form no differences.
+        TrainSpec {
+            method: Method::BpAd,
+            direction_kind: DirectionKind::Rademacher,
+            ..Default::default()
+        },
+        TrainSpec {
+            method: Method::FfAd,
+            difference: Difference::Forward,
+            ..Default::default()
+        },
     ];
     for spec in bad {
         match train(&spec, &data, &mut NoProgress) {

@@ -3,6 +3,7 @@
 use insitu_linalg::{derive_seed, fast_stream, sum_of_squares, vectorized, FastRng, NormalStream, Par, VectorKernel};
 use rand::Rng;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// A loss that can only be *evaluated forward* at perturbed parameters — the whole interface
 /// a forward-only (physically plausible) trainer gets to the system it trains.
@@ -24,8 +25,10 @@ pub trait PerturbedObjective {
     fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]);
 }
 
-/// How directions are drawn, and the scale that makes the estimate unbiased.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How directions are drawn, and the scale that makes the estimate unbiased. Serialised as
+/// `unit-gaussian` or `rademacher` (a training spec's `direction_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DirectionKind {
     /// `v̂ = v/‖v‖`, `v ~ N(0, I_n)`: uniform on the unit sphere; `E[v̂ v̂ᵀ] = I/n`, so the
     /// estimate carries the factor `n` (seed 000 eq. 12–13).
@@ -140,8 +143,10 @@ impl VectorKernel for Scale<'_> {
 /// Entries per independently seeded block of a direction (see [`DirectionKind::draw`]).
 pub const DIRECTION_BLOCK: usize = 8192;
 
-/// Finite-difference scheme for one directional derivative.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Finite-difference scheme for one directional derivative. Serialised as `central` or
+/// `forward` (a training spec's `difference`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Difference {
     /// `(L(ω + εd) − L(ω − εd)) / 2ε`: two evaluations per direction (seed 000 eq. 12).
     #[default]
@@ -233,19 +238,25 @@ impl DirectionalDerivative {
                     (out[0] - out[1]) / (2.0 * eps as f64)
                 }
                 Difference::Forward => {
-                    let l0 = match base_loss {
-                        Some(l) => l,
-                        None => {
-                            objective.losses_along(direction, &[0.0], &mut out[..1]);
+                    let (l0, l_eps) = match base_loss {
+                        Some(l0) => {
+                            objective.losses_along(direction, &[eps], &mut out[..1]);
                             evaluations += 1;
+                            (l0, out[0])
+                        }
+                        None => {
+                            // `L(ω)` and the first direction's `L(ω + εv̂)` in one call, so that
+                            // a simulation shares their work (a dense layer's `V·x`) as it does
+                            // for `±ε`: two separate calls made FF+DD with P = 4 take 4.5 s
+                            // instead of central's 4.0 for 37.5 % fewer forward passes.
+                            objective.losses_along(direction, &[0.0, eps], &mut out);
+                            evaluations += 2;
                             base_loss = Some(out[0]);
-                            out[0]
+                            (out[0], out[1])
                         }
                     };
-                    objective.losses_along(direction, &[eps], &mut out[..1]);
-                    evaluations += 1;
-                    loss_sum += out[0];
-                    (out[0] - l0) / eps as f64
+                    loss_sum += l_eps;
+                    (l_eps - l0) / eps as f64
                 }
             };
             let coefficient = (self.kind.scale(n) * derivative / p_count as f64) as f32;
