@@ -274,9 +274,21 @@ const FFZERO_SECONDS_PER_GATHER: f64 = 8.8e-8;
 const FFZERO_SECONDS_PER_LAYER: f64 = 9.9e-8;
 /// See [`FFZERO_SECONDS_PER_GATHER`].
 const FFZERO_SECONDS_PER_PARAMETER: f64 = 1.43e-11;
-/// Seconds per cost unit of a seed 002 run (a sample × layer × FFT point × log2), calibrated
-/// with quick runs (8 layers, 64×64 grid, 3 epochs of 3 000 samples: 29 s).
-const FFM_SECONDS_PER_UNIT: f64 = 0.8e-9;
+/// Seconds per cost unit (an FFT point × log2 of the padded plane's point count) of one
+/// propagation through seed 002's digital model: `insitu ffm train --mode ideal --layers 2
+/// --grid 400 --epochs 1 --train-limit 200 --test-limit 100` took 3.89 ms per training
+/// propagation at commit 2c84dd9 (0.32·10⁻⁹ per unit; at `--grid 64`, 0.053 ms, 0.23·10⁻⁹).
+/// Session 1's single constant (0.8·10⁻⁹, from 64×64 in-situ runs) made paper-grid runs of the
+/// model 2.5× too long.
+const FFM_MODEL_SECONDS_PER_UNIT: f64 = 0.32e-9;
+/// The same for a run on the imperfect bench (`ImperfectBench`: the aberration sits between two
+/// half propagations, and every run adds seeded detector noise): 8.37 ms per propagation at
+/// `--grid 400`, 0.152 ms at `--grid 64` (`--mode in-situ --layers 8`), 0.66–0.68·10⁻⁹ per unit.
+/// The two constants predict the 24 quick-profile runs of seed 002 Fig. 2d stored in
+/// `results/quick/` (64×64, 2–8 layers, all three modes) within 0.85–1.10× of their wall time,
+/// where the single constant gave 1.0–2.6×; the paper profile's 60 runs: 91 h of one core
+/// (was 160).
+const FFM_BENCH_SECONDS_PER_UNIT: f64 = 0.68e-9;
 /// Fixed cost of a run (data set clone, evaluation), seconds.
 const PER_RUN_SECONDS: f64 = 0.3;
 
@@ -316,8 +328,22 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
             let fft = m * m * (m * m).log2();
             let n_train = s.train_limit.unwrap_or(50_000) as f64;
             let n_test = s.test_limit.unwrap_or(10_000) as f64;
-            let passes = s.epochs as f64 * (2.0 * n_train + n_test) * s.layers as f64;
-            PER_RUN_SECONDS + FFM_SECONDS_PER_UNIT * passes * fft
+            let layers = s.layers as f64;
+            // Training: a data and an error propagation per sample and layer; evaluation after
+            // every epoch: a data propagation per test sample and layer, on the bench for
+            // in-silico and in-situ runs, plus one on the model at the end of an in-silico run.
+            let train_passes = s.epochs as f64 * 2.0 * n_train * layers;
+            let eval_passes = s.epochs as f64 * n_test * layers;
+            let (train_cost, eval_cost, final_model_eval) = match s.mode {
+                TrainingMode::Ideal => (FFM_MODEL_SECONDS_PER_UNIT, FFM_MODEL_SECONDS_PER_UNIT, 0.0),
+                TrainingMode::InSilico => (
+                    FFM_MODEL_SECONDS_PER_UNIT,
+                    FFM_BENCH_SECONDS_PER_UNIT,
+                    n_test * layers * FFM_MODEL_SECONDS_PER_UNIT,
+                ),
+                TrainingMode::InSitu => (FFM_BENCH_SECONDS_PER_UNIT, FFM_BENCH_SECONDS_PER_UNIT, 0.0),
+            };
+            PER_RUN_SECONDS + fft * (train_passes * train_cost + eval_passes * eval_cost + final_model_eval)
         }
     }
 }
@@ -366,5 +392,28 @@ mod tests {
         let c = ffzero(Profile::Paper, "mnist", 100, 5, Method::BpAd, 1);
         assert!(estimated_seconds(&a) < estimated_seconds(&b));
         assert!(estimated_seconds(&b) < estimated_seconds(&c));
+    }
+
+    #[test]
+    fn ffm_runs_on_the_bench_cost_more_than_on_the_model() {
+        let run = |mode| {
+            estimated_seconds(&RunSpec::Ffm(FfmSpec {
+                mode,
+                ..FfmSpec::paper()
+            }))
+        };
+        let (ideal, in_silico, in_situ) = (
+            run(TrainingMode::Ideal),
+            run(TrainingMode::InSilico),
+            run(TrainingMode::InSitu),
+        );
+        assert!(
+            ideal < in_silico && in_silico < in_situ,
+            "{ideal} {in_silico} {in_situ}"
+        );
+        // 2 layers, 3 epochs of 30 000 samples and 5 000 test samples on an 800² plane, on the
+        // model: 3.89 ms per propagation measured, 390 000 propagations.
+        let expected = 0.3 + 3.89e-3 * (3.0 * 2.0 * 30_000.0 * 2.0 + 3.0 * 5_000.0 * 2.0);
+        assert!((ideal / expected - 1.0).abs() < 0.05, "{ideal} vs {expected}");
     }
 }
