@@ -23,11 +23,14 @@ pub fn summary(r: &TrainResult) -> String {
         .unwrap_or_default();
     let status = match (r.status, r.divergence) {
         (Status::Ok, _) => String::new(),
+        // Counted from 1 here, as a reader counts (the JSON's `divergence` counts from 0).
         (Status::Diverged, Some(d)) => format!(
-            " — DIVERGED at layer {}, epoch {}, step {}",
-            d.layer.map(|l| (l + 1).to_string()).unwrap_or_else(|| "all".into()),
+            " — DIVERGED in {}, epoch {}, step {}",
+            d.layer
+                .map(|l| format!("layer {}", l + 1))
+                .unwrap_or_else(|| "the network (global schedule)".into()),
             d.epoch + 1,
-            d.step
+            d.step + 1
         ),
         (Status::Diverged, None) => " — DIVERGED".into(),
     };

@@ -115,3 +115,29 @@ fn a_depth_sweep_writes_one_result_per_depth_equal_to_its_own_run() {
         }
     }
 }
+
+#[test]
+fn a_diverged_run_is_reported_where_it_stopped_counted_from_one() {
+    let out = insitu(&[
+        "train",
+        "--task",
+        "synthetic-f1",
+        "--method",
+        "bp-ad",
+        "--width",
+        "10",
+        "--depth",
+        "1",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e30",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    // The JSON counts from 0 (epoch 0, step 1); the line for a reader from 1.
+    assert!(
+        line.contains("DIVERGED in the network (global schedule), epoch 1, step 2"),
+        "{line}"
+    );
+}
