@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use insitu_data::{default_datasets_dir, load_task};
+use insitu_data::{default_datasets_dir, load_task_first};
 use insitu_ffm::{
     gradients_of_dense_system, ActivationKind, DenseLayer, DenseLoss, FfmResult, FfmSpec, FfmTask as LibTask,
     Imperfections, TrainingMode,
@@ -270,7 +270,17 @@ fn run_specs(
         return Err("all modes of one report must use the same task".into());
     }
     let dir = datasets.unwrap_or_else(default_datasets_dir);
-    let data = load_task(task.data_task(), &dir, specs[0].seed).map_err(|e| e.to_string())?;
+    // Only the samples some mode uses, when no class filter comes first (the same data).
+    let most = |limit: fn(&FfmSpec) -> Option<usize>| {
+        let limits: Option<Vec<usize>> = specs.iter().map(limit).collect();
+        limits.and_then(|l| l.into_iter().max())
+    };
+    let (train_limit, test_limit) = match task.classes() {
+        None => (most(|s| s.train_limit), most(|s| s.test_limit)),
+        Some(_) => (None, None),
+    };
+    let data =
+        load_task_first(task.data_task(), &dir, specs[0].seed, train_limit, test_limit).map_err(|e| e.to_string())?;
     let data = task.select(data).map_err(|e| e.to_string())?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

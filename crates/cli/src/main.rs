@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
+use insitu_data::{default_datasets_dir, load_task_first, Task, TrainTest};
 use insitu_ffzero::{
     DepthSweep, Difference, DirectionKind, LocalLoss, Method, Model, Optimizer, Progress, TrainError, TrainResult,
     TrainSpec,
@@ -258,7 +258,8 @@ fn with_data_and_pool<T: Send>(
             .map_err(|e| e.to_string())?;
     }
     let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
-    let data = load_task(task, &dir, spec.seed).map_err(|e| e.to_string())?;
+    // Only the samples the run uses (the same data as cutting them from the whole set).
+    let data = load_task_first(task, &dir, spec.seed, spec.train_limit, spec.test_limit).map_err(|e| e.to_string())?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()

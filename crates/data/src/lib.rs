@@ -92,8 +92,8 @@ pub use dataset::{
 };
 pub use error::DataError;
 pub use load::{
-    default_datasets_dir, digits_to_regression, images_to_matrix, load_image_set, load_iris, load_task, read_verified,
-    ImageSet, IrisFile, Task, IMAGE_CLASSES, IRIS_TRAIN, PAPER_TRAIN_IMAGES,
+    default_datasets_dir, digits_to_regression, images_to_matrix, load_image_set, load_iris, load_task,
+    load_task_first, read_verified, ImageSet, IrisFile, Task, IMAGE_CLASSES, IRIS_TRAIN, PAPER_TRAIN_IMAGES,
 };
 pub use synthetic::{generate_synthetic, SyntheticData, SyntheticFunction, SyntheticSpec};
 pub use verify::{

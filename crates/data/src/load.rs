@@ -246,10 +246,20 @@ fn load_idx_pair(
 /// `None`) and the official 10,000 test images, pixels in `[0, 1]`, 784 × n, 10 classes.
 /// Each file's SHA-256 is checked against `<dir>/SHA256SUMS` when that manifest exists.
 pub fn load_image_set(set: ImageSet, dir: &Path, n_train: Option<usize>) -> Result<TrainTest, DataError> {
+    load_image_set_first(set, dir, n_train, None)
+}
+
+/// [`load_image_set`] keeping only the first `n_test` test images as well (all if `None`).
+fn load_image_set_first(
+    set: ImageSet,
+    dir: &Path,
+    n_train: Option<usize>,
+    n_test: Option<usize>,
+) -> Result<TrainTest, DataError> {
     let manifest = Manifest::load_from_dir(dir)?;
     let [tr_x, tr_y, te_x, te_y] = set.files();
     let (train_x, train_y) = load_idx_pair(dir, tr_x, tr_y, manifest.as_ref(), n_train.unwrap_or(usize::MAX))?;
-    let (test_x, test_y) = load_idx_pair(dir, te_x, te_y, manifest.as_ref(), usize::MAX)?;
+    let (test_x, test_y) = load_idx_pair(dir, te_x, te_y, manifest.as_ref(), n_test.unwrap_or(usize::MAX))?;
     let classes = |labels| Targets::Classes {
         labels,
         num_classes: IMAGE_CLASSES,
@@ -326,19 +336,57 @@ pub fn load_iris(dir: &Path, file: IrisFile) -> Result<Dataset, DataError> {
 ///
 /// So `seed` matters for the synthetic sets and the Iris split only.
 pub fn load_task(task: Task, datasets_dir: &Path, seed: u64) -> Result<TrainTest, DataError> {
+    load_task_first(task, datasets_dir, seed, None, None)
+}
+
+/// [`load_task`], then only the first `train_limit` training and `test_limit` test samples
+/// (all if `None`): the same data as taking them from [`load_task`]'s result, but the image
+/// tasks decode the files and convert only the images kept. Converting all 60,000 MNIST images
+/// costs ≈ 0.45 s of page zeroing per process on this VM (docs/performance.md), most of a short
+/// `insitu train --train-limit 1000` run. The synthetic sets and the Iris split are built whole
+/// first (their samples depend on the full set's seeded draws), then cut.
+pub fn load_task_first(
+    task: Task,
+    datasets_dir: &Path,
+    seed: u64,
+    train_limit: Option<usize>,
+    test_limit: Option<usize>,
+) -> Result<TrainTest, DataError> {
+    let images = |set| {
+        let n_train = train_limit.map_or(PAPER_TRAIN_IMAGES, |n| n.min(PAPER_TRAIN_IMAGES));
+        load_image_set_first(set, datasets_dir, Some(n_train), test_limit)
+    };
+    let cut = |tt: TrainTest| TrainTest {
+        train: tt.train.take_first(train_limit.unwrap_or(usize::MAX)),
+        test: tt.test.take_first(test_limit.unwrap_or(usize::MAX)),
+    };
     match task {
-        Task::Mnist => load_image_set(ImageSet::Mnist, datasets_dir, Some(PAPER_TRAIN_IMAGES)),
-        Task::FashionMnist => load_image_set(ImageSet::FashionMnist, datasets_dir, Some(PAPER_TRAIN_IMAGES)),
+        Task::Mnist => images(ImageSet::Mnist),
+        Task::FashionMnist => images(ImageSet::FashionMnist),
         Task::MnistRegression => {
-            let tt = load_image_set(ImageSet::Mnist, datasets_dir, Some(PAPER_TRAIN_IMAGES))?;
+            let tt = images(ImageSet::Mnist)?;
             Ok(TrainTest {
                 train: digits_to_regression(tt.train),
                 test: digits_to_regression(tt.test),
             })
         }
-        Task::SyntheticF1 => Ok(generate_synthetic(SyntheticFunction::F1, &SyntheticSpec::PAPER, seed)?.split),
-        Task::SyntheticF2 => Ok(generate_synthetic(SyntheticFunction::F2, &SyntheticSpec::PAPER, seed)?.split),
-        Task::Iris => iris_split(load_iris(datasets_dir, IrisFile::UciData)?, IRIS_TRAIN, seed),
+        Task::SyntheticF1 => Ok(cut(generate_synthetic(
+            SyntheticFunction::F1,
+            &SyntheticSpec::PAPER,
+            seed,
+        )?
+        .split)),
+        Task::SyntheticF2 => Ok(cut(generate_synthetic(
+            SyntheticFunction::F2,
+            &SyntheticSpec::PAPER,
+            seed,
+        )?
+        .split)),
+        Task::Iris => Ok(cut(iris_split(
+            load_iris(datasets_dir, IrisFile::UciData)?,
+            IRIS_TRAIN,
+            seed,
+        )?)),
     }
 }
 

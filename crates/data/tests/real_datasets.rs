@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use insitu_data::{
-    default_datasets_dir, load_image_set, load_iris, load_task, DataError, ImageSet, IrisFile, Manifest, Task,
+    default_datasets_dir, load_image_set, load_iris, load_task, load_task_first, DataError, ImageSet, IrisFile,
+    Manifest, Task,
 };
 
 fn datasets() -> PathBuf {
@@ -224,4 +225,24 @@ fn image_and_label_count_mismatch_is_reported() {
         e.to_string().contains(files[0]) && e.to_string().contains(files[1]),
         "{e}"
     );
+}
+
+#[test]
+fn loading_only_the_first_samples_gives_the_first_samples_of_the_whole_set() {
+    let dir = datasets();
+    for task in [Task::Mnist, Task::MnistRegression, Task::SyntheticF1, Task::Iris] {
+        let whole = load_task(task, &dir, 3).unwrap();
+        for (train, test) in [
+            (Some(1000), Some(300)),
+            (None, Some(7)),
+            (Some(60_000), None),
+            (None, None),
+        ] {
+            let first = load_task_first(task, &dir, 3, train, test).unwrap();
+            let expected_train = whole.train.first(train.unwrap_or(usize::MAX));
+            let expected_test = whole.test.first(test.unwrap_or(usize::MAX));
+            assert_eq!(first.train, expected_train, "{task:?} train {train:?}");
+            assert_eq!(first.test, expected_test, "{task:?} test {test:?}");
+        }
+    }
 }
