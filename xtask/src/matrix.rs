@@ -276,19 +276,19 @@ const FFZERO_SECONDS_PER_LAYER: f64 = 9.9e-8;
 const FFZERO_SECONDS_PER_PARAMETER: f64 = 1.43e-11;
 /// Seconds per cost unit (an FFT point × log2 of the padded plane's point count) of one
 /// propagation through seed 002's digital model: `insitu ffm train --mode ideal --layers 2
-/// --grid 400 --epochs 1 --train-limit 200 --test-limit 100` took 3.89 ms per training
-/// propagation at commit 2c84dd9 (0.32·10⁻⁹ per unit; at `--grid 64`, 0.053 ms, 0.23·10⁻⁹).
-/// Session 1's single constant (0.8·10⁻⁹, from 64×64 in-situ runs) made paper-grid runs of the
-/// model 2.5× too long.
-const FFM_MODEL_SECONDS_PER_UNIT: f64 = 0.32e-9;
+/// --grid 400 --epochs 1 --train-limit 400 --test-limit 16` took 2.85 ms per training
+/// propagation at the commit after f9f0c1f (0.231·10⁻⁹ per unit; 3.89 ms at 2c84dd9, before the
+/// per-thread workers, the cached modulator patterns and the faster propagator). Session 1's
+/// single constant (0.8·10⁻⁹, from 64×64 in-situ runs) made paper-grid runs of the model 3.5×
+/// too long.
+const FFM_MODEL_SECONDS_PER_UNIT: f64 = 0.231e-9;
 /// The same for a run on the imperfect bench (`ImperfectBench`: the aberration sits between two
-/// half propagations, and every run adds seeded detector noise): 8.37 ms per propagation at
-/// `--grid 400`, 0.152 ms at `--grid 64` (`--mode in-situ --layers 8`), 0.66–0.68·10⁻⁹ per unit.
-/// The two constants predict the 24 quick-profile runs of seed 002 Fig. 2d stored in
-/// `results/quick/` (64×64, 2–8 layers, all three modes) within 0.85–1.10× of their wall time,
-/// where the single constant gave 1.0–2.6×; the paper profile's 60 runs: 91 h of one core
-/// (was 160).
-const FFM_BENCH_SECONDS_PER_UNIT: f64 = 0.68e-9;
+/// half propagations, and every run adds seeded detector noise): 6.13 ms per propagation at
+/// `--grid 400` (`--mode in-situ`, same command; 8.37 ms at 2c84dd9), 0.496·10⁻⁹ per unit. The
+/// two constants, fitted at the paper's grid, overestimate the 24 quick-profile runs of seed
+/// 002 Fig. 2d (64×64, 2–8 layers, all three modes; `results/quick/`) by 1.16–1.60×, where the
+/// single constant gave up to 3.6×; the paper profile's 60 runs: 66 h of one core (was 160).
+const FFM_BENCH_SECONDS_PER_UNIT: f64 = 0.496e-9;
 /// Fixed cost of a run (data set clone, evaluation), seconds.
 const PER_RUN_SECONDS: f64 = 0.3;
 
@@ -412,8 +412,8 @@ mod tests {
             "{ideal} {in_silico} {in_situ}"
         );
         // 2 layers, 3 epochs of 30 000 samples and 5 000 test samples on an 800² plane, on the
-        // model: 3.89 ms per propagation measured, 390 000 propagations.
-        let expected = 0.3 + 3.89e-3 * (3.0 * 2.0 * 30_000.0 * 2.0 + 3.0 * 5_000.0 * 2.0);
+        // model: 2.85 ms per propagation measured, 390 000 propagations.
+        let expected = 0.3 + 2.85e-3 * (3.0 * 2.0 * 30_000.0 * 2.0 + 3.0 * 5_000.0 * 2.0);
         assert!((ideal / expected - 1.0).abs() < 0.05, "{ideal} vs {expected}");
     }
 }

@@ -16,7 +16,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::system::PhysicalSystem;
+use crate::system::{PatternCache, PhysicalSystem};
 use crate::FfmError;
 
 /// Strengths of the bench's imperfections (all zero: the bench equals the digital model). Each
@@ -143,6 +143,9 @@ pub struct ImperfectBench {
     noise_seed: u64,
     responded: Vec<f32>,
     shifted: Vec<f32>,
+    /// Per layer, the modulator's transmission for the pattern it shows (kept while the
+    /// pattern stays the same: a mini-batch's samples and both passes of each).
+    masks: Vec<PatternCache<f32>>,
 }
 
 impl ImperfectBench {
@@ -202,6 +205,7 @@ impl ImperfectBench {
             noise_seed: derive_seed(imp.seed, &[0x0015E]),
             responded: vec![0.0; n * n],
             shifted: vec![0.0; n * n],
+            masks: (0..model.len()).map(|_| PatternCache::new()).collect(),
         })
     }
 }
@@ -218,17 +222,22 @@ impl PhysicalSystem<f32> for ImperfectBench {
         assert_eq!(field.len(), n * n, "ImperfectBench::run: field length");
         if let Some((l, phase)) = modulator {
             let layer = &self.layers[l];
-            // programmed phase → imparted phase (LUT, quantisation) → pattern displaced on the beam
-            layer
-                .response
-                .apply(phase, &mut self.responded)
-                .expect("validated modulator response, n·n mask");
-            layer
-                .shift
-                .apply(n, &self.responded, &mut self.shifted)
-                .expect("finite shift, n·n mask");
-            for (f, &s) in field.iter_mut().zip(&self.shifted) {
-                *f *= Complex32::from_polar(1.0, s);
+            let (responded, shifted) = (&mut self.responded, &mut self.shifted);
+            let transmission = self.masks[l].get(phase, |phase, out| {
+                // programmed phase → imparted phase (LUT, quantisation) → pattern displaced on
+                // the beam
+                layer
+                    .response
+                    .apply(phase, responded)
+                    .expect("validated modulator response, n·n mask");
+                layer
+                    .shift
+                    .apply(n, responded, shifted)
+                    .expect("finite shift, n·n mask");
+                out.extend(shifted.iter().map(|&s| Complex32::from_polar(1.0, s)));
+            });
+            for (f, &t) in field.iter_mut().zip(transmission) {
+                *f *= t;
             }
         }
         let layer = &mut self.layers[propagation];

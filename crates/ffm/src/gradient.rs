@@ -16,7 +16,7 @@ use crate::activation::ElementwiseActivation;
 use crate::component::AdjointPropagation;
 use crate::loss::FieldLoss;
 use crate::scalar::Real;
-use crate::system::{DigitalChain, PhysicalSystem};
+use crate::system::{DigitalChain, PatternCache, PhysicalSystem};
 
 /// An optional activation after each layer's propagation (`None`, or a missing entry at the
 /// end of the slice, means linear).
@@ -33,6 +33,9 @@ pub struct FfmWorkspace<F: Real> {
     field: Vec<Complex<F>>,
     /// `∂L/∂ȳ`.
     delta: Vec<Complex<F>>,
+    /// `e^{iφ_l}` per layer, for the gradient's digital part (`u_l = e^{iφ_l} a_{l−1}`), kept
+    /// while the phases stay the same (a mini-batch's samples).
+    masks: Vec<PatternCache<F>>,
 }
 
 impl<F: Real> FfmWorkspace<F> {
@@ -44,6 +47,7 @@ impl<F: Real> FfmWorkspace<F> {
             pre_activations: vec![vec![z; field_len]; layers],
             field: vec![z; field_len],
             delta: vec![z; field_len],
+            masks: (0..layers).map(|_| PatternCache::new()).collect(),
         }
     }
 
@@ -133,8 +137,9 @@ pub fn ffm_gradient<F: Real, S: PhysicalSystem<F> + ?Sized>(
         let modulator = match activation_of(activations, l) {
             Some(f) => {
                 if l + 1 < layers {
-                    for (e, &p) in ws.field.iter_mut().zip(&phases[l + 1]) {
-                        *e *= F::cis(p);
+                    let mask = ws.masks[l + 1].phase_mask(&phases[l + 1]);
+                    for (e, &m) in ws.field.iter_mut().zip(mask) {
+                        *e *= m;
                     }
                 }
                 cross_activation_ffm(f, &ws.pre_activations[l], &mut ws.field);
@@ -145,12 +150,13 @@ pub fn ffm_gradient<F: Real, S: PhysicalSystem<F> + ?Sized>(
         };
         system.run(modulator, l, &mut ws.field, shot_base + (2 * layers - 1 - l) as u64);
         // e_l = ws.field; u_l = e^{iφ_l} a_{l−1}
-        for ((g, (&a, &e)), &p) in grads[l]
+        let mask = ws.masks[l].phase_mask(&phases[l]);
+        for ((g, (&a, &e)), &m) in grads[l]
             .iter_mut()
             .zip(ws.layer_inputs[l].iter().zip(&ws.field))
-            .zip(&phases[l])
+            .zip(mask)
         {
-            let u = a * F::cis(p);
+            let u = a * m;
             *g -= two * (u * e).im;
         }
     }
@@ -162,7 +168,7 @@ pub fn ffm_gradient<F: Real, S: PhysicalSystem<F> + ?Sized>(
 /// `λ ← Tᴴ λ`, `∂L/∂φ = −2 Im(conj(λ) ⊙ u)`, `λ ← e^{−iφ} ⊙ λ`, and through an activation
 /// `λ_v = conj(λ_w) f_ū + λ_w conj(f_u)`. Adds into `grads`; returns the loss.
 pub fn adjoint_gradient<F: Real, P: AdjointPropagation<F>>(
-    model: &mut DigitalChain<P>,
+    model: &mut DigitalChain<P, F>,
     phases: &[Vec<F>],
     activations: &Activations<'_, F>,
     input: &[Complex<F>],
@@ -170,7 +176,7 @@ pub fn adjoint_gradient<F: Real, P: AdjointPropagation<F>>(
     ws: &mut FfmWorkspace<F>,
     grads: &mut [Vec<F>],
 ) -> f64 {
-    let layers = PhysicalSystem::<F>::num_layers(model);
+    let layers = model.num_layers();
     data_pass(model, phases, activations, input, ws, 0);
     let value = loss.eval(&ws.field, &mut ws.delta);
     let two = F::of(2.0);
@@ -183,16 +189,17 @@ pub fn adjoint_gradient<F: Real, P: AdjointPropagation<F>>(
             }
         }
         model.propagate_adjoint(l, &mut ws.delta);
-        for ((g, (&a, &lam)), &p) in grads[l]
+        let mask = ws.masks[l].phase_mask(&phases[l]);
+        for ((g, (&a, &lam)), &m) in grads[l]
             .iter_mut()
             .zip(ws.layer_inputs[l].iter().zip(&ws.delta))
-            .zip(&phases[l])
+            .zip(mask)
         {
-            let u = a * F::cis(p);
+            let u = a * m;
             *g -= two * (lam.conj() * u).im;
         }
-        for (lam, &p) in ws.delta.iter_mut().zip(&phases[l]) {
-            *lam *= F::cis(p).conj();
+        for (lam, &m) in ws.delta.iter_mut().zip(mask) {
+            *lam *= m.conj();
         }
     }
     value

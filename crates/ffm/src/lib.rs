@@ -37,16 +37,16 @@
 //! use rand::Rng;
 //!
 //! struct CountedBench {
-//!     model: DigitalChain<DenseTransfer<f64>>,
+//!     model: DigitalChain<DenseTransfer<f64>, f64>,
 //!     runs: u64,
 //! }
 //!
 //! impl PhysicalSystem<f64> for CountedBench {
 //!     fn num_layers(&self) -> usize {
-//!         PhysicalSystem::<f64>::num_layers(&self.model)
+//!         self.model.num_layers()
 //!     }
 //!     fn field_len(&self) -> usize {
-//!         PhysicalSystem::<f64>::field_len(&self.model)
+//!         self.model.field_len()
 //!     }
 //!     fn run(&mut self, modulator: Option<(usize, &[f64])>, layer: usize, field: &mut [Complex64], shot: u64) {
 //!         self.runs += 1;

@@ -10,6 +10,9 @@ pub trait Real: RealField + Copy + Send + Sync + sealed::Sealed {
     fn of(x: f64) -> Self;
     /// Conversion to `f64` (for sums and reports).
     fn to_f64(self) -> f64;
+    /// Whether `a` and `b` are the same value bit for bit (`0.0` and `−0.0` differ; a NaN
+    /// equals only its own bits).
+    fn same_bits(a: Self, b: Self) -> bool;
     /// `e^{iθ}`.
     fn cis(theta: Self) -> Complex<Self> {
         let (s, c) = theta.sin_cos();
@@ -24,6 +27,9 @@ mod sealed {
 }
 
 impl Real for f32 {
+    fn same_bits(a: Self, b: Self) -> bool {
+        a.to_bits() == b.to_bits()
+    }
     fn of(x: f64) -> Self {
         x as f32
     }
@@ -33,6 +39,9 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
+    fn same_bits(a: Self, b: Self) -> bool {
+        a.to_bits() == b.to_bits()
+    }
     fn of(x: f64) -> Self {
         x
     }

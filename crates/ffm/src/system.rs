@@ -39,16 +39,59 @@ pub fn apply_phase_mask<F: Real>(phase: &[F], field: &mut [Complex<F>]) {
     }
 }
 
-/// The ideal digital model: ideal phase-only modulators and the given propagations.
+/// A modulator's complex transmission for the last phase pattern it was shown, recomputed only
+/// when the pattern changes bit for bit. A spatial light modulator keeps a pattern while a
+/// mini-batch's samples pass, so this is the physical procedure, and the values are those of
+/// computing them anew (the same function of the same bits). One per layer and worker.
 #[derive(Clone, Debug)]
-pub struct DigitalChain<P> {
-    propagations: Vec<P>,
+pub(crate) struct PatternCache<F: Real> {
+    pattern: Vec<F>,
+    transmission: Vec<Complex<F>>,
 }
 
-impl<P> DigitalChain<P> {
+impl<F: Real> PatternCache<F> {
+    /// An empty cache (the first pattern is always computed).
+    pub(crate) fn new() -> Self {
+        Self {
+            pattern: Vec::new(),
+            transmission: Vec::new(),
+        }
+    }
+
+    /// The transmission of `pattern`: `compute(pattern, out)` fills `out` (cleared) unless
+    /// `pattern` has the bits of the last one.
+    pub(crate) fn get(&mut self, pattern: &[F], compute: impl FnOnce(&[F], &mut Vec<Complex<F>>)) -> &[Complex<F>] {
+        let same =
+            self.pattern.len() == pattern.len() && self.pattern.iter().zip(pattern).all(|(&a, &b)| F::same_bits(a, b));
+        if !same {
+            self.pattern.clear();
+            self.pattern.extend_from_slice(pattern);
+            self.transmission.clear();
+            compute(pattern, &mut self.transmission);
+        }
+        &self.transmission
+    }
+
+    /// `e^{iφ}` of `phase` (an ideal phase-only modulator).
+    pub(crate) fn phase_mask(&mut self, phase: &[F]) -> &[Complex<F>] {
+        self.get(phase, |p, out| out.extend(p.iter().map(|&x| F::cis(x))))
+    }
+}
+
+/// The ideal digital model: ideal phase-only modulators and the given propagations, on fields
+/// of `Complex<F>` (`f32` unless said otherwise).
+#[derive(Clone, Debug)]
+pub struct DigitalChain<P, F: Real = f32> {
+    propagations: Vec<P>,
+    /// Each modulator's `e^{iφ}` for the pattern it shows ([`apply_phase_mask`]'s values, kept
+    /// while the pattern stays the same).
+    masks: Vec<PatternCache<F>>,
+}
+
+impl<P, F: Real> DigitalChain<P, F> {
     /// A chain of `propagations.len()` layers. Returns `None` when there is no layer or the
     /// components disagree on the field length.
-    pub fn new<F: Real>(propagations: Vec<P>) -> Option<Self>
+    pub fn new(propagations: Vec<P>) -> Option<Self>
     where
         P: Propagation<F>,
     {
@@ -56,7 +99,8 @@ impl<P> DigitalChain<P> {
         if propagations.iter().any(|p| p.field_len() != n) {
             return None;
         }
-        Some(Self { propagations })
+        let masks = (0..propagations.len()).map(|_| PatternCache::new()).collect();
+        Some(Self { propagations, masks })
     }
 
     /// The propagation components.
@@ -65,7 +109,7 @@ impl<P> DigitalChain<P> {
     }
 }
 
-impl<F: Real, P: Propagation<F>> PhysicalSystem<F> for DigitalChain<P> {
+impl<F: Real, P: Propagation<F>> PhysicalSystem<F> for DigitalChain<P, F> {
     fn num_layers(&self) -> usize {
         self.propagations.len()
     }
@@ -75,15 +119,18 @@ impl<F: Real, P: Propagation<F>> PhysicalSystem<F> for DigitalChain<P> {
     fn run(&mut self, modulator: Option<(usize, &[F])>, propagation: usize, field: &mut [Complex<F>], _shot: u64) {
         if let Some((layer, phase)) = modulator {
             assert!(layer < self.propagations.len(), "modulator index {layer} out of range");
-            apply_phase_mask(phase, field);
+            assert_eq!(phase.len(), field.len(), "phase mask and field lengths differ");
+            for (f, &m) in field.iter_mut().zip(self.masks[layer].phase_mask(phase)) {
+                *f *= m;
+            }
         }
         self.propagations[propagation].propagate(field);
     }
 }
 
-impl<P> DigitalChain<P> {
+impl<P, F: Real> DigitalChain<P, F> {
     /// `field ← T_lᴴ field` with the digital model's adjoint (the reverse-mode baseline only).
-    pub fn propagate_adjoint<F: Real>(&mut self, layer: usize, field: &mut [Complex<F>])
+    pub fn propagate_adjoint(&mut self, layer: usize, field: &mut [Complex<F>])
     where
         P: AdjointPropagation<F>,
     {

@@ -27,7 +27,7 @@ fn random_field(n: usize, r: &mut Rng64) -> Vec<C> {
     (0..n).map(|_| C::new(gauss(r), gauss(r))).collect()
 }
 
-fn chain(n: usize, layers: usize, symmetric: bool, seed: u64) -> DigitalChain<DenseTransfer<f64>> {
+fn chain(n: usize, layers: usize, symmetric: bool, seed: u64) -> DigitalChain<DenseTransfer<f64>, f64> {
     let mut r = rng(seed);
     DigitalChain::new(
         (0..layers)
@@ -44,7 +44,7 @@ fn random_phases(layers: usize, n: usize, r: &mut Rng64) -> Vec<Vec<f64>> {
 }
 
 fn loss_value(
-    model: &mut DigitalChain<DenseTransfer<f64>>,
+    model: &mut DigitalChain<DenseTransfer<f64>, f64>,
     phases: &[Vec<f64>],
     acts: &insitu_ffm::Activations<'_, f64>,
     x: &[C],
