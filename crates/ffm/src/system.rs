@@ -137,3 +137,54 @@ impl<P, F: Real> DigitalChain<P, F> {
         self.propagations[layer].propagate_adjoint(field);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::DenseTransfer;
+    use nalgebra::DMatrix;
+
+    #[test]
+    fn a_pattern_is_recomputed_exactly_when_its_bits_change() {
+        let mut cache = PatternCache::<f32>::new();
+        let mut computed = 0;
+        let mut get = |cache: &mut PatternCache<f32>, p: &[f32]| {
+            cache.get(p, |p, out| {
+                computed += 1;
+                out.extend(p.iter().map(|&x| Complex::new(x, 0.0)));
+            });
+        };
+        let mut pattern = vec![0.5f32, 1.0, 0.0];
+        get(&mut cache, &pattern);
+        get(&mut cache, &pattern.clone());
+        pattern[1] = 1.0 + f32::EPSILON; // one bit of one value
+        get(&mut cache, &pattern);
+        pattern[2] = -0.0; // equal as a number, other bits
+        get(&mut cache, &pattern);
+        get(&mut cache, &pattern[..2]); // another length
+        let nan = [f32::NAN];
+        get(&mut cache, &nan);
+        get(&mut cache, &nan); // the same NaN bits: kept
+        assert_eq!(computed, 5);
+    }
+
+    #[test]
+    fn a_chain_that_keeps_its_masks_gives_the_fields_of_a_fresh_one() {
+        let n = 6;
+        let t = DMatrix::from_fn(n, n, |i, j| {
+            Complex::new(((i * 7 + j * 3) % 5) as f64 - 2.0, (i + j) as f64 * 0.1)
+        });
+        let fresh = || DigitalChain::<_, f64>::new(vec![DenseTransfer::new(t.clone()).unwrap()]).unwrap();
+        let mut kept = fresh();
+        let input: Vec<Complex<f64>> = (0..n).map(|i| Complex::new(1.0, i as f64)).collect();
+        for step in 0..3 {
+            let phase: Vec<f64> = (0..n).map(|i| (i * (step + 1)) as f64 * 0.3).collect();
+            for _ in 0..2 {
+                let (mut a, mut b) = (input.clone(), input.clone());
+                kept.run(Some((0, &phase)), 0, &mut a, 0);
+                fresh().run(Some((0, &phase)), 0, &mut b, 0);
+                assert_eq!(a, b, "step {step}");
+            }
+        }
+    }
+}
