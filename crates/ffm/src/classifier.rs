@@ -272,27 +272,46 @@ pub struct FfmResult {
 
 /// Writes the amplitude image `img` (`side × side`, row-major, values in [0, 1]) into `field`
 /// (`n × n`): bilinear resize to `inner × inner` (pixel centres aligned, edges clamped),
-/// centred, zero elsewhere, zero phase.
+/// centred, zero elsewhere, zero phase. Allocates its coordinate table; a training loop keeps
+/// one ([`resize_coordinates`]) and calls [`embed_resized`].
 pub fn embed_image(img: &[f32], side: usize, n: usize, inner: usize, field: &mut [Complex32]) {
+    embed_resized(img, side, n, &resize_coordinates(side, inner), field);
+}
+
+/// For each of `inner` output pixels of a bilinear resize from `side` input pixels (pixel
+/// centres aligned, edges clamped): the two input pixels it reads and the second one's weight.
+/// Rows and columns use the same table.
+pub fn resize_coordinates(side: usize, inner: usize) -> Vec<(usize, usize, f32)> {
+    let scale = side as f32 / inner as f32;
+    (0..inner)
+        .map(|i| {
+            let x = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, (side - 1) as f32);
+            let i0 = (x.floor() as usize).min(side - 1);
+            let i1 = (i0 + 1).min(side - 1);
+            (i0, i1, x - i0 as f32)
+        })
+        .collect()
+}
+
+/// [`embed_image`] with the resize's coordinate table made once (`coordinates.len()` is the
+/// inner size): the interpolation and the zero border only, no allocation.
+pub fn embed_resized(img: &[f32], side: usize, n: usize, coordinates: &[(usize, usize, f32)], field: &mut [Complex32]) {
+    let inner = coordinates.len();
     assert_eq!(img.len(), side * side);
     assert_eq!(field.len(), n * n);
     assert!(inner <= n);
-    field.fill(Complex32::new(0.0, 0.0));
+    let zero = Complex32::new(0.0, 0.0);
     let off = (n - inner) / 2;
-    let scale = side as f32 / inner as f32;
-    let coord = |i: usize| {
-        let x = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, (side - 1) as f32);
-        let i0 = (x.floor() as usize).min(side - 1);
-        let i1 = (i0 + 1).min(side - 1);
-        (i0, i1, x - i0 as f32)
-    };
-    for r in 0..inner {
-        let (r0, r1, fr) = coord(r);
-        for c in 0..inner {
-            let (c0, c1, fc) = coord(c);
+    field[..off * n].fill(zero);
+    field[(off + inner) * n..].fill(zero);
+    for (r, &(r0, r1, fr)) in coordinates.iter().enumerate() {
+        let row = &mut field[(off + r) * n..(off + r + 1) * n];
+        row[..off].fill(zero);
+        row[off + inner..].fill(zero);
+        for (out, &(c0, c1, fc)) in row[off..off + inner].iter_mut().zip(coordinates) {
             let v = (1.0 - fr) * ((1.0 - fc) * img[r0 * side + c0] + fc * img[r0 * side + c1])
                 + fr * ((1.0 - fc) * img[r1 * side + c0] + fc * img[r1 * side + c1]);
-            field[(off + r) * n + off + c] = Complex32::new(v, 0.0);
+            *out = Complex32::new(v, 0.0);
         }
     }
 }
@@ -341,7 +360,10 @@ impl<'a> Task<'a> {
 /// The network's fixed parts shared by all passes.
 struct Setup {
     n: usize,
-    inner: usize,
+    /// The input images' side (training and test sets agree).
+    side: usize,
+    /// The bilinear resize of an image to the inner square ([`resize_coordinates`]).
+    coordinates: Vec<(usize, usize, f32)>,
     regions: DetectorRegions,
     squares: Vec<(usize, usize, usize)>,
     targets: Vec<Vec<f32>>,
@@ -354,7 +376,8 @@ struct Setup {
 impl Setup {
     /// Embeds image `j` of `task` into `field` at the run's input power.
     fn embed(&self, task: &Task<'_>, j: usize, field: &mut [Complex32]) {
-        embed_image(task.image(j), task.side, self.n, self.inner, field);
+        debug_assert_eq!(task.side, self.side, "images of the side the resize was made for");
+        embed_resized(task.image(j), self.side, self.n, &self.coordinates, field);
         if self.amplitude != 1.0 {
             field.iter_mut().for_each(|z| *z *= self.amplitude);
         }
@@ -585,9 +608,16 @@ pub fn run_with_progress(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let inner = ((n as f64 * spec.input_fraction).round() as usize).clamp(1, n);
+    if train_task.side != test_task.side {
+        return Err(FfmError::InvalidSpec(format!(
+            "training images are {0}×{0} and test images {1}×{1}",
+            train_task.side, test_task.side
+        )));
+    }
     let setup = Setup {
         n,
-        inner,
+        side: train_task.side,
+        coordinates: resize_coordinates(train_task.side, inner),
         regions,
         squares,
         targets,
