@@ -17,7 +17,9 @@
 //!   with the batch along the lanes (activations stored by rows, the `batch_lanes` kernel),
 //!   the layout no trainer uses yet.
 //! - **Optics.** A 784-mode Haar-random Clements mesh applied to a batch of 128 fields, and one
-//!   400×400 band-limited angular-spectrum propagation with 2× padding (medians of a few runs).
+//!   400×400 band-limited angular-spectrum propagation with 2× padding (medians of a few runs);
+//!   FFM training at that grid (2 layers, ideal and in situ), per training layer-run
+//!   ([`bench_ffm`]).
 //! - **Allocations per FF+DD step after warm-up.** The binary installs [`CountingAllocator`] as
 //!   its global allocator; the allocation count of an FF+DD run of 2 epochs minus that of the
 //!   same run with 1 epoch, divided by the steps of the extra epoch, is the number of
@@ -34,6 +36,7 @@ use std::time::Instant;
 
 use clap::Args;
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
+use insitu_ffm::{FfmSpec, FfmTask, TrainingMode};
 use insitu_ffzero::{
     dense_forward, layer_widths, train, train_depth_sweep, DenseShape, LayerObjective, LayerScratch, LayerTarget,
     LocalLoss, Method, NoProgress, Optimizer, Progress, TrainSpec, SPARSE_INPUT_MAX_DENSITY,
@@ -806,6 +809,44 @@ pub fn bench_optics(repeats: usize) -> Result<Vec<KernelRow>, String> {
     Ok(vec![mesh_row, fs_row])
 }
 
+/// FFM training at the paper's grid (seed 002: 400×400, 2× padding, 2 layers), ideal and in
+/// situ, on the first `samples` MNIST images for one epoch at 1 thread: the seconds per training
+/// layer-run (`train_seconds / forward_propagations`), median and fastest of `repeats` runs.
+/// What the 60 paper-profile runs of seed 002 Fig. 2d cost is priced from these two numbers
+/// (`matrix.rs`).
+pub fn bench_ffm(data: &TrainTest, samples: usize, repeats: usize) -> Result<Vec<KernelRow>, String> {
+    let mut rows = Vec::new();
+    for (mode, what) in [(TrainingMode::Ideal, "ideal"), (TrainingMode::InSitu, "in situ")] {
+        let spec = FfmSpec {
+            task: FfmTask::Mnist,
+            layers: 2,
+            epochs: 1,
+            train_limit: Some(samples),
+            test_limit: Some(1),
+            mode,
+            ..FfmSpec::paper()
+        };
+        // One thread, as the per-core cost model wants it (outside a pool the run would spread
+        // its samples over the global pool).
+        let pool = thread_pool(1)?;
+        let mut per_run: Vec<f64> = Vec::with_capacity(repeats);
+        for _ in 0..repeats.max(1) {
+            let r = pool
+                .install(|| insitu_ffm::run(&spec, &data.train, &data.test))
+                .map_err(|e| e.to_string())?;
+            per_run.push(r.train_seconds / r.forward_propagations.max(1) as f64);
+        }
+        per_run.sort_by(f64::total_cmp);
+        rows.push(KernelRow {
+            name: format!("FFM training 400×400, 2 layers, {what}: per layer-run ({samples} samples)"),
+            median_seconds: per_run[per_run.len() / 2],
+            min_seconds: per_run[0],
+            repeats: per_run.len(),
+        });
+    }
+    Ok(rows)
+}
+
 /// Allocations per FF+DD step after warm-up on a 784-100-10 network (depth 1): count of a
 /// 2-epoch run minus count of a 1-epoch run, over the steps of the extra epoch. `None` if the
 /// counting allocator is not the global allocator.
@@ -1013,6 +1054,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<BenchReport, String> {
             std::hint::black_box(&s);
         },
     ));
+    eprintln!("FFM training at the paper's grid…");
+    kernels.extend(bench_ffm(&data, if args.quick { 32 } else { 96 }, 3)?);
     eprintln!("allocations…");
     let allocations = bench_allocations(&data, if args.quick { 12_800 } else { FULL_EPOCH_SAMPLES })?;
     Ok(BenchReport {
