@@ -266,14 +266,17 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
 /// The seed 000 cost model, per sample and epoch: a mini-batch gather per trained unit (the
 /// network for BP, each layer for FF), bookkeeping per layer, and products per parameter
 /// (`1 + 2P` evaluations for DD, 3 products' worth for AD). Fitted (least squares on relative
-/// error) to the 240 paper-profile runs of seed 000 Fig. 4 at commit af73ade on this 2-core
-/// machine (`results/paper/`): within 0.54–1.21× of every run's `train_seconds`. The previous
-/// constant (2·10⁻¹⁰ per parameter, from session 1) overestimated that matrix 18-fold.
-const FFZERO_SECONDS_PER_GATHER: f64 = 8.8e-8;
+/// error) to the 240 paper-profile runs of seed 000 Fig. 4 made at commit 54f1f2a (session 19,
+/// `cargo xtask reproduce --profile paper --only seed000-fig4 --results /tmp/r19`): their
+/// `train_seconds` add up to the model's total (2,109 s measured, 2,130 estimated), each run
+/// within 0.68–1.78× (the kernels of sessions 10–18 sped the methods up unevenly, which three
+/// constants cannot follow). The fit at af73ade (8.8·10⁻⁸, 9.9·10⁻⁸, 1.43·10⁻¹¹) had become
+/// 2.1× too long; session 1's constant (2·10⁻¹⁰ per parameter) was 18×.
+const FFZERO_SECONDS_PER_GATHER: f64 = 4.67e-8;
 /// See [`FFZERO_SECONDS_PER_GATHER`].
-const FFZERO_SECONDS_PER_LAYER: f64 = 9.9e-8;
+const FFZERO_SECONDS_PER_LAYER: f64 = 4.49e-8;
 /// See [`FFZERO_SECONDS_PER_GATHER`].
-const FFZERO_SECONDS_PER_PARAMETER: f64 = 1.43e-11;
+const FFZERO_SECONDS_PER_PARAMETER: f64 = 6.76e-12;
 /// Seconds per cost unit (an FFT point × log2 of the padded plane's point count) of one
 /// propagation through seed 002's digital model: `insitu ffm train --mode ideal --layers 2
 /// --grid 400 --epochs 1 --train-limit 400 --test-limit 16` took 2.85 ms per training
