@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use insitu_linalg::{derive_seed, rng, substream};
-use insitu_optics::{DistanceError, FreeSpace, MaskShift, ModulatorResponse, SmoothRandomPhase};
+use insitu_optics::{apply_complex_mask, DistanceError, FreeSpace, MaskShift, ModulatorResponse, SmoothRandomPhase};
 use num_complex::Complex32;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -236,9 +236,7 @@ impl PhysicalSystem<f32> for ImperfectBench {
                     .expect("finite shift, n·n mask");
                 out.extend(shifted.iter().map(|&s| Complex32::from_polar(1.0, s)));
             });
-            for (f, &t) in field.iter_mut().zip(transmission) {
-                *f *= t;
-            }
+            apply_complex_mask(field, transmission).expect("n·n mask and field");
         }
         let layer = &mut self.layers[propagation];
         layer.propagation.propagate(field);

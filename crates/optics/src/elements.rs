@@ -1,6 +1,7 @@
 //! Thin optical elements: lenses, apertures, phase / amplitude / complex masks. Every element is
 //! a diagonal operator on the grid (elementwise multiplication), hence symmetric.
 
+use insitu_linalg::{vectorized, VectorKernel};
 use num_complex::Complex32;
 use std::f64::consts::PI;
 
@@ -37,10 +38,34 @@ pub fn apply_amplitude_mask(field: &mut [Complex32], amplitude: &[f32]) -> Resul
 /// Multiplies `field` by the complex transmission `mask` elementwise.
 pub fn apply_complex_mask(field: &mut [Complex32], mask: &[Complex32]) -> Result<(), OpticsError> {
     check_len("complex mask", field.len(), mask.len())?;
-    for (f, &m) in field.iter_mut().zip(mask) {
-        *f *= m;
-    }
+    multiply_elementwise(field, mask);
     Ok(())
+}
+
+/// `field ← field ⊙ mask` over the common length, as `Complex32`'s `*=` computes each product
+/// (`re = a·c − b·d`, `im = b·c + a·d`, no fused multiply-add), through
+/// [`insitu_linalg::vectorized`]: 16 lanes wide where the baseline build used 4, the same bits.
+/// The one complex elementwise product of the simulator (masks, the propagator's transfer
+/// function: 2.21 → 1.96 ms of a 400 × 400 propagation, docs/optics.md §11).
+pub(crate) fn multiply_elementwise(field: &mut [Complex32], mask: &[Complex32]) {
+    vectorized(MultiplyElementwise { field, mask });
+}
+
+struct MultiplyElementwise<'a> {
+    field: &'a mut [Complex32],
+    mask: &'a [Complex32],
+}
+
+impl VectorKernel for MultiplyElementwise<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for (f, m) in self.field.iter_mut().zip(self.mask) {
+            let (a, b) = (f.re, f.im);
+            f.re = a * m.re - b * m.im;
+            f.im = b * m.re + a * m.im;
+        }
+    }
 }
 
 /// A thin lens of focal length `f` (metres; positive = converging): transmission

@@ -8,9 +8,9 @@
 use num_complex::{Complex32, Complex64};
 use std::f64::consts::PI;
 
+use crate::elements::multiply_elementwise;
 use crate::error::{positive, OpticsError};
 use crate::fft::Fft2;
-use insitu_linalg::{vectorized, VectorKernel};
 
 /// A square sampling grid: `n × n` samples at pitch `dx` metres. Sample `j` along either axis is
 /// at `dx·(j − n/2)` (integer division), so the centre sample `(n/2, n/2)` is the optical axis.
@@ -253,10 +253,7 @@ impl FreeSpace {
         // tmp[j][i] = buf[i][j] for i in o..o+n, zero elsewhere
         transpose_rows_to_cols(buf, &mut tmp, m, o, o + n);
         self.fft.rows(&mut tmp, 0..m, true);
-        vectorized(MultiplyTransfer {
-            spectrum: &mut tmp,
-            h: &self.h,
-        });
+        multiply_elementwise(&mut tmp, &self.h);
         self.fft.rows(&mut tmp, 0..m, false);
         // buf[i][j] = tmp[j][i] for i in o..o+n
         transpose_cols_to_rows(&tmp, buf, m, o, o + n);
@@ -265,26 +262,6 @@ impl FreeSpace {
             field[r * n..(r + 1) * n].copy_from_slice(&buf[(o + r) * m + o..(o + r) * m + o + n]);
         }
         self.fft.put_tmp(tmp);
-    }
-}
-
-/// `spectrum ← spectrum ⊙ h`, elementwise, as `Complex32`'s `*=` computes it
-/// (`re = a·c − b·d`, `im = b·c + a·d`); through [`vectorized`] it runs 16 lanes wide where the
-/// compiler's baseline build used 4, with the same bits.
-struct MultiplyTransfer<'a> {
-    spectrum: &'a mut [Complex32],
-    h: &'a [Complex32],
-}
-
-impl VectorKernel for MultiplyTransfer<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        for (t, h) in self.spectrum.iter_mut().zip(self.h) {
-            let (a, b) = (t.re, t.im);
-            t.re = a * h.re - b * h.im;
-            t.im = b * h.re + a * h.im;
-        }
     }
 }
 
