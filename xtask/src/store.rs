@@ -5,7 +5,6 @@
 //! removes once its writer is dead.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +41,9 @@ pub enum StoreError {
         /// the OS error
         source: std::io::Error,
     },
+    /// Writing a result failed.
+    #[error(transparent)]
+    Write(#[from] insitu_data::DataError),
     /// The file is not a stored result (truncated, edited, another format).
     #[error("{path}: not a valid result file: {reason}")]
     Corrupt {
@@ -74,12 +76,6 @@ pub fn is_result_name(name: &str) -> bool {
     name.strip_suffix(".json").is_some_and(|stem| {
         stem.len() == HASH_HEX_DIGITS && stem.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
-}
-
-/// Temporary names look like `.tmp-<hash>-<pid>`.
-fn temporary_writer_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(".tmp-")?;
-    rest.rsplit('-').next()?.parse().ok()
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -161,7 +157,7 @@ impl Store {
         names.sort();
         for name in names {
             let path = self.dir.join(&name);
-            if let Some(pid) = temporary_writer_pid(&name) {
+            if let Some(pid) = insitu_data::temporary_writer_pid(&name) {
                 if !process_alive(pid) && std::fs::remove_file(&path).is_ok() {
                     scan.removed_temporaries.push(path);
                 }
@@ -180,35 +176,14 @@ impl Store {
         Ok(scan)
     }
 
-    /// Writes `record` as `<hash>.json` atomically: temporary file in the same directory,
-    /// fsync, rename over any previous file, fsync of the directory.
+    /// Writes `record` as `<hash>.json` atomically (`insitu_data::write_atomically`:
+    /// temporary file in the same directory, fsync, rename over any previous file, fsync of the
+    /// directory).
     pub fn write(&self, record: &StoredResult) -> Result<PathBuf, StoreError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let hash = record.spec.hash();
-        let target = self.path_of(&hash);
-        let tmp = self.dir.join(format!(".tmp-{hash}-{}", std::process::id()));
+        let target = self.path_of(&record.spec.hash());
         let mut text = serde_json::to_vec_pretty(record).expect("results are plain data");
         text.push(b'\n');
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, &target)?;
-            // make the rename itself durable
-            if let Ok(d) = std::fs::File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(&target)(e)
-        })?;
+        insitu_data::write_atomically(&target, &text)?;
         Ok(target)
     }
 }
@@ -382,10 +357,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         let r = record(10);
-        let stale = dir.path().join(format!(".tmp-{}-{}", r.spec.hash(), u32::MAX - 1));
+        let stale = dir.path().join(format!(".{}.json.tmp-{}", r.spec.hash(), u32::MAX - 1));
         let live = dir
             .path()
-            .join(format!(".tmp-{}-{}", r.spec.hash(), std::process::id()));
+            .join(format!(".{}.json.tmp-{}", r.spec.hash(), std::process::id()));
         let half = serde_json::to_string(&r).unwrap();
         std::fs::write(&stale, &half[..10]).unwrap();
         std::fs::write(&live, &half[..10]).unwrap();

@@ -1,6 +1,5 @@
 //! Printing a result and writing it to disk atomically.
 
-use std::io::Write;
 use std::path::Path;
 
 use insitu_ffzero::{DepthSweep, Status, TrainResult};
@@ -56,29 +55,10 @@ pub fn sweep_summary(s: &DepthSweep) -> String {
     lines.join("\n")
 }
 
-/// Write `value` as pretty JSON to `path` through a temporary file in the same directory
-/// and a rename, so a reader never sees a half-written file.
+/// Write `value` as pretty JSON to `path` atomically (`insitu_data::write_atomically`), so a
+/// reader never sees a half-written file.
 pub fn write_json_atomically<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("result"),
-        std::process::id()
-    ));
-    let text = serde_json::to_string_pretty(value).map_err(|e| format!("cannot serialise result: {e}"))?;
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
-    })
+    let mut text = serde_json::to_vec_pretty(value).map_err(|e| format!("cannot serialise result: {e}"))?;
+    text.push(b'\n');
+    insitu_data::write_atomically(path, &text).map_err(|e| e.to_string())
 }

@@ -20,6 +20,26 @@ pub enum DataError {
         source: std::io::Error,
     },
 
+    /// A file could not be written (or replaced, or removed).
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A checkpoint file exists but cannot be resumed from: truncated, corrupt, of another
+    /// encoding, or saved by a different run.
+    #[error("checkpoint {} is unusable: {reason} (delete it to start the run over)", path.display())]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A data set file is absent from the datasets directory.
     #[error("{file} not found in {} (run `cargo xtask datasets` to fetch it)", dir.display())]
     Missing {

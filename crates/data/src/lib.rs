@@ -29,8 +29,13 @@
 //! domain-separated keys and version-stable draws ([`random`]), so data sets and batch orders
 //! depend on the seed only.
 //!
+//! And the project's **file writing** ([`files`]): [`write_atomically`] (results, reports,
+//! stored runs: a reader never sees half a file) and [`CheckpointFile`], the checksummed,
+//! atomically replaced state of a long run that resumes after being killed.
+//!
 //! **What it must not do.** No printing and no network: fetching is `cargo xtask datasets`.
-//! Its only I/O is reading files under a datasets directory. Malformed input is a typed
+//! Its only I/O is reading files under a datasets directory and writing the files its callers
+//! name ([`files`]). Malformed input is a typed
 //! [`DataError`] that names the file and the byte offset (binary) or line (text), never a
 //! panic; the parsers take byte slices so this is property-tested on corrupted input.
 //!
@@ -78,6 +83,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod files;
 pub mod idx;
 pub mod iris;
 pub mod load;
@@ -91,6 +97,7 @@ pub use dataset::{
     epoch_permutation, gather_columns, gather_columns_par, gather_labels, iris_split, Dataset, Targets, TrainTest,
 };
 pub use error::DataError;
+pub use files::{temporary_writer_pid, write_atomically, CheckpointFile};
 pub use load::{
     default_datasets_dir, digits_to_regression, images_to_matrix, load_image_set, load_iris, load_task,
     load_task_first, read_verified, ImageSet, IrisFile, Task, IMAGE_CLASSES, IRIS_TRAIN, PAPER_TRAIN_IMAGES,
