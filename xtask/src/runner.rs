@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use insitu_data::{load_task, Task, TrainTest};
+use insitu_data::{load_task, CheckpointFile, Task, TrainTest};
+use insitu_ffm::{FfmCheckpoint, CHECKPOINT_KIND};
 use rayon::prelude::*;
 
 use crate::matrix::estimated_seconds;
@@ -68,9 +69,20 @@ fn one_thread_pool() -> Result<rayon::ThreadPool, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Seconds between two checkpoints of a seed 002 run (at most this much work is lost when
+/// `reproduce` is killed; a checkpoint of a 400 × 400, 8-layer run is 15 MB).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(300);
+
 /// Runs one spec on the calling thread (inside a one-thread rayon pool, so a library's inner
-/// parallel loops stay serial), reporting steps to `bar`.
-pub fn run_spec(spec: &RunSpec, data: &DataCache, bar: &ProgressBar) -> Result<RunResult, String> {
+/// parallel loops stay serial), reporting steps to `bar`. With `checkpoints` (a store), a
+/// seed 002 run resumes from its checkpoint in the store ([`Store::checkpoint_path`]) and keeps
+/// it up to date every [`CHECKPOINT_EVERY`]; the caller removes it once the result is stored.
+pub fn run_spec(
+    spec: &RunSpec,
+    data: &DataCache,
+    bar: &ProgressBar,
+    checkpoints: Option<&Store>,
+) -> Result<RunResult, String> {
     let pool = one_thread_pool()?;
     match spec {
         RunSpec::Ffzero(s) => {
@@ -90,7 +102,29 @@ pub fn run_spec(spec: &RunSpec, data: &DataCache, bar: &ProgressBar) -> Result<R
                 &tt
             };
             let mut progress = BarProgress { bar: bar.clone() };
-            pool.install(|| insitu_ffm::run_with_progress(f, &tt.train, &tt.test, &mut progress))
+            let Some(store) = checkpoints else {
+                return pool
+                    .install(|| insitu_ffm::run_with_progress(f, &tt.train, &tt.test, &mut progress))
+                    .map(RunResult::Ffm)
+                    .map_err(|e| e.to_string());
+            };
+            let mut file = CheckpointFile::new(store.checkpoint_path(&spec.hash()), CHECKPOINT_KIND, CHECKPOINT_EVERY);
+            let resume = FfmCheckpoint::read_from(&file, f).map_err(|e| e.to_string())?;
+            if let Some(c) = &resume {
+                let line = format!(
+                    "resuming {} from {} at epoch {}, after {} of its mini-batches",
+                    spec.label(),
+                    file.path().display(),
+                    c.epoch() + 1,
+                    c.batches_done()
+                );
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
+            pool.install(|| insitu_ffm::run_resumable(f, &tt.train, &tt.test, &mut progress, resume, &mut file))
                 .map(RunResult::Ffm)
                 .map_err(|e| e.to_string())
         }
@@ -233,6 +267,12 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
                 };
                 match store.write(&record) {
                     Ok(_) => {
+                        if matches!(spec, RunSpec::Ffm(_)) {
+                            // stored: its checkpoint (if the run made one) has served
+                            let checkpoint = store.checkpoint_path(&hash);
+                            let _ = std::fs::remove_file(&checkpoint);
+                            let _ = checkpoint.parent().map(std::fs::remove_dir);
+                        }
                         summary.lock().expect("not poisoned").finished += 1;
                         format!("[{k}/{n}] done {hash} {} in {wall_seconds:.1} s", spec.label())
                     }
@@ -267,7 +307,7 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
         let t0 = Instant::now();
         if unit.len() == 1 {
             bar.set_message(first.label());
-            let outcome = run_spec(first, data, &bar);
+            let outcome = run_spec(first, data, &bar, Some(store));
             bar.finish_and_clear();
             multi.remove(&bar);
             store_one(first, outcome, t0.elapsed().as_secs_f64());
@@ -383,7 +423,7 @@ mod tests {
         let stored = store.scan().unwrap().done;
         let hidden = ProgressBar::hidden();
         for spec in &pending {
-            let alone = run_spec(spec, &data, &hidden).unwrap();
+            let alone = run_spec(spec, &data, &hidden, None).unwrap();
             let got = &stored[&spec.hash()];
             assert_eq!(&got.spec, spec);
             assert_eq!(
@@ -393,5 +433,60 @@ mod tests {
                 spec.label()
             );
         }
+    }
+
+    #[test]
+    fn a_seed_002_run_resumes_from_its_checkpoint_in_the_store() {
+        use insitu_ffm::{CheckpointSink, FfmSpec, TrainingMode};
+        let spec = RunSpec::Ffm(FfmSpec {
+            grid_n: 24,
+            distance: 0.388 * 24.0 / 400.0,
+            epochs: 2,
+            batch: 8,
+            train_limit: Some(40),
+            test_limit: Some(20),
+            mode: TrainingMode::InSitu,
+            ..FfmSpec::default()
+        });
+        let RunSpec::Ffm(f) = &spec else { unreachable!() };
+        let data = DataCache::new(insitu_data::default_datasets_dir());
+        let hidden = ProgressBar::hidden();
+        let whole = run_spec(&spec, &data, &hidden, None).unwrap();
+
+        // a run killed after its third checkpoint left one in the store
+        struct Killed(CheckpointFile, usize);
+        impl CheckpointSink for Killed {
+            fn due(&mut self) -> bool {
+                true
+            }
+            fn save(&mut self, c: &FfmCheckpoint) -> Result<(), String> {
+                self.1 -= 1;
+                if self.1 == 0 {
+                    return Err("killed".into());
+                }
+                self.0.save(c)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let path = store.checkpoint_path(&spec.hash());
+        let tt = data.get(spec.task(), f.seed).unwrap();
+        let mut killed = Killed(CheckpointFile::new(&path, CHECKPOINT_KIND, Duration::ZERO), 4);
+        let stopped =
+            insitu_ffm::run_resumable(f, &tt.train, &tt.test, &mut insitu_optim::NoProgress, None, &mut killed);
+        assert!(stopped.is_err() && path.exists());
+        let left = FfmCheckpoint::read_from(&CheckpointFile::new(&path, CHECKPOINT_KIND, Duration::ZERO), f)
+            .unwrap()
+            .unwrap();
+        assert_eq!((left.epoch(), left.batches_done()), (0, 3));
+
+        let summary = run_all(std::slice::from_ref(&spec), 1, &store, &data, "test");
+        assert_eq!(summary.finished, 1, "{:?}", summary.failed);
+        let stored = &store.scan().unwrap().done[&spec.hash()];
+        assert_eq!(stored.result.without_timings(), whole.without_timings());
+        assert!(
+            !path.exists() && !path.parent().unwrap().exists(),
+            "the checkpoint is removed once stored"
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! `insitu train --spec` / `insitu ffm train --spec` read; an `FfmSpec` names its data set),
 //! `manifest.json` (profile, commit,
 //! and the full [`RunSpec`] and hash of every index), `job.sbatch`, `results/NNNN.json` (what
-//! the array tasks write), `logs/`.
+//! the array tasks write), `checkpoints/NNNN/` (an `FfmSpec` run's state while it runs:
+//! a task killed by the time limit or preempted resumes there when it is resubmitted), `logs/`.
 
 use std::path::{Path, PathBuf};
 
@@ -143,7 +144,7 @@ for ((i = first; i < first + PER_TASK && i < N; i++)); do
   if [ -s "results/$id.json" ]; then continue; fi
   case "${{KINDS[$i]}}" in
     train) "$INSITU" train --spec "specs/$id.json" --json "results/$id.json" ;;
-    ffm) "$INSITU" ffm train --spec "specs/$id.json" --json "results/$id.json" ;;
+    ffm) "$INSITU" ffm train --spec "specs/$id.json" --json "results/$id.json" --checkpoint "checkpoints/$id" ;;
   esac
 done
 "#,

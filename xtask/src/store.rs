@@ -105,6 +105,12 @@ impl Store {
         self.dir.join(format!("{hash}.json"))
     }
 
+    /// Where the checkpoint of the run with spec hash `hash` lives while it runs
+    /// (`checkpoints/<hash>.ckpt`; seed 002 runs, `insitu_ffm::FfmCheckpoint`).
+    pub fn checkpoint_path(&self, hash: &str) -> PathBuf {
+        self.dir.join("checkpoints").join(format!("{hash}.ckpt"))
+    }
+
     /// Parses and validates one result file: schema version, the hash of its spec equal to its
     /// name, and a result of that spec.
     pub fn read(&self, path: &Path) -> Result<StoredResult, StoreError> {

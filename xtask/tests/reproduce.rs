@@ -130,7 +130,11 @@ fn killed_mid_way_and_restarted_equals_an_uninterrupted_run() {
     let victim_path = store_dir.join(format!("{victim}.json"));
     let text = std::fs::read_to_string(&victim_path).unwrap();
     std::fs::write(&victim_path, &text[..text.len() / 3]).unwrap();
-    std::fs::write(store_dir.join(format!(".tmp-{victim}-{}", u32::MAX - 7)), "{\"half").unwrap();
+    std::fs::write(
+        store_dir.join(format!(".{victim}.json.tmp-{}", u32::MAX - 7)),
+        "{\"half",
+    )
+    .unwrap();
 
     let stderr = run_ok(&reproduce_args(&root, &[]));
     assert!(
@@ -151,7 +155,7 @@ fn killed_mid_way_and_restarted_equals_an_uninterrupted_run() {
         "no duplicates: {names:?}"
     );
     assert!(
-        !names.iter().any(|n| n.starts_with(".tmp")),
+        !names.iter().any(|n| n.contains(".tmp")),
         "no temporary left: {names:?}"
     );
 

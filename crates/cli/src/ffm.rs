@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use insitu_data::{default_datasets_dir, load_task_first};
+use insitu_data::{default_datasets_dir, load_task_first, CheckpointFile};
 use insitu_ffm::{
-    gradients_of_dense_system, ActivationKind, DenseLayer, DenseLoss, FfmResult, FfmSpec, FfmTask as LibTask,
-    Imperfections, TrainingMode,
+    gradients_of_dense_system, ActivationKind, DenseLayer, DenseLoss, FfmCheckpoint, FfmResult, FfmSpec,
+    FfmTask as LibTask, Imperfections, TrainingMode, CHECKPOINT_KIND,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -174,6 +174,22 @@ pub struct FfmTrainArgs {
     /// options above.
     #[arg(long)]
     spec: Option<PathBuf>,
+    /// Make the run survive being killed: keep each mode's state in DIR/MODE.ckpt (replaced
+    /// atomically every --checkpoint-every seconds) and each finished mode's result in
+    /// DIR/MODE.json. Run the same command again to resume where it stopped; the result is
+    /// the one an uninterrupted run gives, bit for bit. A checkpoint or result of other options
+    /// in DIR is an error.
+    #[arg(long, value_name = "DIR")]
+    checkpoint: Option<PathBuf>,
+    /// Seconds between checkpoints (with --checkpoint).
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    checkpoint_every: f64,
+}
+
+/// Where `--checkpoint` keeps things.
+struct Checkpoints {
+    dir: PathBuf,
+    every: std::time::Duration,
 }
 
 /// What `insitu ffm train --json` writes: the task, the common spec, one result per mode.
@@ -220,10 +236,22 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
         FfmTask::Mnist => LibTask::Mnist,
         FfmTask::MnistEven => LibTask::MnistEven,
     };
+    let checkpoints = match &a.checkpoint {
+        Some(dir) => Some(Checkpoints {
+            dir: dir.clone(),
+            every: std::time::Duration::try_from_secs_f64(a.checkpoint_every).map_err(|_| {
+                format!(
+                    "invalid --checkpoint-every = {}: must be a number of seconds ≥ 0",
+                    a.checkpoint_every
+                )
+            })?,
+        }),
+        None => None,
+    };
     if let Some(path) = &a.spec {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
         let spec: FfmSpec = serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()))?;
-        return run_specs(vec![spec], a.datasets.clone(), a.threads, progress_visible);
+        return run_specs(vec![spec], a.datasets.clone(), a.threads, progress_visible, checkpoints);
     }
     let base = FfmSpec {
         task,
@@ -255,7 +283,7 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
             ..base.clone()
         })
         .collect();
-    run_specs(specs, a.datasets.clone(), a.threads, progress_visible)
+    run_specs(specs, a.datasets.clone(), a.threads, progress_visible, checkpoints)
 }
 
 /// Run specs that share a data set (one per mode), in order.
@@ -264,6 +292,7 @@ fn run_specs(
     datasets: Option<PathBuf>,
     threads: usize,
     progress_visible: bool,
+    checkpoints: Option<Checkpoints>,
 ) -> Result<FfmReport, String> {
     let task = specs[0].task;
     if specs.iter().any(|s| s.task != task) {
@@ -296,9 +325,12 @@ fn run_specs(
             TrainingMode::InSilico => "in-silico",
             TrainingMode::InSitu => "in-situ",
         };
-        let result = pool
-            .install(|| insitu_ffm::run_with_progress(&spec, &data.train, &data.test, &mut bars))
-            .map_err(|e| e.to_string())?;
+        let result = match &checkpoints {
+            None => pool
+                .install(|| insitu_ffm::run_with_progress(&spec, &data.train, &data.test, &mut bars))
+                .map_err(|e| e.to_string())?,
+            Some(c) => run_checkpointed(&spec, name, c, &data, &pool, &mut bars)?,
+        };
         modes.push((name.to_string(), result));
     }
     bars.clear();
@@ -307,6 +339,53 @@ fn run_specs(
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default();
     Ok(FfmReport { task, modes })
+}
+
+/// One mode under `--checkpoint`: its stored result if it finished before, otherwise the run
+/// resumed from (or started with) its checkpoint file; the result is stored before the
+/// checkpoint is removed, so a kill at any moment loses at most `every` of training.
+fn run_checkpointed(
+    spec: &FfmSpec,
+    name: &str,
+    c: &Checkpoints,
+    data: &insitu_data::TrainTest,
+    pool: &rayon::ThreadPool,
+    bars: &mut crate::Bars,
+) -> Result<FfmResult, String> {
+    let done = c.dir.join(format!("{name}.json"));
+    if done.exists() {
+        let text = std::fs::read(&done).map_err(|e| format!("cannot read {}: {e}", done.display()))?;
+        let stored: FfmResult = serde_json::from_slice(&text).map_err(|e| {
+            format!(
+                "{} is not an `insitu ffm train` result ({e}); delete it to rerun",
+                done.display()
+            )
+        })?;
+        if stored.spec != *spec {
+            return Err(format!(
+                "{} holds the result of a run with other options; delete it or choose another --checkpoint",
+                done.display()
+            ));
+        }
+        eprintln!("{name}: finished before, result read from {}", done.display());
+        return Ok(stored);
+    }
+    let mut file = CheckpointFile::new(c.dir.join(format!("{name}.ckpt")), CHECKPOINT_KIND, c.every);
+    let resume = FfmCheckpoint::read_from(&file, spec).map_err(|e| e.to_string())?;
+    if let Some(c) = &resume {
+        eprintln!(
+            "{name}: resuming from {} at epoch {}, after {} of its mini-batches",
+            file.path().display(),
+            c.epoch() + 1,
+            c.batches_done()
+        );
+    }
+    let result = pool
+        .install(|| insitu_ffm::run_resumable(spec, &data.train, &data.test, bars, resume, &mut file))
+        .map_err(|e| e.to_string())?;
+    crate::output::write_json_atomically(&done, &result)?;
+    file.remove().map_err(|e| e.to_string())?;
+    Ok(result)
 }
 
 /// One line per mode.

@@ -140,3 +140,93 @@ fn ffm_train_writes_every_mode() {
         "same spec, same result"
     );
 }
+
+/// A real kill (SIGKILL) in the middle of training, then the same command again: it resumes
+/// from the checkpoint and writes the result an uninterrupted run writes.
+#[test]
+fn ffm_train_killed_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let args = |json: &std::path::Path, checkpoint: bool| {
+        let mut a: Vec<String> = [
+            "ffm",
+            "train",
+            "--layers",
+            "2",
+            "--grid",
+            "48",
+            "--train-limit",
+            "600",
+            "--test-limit",
+            "50",
+            "--epochs",
+            "3",
+            "--batch",
+            "8",
+            "--mode",
+            "ideal,in-situ",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(json.to_str().unwrap().into());
+        if checkpoint {
+            a.extend([
+                "--checkpoint".into(),
+                ck.to_str().unwrap().into(),
+                "--checkpoint-every".into(),
+                "0".into(),
+            ]);
+        }
+        a
+    };
+    let whole = dir.path().join("whole.json");
+    let (code, _, err) = run(&args(&whole, false).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, Some(0), "{err}");
+
+    // kill it once the in-situ mode (the second) has written a checkpoint
+    let resumed = dir.path().join("resumed.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_insitu"))
+        .args(args(&resumed, true))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let in_situ = ck.join("in-situ.ckpt");
+    let t0 = std::time::Instant::now();
+    while !in_situ.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint after two minutes");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!resumed.exists() && ck.join("ideal.json").exists());
+
+    let (code, _, err) = run(&args(&resumed, true).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("ideal: finished before"), "{err}");
+    assert!(
+        err.contains("in-situ: resuming from") && err.contains("in-situ.ckpt"),
+        "{err}"
+    );
+    assert!(!in_situ.exists(), "the checkpoint is removed once the result is stored");
+    let read = |p: &std::path::Path| -> Value {
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        for m in v["modes"].as_array_mut().unwrap() {
+            m[1]["train_seconds"] = json!(0);
+        }
+        v
+    };
+    assert_eq!(read(&resumed), read(&whole));
+
+    // other options on the same directory: an error, not a wrong resume
+    let mut other = args(&resumed, true);
+    other.extend(["--lr".into(), "0.2".into()]);
+    let (code, _, err) = run(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ne!(code, Some(0));
+    assert!(err.contains("ideal.json") && err.contains("other options"), "{err}");
+}

@@ -274,6 +274,14 @@ impl<S> CountingSystem<S> {
             count: Arc::new(AtomicU64::new(0)),
         }
     }
+    /// Wraps `inner` with the count starting at `count` (a run resumed from a checkpoint
+    /// continues its count).
+    pub fn with_count(inner: S, count: u64) -> Self {
+        Self {
+            inner,
+            count: Arc::new(AtomicU64::new(count)),
+        }
+    }
     /// Forward runs so far (all clones together).
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)

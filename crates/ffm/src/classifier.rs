@@ -21,12 +21,13 @@ use std::time::Instant;
 use insitu_data::{epoch_permutation, Dataset, TrainTest};
 use insitu_linalg::derive_seed;
 use insitu_optics::{DetectorRegions, FreeSpace, Grid, Optoelectronic, Photorefractive, PropagationMethod};
-use insitu_optim::{Adam, NoProgress, Progress, StepRule};
+use insitu_optim::{NoProgress, Progress, StepRule};
 use num_complex::Complex32;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bench::{CountingSystem, ImperfectBench, Imperfections};
+use crate::checkpoint::{spec_json, CheckpointSink, FfmCheckpoint, NoCheckpoints};
 use crate::gradient::{data_pass, ffm_gradient, FfmWorkspace};
 use crate::loss::FieldLoss;
 use crate::system::{DigitalChain, PhysicalSystem};
@@ -441,38 +442,44 @@ fn evaluate<S: PhysicalSystem<f32> + Clone + Send + Sync>(
     correct as f64 / task.count as f64
 }
 
-/// Trains `phases` with FFM on `system` — forward runs only. Returns (loss curve, accuracy
-/// curve on `eval`, status).
+/// Trains `state`'s masks with FFM on `system` — forward runs only — from wherever `state`
+/// stands (a fresh start or a checkpoint) to the end of the last epoch, testing on `eval`
+/// after each epoch and offering `sink` a checkpoint after every mini-batch and evaluation.
+/// Returns the status (`"ok"` or `"diverged"`).
 fn train<S, E>(
     system: &S,
     eval: &E,
-    phases: &mut [Vec<f32>],
+    state: &mut FfmCheckpoint,
     setup: &Setup,
     spec: &FfmSpec,
     train_task: &Task<'_>,
     test_task: &Task<'_>,
     progress: &mut dyn Progress,
-) -> (Vec<f64>, Vec<f64>, String, f64)
+    sink: &mut dyn CheckpointSink,
+    counts: &dyn Fn() -> (u64, u64),
+) -> Result<String, FfmError>
 where
     S: PhysicalSystem<f32> + Clone + Send + Sync,
     E: PhysicalSystem<f32> + Clone + Send + Sync,
 {
     let nn = setup.n * setup.n;
     let acts = setup.activations();
-    let mut adams: Vec<Adam> = (0..setup.layers).map(|_| Adam::new(nn, spec.lr)).collect();
     let mut order = Vec::new();
     let mut sample_grads: Vec<Vec<Vec<f32>>> = Vec::new();
     let mut sample_loss: Vec<f64> = Vec::new();
     let mut grad = vec![vec![0.0f32; nn]; setup.layers];
-    let (mut losses, mut accs) = (Vec::new(), Vec::new());
-    let mut train_seconds = 0.0;
-    let mut step: u64 = 0;
     let mode = match spec.mode {
         TrainingMode::Ideal => "ideal",
         TrainingMode::InSilico => "in silico",
         TrainingMode::InSitu => "in situ",
     };
-    progress.phase(mode, spec.epochs, train_task.count.div_ceil(spec.batch.max(1)));
+    let batches_per_epoch = train_task.count.div_ceil(spec.batch);
+    progress.phase(mode, spec.epochs, batches_per_epoch);
+    (0..state.epoch * batches_per_epoch + state.batches_done).for_each(|_| progress.step());
+    let save = |state: &mut FfmCheckpoint, sink: &mut dyn CheckpointSink| {
+        (state.model_runs, state.bench_runs) = counts();
+        sink.save(state).map_err(FfmError::Checkpoint)
+    };
     // One copy of the system and one set of buffers per thread for the whole run: cloning them
     // per batch (rayon's `for_each_init`) allocated and page-faulted 15 MB per free-space
     // layer each time, 8 % of a 400 × 400 run. Which worker takes a sample does not change its
@@ -480,18 +487,18 @@ where
     let mut workers: Vec<(S, Worker)> = (0..rayon::current_num_threads().max(1))
         .map(|_| (system.clone(), Worker::new(setup)))
         .collect();
-    for epoch in 0..spec.epochs {
-        let t0 = Instant::now();
-        epoch_permutation(train_task.count, spec.seed, epoch as u64, &mut order);
-        let mut epoch_loss = 0.0;
-        for batch in order.chunks(spec.batch) {
+    while state.epoch < spec.epochs {
+        let mut t0 = Instant::now();
+        epoch_permutation(train_task.count, spec.seed, state.epoch as u64, &mut order);
+        for batch in order.chunks(spec.batch).skip(state.batches_done) {
             // Grown once to a full batch; a shorter last batch uses the front (no reallocation
             // at the next epoch's first batch).
             if sample_grads.len() < batch.len() {
                 sample_grads.resize_with(batch.len(), || vec![vec![0.0; nn]; setup.layers]);
                 sample_loss.resize(batch.len(), 0.0);
             }
-            let phases_ref: &[Vec<f32>] = phases;
+            let phases_ref: &[Vec<f32>] = &state.phases;
+            let step = state.step;
             let per_worker = batch.len().div_ceil(workers.len());
             workers
                 .par_iter_mut()
@@ -529,28 +536,42 @@ where
             }
             let batch_loss: f64 = sample_loss[..batch.len()].iter().sum();
             if !batch_loss.is_finite() || grad.iter().flatten().any(|g| !g.is_finite()) {
-                train_seconds += t0.elapsed().as_secs_f64();
-                return (losses, accs, "diverged".into(), train_seconds);
+                state.train_seconds += t0.elapsed().as_secs_f64();
+                return Ok("diverged".into());
             }
-            epoch_loss += batch_loss;
-            for (adam, (p, g)) in adams.iter_mut().zip(phases.iter_mut().zip(&grad)) {
+            state.epoch_loss += batch_loss;
+            for (adam, (p, g)) in state.adams.iter_mut().zip(state.phases.iter_mut().zip(&grad)) {
                 adam.step(p, g);
             }
-            step += 1;
+            state.step += 1;
+            state.batches_done += 1;
             progress.step();
+            if sink.due() {
+                // the save's own time is not training time
+                state.train_seconds += t0.elapsed().as_secs_f64();
+                save(state, sink)?;
+                t0 = Instant::now();
+            }
         }
-        train_seconds += t0.elapsed().as_secs_f64();
-        losses.push(epoch_loss / train_task.count as f64);
-        progress.epoch_done(epoch, epoch_loss / train_task.count as f64);
-        accs.push(evaluate(
+        state.train_seconds += t0.elapsed().as_secs_f64();
+        let mean_loss = state.epoch_loss / train_task.count as f64;
+        state.losses.push(mean_loss);
+        progress.epoch_done(state.epoch, mean_loss);
+        state.accuracies.push(evaluate(
             eval,
-            phases,
+            &state.phases,
             setup,
             test_task,
-            derive_seed(spec.seed, &[0xE7A1, epoch as u64]),
+            derive_seed(spec.seed, &[0xE7A1, state.epoch as u64]),
         ));
+        state.epoch += 1;
+        state.batches_done = 0;
+        state.epoch_loss = 0.0;
+        if state.epoch < spec.epochs && sink.due() {
+            save(state, sink)?;
+        }
     }
-    (losses, accs, "ok".into(), train_seconds)
+    Ok("ok".into())
 }
 
 /// Runs one classifier experiment (train, then test) as `spec` describes.
@@ -565,6 +586,22 @@ pub fn run_with_progress(
     train_set: &Dataset,
     test_set: &Dataset,
     progress: &mut dyn Progress,
+) -> Result<FfmResult, FfmError> {
+    run_resumable(spec, train_set, test_set, progress, None, &mut NoCheckpoints)
+}
+
+/// [`run_with_progress`] from `resume` (a checkpoint this spec's run saved; `None`: from the
+/// start), handing `sink` a checkpoint whenever it says one is due. The result equals the
+/// uninterrupted run's bit for bit, except `train_seconds` (the module docs of
+/// [`crate::checkpoint`] say why). With a file: [`FfmCheckpoint::read_from`] for `resume`, the
+/// [`insitu_data::CheckpointFile`] as `sink`.
+pub fn run_resumable(
+    spec: &FfmSpec,
+    train_set: &Dataset,
+    test_set: &Dataset,
+    progress: &mut dyn Progress,
+    resume: Option<FfmCheckpoint>,
+    sink: &mut dyn CheckpointSink,
 ) -> Result<FfmResult, FfmError> {
     spec.validate()?;
     let train_task = Task::new(train_set, spec.train_limit, "training")?;
@@ -625,31 +662,60 @@ pub fn run_with_progress(
         layers: spec.layers,
         amplitude: spec.input_power.sqrt() as f32,
     };
-    let digital = CountingSystem::new(
+    let mut state = match resume {
+        Some(checkpoint) => {
+            // `FfmCheckpoint::from_bytes` checked the spec; the data decide the batch count
+            let batches = train_task.count.div_ceil(spec.batch);
+            if checkpoint.spec_json != spec_json(spec) || checkpoint.batches_done > batches {
+                return Err(FfmError::Checkpoint(format!(
+                    "the checkpoint (epoch {}, {} batches done) does not belong to this run of {batches} \
+                     batches per epoch",
+                    checkpoint.epoch + 1,
+                    checkpoint.batches_done
+                )));
+            }
+            checkpoint
+        }
+        None => FfmCheckpoint::start(spec),
+    };
+    let digital = CountingSystem::with_count(
         DigitalChain::new(model_layers.clone()).ok_or_else(|| FfmError::InvalidSpec("empty network".into()))?,
+        state.model_runs,
     );
-    let bench = CountingSystem::new(ImperfectBench::new(&model_layers, &spec.imperfections)?);
-    let mut phases = vec![vec![0.0f32; n * n]; spec.layers];
+    let bench = CountingSystem::with_count(
+        ImperfectBench::new(&model_layers, &spec.imperfections)?,
+        state.bench_runs,
+    );
+    let counts = || (digital.count(), bench.count());
     // The same training loop on (trained system, evaluated system).
     macro_rules! train_on {
         ($system:expr, $eval:expr) => {
             train(
                 $system,
                 $eval,
-                &mut phases,
+                &mut state,
                 &setup,
                 spec,
                 &train_task,
                 &test_task,
                 progress,
+                sink,
+                &counts,
             )
         };
     }
-    let (losses, accs, status, secs) = match spec.mode {
+    let status = match spec.mode {
         TrainingMode::Ideal => train_on!(&digital, &digital),
         TrainingMode::InSilico => train_on!(&digital, &bench),
         TrainingMode::InSitu => train_on!(&bench, &bench),
-    };
+    }?;
+    let FfmCheckpoint {
+        losses,
+        accuracies: accs,
+        train_seconds: secs,
+        phases,
+        ..
+    } = state;
     let per_eval = (test_task.count * spec.layers) as u64;
     let evals = accs.len() as u64 * per_eval;
     let (train_count, physical) = match spec.mode {

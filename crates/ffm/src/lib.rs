@@ -14,14 +14,19 @@
 //!   asymmetry `‖T − Tᵀ‖_F/‖T‖_F` ([`gradients_of_dense_system`], for `insitu ffm gradient`);
 //! * field, intensity and max-normalised classification losses (seed 002 Methods; SPEC B3);
 //! * the in-situ / in-silico / ideal comparison on deep free-space classifiers
-//!   (seed 002 Fig. 2d, Methods "Free-space neural network"; SPEC B3) — [`classifier`].
+//!   (seed 002 Fig. 2d, Methods "Free-space neural network"; SPEC B3) — [`classifier`];
+//! * checkpoints of those runs, from which a killed run resumes with the result it would have
+//!   had, bit for bit — [`checkpoint`].
 //!
 //! The derivations (sign conventions, why `e_l = conj(∂L/∂ū_l)` needs `T = Tᵀ`, the activation
 //! rule, the max-normalisation) are in `docs/ffm.md`.
 //!
 //! **What it must not do.** An in-situ trainer receives a [`PhysicalSystem`]: it may load a
 //! field and a mask, propagate through one layer and measure, nothing else — no adjoint, no
-//! access to the digital model. No I/O or printing; all randomness from seeded streams.
+//! access to the digital model. No printing, and no file I/O of its own (a checkpoint goes to
+//! the [`CheckpointSink`] the caller gives, e.g. an `insitu_data::CheckpointFile`); all
+//! randomness from seeded streams keyed by seed, epoch, step and sample, never a stream that
+//! runs across mini-batches (a checkpoint would then have to hold it).
 //!
 //! # Example: FFM gradients from forward runs only
 //!
@@ -83,6 +88,7 @@
 
 pub mod activation;
 pub mod bench;
+pub mod checkpoint;
 pub mod classifier;
 pub mod component;
 pub mod dense;
@@ -93,8 +99,9 @@ pub mod system;
 
 pub use activation::ElementwiseActivation;
 pub use bench::{CountingSystem, ImperfectBench, Imperfections};
+pub use checkpoint::{CheckpointSink, FfmCheckpoint, NoCheckpoints, CHECKPOINT_KIND};
 pub use classifier::{
-    run, run_with_progress, ActivationKind, ClassifierLoss, FfmResult, FfmSpec, FfmTask, TrainingMode,
+    run, run_resumable, run_with_progress, ActivationKind, ClassifierLoss, FfmResult, FfmSpec, FfmTask, TrainingMode,
 };
 pub use component::{AdjointPropagation, DenseTransfer, Propagation};
 pub use dense::{gradients_of_dense_system, transpose_asymmetry, DenseLayer, DenseLoss, DenseSystemGradients};
@@ -109,6 +116,12 @@ pub enum FfmError {
     /// A spec field or a data set does not make sense (the message says which and why).
     #[error("invalid FFM run: {0}")]
     InvalidSpec(String),
+    /// A checkpoint could not be saved, or does not belong to the run resumed from it.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Reading or writing a checkpoint file failed, or the file is unusable.
+    #[error(transparent)]
+    Data(#[from] insitu_data::DataError),
     /// The optics simulator rejected a parameter.
     #[error(transparent)]
     Optics(#[from] insitu_optics::OpticsError),

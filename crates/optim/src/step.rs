@@ -79,6 +79,39 @@ impl Adam {
             t: 0,
         }
     }
+
+    /// The moments `m`, `v` and the step count `t`: with the parameters, what a checkpoint
+    /// keeps so that a resumed run takes exactly the steps it would have taken.
+    pub fn moments(&self) -> (&[f32], &[f32], i32) {
+        (&self.m, &self.v, self.t)
+    }
+
+    /// Restores [`Adam::moments`] saved from an `Adam` of the same parameter count. A length
+    /// that differs, a negative step count or a non-finite or negative `v` is an error that
+    /// says which.
+    pub fn restore_moments(&mut self, m: &[f32], v: &[f32], t: i32) -> Result<(), String> {
+        if m.len() != self.m.len() || v.len() != self.v.len() {
+            return Err(format!(
+                "Adam moments of {} and {} values for {} parameters",
+                m.len(),
+                v.len(),
+                self.m.len()
+            ));
+        }
+        if t < 0 {
+            return Err(format!("Adam step count {t} < 0"));
+        }
+        if let Some(i) = m.iter().position(|x| !x.is_finite()) {
+            return Err(format!("Adam first moment {i} is {}", m[i]));
+        }
+        if let Some(i) = v.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
+            return Err(format!("Adam second moment {i} is {}", v[i]));
+        }
+        self.m.copy_from_slice(m);
+        self.v.copy_from_slice(v);
+        self.t = t;
+        Ok(())
+    }
 }
 
 impl StepRule for Adam {

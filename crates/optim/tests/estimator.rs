@@ -206,6 +206,49 @@ fn step_rules_descend_a_quadratic() {
 }
 
 #[test]
+fn adam_restored_from_its_moments_continues_bit_for_bit() {
+    let grad = |k: usize| -> Vec<f32> { (0..5).map(|i| ((i * 7 + k * 3) % 11) as f32 - 5.0).collect() };
+    let (mut whole, mut w_whole) = (Adam::new(5, 0.01), vec![0.5f32; 5]);
+    for k in 0..6 {
+        whole.step(&mut w_whole, &grad(k));
+    }
+    // three steps, save, restore into a fresh Adam, three more
+    let (mut first, mut w) = (Adam::new(5, 0.01), vec![0.5f32; 5]);
+    for k in 0..3 {
+        first.step(&mut w, &grad(k));
+    }
+    let (m, v, t) = first.moments();
+    let (m, v) = (m.to_vec(), v.to_vec());
+    assert_eq!(t, 3);
+    let mut resumed = Adam::new(5, 0.01);
+    resumed.restore_moments(&m, &v, t).unwrap();
+    for k in 3..6 {
+        resumed.step(&mut w, &grad(k));
+    }
+    assert_eq!(w, w_whole);
+    assert_eq!(resumed, whole);
+    // without the step count the bias correction differs: the test can fail
+    let mut no_t = Adam::new(5, 0.01);
+    no_t.restore_moments(&m, &v, 0).unwrap();
+    let mut w2 = w.clone();
+    no_t.step(&mut w2, &grad(6));
+    whole.step(&mut w, &grad(6));
+    assert_ne!(w2, w);
+    // what cannot be restored
+    assert!(resumed
+        .restore_moments(&m[..4], &v, 3)
+        .unwrap_err()
+        .contains("for 5 parameters"));
+    assert!(resumed.restore_moments(&m, &v, -1).is_err());
+    let mut bad = v.clone();
+    bad[2] = -1.0;
+    assert!(resumed
+        .restore_moments(&m, &bad, 3)
+        .unwrap_err()
+        .contains("second moment 2"));
+}
+
+#[test]
 fn directions_are_the_same_for_any_thread_count_and_blocks_are_independent() {
     // Several blocks of DIRECTION_BLOCK entries, and a ragged last block.
     let n = 3 * DIRECTION_BLOCK + 123;
