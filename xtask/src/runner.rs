@@ -125,7 +125,7 @@ pub fn run_spec(
                 }
             }
             pool.install(|| insitu_ffm::run_resumable(f, &tt.train, &tt.test, &mut progress, resume, &mut file))
-                .map(RunResult::Ffm)
+                .map(|t| RunResult::Ffm(t.result))
                 .map_err(|e| e.to_string())
         }
     }

@@ -1,12 +1,14 @@
 //! `insitu ffm …`: seed 002's FFM learning from the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use insitu_data::{default_datasets_dir, load_task_first, CheckpointFile};
+use insitu_data::{
+    decode_npy_f32, default_datasets_dir, encode_npy_f32, load_task_first, write_atomically, CheckpointFile,
+};
 use insitu_ffm::{
-    gradients_of_dense_system, ActivationKind, DenseLayer, DenseLoss, FfmCheckpoint, FfmResult, FfmSpec,
-    FfmTask as LibTask, Imperfections, TrainingMode, CHECKPOINT_KIND,
+    evaluate_phases, gradients_of_dense_system, ActivationKind, DenseLayer, DenseLoss, FfmCheckpoint, FfmResult,
+    FfmSpec, FfmTask as LibTask, FfmTrained, Imperfections, NoCheckpoints, TestSystem, TrainingMode, CHECKPOINT_KIND,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -18,6 +20,9 @@ pub enum FfmCommand {
     /// Train a deep free-space optical classifier: ideal, in silico (deployed on the imperfect
     /// bench) and/or FFM in situ (trained on the bench through forward propagations only).
     Train(Box<FfmTrainArgs>),
+    /// Test trained phase masks (`insitu ffm train --masks`) on the digital model or on a
+    /// bench, e.g. one with other imperfections than the bench they were trained or tested on.
+    Evaluate(Box<FfmEvaluateArgs>),
     /// Print the FFM gradient (forward error propagation) and the adjoint gradient of a small
     /// dense system given as JSON, with each layer's asymmetry ‖T − Tᵀ‖_F/‖T‖_F.
     Gradient(FfmGradientArgs),
@@ -184,12 +189,123 @@ pub struct FfmTrainArgs {
     /// Seconds between checkpoints (with --checkpoint).
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     checkpoint_every: f64,
+    /// Write each mode's trained phase masks to DIR/MODE.npy: a NumPy float32 array of shape
+    /// (layers, n, n), radians, unwrapped (`numpy.load`; an SLM takes them modulo 2π).
+    #[arg(long, value_name = "DIR")]
+    masks: Option<PathBuf>,
 }
 
 /// Where `--checkpoint` keeps things.
 struct Checkpoints {
     dir: PathBuf,
     every: std::time::Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum On {
+    /// The digital model.
+    Model,
+    /// The physical bench (the run's imperfections, or those given here).
+    Bench,
+}
+
+#[derive(Args)]
+pub struct FfmEvaluateArgs {
+    /// The masks: a float32 .npy array of shape (layers, n, n), as `insitu ffm train --masks`
+    /// writes them.
+    #[arg(long)]
+    masks: PathBuf,
+    /// The run they come from: the JSON of `insitu ffm train --json` (with --mode if it holds
+    /// several modes) or a bare `FfmSpec` JSON. It gives the geometry, the data set, the test
+    /// samples and the bench.
+    #[arg(long)]
+    run: PathBuf,
+    /// Which mode of the run's JSON.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Test on the digital model or on the bench. With the system the run tested on (the
+    /// model for ideal runs, the bench otherwise) this gives the run's test accuracy.
+    #[arg(long, value_enum, default_value = "bench")]
+    on: On,
+    /// Deploy on a bench of this imperfection strength instead of the run's.
+    #[arg(long)]
+    imperfection_level: Option<f64>,
+    /// Deploy on the bench of this `Imperfections` JSON instead of the run's.
+    #[arg(long)]
+    imperfections_file: Option<PathBuf>,
+    /// Test samples (the first N) instead of the run's.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Worker threads (results are identical for any value).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Where the datasets live.
+    #[arg(long)]
+    datasets: Option<PathBuf>,
+}
+
+/// `insitu ffm evaluate`: read the run's spec and the masks, test them, print JSON.
+pub fn evaluate(a: &FfmEvaluateArgs) -> Result<Value, String> {
+    if a.threads == 0 {
+        return Err("invalid --threads = 0: must be at least 1".into());
+    }
+    let v = read_json(&a.run)?;
+    let mut spec: FfmSpec = match v.get("modes").and_then(Value::as_array) {
+        Some(modes) => {
+            let wanted = a.mode.map(|m| mode_name(mode_of(m)));
+            let picked: Vec<&Value> = modes
+                .iter()
+                .filter(|m| wanted.is_none_or(|w| m.get(0).and_then(Value::as_str) == Some(w)))
+                .collect();
+            let [one] = picked[..] else {
+                let names: Vec<&str> = modes.iter().filter_map(|m| m.get(0).and_then(Value::as_str)).collect();
+                return Err(format!(
+                    "{} holds the modes {names:?}: name one with --mode",
+                    a.run.display()
+                ));
+            };
+            serde_json::from_value(one[1]["spec"].clone())
+                .map_err(|e| format!("{}: invalid spec: {e}", a.run.display()))?
+        }
+        None => {
+            serde_json::from_value(v).map_err(|e| format!("{}: not a spec or a run report: {e}", a.run.display()))?
+        }
+    };
+    if a.imperfection_level.is_some() || a.imperfections_file.is_some() {
+        spec.imperfections = imperfections_of(a.imperfection_level.unwrap_or(0.0), a.imperfections_file.as_deref())?;
+    }
+    if let Some(limit) = a.test_limit {
+        spec.test_limit = Some(limit);
+    }
+    let phases = read_masks(&a.masks, &spec)?;
+    let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
+    let test_limit = if spec.task.classes().is_some() {
+        None
+    } else {
+        spec.test_limit
+    };
+    let data =
+        load_task_first(spec.task.data_task(), &dir, spec.seed, Some(0), test_limit).map_err(|e| e.to_string())?;
+    let data = spec.task.select(data).map_err(|e| e.to_string())?;
+    let on = match a.on {
+        On::Model => TestSystem::Model,
+        On::Bench => TestSystem::Bench,
+    };
+    let accuracy = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .map_err(|e| e.to_string())?
+        .install(|| evaluate_phases(&spec, &phases, &data.test, on))
+        .map_err(|e| e.to_string())?;
+    Ok(json!({"test_accuracy": accuracy, "on": on, "spec": spec}))
+}
+
+fn mode_name(m: TrainingMode) -> &'static str {
+    match m {
+        TrainingMode::Ideal => "ideal",
+        TrainingMode::InSilico => "in-silico",
+        TrainingMode::InSitu => "in-situ",
+    }
 }
 
 /// What `insitu ffm train --json` writes: the task, the common spec, one result per mode.
@@ -209,6 +325,18 @@ fn mode_of(m: Mode) -> TrainingMode {
     }
 }
 
+/// The bench of `--imperfections-file` if given, else `Imperfections::at_strength(level)`.
+fn imperfections_of(level: f64, file: Option<&Path>) -> Result<Imperfections, String> {
+    match file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("invalid imperfections {}: {e}", p.display()))
+        }
+        None if level.is_finite() && level >= 0.0 => Ok(Imperfections::at_strength(level)),
+        None => Err(format!("invalid --imperfection-level = {level}: must be ≥ 0")),
+    }
+}
+
 pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, String> {
     if a.threads == 0 {
         return Err("invalid --threads = 0: must be at least 1".into());
@@ -216,21 +344,7 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
     if a.mode.is_empty() {
         return Err("--mode: give at least one of ideal, in-silico, in-situ".into());
     }
-    let imperfections = match &a.imperfections_file {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("invalid imperfections {}: {e}", p.display()))?
-        }
-        None => {
-            if !(a.imperfection_level.is_finite() && a.imperfection_level >= 0.0) {
-                return Err(format!(
-                    "invalid --imperfection-level = {}: must be ≥ 0",
-                    a.imperfection_level
-                ));
-            }
-            Imperfections::at_strength(a.imperfection_level)
-        }
-    };
+    let imperfections = imperfections_of(a.imperfection_level, a.imperfections_file.as_deref())?;
     let task = match a.task {
         FfmTask::FashionMnist => LibTask::FashionMnist,
         FfmTask::Mnist => LibTask::Mnist,
@@ -251,7 +365,7 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
     if let Some(path) = &a.spec {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
         let spec: FfmSpec = serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()))?;
-        return run_specs(vec![spec], a.datasets.clone(), a.threads, progress_visible, checkpoints);
+        return run_specs(vec![spec], a, progress_visible, checkpoints);
     }
     let base = FfmSpec {
         task,
@@ -283,17 +397,17 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
             ..base.clone()
         })
         .collect();
-    run_specs(specs, a.datasets.clone(), a.threads, progress_visible, checkpoints)
+    run_specs(specs, a, progress_visible, checkpoints)
 }
 
 /// Run specs that share a data set (one per mode), in order.
 fn run_specs(
     specs: Vec<FfmSpec>,
-    datasets: Option<PathBuf>,
-    threads: usize,
+    a: &FfmTrainArgs,
     progress_visible: bool,
     checkpoints: Option<Checkpoints>,
 ) -> Result<FfmReport, String> {
+    let (datasets, threads) = (a.datasets.clone(), a.threads);
     let task = specs[0].task;
     if specs.iter().any(|s| s.task != task) {
         return Err("all modes of one report must use the same task".into());
@@ -320,18 +434,19 @@ fn run_specs(
     let mut bars = crate::Bars::new(progress_visible);
     let mut modes = Vec::new();
     for spec in specs {
-        let name = match spec.mode {
-            TrainingMode::Ideal => "ideal",
-            TrainingMode::InSilico => "in-silico",
-            TrainingMode::InSitu => "in-situ",
-        };
-        let result = match &checkpoints {
+        let name = mode_name(spec.mode);
+        let trained = match &checkpoints {
             None => pool
-                .install(|| insitu_ffm::run_with_progress(&spec, &data.train, &data.test, &mut bars))
+                .install(|| {
+                    insitu_ffm::run_resumable(&spec, &data.train, &data.test, &mut bars, None, &mut NoCheckpoints)
+                })
                 .map_err(|e| e.to_string())?,
             Some(c) => run_checkpointed(&spec, name, c, &data, &pool, &mut bars)?,
         };
-        modes.push((name.to_string(), result));
+        if let Some(dir) = &a.masks {
+            write_masks(&dir.join(format!("{name}.npy")), &spec, &trained.phases)?;
+        }
+        modes.push((name.to_string(), trained.result));
     }
     bars.clear();
     let task = serde_json::to_value(task)
@@ -341,9 +456,33 @@ fn run_specs(
     Ok(FfmReport { task, modes })
 }
 
-/// One mode under `--checkpoint`: its stored result if it finished before, otherwise the run
-/// resumed from (or started with) its checkpoint file; the result is stored before the
-/// checkpoint is removed, so a kill at any moment loses at most `every` of training.
+/// `phases` as a `(layers, n, n)` float32 `.npy` file, written atomically.
+fn write_masks(path: &Path, spec: &FfmSpec, phases: &[Vec<f32>]) -> Result<(), String> {
+    let n = spec.grid_n;
+    let flat: Vec<f32> = phases.concat();
+    let bytes = encode_npy_f32(&[phases.len(), n, n], &flat);
+    write_atomically(path, &bytes).map_err(|e| e.to_string())
+}
+
+/// The masks of a `(layers, n, n)` float32 `.npy` file, checked against `spec`'s network.
+fn read_masks(path: &Path, spec: &FfmSpec) -> Result<Vec<Vec<f32>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (shape, values) = decode_npy_f32(&bytes, &path.display().to_string()).map_err(|e| e.to_string())?;
+    let n = spec.grid_n;
+    if shape != [spec.layers, n, n] {
+        return Err(format!(
+            "{} holds an array of shape {shape:?}; the network needs ({}, {n}, {n})",
+            path.display(),
+            spec.layers
+        ));
+    }
+    Ok(values.chunks_exact(n * n).map(<[f32]>::to_vec).collect())
+}
+
+/// One mode under `--checkpoint`: its stored result and masks if it finished before, otherwise
+/// the run resumed from (or started with) its checkpoint file; the masks and then the result
+/// are stored before the checkpoint is removed, so a kill at any moment loses at most `every`
+/// of training.
 fn run_checkpointed(
     spec: &FfmSpec,
     name: &str,
@@ -351,8 +490,9 @@ fn run_checkpointed(
     data: &insitu_data::TrainTest,
     pool: &rayon::ThreadPool,
     bars: &mut crate::Bars,
-) -> Result<FfmResult, String> {
+) -> Result<FfmTrained, String> {
     let done = c.dir.join(format!("{name}.json"));
+    let masks = c.dir.join(format!("{name}.npy"));
     if done.exists() {
         let text = std::fs::read(&done).map_err(|e| format!("cannot read {}: {e}", done.display()))?;
         let stored: FfmResult = serde_json::from_slice(&text).map_err(|e| {
@@ -367,8 +507,9 @@ fn run_checkpointed(
                 done.display()
             ));
         }
+        let phases = read_masks(&masks, spec).map_err(|e| format!("{e} (delete {} to rerun)", done.display()))?;
         eprintln!("{name}: finished before, result read from {}", done.display());
-        return Ok(stored);
+        return Ok(FfmTrained { result: stored, phases });
     }
     let mut file = CheckpointFile::new(c.dir.join(format!("{name}.ckpt")), CHECKPOINT_KIND, c.every);
     let resume = FfmCheckpoint::read_from(&file, spec).map_err(|e| e.to_string())?;
@@ -380,12 +521,13 @@ fn run_checkpointed(
             c.batches_done()
         );
     }
-    let result = pool
+    let trained = pool
         .install(|| insitu_ffm::run_resumable(spec, &data.train, &data.test, bars, resume, &mut file))
         .map_err(|e| e.to_string())?;
-    crate::output::write_json_atomically(&done, &result)?;
+    write_masks(&masks, spec, &trained.phases)?;
+    crate::output::write_json_atomically(&done, &trained.result)?;
     file.remove().map_err(|e| e.to_string())?;
-    Ok(result)
+    Ok(trained)
 }
 
 /// One line per mode.

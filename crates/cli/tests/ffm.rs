@@ -171,6 +171,7 @@ fn ffm_train_killed_resumes_from_its_checkpoint() {
         .map(|s| s.to_string())
         .collect();
         a.push(json.to_str().unwrap().into());
+        a.extend(["--masks".into(), json.with_extension("masks").to_str().unwrap().into()]);
         if checkpoint {
             a.extend([
                 "--checkpoint".into(),
@@ -222,6 +223,14 @@ fn ffm_train_killed_resumes_from_its_checkpoint() {
         v
     };
     assert_eq!(read(&resumed), read(&whole));
+    for mode in ["ideal", "in-situ"] {
+        let masks =
+            |json: &std::path::Path| std::fs::read(json.with_extension("masks").join(format!("{mode}.npy"))).unwrap();
+        assert!(
+            masks(&resumed) == masks(&whole),
+            "{mode}: the resumed run's masks differ"
+        );
+    }
 
     // other options on the same directory: an error, not a wrong resume
     let mut other = args(&resumed, true);
@@ -229,4 +238,111 @@ fn ffm_train_killed_resumes_from_its_checkpoint() {
     let (code, _, err) = run(&other.iter().map(String::as_str).collect::<Vec<_>>());
     assert_ne!(code, Some(0));
     assert!(err.contains("ideal.json") && err.contains("other options"), "{err}");
+}
+
+/// Masks written by `train --masks`, tested again by `evaluate`: the run's accuracies, on the
+/// model and on the bench; another bench changes the in-silico number; bad input is an error.
+#[test]
+fn ffm_evaluate_reproduces_the_run_from_its_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let masks = dir.path().join("masks");
+    let (code, _, err) = run(&[
+        "ffm",
+        "train",
+        "--layers",
+        "2",
+        "--grid",
+        "24",
+        "--train-limit",
+        "64",
+        "--test-limit",
+        "40",
+        "--epochs",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "--masks",
+        masks.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let npy = std::fs::read(masks.join("in-situ.npy")).unwrap();
+    assert!(
+        npy.starts_with(b"\x93NUMPY\x01\x00") && String::from_utf8_lossy(&npy[..128]).contains("'shape': (2, 24, 24)")
+    );
+    let evaluate = |mode: &str, extra: &[&str]| -> Result<Value, String> {
+        let m = masks.join(format!("{mode}.npy"));
+        let mut args = vec![
+            "ffm",
+            "evaluate",
+            "--run",
+            json.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--masks",
+            m.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run(&args);
+        if code == Some(0) {
+            Ok(serde_json::from_str(&out).unwrap())
+        } else {
+            Err(err)
+        }
+    };
+    let modes = report["modes"].as_array().unwrap();
+    let result = |k: usize| &modes[k][1];
+    assert_eq!(
+        evaluate("ideal", &["--on", "model"]).unwrap()["test_accuracy"],
+        result(0)["test_accuracy"]
+    );
+    assert_eq!(
+        evaluate("in-silico", &[]).unwrap()["test_accuracy"],
+        result(1)["test_accuracy"]
+    );
+    assert_eq!(
+        evaluate("in-silico", &["--on", "model"]).unwrap()["test_accuracy"],
+        result(1)["model_test_accuracy"]
+    );
+    assert_eq!(
+        evaluate("in-situ", &[]).unwrap()["test_accuracy"],
+        result(2)["test_accuracy"]
+    );
+    let perfect = evaluate("in-silico", &["--imperfection-level", "0"]).unwrap();
+    assert_eq!(perfect["spec"]["imperfections"]["misalignment_px"], 0.0);
+    assert_eq!(
+        perfect["test_accuracy"],
+        result(1)["model_test_accuracy"],
+        "a perfect bench is the model, bar 1 % noise"
+    );
+    // errors
+    let err = run(&[
+        "ffm",
+        "evaluate",
+        "--run",
+        json.to_str().unwrap(),
+        "--masks",
+        masks.join("ideal.npy").to_str().unwrap(),
+    ])
+    .2;
+    assert!(err.contains("name one with --mode"), "{err}");
+    assert!(evaluate("ideal", &["--test-limit", "0"]).unwrap_err().contains("empty"));
+    let wrong = dir.path().join("wrong.npy");
+    std::fs::write(&wrong, &npy[..npy.len() - 4]).unwrap();
+    let (code, _, err) = run(&[
+        "ffm",
+        "evaluate",
+        "--run",
+        json.to_str().unwrap(),
+        "--mode",
+        "ideal",
+        "--masks",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("wrong.npy") && err.contains("needs 4608 bytes of data, 4604 present"),
+        "{err}"
+    );
 }

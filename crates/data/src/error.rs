@@ -40,6 +40,16 @@ pub enum DataError {
         reason: String,
     },
 
+    /// A `.npy` array this crate cannot read (another dtype or order, a damaged header,
+    /// truncated data).
+    #[error("{file}: {reason}")]
+    Npy {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A data set file is absent from the datasets directory.
     #[error("{file} not found in {} (run `cargo xtask datasets` to fetch it)", dir.display())]
     Missing {

@@ -31,7 +31,8 @@
 //!
 //! And the project's **file writing** ([`files`]): [`write_atomically`] (results, reports,
 //! stored runs: a reader never sees half a file) and [`CheckpointFile`], the checksummed,
-//! atomically replaced state of a long run that resumes after being killed.
+//! atomically replaced state of a long run that resumes after being killed; and NumPy's `.npy`
+//! format for `f32` arrays ([`npy`]), in which trained parameters leave the project.
 //!
 //! **What it must not do.** No printing and no network: fetching is `cargo xtask datasets`.
 //! Its only I/O is reading files under a datasets directory and writing the files its callers
@@ -87,6 +88,7 @@ pub mod files;
 pub mod idx;
 pub mod iris;
 pub mod load;
+pub mod npy;
 pub mod random;
 pub mod synthetic;
 pub mod verify;
@@ -102,6 +104,7 @@ pub use load::{
     default_datasets_dir, digits_to_regression, images_to_matrix, load_image_set, load_iris, load_task,
     load_task_first, read_verified, ImageSet, IrisFile, Task, IMAGE_CLASSES, IRIS_TRAIN, PAPER_TRAIN_IMAGES,
 };
+pub use npy::{decode_npy_f32, encode_npy_f32};
 pub use synthetic::{generate_synthetic, SyntheticData, SyntheticFunction, SyntheticSpec};
 pub use verify::{
     check_entry, verify_bytes, verify_file, FileStatus, Manifest, ManifestEntry, Sha256Digest, MANIFEST_FILE,

@@ -271,6 +271,16 @@ pub struct FfmResult {
     pub model_test_accuracy: Option<f64>,
 }
 
+/// A finished run: its result and its trained phase masks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FfmTrained {
+    /// What [`run`] returns.
+    pub result: FfmResult,
+    /// One `n × n` row-major mask per layer, in radians, unwrapped (a modulator shows them
+    /// modulo 2π, as the bench does); what an SLM is loaded with after training.
+    pub phases: Vec<Vec<f32>>,
+}
+
 /// Writes the amplitude image `img` (`side × side`, row-major, values in [0, 1]) into `field`
 /// (`n × n`): bilinear resize to `inner × inner` (pixel centres aligned, edges clamped),
 /// centred, zero elsewhere, zero phase. Allocates its coordinate table; a training loop keeps
@@ -320,6 +330,8 @@ pub fn embed_resized(img: &[f32], side: usize, n: usize, coordinates: &[(usize, 
 struct Task<'a> {
     images: &'a [f32],
     labels: &'a [u32],
+    /// The data set's number of classes.
+    classes: Option<usize>,
     side: usize,
     count: usize,
 }
@@ -348,6 +360,7 @@ impl<'a> Task<'a> {
         Ok(Self {
             images: ds.inputs.as_slice(),
             labels,
+            classes: ds.num_classes(),
             side,
             count,
         })
@@ -374,7 +387,67 @@ struct Setup {
     amplitude: f32,
 }
 
+/// The free-space model: `spec.layers` band-limited angular-spectrum propagations.
+fn model_layers(spec: &FfmSpec) -> Result<Vec<FreeSpace>, FfmError> {
+    let freespace = FreeSpace::new(
+        Grid::new(spec.grid_n, spec.dx)?,
+        spec.wavelength,
+        spec.distance,
+        PropagationMethod::BandLimitedAngularSpectrum,
+        spec.padding,
+    )?;
+    Ok(vec![freespace; spec.layers])
+}
+
 impl Setup {
+    /// The network's fixed parts for `spec` and the images of `tasks` (`(task, what)`, the
+    /// name used in errors): one detector region per class, the 3-4-3 layout's first squares.
+    fn new(spec: &FfmSpec, tasks: &[(&Task<'_>, &str)]) -> Result<Self, FfmError> {
+        let n = spec.grid_n;
+        let size = ((n as f64 * spec.detector_fraction).round() as usize).max(1);
+        let classes = tasks.iter().filter_map(|(t, _)| t.classes).max().unwrap_or(10);
+        if classes > 10 {
+            return Err(FfmError::InvalidSpec(format!(
+                "{classes} classes, at most ten detector regions"
+            )));
+        }
+        for (t, what) in tasks {
+            if let Some(&bad) = t.labels.iter().find(|&&l| l as usize >= classes) {
+                return Err(FfmError::InvalidSpec(format!(
+                    "{what} label {bad} is not below the data set's {classes} classes"
+                )));
+            }
+        }
+        let side = tasks[0].0.side;
+        if let Some((other, what)) = tasks.iter().find(|(t, _)| t.side != side) {
+            return Err(FfmError::InvalidSpec(format!(
+                "{} images are {side}×{side} and {what} images {1}×{1}",
+                tasks[0].1, other.side
+            )));
+        }
+        let ten = DetectorRegions::ten_class_343(n, size)?;
+        let regions = DetectorRegions::new(n, size, ten.origins()[..classes].to_vec())?;
+        let squares = regions.origins().iter().map(|&(r, c)| (r, c, size)).collect();
+        let targets = (0..classes)
+            .map(|k| {
+                let mut t = vec![0.0f32; n * n];
+                regions.target_image(k, &mut t).map(|()| t)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let inner = ((n as f64 * spec.input_fraction).round() as usize).clamp(1, n);
+        Ok(Self {
+            n,
+            side,
+            coordinates: resize_coordinates(side, inner),
+            regions,
+            squares,
+            targets,
+            activation: spec.activation,
+            layers: spec.layers,
+            amplitude: spec.input_power.sqrt() as f32,
+        })
+    }
+
     /// Embeds image `j` of `task` into `field` at the run's input power.
     fn embed(&self, task: &Task<'_>, j: usize, field: &mut [Complex32]) {
         debug_assert_eq!(task.side, self.side, "images of the side the resize was made for");
@@ -587,11 +660,12 @@ pub fn run_with_progress(
     test_set: &Dataset,
     progress: &mut dyn Progress,
 ) -> Result<FfmResult, FfmError> {
-    run_resumable(spec, train_set, test_set, progress, None, &mut NoCheckpoints)
+    run_resumable(spec, train_set, test_set, progress, None, &mut NoCheckpoints).map(|t| t.result)
 }
 
 /// [`run_with_progress`] from `resume` (a checkpoint this spec's run saved; `None`: from the
-/// start), handing `sink` a checkpoint whenever it says one is due. The result equals the
+/// start), handing `sink` a checkpoint whenever it says one is due; returns the trained masks
+/// with the result. The result equals the
 /// uninterrupted run's bit for bit, except `train_seconds` (the module docs of
 /// [`crate::checkpoint`] say why). With a file: [`FfmCheckpoint::read_from`] for `resume`, the
 /// [`insitu_data::CheckpointFile`] as `sink`.
@@ -602,66 +676,12 @@ pub fn run_resumable(
     progress: &mut dyn Progress,
     resume: Option<FfmCheckpoint>,
     sink: &mut dyn CheckpointSink,
-) -> Result<FfmResult, FfmError> {
+) -> Result<FfmTrained, FfmError> {
     spec.validate()?;
     let train_task = Task::new(train_set, spec.train_limit, "training")?;
     let test_task = Task::new(test_set, spec.test_limit, "test")?;
-    let n = spec.grid_n;
-    let grid = Grid::new(n, spec.dx)?;
-    let freespace = FreeSpace::new(
-        grid,
-        spec.wavelength,
-        spec.distance,
-        PropagationMethod::BandLimitedAngularSpectrum,
-        spec.padding,
-    )?;
-    let model_layers = vec![freespace; spec.layers];
-    let size = ((n as f64 * spec.detector_fraction).round() as usize).max(1);
-    // one detector region per class: the 3-4-3 layout's first `classes` squares
-    let classes = [train_set, test_set]
-        .iter()
-        .filter_map(|d| d.num_classes())
-        .max()
-        .unwrap_or(10);
-    if classes > 10 {
-        return Err(FfmError::InvalidSpec(format!(
-            "{classes} classes, at most ten detector regions"
-        )));
-    }
-    for (t, what) in [(&train_task, "training"), (&test_task, "test")] {
-        if let Some(&bad) = t.labels.iter().find(|&&l| l as usize >= classes) {
-            return Err(FfmError::InvalidSpec(format!(
-                "{what} label {bad} is not below the data set's {classes} classes"
-            )));
-        }
-    }
-    let ten = DetectorRegions::ten_class_343(n, size)?;
-    let regions = DetectorRegions::new(n, size, ten.origins()[..classes].to_vec())?;
-    let squares = regions.origins().iter().map(|&(r, c)| (r, c, size)).collect();
-    let targets = (0..classes)
-        .map(|k| {
-            let mut t = vec![0.0f32; n * n];
-            regions.target_image(k, &mut t).map(|()| t)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let inner = ((n as f64 * spec.input_fraction).round() as usize).clamp(1, n);
-    if train_task.side != test_task.side {
-        return Err(FfmError::InvalidSpec(format!(
-            "training images are {0}×{0} and test images {1}×{1}",
-            train_task.side, test_task.side
-        )));
-    }
-    let setup = Setup {
-        n,
-        side: train_task.side,
-        coordinates: resize_coordinates(train_task.side, inner),
-        regions,
-        squares,
-        targets,
-        activation: spec.activation,
-        layers: spec.layers,
-        amplitude: spec.input_power.sqrt() as f32,
-    };
+    let model_layers = model_layers(spec)?;
+    let setup = Setup::new(spec, &[(&train_task, "training"), (&test_task, "test")])?;
     let mut state = match resume {
         Some(checkpoint) => {
             // `FfmCheckpoint::from_bytes` checked the spec; the data decide the batch count
@@ -735,7 +755,7 @@ pub fn run_resumable(
         )
     });
     let evals = evals + if model_test_accuracy.is_some() { per_eval } else { 0 };
-    Ok(FfmResult {
+    let result = FfmResult {
         spec: spec.clone(),
         status,
         test_accuracy: accs.last().copied().unwrap_or(f64::NAN),
@@ -746,5 +766,84 @@ pub fn run_resumable(
         physical_forward_propagations: physical,
         eval_propagations: evals,
         model_test_accuracy,
+    };
+    Ok(FfmTrained { result, phases })
+}
+
+/// The shots of a run's last evaluation (after epoch `spec.epochs`), also used by
+/// [`evaluate_phases`].
+fn final_evaluation_shots(spec: &FfmSpec) -> u64 {
+    derive_seed(spec.seed, &[0xE7A1, spec.epochs.saturating_sub(1) as u64])
+}
+
+/// Which system tests trained masks ([`evaluate_phases`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestSystem {
+    /// The digital model (what `Ideal` runs test on).
+    Model,
+    /// The physical bench of `spec.imperfections` (what `InSilico` and `InSitu` runs test on).
+    Bench,
+}
+
+/// The test accuracy of trained `phases` (one `n × n` row-major mask per layer, radians) on the
+/// digital model or on the bench that `spec` describes (geometry, task, test samples,
+/// imperfections), with the measurement shots of a run's last evaluation: masks tested on the
+/// system their run tested on give that run's `test_accuracy` exactly (tested). Change
+/// `spec.imperfections` to deploy them on another bench. Masks of the wrong number or size, or
+/// with a non-finite value, are an error.
+pub fn evaluate_phases(
+    spec: &FfmSpec,
+    phases: &[Vec<f32>],
+    test_set: &Dataset,
+    on: TestSystem,
+) -> Result<f64, FfmError> {
+    spec.validate()?;
+    let nn = spec.grid_n * spec.grid_n;
+    if phases.len() != spec.layers {
+        return Err(FfmError::InvalidSpec(format!(
+            "{} phase masks for a network of {} layers",
+            phases.len(),
+            spec.layers
+        )));
+    }
+    for (l, p) in phases.iter().enumerate() {
+        if p.len() != nn {
+            return Err(FfmError::InvalidSpec(format!(
+                "phase mask {} has {} pixels; the {2}×{2} grid has {nn}",
+                l + 1,
+                p.len(),
+                spec.grid_n
+            )));
+        }
+        if let Some(i) = p.iter().position(|x| !x.is_finite()) {
+            return Err(FfmError::InvalidSpec(format!(
+                "phase mask {}, pixel {i} (row {}, column {}) is {}",
+                l + 1,
+                i / spec.grid_n,
+                i % spec.grid_n,
+                p[i]
+            )));
+        }
+    }
+    let test_task = Task::new(test_set, spec.test_limit, "test")?;
+    let setup = Setup::new(spec, &[(&test_task, "test")])?;
+    let layers = model_layers(spec)?;
+    let shots = final_evaluation_shots(spec);
+    Ok(match on {
+        TestSystem::Model => evaluate(
+            &DigitalChain::new(layers).ok_or_else(|| FfmError::InvalidSpec("empty network".into()))?,
+            phases,
+            &setup,
+            &test_task,
+            shots,
+        ),
+        TestSystem::Bench => evaluate(
+            &ImperfectBench::new(&layers, &spec.imperfections)?,
+            phases,
+            &setup,
+            &test_task,
+            shots,
+        ),
     })
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use insitu_data::{CheckpointFile, Dataset, Targets};
 use insitu_ffm::{
-    run, run_resumable, CheckpointSink, FfmCheckpoint, FfmError, FfmResult, FfmSpec, NoCheckpoints, TrainingMode,
+    run, run_resumable, CheckpointSink, FfmCheckpoint, FfmError, FfmSpec, FfmTrained, NoCheckpoints, TrainingMode,
     CHECKPOINT_KIND,
 };
 use insitu_linalg::{rng, Mat};
@@ -46,10 +46,19 @@ fn spec(mode: TrainingMode) -> FfmSpec {
     }
 }
 
-/// A result with its wall time cleared (the one field a resumed run may change).
-fn timeless(mut r: FfmResult) -> FfmResult {
-    r.train_seconds = 0.0;
-    r
+/// A run's result and masks with its wall time cleared (the one thing a resumed run may change).
+fn timeless(mut t: FfmTrained) -> FfmTrained {
+    t.result.train_seconds = 0.0;
+    t
+}
+
+/// The run that is never stopped.
+fn uninterrupted(spec: &FfmSpec, train: &Dataset, test: &Dataset) -> FfmTrained {
+    let t = timeless(run_resumable(spec, train, test, &mut NoProgress, None, &mut NoCheckpoints).unwrap());
+    let mut plain = run(spec, train, test).unwrap();
+    plain.train_seconds = 0.0;
+    assert_eq!(t.result, plain);
+    t
 }
 
 /// What a caller with a checkpoint file does: resume from it if it holds one, keep it up to date.
@@ -58,7 +67,7 @@ fn run_checkpointed(
     train: &Dataset,
     test: &Dataset,
     file: &mut CheckpointFile,
-) -> Result<(FfmResult, Option<(usize, usize)>), FfmError> {
+) -> Result<(FfmTrained, Option<(usize, usize)>), FfmError> {
     let resume = FfmCheckpoint::read_from(file, spec)?;
     let from = resume.as_ref().map(|c| (c.epoch(), c.batches_done()));
     Ok((run_resumable(spec, train, test, &mut NoProgress, resume, file)?, from))
@@ -89,7 +98,7 @@ fn resuming_from_every_checkpoint_gives_the_uninterrupted_result() {
     let (train, test) = (toy_dataset(36, 1), toy_dataset(20, 2));
     for mode in [TrainingMode::Ideal, TrainingMode::InSilico, TrainingMode::InSitu] {
         let spec = spec(mode);
-        let whole = timeless(run(&spec, &train, &test).unwrap());
+        let whole = uninterrupted(&spec, &train, &test);
         let mut rec = Recorder {
             saved: Vec::new(),
             fail_at: None,
@@ -138,7 +147,7 @@ fn resuming_from_every_checkpoint_gives_the_uninterrupted_result() {
 fn a_killed_run_resumes_from_its_file() {
     let (train, test) = (toy_dataset(36, 1), toy_dataset(20, 2));
     let spec = spec(TrainingMode::InSitu);
-    let whole = timeless(run(&spec, &train, &test).unwrap());
+    let whole = uninterrupted(&spec, &train, &test);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in-situ.ckpt");
 

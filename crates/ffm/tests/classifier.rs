@@ -4,8 +4,8 @@
 use insitu_data::{Dataset, Targets};
 use insitu_ffm::classifier::embed_image;
 use insitu_ffm::{
-    ffm_gradient, run, ActivationKind, DigitalChain, FfmError, FfmSpec, FfmTask, FfmWorkspace, FieldLoss,
-    ImperfectBench, Imperfections, PhysicalSystem, TrainingMode,
+    evaluate_phases, ffm_gradient, run, run_resumable, ActivationKind, DigitalChain, FfmError, FfmSpec, FfmTask,
+    FfmWorkspace, FieldLoss, ImperfectBench, Imperfections, NoCheckpoints, PhysicalSystem, TestSystem, TrainingMode,
 };
 use insitu_linalg::{rng, Mat};
 use insitu_optics::{FreeSpace, Grid, PropagationMethod};
@@ -469,4 +469,54 @@ fn run_reports_progress_and_gives_the_same_result() {
     assert_eq!(record.steps, 2 * 5);
     let curve: Vec<(usize, f64)> = plain.loss_curve.iter().copied().enumerate().collect();
     assert_eq!(record.epochs, curve);
+}
+
+#[test]
+fn trained_masks_tested_again_give_the_run_accuracy() {
+    let (train, test) = (toy_dataset(40, 1), toy_dataset(20, 2));
+    for mode in [TrainingMode::Ideal, TrainingMode::InSilico, TrainingMode::InSitu] {
+        let spec = tiny_spec(mode);
+        let trained = run_resumable(
+            &spec,
+            &train,
+            &test,
+            &mut insitu_optim::NoProgress,
+            None,
+            &mut NoCheckpoints,
+        )
+        .unwrap();
+        assert_eq!(trained.result, {
+            let mut r = run(&spec, &train, &test).unwrap();
+            r.train_seconds = trained.result.train_seconds;
+            r
+        });
+        let on = if mode == TrainingMode::Ideal {
+            TestSystem::Model
+        } else {
+            TestSystem::Bench
+        };
+        let again = evaluate_phases(&spec, &trained.phases, &test, on).unwrap();
+        assert_eq!(again, trained.result.test_accuracy, "{mode:?}");
+        if mode == TrainingMode::InSilico {
+            let on_model = evaluate_phases(&spec, &trained.phases, &test, TestSystem::Model).unwrap();
+            assert_eq!(Some(on_model), trained.result.model_test_accuracy);
+        }
+        assert!(
+            trained.phases.iter().flatten().any(|&p| p != 0.0),
+            "{mode:?}: the masks were trained"
+        );
+    }
+    // what cannot be tested
+    let spec = tiny_spec(TrainingMode::InSitu);
+    let nn = 24 * 24;
+    let bad = |phases: Vec<Vec<f32>>| {
+        evaluate_phases(&spec, &phases, &test, TestSystem::Bench)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(bad(vec![vec![0.0; nn]]).contains("1 phase masks for a network of 2 layers"));
+    assert!(bad(vec![vec![0.0; nn], vec![0.0; nn - 1]]).contains("phase mask 2 has 575 pixels"));
+    let mut nan = vec![vec![0.0; nn]; 2];
+    nan[1][24 * 3 + 5] = f32::NAN;
+    assert!(bad(nan).contains("phase mask 2, pixel 77 (row 3, column 5) is NaN"));
 }
