@@ -545,7 +545,14 @@ pub fn summary(r: &FfmReport) -> String {
                 res.train_seconds,
                 res.forward_propagations,
                 res.physical_forward_propagations,
-                if res.status == "ok" { String::new() } else { format!(" — {}", res.status) }
+                match (&res.divergence, res.status.as_str()) {
+                    (Some(d), _) => format!(
+                        " — DIVERGED in epoch {}, mini-batch {}: {}",
+                        d.epoch, d.mini_batch, d.cause
+                    ),
+                    (None, "ok") => String::new(),
+                    (None, other) => format!(" — {other}"),
+                }
             )
         })
         .collect::<Vec<_>>()

@@ -119,6 +119,12 @@ struct TrainArgs {
     /// A spec JSON to run instead of the options above (what xtask and Slurm arrays pass).
     #[arg(long, conflicts_with_all = ["task", "method"])]
     spec: Option<PathBuf>,
+    /// Write the trained network as NumPy float32 arrays (`numpy.load`): DIR/layerL.weight.npy
+    /// (outputs × inputs, as PyTorch's nn.Linear), DIR/layerL.bias.npy and, for ff-dd and
+    /// ff-ad, DIR/layerL.prototypes.npy (classes × width; regression: the width-vector of label
+    /// +1), L = 1, 2, …. Layer L computes z = W·a + b; ReLU(z) is the next layer's input a.
+    #[arg(long, value_name = "DIR", conflicts_with = "depths")]
+    weights: Option<PathBuf>,
 }
 
 fn parse_named<T: Copy>(what: &str, value: &str, options: &[(&str, T)]) -> Result<T, String> {
@@ -272,9 +278,13 @@ fn with_data_and_pool<T: Send>(
 
 fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
     let spec = spec_from_args(a)?;
-    with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
-        insitu_ffzero::train(&spec, data, bars)
-    })
+    let trained = with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
+        insitu_ffzero::train_network(&spec, data, bars)
+    })?;
+    if let Some(dir) = &a.weights {
+        output::write_network(dir, &trained)?;
+    }
+    Ok(trained.result)
 }
 
 /// `insitu train --depths …`: one FF depth sweep.

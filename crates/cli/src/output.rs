@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use insitu_ffzero::{DepthSweep, Status, TrainResult};
+use insitu_data::{encode_npy_f32, write_atomically};
+use insitu_ffzero::{split_dense, DepthSweep, LayerPrototypes, Status, TrainResult, TrainedNetwork};
 
 /// One human-readable line per result.
 pub fn summary(r: &TrainResult) -> String {
@@ -61,4 +62,36 @@ pub fn write_json_atomically<T: serde::Serialize>(path: &Path, value: &T) -> Res
     let mut text = serde_json::to_vec_pretty(value).map_err(|e| format!("cannot serialise result: {e}"))?;
     text.push(b'\n');
     insitu_data::write_atomically(path, &text).map_err(|e| e.to_string())
+}
+
+/// Writes a trained network's layers as `.npy` files in `dir` (`insitu train --weights`):
+/// `layerL.weight.npy` (outputs × inputs, row-major), `layerL.bias.npy`, and each FF layer's
+/// `layerL.prototypes.npy` (one row per class; regression: the label +1 vector).
+pub fn write_network(dir: &Path, trained: &TrainedNetwork) -> Result<(), String> {
+    let write = |name: String, shape: &[usize], values: &[f32]| {
+        write_atomically(&dir.join(name), &encode_npy_f32(shape, values)).map_err(|e| e.to_string())
+    };
+    let mlp = &trained.mlp;
+    for (l, &shape) in mlp.shapes().iter().enumerate() {
+        let (w, b) = split_dense(shape, mlp.layer_params(l));
+        // stored by columns; NumPy and PyTorch read C (row) order
+        let rows: Vec<f32> = (0..shape.outputs)
+            .flat_map(|i| (0..shape.inputs).map(move |j| w.get(i, j)))
+            .collect();
+        write(
+            format!("layer{}.weight.npy", l + 1),
+            &[shape.outputs, shape.inputs],
+            &rows,
+        )?;
+        write(format!("layer{}.bias.npy", l + 1), &[shape.outputs], b)?;
+    }
+    for (l, p) in trained.prototypes.iter().enumerate() {
+        let name = format!("layer{}.prototypes.npy", l + 1);
+        match p {
+            // one column per class, stored by columns: row-major classes × width
+            LayerPrototypes::Classes(m) => write(name, &[m.ncols(), m.nrows()], m.as_slice())?,
+            LayerPrototypes::Regression(up) => write(name, &[up.len()], up)?,
+        }
+    }
+    Ok(())
 }

@@ -141,3 +141,109 @@ fn a_diverged_run_is_reported_where_it_stopped_counted_from_one() {
         "{line}"
     );
 }
+
+/// `--weights` writes the trained network as `.npy` arrays that an independent forward pass
+/// (f64, written here from the documented meaning) turns back into the run's accuracies.
+#[test]
+fn exported_weights_give_back_the_run_accuracy() {
+    use insitu_data::{decode_npy_f32, default_datasets_dir, load_task_first, Targets, Task};
+    let data = load_task_first(Task::Mnist, &default_datasets_dir(), 0, Some(0), Some(400)).unwrap();
+    let Targets::Classes { labels, .. } = &data.test.targets else {
+        unreachable!()
+    };
+    // FF+AD: the FF layout (prototypes) with exact gradients, so that a short run learns
+    for method in ["ff-ad", "bp-ad"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (json, weights) = (dir.path().join("r.json"), dir.path().join("w"));
+        let out = insitu(&[
+            "train",
+            "--task",
+            "mnist",
+            "--method",
+            method,
+            "--width",
+            "24",
+            "--depth",
+            "2",
+            "--epochs",
+            "2",
+            "--train-limit",
+            "3000",
+            "--test-limit",
+            "400",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--json",
+            json.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let load = |name: String| decode_npy_f32(&std::fs::read(weights.join(&name)).unwrap(), &name).unwrap();
+        let layers = 3;
+        let mut per_layer_correct = vec![0usize; layers];
+        let mut output_correct = 0usize;
+        for (j, &label) in labels.iter().enumerate() {
+            let mut a: Vec<f64> = data.test.inputs.column(j).iter().map(|&v| v as f64).collect();
+            for l in 1..=layers {
+                let (shape, w) = load(format!("layer{l}.weight.npy"));
+                let (_, b) = load(format!("layer{l}.bias.npy"));
+                let (rows, cols) = (shape[0], shape[1]);
+                assert_eq!(cols, a.len(), "{method}: layer {l} takes the previous layer's width");
+                let z: Vec<f64> = (0..rows)
+                    .map(|i| b[i] as f64 + (0..cols).map(|k| w[i * cols + k] as f64 * a[k]).sum::<f64>())
+                    .collect();
+                let argmax = |v: &[f64]| (0..v.len()).max_by(|&x, &y| v[x].total_cmp(&v[y])).unwrap();
+                if method == "ff-ad" {
+                    let (pshape, p) = load(format!("layer{l}.prototypes.npy"));
+                    assert_eq!(pshape, [10, rows]);
+                    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                    let cosines: Vec<f64> = p
+                        .chunks_exact(rows)
+                        .map(|pc| {
+                            let pc: Vec<f64> = pc.iter().map(|&x| x as f64).collect();
+                            z.iter().zip(&pc).map(|(x, y)| x * y).sum::<f64>() / (norm(&z) * norm(&pc))
+                        })
+                        .collect();
+                    per_layer_correct[l - 1] += usize::from(argmax(&cosines) == label as usize);
+                } else if l == layers {
+                    output_correct += usize::from(argmax(&z) == label as usize);
+                }
+                a = z.iter().map(|&v| v.max(0.0)).collect();
+            }
+        }
+        let n = labels.len() as f64;
+        // f32 in the run, f64 here: a near-tie may fall the other way for a sample or two
+        let close =
+            |ours: usize, theirs: &serde_json::Value| (ours as f64 / n - theirs.as_f64().unwrap()).abs() <= 2.0 / n;
+        if method == "ff-ad" {
+            for l in 0..layers {
+                let theirs = &result["per_layer_test_accuracy"][l];
+                assert!(
+                    close(per_layer_correct[l], theirs),
+                    "layer {}: {} vs {theirs}",
+                    l + 1,
+                    per_layer_correct[l]
+                );
+            }
+            assert!(
+                per_layer_correct[0] as f64 / n > 0.6,
+                "layer 1 learned: {}",
+                per_layer_correct[0]
+            );
+        } else {
+            assert!(
+                close(output_correct, &result["test_accuracy"]),
+                "{output_correct} vs {}",
+                result["test_accuracy"]
+            );
+            assert!(output_correct as f64 / n > 0.6, "the network learned: {output_correct}");
+            assert!(!weights.join("layer1.prototypes.npy").exists());
+        }
+    }
+    let out = insitu(&["train", "--depths", "1,2", "--weights", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -248,8 +248,11 @@ impl FfmSpec {
 pub struct FfmResult {
     /// The spec that produced it.
     pub spec: FfmSpec,
-    /// `"ok"` or `"diverged"` (a non-finite loss ended training).
+    /// `"ok"` or `"diverged"` (a non-finite loss or gradient ended training).
     pub status: String,
+    /// Where and why training diverged (`None` for `"ok"`; absent from the JSON then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<FfmDivergence>,
     /// Test accuracy on the test system (digital model for `Ideal`, bench otherwise).
     pub test_accuracy: f64,
     /// Mean training loss per epoch.
@@ -279,6 +282,19 @@ pub struct FfmTrained {
     /// One `n × n` row-major mask per layer, in radians, unwrapped (a modulator shows them
     /// modulo 2π, as the bench does); what an SLM is loaded with after training.
     pub phases: Vec<Vec<f32>>,
+}
+
+/// Where a run stopped on a non-finite value: nothing after it is trained, and the result holds
+/// the curves up to the last finished epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FfmDivergence {
+    /// Epoch, counted from 1.
+    pub epoch: usize,
+    /// Mini-batch within that epoch, counted from 1 (its update was not applied).
+    pub mini_batch: usize,
+    /// What was not finite: the loss of a training sample (its index in the training set) or
+    /// a layer's gradient (layers counted from 1).
+    pub cause: String,
 }
 
 /// Writes the amplitude image `img` (`side × side`, row-major, values in [0, 1]) into `field`
@@ -518,7 +534,7 @@ fn evaluate<S: PhysicalSystem<f32> + Clone + Send + Sync>(
 /// Trains `state`'s masks with FFM on `system` — forward runs only — from wherever `state`
 /// stands (a fresh start or a checkpoint) to the end of the last epoch, testing on `eval`
 /// after each epoch and offering `sink` a checkpoint after every mini-batch and evaluation.
-/// Returns the status (`"ok"` or `"diverged"`).
+/// Returns where training diverged, if it did.
 fn train<S, E>(
     system: &S,
     eval: &E,
@@ -530,7 +546,7 @@ fn train<S, E>(
     progress: &mut dyn Progress,
     sink: &mut dyn CheckpointSink,
     counts: &dyn Fn() -> (u64, u64),
-) -> Result<String, FfmError>
+) -> Result<Option<FfmDivergence>, FfmError>
 where
     S: PhysicalSystem<f32> + Clone + Send + Sync,
     E: PhysicalSystem<f32> + Clone + Send + Sync,
@@ -608,9 +624,20 @@ where
                 }
             }
             let batch_loss: f64 = sample_loss[..batch.len()].iter().sum();
-            if !batch_loss.is_finite() || grad.iter().flatten().any(|g| !g.is_finite()) {
+            let bad_loss = sample_loss[..batch.len()].iter().position(|l| !l.is_finite());
+            let bad_layer = grad.iter().position(|g| g.iter().any(|v| !v.is_finite()));
+            if bad_loss.is_some() || bad_layer.is_some() || !batch_loss.is_finite() {
                 state.train_seconds += t0.elapsed().as_secs_f64();
-                return Ok("diverged".into());
+                let cause = match (bad_loss, bad_layer) {
+                    (Some(k), _) => format!("non-finite loss of training sample {}", batch[k]),
+                    (None, Some(l)) => format!("non-finite gradient of layer {}", l + 1),
+                    (None, None) => "the mini-batch's loss sum overflowed".into(),
+                };
+                return Ok(Some(FfmDivergence {
+                    epoch: state.epoch + 1,
+                    mini_batch: state.batches_done + 1,
+                    cause,
+                }));
             }
             state.epoch_loss += batch_loss;
             for (adam, (p, g)) in state.adams.iter_mut().zip(state.phases.iter_mut().zip(&grad)) {
@@ -644,7 +671,7 @@ where
             save(state, sink)?;
         }
     }
-    Ok("ok".into())
+    Ok(None)
 }
 
 /// Runs one classifier experiment (train, then test) as `spec` describes.
@@ -724,7 +751,7 @@ pub fn run_resumable(
             )
         };
     }
-    let status = match spec.mode {
+    let divergence = match spec.mode {
         TrainingMode::Ideal => train_on!(&digital, &digital),
         TrainingMode::InSilico => train_on!(&digital, &bench),
         TrainingMode::InSitu => train_on!(&bench, &bench),
@@ -757,7 +784,8 @@ pub fn run_resumable(
     let evals = evals + if model_test_accuracy.is_some() { per_eval } else { 0 };
     let result = FfmResult {
         spec: spec.clone(),
-        status,
+        status: if divergence.is_some() { "diverged" } else { "ok" }.into(),
+        divergence,
         test_accuracy: accs.last().copied().unwrap_or(f64::NAN),
         loss_curve: losses,
         test_accuracy_curve: accs,

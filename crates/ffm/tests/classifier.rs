@@ -520,3 +520,27 @@ fn trained_masks_tested_again_give_the_run_accuracy() {
     nan[1][24 * 3 + 5] = f32::NAN;
     assert!(bad(nan).contains("phase mask 2, pixel 77 (row 3, column 5) is NaN"));
 }
+
+#[test]
+fn a_non_finite_input_stops_training_and_says_where() {
+    let (mut train, test) = (toy_dataset(40, 1), toy_dataset(20, 2));
+    train.inputs[(300, 13)] = f32::NAN;
+    for mode in [TrainingMode::Ideal, TrainingMode::InSitu] {
+        let spec = tiny_spec(mode);
+        let r = run(&spec, &train, &test).unwrap();
+        assert_eq!(r.status, "diverged", "{mode:?}");
+        let d = r.divergence.clone().unwrap();
+        // sample 13 sits in the first epoch's permutation at some mini-batch of 8
+        let mut order = Vec::new();
+        insitu_data::epoch_permutation(40, spec.seed, 0, &mut order);
+        let at = order.iter().position(|&j| j == 13).unwrap();
+        assert_eq!((d.epoch, d.mini_batch), (1, at / 8 + 1), "{mode:?}");
+        assert_eq!(d.cause, "non-finite loss of training sample 13");
+        assert!(r.loss_curve.is_empty() && r.test_accuracy.is_nan());
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"mini_batch\":"), "{json}");
+    }
+    // a run that did not diverge writes no divergence field
+    let ok = run(&tiny_spec(TrainingMode::Ideal), &toy_dataset(40, 1), &test).unwrap();
+    assert!(ok.divergence.is_none() && !serde_json::to_string(&ok).unwrap().contains("divergence"));
+}

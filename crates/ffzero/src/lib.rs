@@ -7,7 +7,8 @@
 //! inference by majority vote over the layers (SPEC A6); regression (eq. 7–8; SPEC A7's FF
 //! output-layer reading); metrics and a count of physical forward passes (SPEC A7). BP+AD,
 //! BP+DD, FF+AD and FF+DD (SPEC A8) are four wirings of the same layers, losses, gradient
-//! sources and step rules in one loop ([`train()`]), not four trainers.
+//! sources and step rules in one loop ([`train()`]), not four trainers; [`train_network`] also
+//! hands back the trained network and its prototypes.
 //!
 //! **What it must not do.** FF+DD and BP+DD reach the model only through
 //! [`insitu_optim::PerturbedObjective`] (forward evaluations at perturbed parameters:
@@ -62,6 +63,6 @@ pub use objective::{
 };
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
 pub use train::{
-    layer_widths, train, train_depth_sweep, DepthSweep, Divergence, EpochLoss, LayerPrototypes, Status, TrainError,
-    TrainResult, SPARSE_INPUT_MAX_DENSITY,
+    layer_widths, train, train_depth_sweep, train_network, DepthSweep, Divergence, EpochLoss, LayerPrototypes, Status,
+    TrainError, TrainResult, TrainedNetwork, SPARSE_INPUT_MAX_DENSITY,
 };

@@ -289,6 +289,28 @@ impl BatchBuffers {
 /// sequentially. While it runs, the pool's other workers poll for work (they use their cores
 /// fully). The numbers are the same for any thread count.
 pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) -> Result<TrainResult, TrainError> {
+    train_network(spec, data, progress).map(|t| t.result)
+}
+
+/// A trained network: [`train`]'s result, the network, and (FF methods) each layer's
+/// prototypes, which FF inference compares the layer's outputs with (SPEC A6).
+#[derive(Clone, Debug)]
+pub struct TrainedNetwork {
+    /// What [`train`] returns.
+    pub result: TrainResult,
+    /// The trained weights: layer `l` computes `z_l = W_l·a_{l−1} + b_l`, and `a_l = ReLU(z_l)`
+    /// feeds the next layer (`a_0` the input); the goodness and the outputs use `z_l`.
+    pub mlp: Mlp,
+    /// One per layer for FF methods (in layer order), empty for BP methods.
+    pub prototypes: Vec<LayerPrototypes>,
+}
+
+/// [`train`], keeping the trained network and its prototypes.
+pub fn train_network(
+    spec: &TrainSpec,
+    data: &TrainTest,
+    progress: &mut dyn Progress,
+) -> Result<TrainedNetwork, TrainError> {
     let kind = kind_of(&data.train)?;
     let num_classes = kind.num_classes();
     spec.validate(num_classes)?;
@@ -319,7 +341,7 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     });
     let train_seconds = started.elapsed().as_secs_f64();
 
-    Ok(evaluated_result(
+    let result = evaluated_result(
         spec.clone(),
         &mlp,
         &prototypes,
@@ -327,7 +349,12 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
         train_seconds,
         outcome,
         curve,
-    ))
+    );
+    Ok(TrainedNetwork {
+        result,
+        mlp,
+        prototypes,
+    })
 }
 
 /// The result of a trained (or diverged) network: what training gave, and the test metrics
