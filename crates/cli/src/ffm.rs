@@ -7,8 +7,9 @@ use insitu_data::{
     decode_npy_f32, default_datasets_dir, encode_npy_f32, load_task_first, write_atomically, CheckpointFile,
 };
 use insitu_ffm::{
-    evaluate_phases, gradients_of_dense_system, ActivationKind, DenseLayer, DenseLoss, FfmCheckpoint, FfmResult,
-    FfmSpec, FfmTask as LibTask, FfmTrained, Imperfections, NoCheckpoints, TestSystem, TrainingMode, CHECKPOINT_KIND,
+    evaluate_phases, gradients_of_dense_system, ActivationKind, ClassifierLoss, DenseLayer, DenseLoss, FfmCheckpoint,
+    FfmResult, FfmSpec, FfmTask as LibTask, FfmTrained, Imperfections, NoCheckpoints, TestSystem, TrainingMode,
+    CHECKPOINT_KIND,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -100,6 +101,14 @@ pub enum Mode {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub enum Loss {
+    /// Energy fractions on the detectors against the one-hot label.
+    RegionFractionMse,
+    /// Max-normalised output intensity against the binary target image (SPEC B3).
+    MaxNormalizedMse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub enum Activation {
     /// Linear network.
     None,
@@ -144,6 +153,21 @@ pub struct FfmTrainArgs {
     /// Activation between layers.
     #[arg(long, value_enum, default_value = "none")]
     activation: Activation,
+    /// Training loss: the squared error of the detected energy fractions against the one-hot
+    /// label (the default, docs/ffm.md), or SPEC B3's reading of the paper (output intensity
+    /// divided by its maximum, squared error against the binary target image).
+    #[arg(long, value_enum, default_value = "region-fraction-mse")]
+    loss: Loss,
+    /// Side of each detector square as a fraction of the grid.
+    #[arg(long, default_value_t = 0.1)]
+    detector_fraction: f64,
+    /// Side of the resized input image as a fraction of the grid (the paper's 392/400).
+    #[arg(long, default_value_t = 392.0 / 400.0)]
+    input_fraction: f64,
+    /// Zero-padding factor of the angular-spectrum propagation (2: no wrap-around reaches the
+    /// aperture).
+    #[arg(long, default_value_t = 2)]
+    padding: usize,
     /// Input power: the image amplitude is scaled by its square root (sets the |x|² scale the
     /// activations see).
     #[arg(long, default_value_t = 1.0)]
@@ -387,6 +411,13 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
             Activation::Photorefractive => ActivationKind::Photorefractive,
         },
         imperfections,
+        loss: match a.loss {
+            Loss::RegionFractionMse => ClassifierLoss::RegionFractionMse,
+            Loss::MaxNormalizedMse => ClassifierLoss::MaxNormalizedMse,
+        },
+        detector_fraction: a.detector_fraction,
+        input_fraction: a.input_fraction,
+        padding: a.padding,
         ..FfmSpec::default()
     };
     let specs = a

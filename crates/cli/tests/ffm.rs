@@ -346,3 +346,68 @@ fn ffm_evaluate_reproduces_the_run_from_its_masks() {
         "{err}"
     );
 }
+
+/// The spec fields with options reach the run (the defaults are FfmSpec's).
+#[test]
+fn ffm_train_options_reach_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_of = |extra: &[&str]| -> Value {
+        let json = dir.path().join("r.json");
+        let mut args = vec![
+            "ffm",
+            "train",
+            "--grid",
+            "32",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "16",
+            "--test-limit",
+            "8",
+            "--mode",
+            "ideal",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(0), "{err}");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        v["modes"][0][1]["spec"].clone()
+    };
+    let default = spec_of(&[]);
+    let library: Value = serde_json::to_value(insitu_ffm::FfmSpec::default()).unwrap();
+    for key in ["loss", "detector_fraction", "input_fraction", "padding"] {
+        assert_eq!(default[key], library[key], "{key}");
+    }
+    let set = spec_of(&[
+        "--loss",
+        "max-normalized-mse",
+        "--detector-fraction",
+        "0.12",
+        "--input-fraction",
+        "0.5",
+        "--padding",
+        "3",
+    ]);
+    assert_eq!(set["loss"], "max-normalized-mse");
+    assert_eq!(
+        (set["detector_fraction"].as_f64(), set["input_fraction"].as_f64()),
+        (Some(0.12), Some(0.5))
+    );
+    assert_eq!(set["padding"], 3);
+    let (code, _, err) = run(&[
+        "ffm",
+        "train",
+        "--grid",
+        "16",
+        "--padding",
+        "0",
+        "--train-limit",
+        "4",
+        "--test-limit",
+        "4",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("padding"), "{err}");
+}
