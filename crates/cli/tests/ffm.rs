@@ -241,7 +241,8 @@ fn ffm_train_killed_resumes_from_its_checkpoint() {
 }
 
 /// Masks written by `train --masks`, tested again by `evaluate`: the run's accuracies, on the
-/// model and on the bench; another bench changes the in-silico number; bad input is an error.
+/// model and on the bench; deployed on a bench of imperfection level 0 (the model, bar 8-bit
+/// phases and 1 % noise) they give the model's; bad input is an error.
 #[test]
 fn ffm_evaluate_reproduces_the_run_from_its_masks() {
     let dir = tempfile::tempdir().unwrap();

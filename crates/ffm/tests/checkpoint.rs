@@ -3,32 +3,15 @@
 
 use std::time::Duration;
 
-use insitu_data::{CheckpointFile, Dataset, Targets};
+mod common;
+
+use common::toy_dataset;
+use insitu_data::{CheckpointFile, Dataset};
 use insitu_ffm::{
     run, run_resumable, CheckpointSink, FfmCheckpoint, FfmError, FfmSpec, FfmTrained, NoCheckpoints, TrainingMode,
     CHECKPOINT_KIND,
 };
-use insitu_linalg::{rng, Mat};
 use insitu_optim::NoProgress;
-use rand::Rng;
-
-fn toy_dataset(count: usize, seed: u64) -> Dataset {
-    let mut r = rng(seed);
-    let labels: Vec<u32> = (0..count).map(|_| r.random_range(0..10)).collect();
-    let inputs = Mat::from_fn(784, count, |i, j| {
-        let (y, x) = ((i / 28) as f32, (i % 28) as f32);
-        let k = labels[j] as f32;
-        let blob = (-((y - 6.0 - 1.6 * k).powi(2) + (x - 22.0 + 1.6 * k).powi(2)) / 8.0).exp();
-        (blob + 0.1 * ((i * 7 + j * 13) % 10) as f32 / 10.0).min(1.0)
-    });
-    Dataset {
-        inputs,
-        targets: Targets::Classes {
-            labels,
-            num_classes: 10,
-        },
-    }
-}
 
 /// Three epochs of five mini-batches, the last one short (36 = 4 × 8 + 4).
 fn spec(mode: TrainingMode) -> FfmSpec {

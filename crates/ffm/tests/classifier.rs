@@ -1,6 +1,9 @@
 //! The free-space classifier pipeline: bench properties, FFM through FFT propagation, detector
 //! layout, image embedding, run-level determinism and bookkeeping.
 
+mod common;
+
+use common::toy_dataset;
 use insitu_data::{Dataset, Targets};
 use insitu_ffm::classifier::embed_image;
 use insitu_ffm::{
@@ -183,26 +186,6 @@ fn embedding_keeps_a_same_size_image_and_pads_with_zeros() {
             let want = if r < 11 && c < 11 { 0.7 } else { 0.0 };
             assert!((f[r * n + c] - C::new(want, 0.0)).norm() < 1e-6, "({r}, {c})");
         }
-    }
-}
-
-fn toy_dataset(count: usize, seed: u64) -> Dataset {
-    let mut r = rng(seed);
-    let labels: Vec<u32> = (0..count).map(|_| r.random_range(0..10)).collect();
-    // class k: a bright blob at a class-dependent place, plus noise
-    let inputs = Mat::from_fn(784, count, |i, j| {
-        let (y, x) = ((i / 28) as f32, (i % 28) as f32);
-        let k = labels[j] as f32;
-        let (cy, cx) = (6.0 + 1.6 * k, 22.0 - 1.6 * k);
-        let blob = (-((y - cy).powi(2) + (x - cx).powi(2)) / 8.0).exp();
-        (blob + 0.1 * ((i * 7 + j * 13) % 10) as f32 / 10.0).min(1.0)
-    });
-    Dataset {
-        inputs,
-        targets: Targets::Classes {
-            labels,
-            num_classes: 10,
-        },
     }
 }
 
