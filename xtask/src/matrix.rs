@@ -279,19 +279,18 @@ const FFZERO_SECONDS_PER_LAYER: f64 = 4.49e-8;
 const FFZERO_SECONDS_PER_PARAMETER: f64 = 6.76e-12;
 /// Seconds per cost unit (an FFT point × log2 of the padded plane's point count) of one
 /// propagation through seed 002's digital model: `insitu ffm train --mode ideal --layers 2
-/// --grid 400 --epochs 1 --train-limit 400 --test-limit 16` took 2.85 ms per training
-/// propagation at the commit after f9f0c1f (0.231·10⁻⁹ per unit; 3.89 ms at 2c84dd9, before the
+/// --grid 400 --epochs 1 --train-limit 400 --test-limit 16` took 1.47–1.50 ms per training
+/// propagation in session 20, once the propagator skipped the frequencies the band limit
+/// removes (0.120·10⁻⁹ per unit; 2.85 ms after f9f0c1f, 3.89 ms at 2c84dd9, before the
 /// per-thread workers, the cached modulator patterns and the faster propagator). Session 1's
 /// single constant (0.8·10⁻⁹, from 64×64 in-situ runs) made paper-grid runs of the model 3.5×
 /// too long.
-const FFM_MODEL_SECONDS_PER_UNIT: f64 = 0.231e-9;
+const FFM_MODEL_SECONDS_PER_UNIT: f64 = 0.120e-9;
 /// The same for a run on the imperfect bench (`ImperfectBench`: the aberration sits between two
-/// half propagations, and every run adds seeded detector noise): 6.13 ms per propagation at
-/// `--grid 400` (`--mode in-situ`, same command; 8.37 ms at 2c84dd9), 0.496·10⁻⁹ per unit. The
-/// two constants, fitted at the paper's grid, overestimate the 24 quick-profile runs of seed
-/// 002 Fig. 2d (64×64, 2–8 layers, all three modes; `results/quick/`) by 1.16–1.60×, where the
-/// single constant gave up to 3.6×; the paper profile's 60 runs: 66 h of one core (was 160).
-const FFM_BENCH_SECONDS_PER_UNIT: f64 = 0.496e-9;
+/// half propagations, whose wider band skips fewer frequencies, and every run adds seeded
+/// detector noise): 4.74–4.83 ms per propagation at `--grid 400` (`--mode in-situ`, same
+/// command; 6.13 ms after f9f0c1f, 8.37 ms at 2c84dd9), 0.387·10⁻⁹ per unit.
+const FFM_BENCH_SECONDS_PER_UNIT: f64 = 0.387e-9;
 /// Fixed cost of a run (data set clone, evaluation), seconds.
 const PER_RUN_SECONDS: f64 = 0.3;
 
@@ -415,8 +414,8 @@ mod tests {
             "{ideal} {in_silico} {in_situ}"
         );
         // 2 layers, 3 epochs of 30 000 samples and 5 000 test samples on an 800² plane, on the
-        // model: 2.85 ms per propagation measured, 390 000 propagations.
-        let expected = 0.3 + 2.85e-3 * (3.0 * 2.0 * 30_000.0 * 2.0 + 3.0 * 5_000.0 * 2.0);
+        // model: 1.47–1.50 ms per propagation measured (session 20), 390 000 propagations.
+        let expected = 0.3 + 1.48e-3 * (3.0 * 2.0 * 30_000.0 * 2.0 + 3.0 * 5_000.0 * 2.0);
         assert!((ideal / expected - 1.0).abs() < 0.05, "{ideal} vs {expected}");
     }
 }

@@ -1,5 +1,5 @@
 //! Resuming a classifier run after it was killed. At the paper's 400 × 400 grid one run of
-//! seed 002 Fig. 2d takes 19 min to 2.7 h of one core (docs/ffm.md); a cluster's time limit or
+//! seed 002 Fig. 2d takes 10 min to 2.1 h of one core (docs/ffm.md); a cluster's time limit or
 //! a reboot must not cost it.
 //!
 //! Between two mini-batches a run is fully described by an [`FfmCheckpoint`]: the phase masks,
