@@ -76,7 +76,8 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(300);
 /// Runs one spec on the calling thread (inside a one-thread rayon pool, so a library's inner
 /// parallel loops stay serial), reporting steps to `bar`. With `checkpoints` (a store), a
 /// seed 002 run resumes from its checkpoint in the store ([`Store::checkpoint_path`]) and keeps
-/// it up to date every [`CHECKPOINT_EVERY`]; the caller removes it once the result is stored.
+/// it up to date every [`CHECKPOINT_EVERY`] (the caller removes it once the result is stored),
+/// and its trained masks are written to the store ([`Store::masks_path`]).
 pub fn run_spec(
     spec: &RunSpec,
     data: &DataCache,
@@ -124,9 +125,14 @@ pub fn run_spec(
                     bar.println(line);
                 }
             }
-            pool.install(|| insitu_ffm::run_resumable(f, &tt.train, &tt.test, &mut progress, resume, &mut file))
-                .map(|t| RunResult::Ffm(t.result))
-                .map_err(|e| e.to_string())
+            let trained = pool
+                .install(|| insitu_ffm::run_resumable(f, &tt.train, &tt.test, &mut progress, resume, &mut file))
+                .map_err(|e| e.to_string())?;
+            // before the result, which marks the run done
+            let masks = store.masks_path(&spec.hash());
+            insitu_data::write_atomically(&masks, &insitu_ffm::phases_to_npy(&trained.phases, f.grid_n))
+                .map_err(|e| e.to_string())?;
+            Ok(RunResult::Ffm(trained.result))
         }
     }
 }
@@ -488,5 +494,13 @@ mod tests {
             !path.exists() && !path.parent().unwrap().exists(),
             "the checkpoint is removed once stored"
         );
+        // the masks are kept beside the result, and test to its accuracy
+        let bytes = std::fs::read(store.masks_path(&spec.hash())).unwrap();
+        let phases = insitu_ffm::phases_from_npy(&bytes, "masks", f).unwrap();
+        let again = insitu_ffm::evaluate_phases(f, &phases, &tt.test, insitu_ffm::TestSystem::Bench).unwrap();
+        let RunResult::Ffm(r) = &stored.result else {
+            unreachable!()
+        };
+        assert_eq!(again, r.test_accuracy);
     }
 }

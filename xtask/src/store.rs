@@ -105,6 +105,13 @@ impl Store {
         self.dir.join(format!("{hash}.json"))
     }
 
+    /// Where the trained phase masks of the seed 002 run with spec hash `hash` are kept
+    /// (`<hash>.masks.npy`, float32 `(layers, n, n)`; written before its result, not tracked by
+    /// git: `insitu ffm evaluate --run <hash>.json --masks <hash>.masks.npy` deploys them).
+    pub fn masks_path(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.masks.npy"))
+    }
+
     /// Where the checkpoint of the run with spec hash `hash` lives while it runs
     /// (`checkpoints/<hash>.ckpt`; seed 002 runs, `insitu_ffm::FfmCheckpoint`).
     pub fn checkpoint_path(&self, hash: &str) -> PathBuf {

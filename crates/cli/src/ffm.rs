@@ -3,13 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use insitu_data::{
-    decode_npy_f32, default_datasets_dir, encode_npy_f32, load_task_first, write_atomically, CheckpointFile,
-};
+use insitu_data::{default_datasets_dir, load_task_first, write_atomically, CheckpointFile};
 use insitu_ffm::{
-    evaluate_phases, gradients_of_dense_system, ActivationKind, ClassifierLoss, DenseLayer, DenseLoss, FfmCheckpoint,
-    FfmResult, FfmSpec, FfmTask as LibTask, FfmTrained, Imperfections, NoCheckpoints, TestSystem, TrainingMode,
-    CHECKPOINT_KIND,
+    evaluate_phases, gradients_of_dense_system, phases_from_npy, phases_to_npy, ActivationKind, ClassifierLoss,
+    DenseLayer, DenseLoss, FfmCheckpoint, FfmResult, FfmSpec, FfmTask as LibTask, FfmTrained, Imperfections,
+    NoCheckpoints, TestSystem, TrainingMode, CHECKPOINT_KIND,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -240,8 +238,9 @@ pub struct FfmEvaluateArgs {
     #[arg(long)]
     masks: PathBuf,
     /// The run they come from: the JSON of `insitu ffm train --json` (with --mode if it holds
-    /// several modes) or a bare `FfmSpec` JSON. It gives the geometry, the data set, the test
-    /// samples and the bench.
+    /// several modes), a result stored by `cargo xtask reproduce` (results/PROFILE/HASH.json,
+    /// whose masks are HASH.masks.npy beside it) or a bare `FfmSpec` JSON. It gives the
+    /// geometry, the data set, the test samples and the bench.
     #[arg(long)]
     run: PathBuf,
     /// Which mode of the run's JSON.
@@ -291,8 +290,17 @@ pub fn evaluate(a: &FfmEvaluateArgs) -> Result<Value, String> {
             serde_json::from_value(one[1]["spec"].clone())
                 .map_err(|e| format!("{}: invalid spec: {e}", a.run.display()))?
         }
+        // a stored result of `cargo xtask reproduce` ({"spec", "result": {"spec", …}}), an
+        // `FfmResult` ({"spec", …}) or a bare spec
         None => {
-            serde_json::from_value(v).map_err(|e| format!("{}: not a spec or a run report: {e}", a.run.display()))?
+            let spec = v
+                .get("result")
+                .and_then(|r| r.get("spec"))
+                .or_else(|| v.get("spec"))
+                .unwrap_or(&v)
+                .clone();
+            serde_json::from_value(spec)
+                .map_err(|e| format!("{}: not an FFM spec, result or report: {e}", a.run.display()))?
         }
     };
     if a.imperfection_level.is_some() || a.imperfections_file.is_some() {
@@ -489,25 +497,13 @@ fn run_specs(
 
 /// `phases` as a `(layers, n, n)` float32 `.npy` file, written atomically.
 fn write_masks(path: &Path, spec: &FfmSpec, phases: &[Vec<f32>]) -> Result<(), String> {
-    let n = spec.grid_n;
-    let flat: Vec<f32> = phases.concat();
-    let bytes = encode_npy_f32(&[phases.len(), n, n], &flat);
-    write_atomically(path, &bytes).map_err(|e| e.to_string())
+    write_atomically(path, &phases_to_npy(phases, spec.grid_n)).map_err(|e| e.to_string())
 }
 
 /// The masks of a `(layers, n, n)` float32 `.npy` file, checked against `spec`'s network.
 fn read_masks(path: &Path, spec: &FfmSpec) -> Result<Vec<Vec<f32>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (shape, values) = decode_npy_f32(&bytes, &path.display().to_string()).map_err(|e| e.to_string())?;
-    let n = spec.grid_n;
-    if shape != [spec.layers, n, n] {
-        return Err(format!(
-            "{} holds an array of shape {shape:?}; the network needs ({}, {n}, {n})",
-            path.display(),
-            spec.layers
-        ));
-    }
-    Ok(values.chunks_exact(n * n).map(<[f32]>::to_vec).collect())
+    phases_from_npy(&bytes, &path.display().to_string(), spec).map_err(|e| e.to_string())
 }
 
 /// One mode under `--checkpoint`: its stored result and masks if it finished before, otherwise

@@ -317,6 +317,29 @@ fn ffm_evaluate_reproduces_the_run_from_its_masks() {
         result(1)["model_test_accuracy"],
         "a perfect bench is the model, bar 1 % noise"
     );
+    // the shape of a result stored by `cargo xtask reproduce`, and a bare result
+    for (name, run_json) in [
+        (
+            "stored.json",
+            json!({"schema_version": 1, "spec": {"kind": "ffm"}, "result": result(2)}),
+        ),
+        ("result.json", result(2).clone()),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, run_json.to_string()).unwrap();
+        let m = masks.join("in-situ.npy");
+        let (code, out, err) = run(&[
+            "ffm",
+            "evaluate",
+            "--run",
+            path.to_str().unwrap(),
+            "--masks",
+            m.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["test_accuracy"], result(2)["test_accuracy"], "{name}");
+    }
     // errors
     let err = run(&[
         "ffm",

@@ -284,6 +284,26 @@ pub struct FfmTrained {
     pub phases: Vec<Vec<f32>>,
 }
 
+/// `phases` (one `n × n` mask per layer) as the bytes of a NumPy `.npy` float32 array of shape
+/// `(layers, n, n)` (`insitu_data::encode_npy_f32`).
+pub fn phases_to_npy(phases: &[Vec<f32>], n: usize) -> Vec<u8> {
+    insitu_data::encode_npy_f32(&[phases.len(), n, n], &phases.concat())
+}
+
+/// The masks in the `.npy` bytes of a float32 array of shape `(layers, n, n)`, checked against
+/// `spec`'s network; `file` names the source in errors.
+pub fn phases_from_npy(bytes: &[u8], file: &str, spec: &FfmSpec) -> Result<Vec<Vec<f32>>, FfmError> {
+    let (shape, values) = insitu_data::decode_npy_f32(bytes, file)?;
+    let n = spec.grid_n;
+    if shape != [spec.layers, n, n] {
+        return Err(FfmError::InvalidSpec(format!(
+            "{file} holds an array of shape {shape:?}; the network needs ({}, {n}, {n})",
+            spec.layers
+        )));
+    }
+    Ok(values.chunks_exact(n * n).map(<[f32]>::to_vec).collect())
+}
+
 /// Where a run stopped on a non-finite value: nothing after it is trained, and the result holds
 /// the curves up to the last finished epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,8 +101,8 @@ pub use activation::ElementwiseActivation;
 pub use bench::{CountingSystem, ImperfectBench, Imperfections};
 pub use checkpoint::{CheckpointSink, FfmCheckpoint, NoCheckpoints, CHECKPOINT_KIND};
 pub use classifier::{
-    evaluate_phases, run, run_resumable, run_with_progress, ActivationKind, ClassifierLoss, FfmResult, FfmSpec,
-    FfmTask, FfmTrained, TestSystem, TrainingMode,
+    evaluate_phases, phases_from_npy, phases_to_npy, run, run_resumable, run_with_progress, ActivationKind,
+    ClassifierLoss, FfmResult, FfmSpec, FfmTask, FfmTrained, TestSystem, TrainingMode,
 };
 pub use component::{AdjointPropagation, DenseTransfer, Propagation};
 pub use dense::{gradients_of_dense_system, transpose_asymmetry, DenseLayer, DenseLoss, DenseSystemGradients};
