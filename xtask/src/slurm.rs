@@ -6,8 +6,9 @@
 //! `insitu train --spec` / `insitu ffm train --spec` read; an `FfmSpec` names its data set),
 //! `manifest.json` (profile, commit,
 //! and the full [`RunSpec`] and hash of every index), `job.sbatch`, `results/NNNN.json` (what
-//! the array tasks write), `checkpoints/NNNN/` (an `FfmSpec` run's state while it runs:
-//! a task killed by the time limit or preempted resumes there when it is resubmitted), `logs/`.
+//! the array tasks write), `checkpoints/NNNN/` (an `FfmSpec` run's state while it runs: a task
+//! killed by the time limit or preempted resumes there when it is resubmitted; once it is done,
+//! its result and its trained masks `MODE.npy` stay there), `logs/`.
 
 use std::path::{Path, PathBuf};
 
