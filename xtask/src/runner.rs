@@ -113,11 +113,10 @@ pub fn run_spec(
             let resume = FfmCheckpoint::read_from(&file, f).map_err(|e| e.to_string())?;
             if let Some(c) = &resume {
                 let line = format!(
-                    "resuming {} from {} at epoch {}, after {} of its mini-batches",
+                    "resuming {} from {} at {}",
                     spec.label(),
                     file.path().display(),
-                    c.epoch() + 1,
-                    c.batches_done()
+                    c.position()
                 );
                 if bar.is_hidden() {
                     eprintln!("{line}");

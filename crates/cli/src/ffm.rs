@@ -541,12 +541,7 @@ fn run_checkpointed(
     let mut file = CheckpointFile::new(c.dir.join(format!("{name}.ckpt")), CHECKPOINT_KIND, c.every);
     let resume = FfmCheckpoint::read_from(&file, spec).map_err(|e| e.to_string())?;
     if let Some(c) = &resume {
-        eprintln!(
-            "{name}: resuming from {} at epoch {}, after {} of its mini-batches",
-            file.path().display(),
-            c.epoch() + 1,
-            c.batches_done()
-        );
+        eprintln!("{name}: resuming from {} at {}", file.path().display(), c.position());
     }
     let trained = pool
         .install(|| insitu_ffm::run_resumable(spec, &data.train, &data.test, bars, resume, &mut file))

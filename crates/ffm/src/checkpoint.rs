@@ -99,6 +99,15 @@ impl FfmCheckpoint {
         self.batches_done
     }
 
+    /// Where the run stands, for a person: `epoch E, after B of its mini-batches` (E from 1).
+    pub fn position(&self) -> String {
+        format!(
+            "epoch {}, after {} of its mini-batches",
+            self.epoch + 1,
+            self.batches_done
+        )
+    }
+
     /// Mini-batches applied since the start of the run.
     pub fn step(&self) -> u64 {
         self.step

@@ -682,7 +682,7 @@ where
             &state.phases,
             setup,
             test_task,
-            derive_seed(spec.seed, &[0xE7A1, state.epoch as u64]),
+            evaluation_shots(spec, state.epoch as u64),
         ));
         state.epoch += 1;
         state.batches_done = 0;
@@ -793,13 +793,7 @@ pub fn run_resumable(
     // the same masks on the digital model, with the shots of the last epoch's evaluation
     let model_test_accuracy = (spec.mode == TrainingMode::InSilico && !accs.is_empty()).then(|| {
         let last = accs.len() as u64 - 1;
-        evaluate(
-            &digital,
-            &phases,
-            &setup,
-            &test_task,
-            derive_seed(spec.seed, &[0xE7A1, last]),
-        )
+        evaluate(&digital, &phases, &setup, &test_task, evaluation_shots(spec, last))
     });
     let evals = evals + if model_test_accuracy.is_some() { per_eval } else { 0 };
     let result = FfmResult {
@@ -818,10 +812,10 @@ pub fn run_resumable(
     Ok(FfmTrained { result, phases })
 }
 
-/// The shots of a run's last evaluation (after epoch `spec.epochs`), also used by
-/// [`evaluate_phases`].
-fn final_evaluation_shots(spec: &FfmSpec) -> u64 {
-    derive_seed(spec.seed, &[0xE7A1, spec.epochs.saturating_sub(1) as u64])
+/// The measurement shots of the test evaluation after 0-based `epoch` (the in-silico run's
+/// model test and [`evaluate_phases`] use the last epoch's, so they see the same noise).
+fn evaluation_shots(spec: &FfmSpec, epoch: u64) -> u64 {
+    derive_seed(spec.seed, &[0xE7A1, epoch])
 }
 
 /// Which system tests trained masks ([`evaluate_phases`]).
@@ -877,7 +871,7 @@ pub fn evaluate_phases(
     let test_task = Task::new(test_set, spec.test_limit, "test")?;
     let setup = Setup::new(spec, &[(&test_task, "test")])?;
     let layers = model_layers(spec)?;
-    let shots = final_evaluation_shots(spec);
+    let shots = evaluation_shots(spec, spec.epochs.saturating_sub(1) as u64);
     Ok(match on {
         TestSystem::Model => evaluate(
             &DigitalChain::new(layers).ok_or_else(|| FfmError::InvalidSpec("empty network".into()))?,
