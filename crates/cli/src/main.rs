@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use insitu_data::{default_datasets_dir, load_task_first, Task, TrainTest};
+use insitu_data::{default_datasets_dir, load_image_set_first, load_task_first, Task, TrainTest};
 use insitu_ffzero::{
     DepthSweep, Difference, DirectionKind, LocalLoss, Method, Model, Optimizer, Progress, TrainError, TrainResult,
     TrainSpec,
@@ -51,15 +51,21 @@ struct TrainArgs {
     /// mnist, fashion-mnist, mnist-regression, synthetic-f1, synthetic-f2
     #[arg(long, default_value = "mnist")]
     task: String,
-    /// Model family (mlp).
+    /// Model family: mlp, or photonic (SPEC A9: `--depth` MZI meshes of `--width` modes with
+    /// the electro-optic activation between them; ff-dd or bp-dd; mnist or fashion-mnist).
     #[arg(long, default_value = "mlp")]
     model: String,
-    /// Hidden width.
-    #[arg(long, default_value_t = 100)]
-    width: usize,
-    /// Number of hidden layers.
-    #[arg(long, default_value_t = 3)]
-    depth: usize,
+    /// Hidden width [default: 100; photonic: the number of modes, the pooled pixel count
+    /// (28/pool)², which is its default].
+    #[arg(long)]
+    width: Option<usize>,
+    /// Number of hidden layers [default: 3; photonic: meshes, default 2 as in the paper].
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Photonic model: average-pool the images over pool × pool blocks (1: 784 modes, 2: 196,
+    /// 4: 49).
+    #[arg(long, default_value_t = 1)]
+    pool: usize,
     /// FF methods: train these depths (comma-separated, e.g. 1,3,6,10) in one sweep that
     /// trains each shared hidden layer once; every depth's result equals its own run's
     /// (`insitu_ffzero::train_depth_sweep`). The JSON then holds `{train_seconds, results}`.
@@ -71,9 +77,9 @@ struct TrainArgs {
     /// Epochs (per layer for the FF methods).
     #[arg(long, default_value_t = 100)]
     epochs: usize,
-    /// Mini-batch size.
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
+    /// Mini-batch size [default: 256; photonic: 128, SPEC A9].
+    #[arg(long)]
+    batch: Option<usize>,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
@@ -123,6 +129,9 @@ struct TrainArgs {
     /// (outputs × inputs, as PyTorch's nn.Linear), DIR/layerL.bias.npy and, for ff-dd and
     /// ff-ad, DIR/layerL.prototypes.npy (classes × width; regression: the width-vector of label
     /// +1), L = 1, 2, …. Layer L computes z = W·a + b; ReLU(z) is the next layer's input a.
+    /// Photonic model: DIR/meshL.phases.npy (θ of every MZI, then φ, then the input screen γ,
+    /// as trained, unwrapped; insitu_optics::RectangularMesh's layout) and, for ff-dd,
+    /// DIR/meshL.prototypes.npy (classes × modes).
     #[arg(long, value_name = "DIR", conflicts_with = "depths")]
     weights: Option<PathBuf>,
 }
@@ -150,14 +159,26 @@ fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
     ) {
         return Err(format!("task '{}' is not available for `insitu train` (MLP tasks: mnist, fashion-mnist, mnist-regression, synthetic-f1, synthetic-f2)", a.task));
     }
+    let model = parse_named("model", &a.model, &[("mlp", Model::Mlp), ("photonic", Model::Photonic)])?;
+    let width = match (a.width, model) {
+        (Some(w), _) => w,
+        (None, Model::Mlp) => 100,
+        // one mode per pooled pixel; a pool that does not divide 28 is refused by the library
+        (None, Model::Photonic) => (28 / a.pool.max(1)).pow(2),
+    };
+    // SPEC A7 (MLP) and A9 (photonic: two meshes, batch 128)
+    let (depth, batch) = match model {
+        Model::Mlp => (a.depth.unwrap_or(3), a.batch.unwrap_or(256)),
+        Model::Photonic => (a.depth.unwrap_or(2), a.batch.unwrap_or(128)),
+    };
     Ok(TrainSpec {
         task: task.name().into(),
-        model: parse_named("model", &a.model, &[("mlp", Model::Mlp)])?,
-        width: a.width,
-        depth: a.depth,
+        model,
+        width,
+        depth,
         method: Method::from_name(&a.method).map_err(|e| e.to_string())?,
         epochs: a.epochs,
-        batch: a.batch,
+        batch,
         lr: a.lr,
         eps: a.eps,
         directions: a.directions,
@@ -188,6 +209,7 @@ fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
         seed: a.seed,
         train_limit: a.train_limit,
         test_limit: a.test_limit,
+        pool: a.pool,
     })
 }
 
@@ -264,8 +286,20 @@ fn with_data_and_pool<T: Send>(
             .map_err(|e| e.to_string())?;
     }
     let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
-    // Only the samples the run uses (the same data as cutting them from the whole set).
-    let data = load_task_first(task, &dir, spec.seed, spec.train_limit, spec.test_limit).map_err(|e| e.to_string())?;
+    // Only the samples the run uses (the same data as cutting them from the whole set). The
+    // photonic network trains on all 60,000 training images (SPEC A9), the MLPs on the first
+    // 50,000 (SPEC A7).
+    let data = match (spec.model, task.image_set()) {
+        (Model::Mlp, _) => load_task_first(task, &dir, spec.seed, spec.train_limit, spec.test_limit),
+        (Model::Photonic, Some(set)) => load_image_set_first(set, &dir, spec.train_limit, spec.test_limit),
+        (Model::Photonic, None) => {
+            return Err(format!(
+                "invalid --task {} for --model photonic: the photonic network reads mnist or fashion-mnist images",
+                spec.task
+            ))
+        }
+    }
+    .map_err(|e| e.to_string())?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()
@@ -278,6 +312,15 @@ fn with_data_and_pool<T: Send>(
 
 fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
     let spec = spec_from_args(a)?;
+    if spec.model == Model::Photonic {
+        let trained = with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
+            insitu_ffzero::train_photonic_network(&spec, data, bars)
+        })?;
+        if let Some(dir) = &a.weights {
+            output::write_photonic(dir, &trained)?;
+        }
+        return Ok(trained.result);
+    }
     let trained = with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
         insitu_ffzero::train_network(&spec, data, bars)
     })?;

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use insitu_data::{encode_npy_f32, write_atomically};
-use insitu_ffzero::{split_dense, DepthSweep, LayerPrototypes, Status, TrainResult, TrainedNetwork};
+use insitu_ffzero::{
+    split_dense, DepthSweep, LayerPrototypes, Model, Status, TrainResult, TrainedNetwork, TrainedPhotonic,
+};
 
 /// One human-readable line per result.
 pub fn summary(r: &TrainResult) -> String {
@@ -34,12 +36,14 @@ pub fn summary(r: &TrainResult) -> String {
         ),
         (Status::Diverged, None) => " — DIVERGED".into(),
     };
+    let shape = match s.model {
+        Model::Mlp => format!("w{} d{}", s.width, s.depth),
+        Model::Photonic => format!("photonic {} modes × {} meshes", s.width, s.depth),
+    };
     format!(
-        "{} {} w{} d{} {:?}: {metric}{layers}; {:.1} s training, {} forward passes{status}",
+        "{} {} {shape} {:?}: {metric}{layers}; {:.1} s training, {} forward passes{status}",
         s.task,
         s.method.name(),
-        s.width,
-        s.depth,
         s.optimizer,
         r.train_seconds,
         r.forward_passes
@@ -68,9 +72,7 @@ pub fn write_json_atomically<T: serde::Serialize>(path: &Path, value: &T) -> Res
 /// `layerL.weight.npy` (outputs × inputs, row-major), `layerL.bias.npy`, and each FF layer's
 /// `layerL.prototypes.npy` (one row per class; regression: the label +1 vector).
 pub fn write_network(dir: &Path, trained: &TrainedNetwork) -> Result<(), String> {
-    let write = |name: String, shape: &[usize], values: &[f32]| {
-        write_atomically(&dir.join(name), &encode_npy_f32(shape, values)).map_err(|e| e.to_string())
-    };
+    let write = |name: String, shape: &[usize], values: &[f32]| write_npy(dir, name, shape, values);
     let mlp = &trained.mlp;
     for (l, &shape) in mlp.shapes().iter().enumerate() {
         let (w, b) = split_dense(shape, mlp.layer_params(l));
@@ -92,6 +94,36 @@ pub fn write_network(dir: &Path, trained: &TrainedNetwork) -> Result<(), String>
             LayerPrototypes::Classes(m) => write(name, &[m.ncols(), m.nrows()], m.as_slice())?,
             LayerPrototypes::Regression(up) => write(name, &[up.len()], up)?,
         }
+    }
+    Ok(())
+}
+
+/// One float32 `.npy` file `dir/name`, written atomically.
+fn write_npy(dir: &Path, name: String, shape: &[usize], values: &[f32]) -> Result<(), String> {
+    write_atomically(&dir.join(name), &encode_npy_f32(shape, values)).map_err(|e| e.to_string())
+}
+
+/// `insitu train --model photonic --weights DIR`: every mesh's phases (flat, in
+/// `RectangularMesh::params`' layout: θ of every MZI, φ of every MZI, γ of every mode) as
+/// `meshL.phases.npy` and, for FF+DD, its prototypes as `meshL.prototypes.npy`
+/// (classes × modes), L = 1, 2, ….
+pub fn write_photonic(dir: &Path, trained: &TrainedPhotonic) -> Result<(), String> {
+    for (l, mesh) in trained.network.meshes().iter().enumerate() {
+        write_npy(
+            dir,
+            format!("mesh{}.phases.npy", l + 1),
+            &[mesh.num_params()],
+            mesh.params(),
+        )?;
+    }
+    for (l, p) in trained.prototypes.iter().enumerate() {
+        // one column per class, stored by columns: row-major classes × modes
+        write_npy(
+            dir,
+            format!("mesh{}.prototypes.npy", l + 1),
+            &[p.ncols(), p.nrows()],
+            p.as_slice(),
+        )?;
     }
     Ok(())
 }

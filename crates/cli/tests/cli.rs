@@ -247,3 +247,105 @@ fn exported_weights_give_back_the_run_accuracy() {
     let out = insitu(&["train", "--depths", "1,2", "--weights", "/tmp/x"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--model photonic --weights` writes every mesh's phases and prototypes; loaded into meshes
+/// of insitu-optics and run through their f64 unitaries (not the batch kernel the run used),
+/// with the pooling and the activation written out here, they give back the run's per-mesh
+/// accuracies.
+#[test]
+fn exported_photonic_phases_give_back_the_run_accuracy() {
+    use insitu_data::{decode_npy_f32, default_datasets_dir, load_image_set_first, ImageSet, Targets};
+    use insitu_optics::{Complex64, ElectroOptic, RectangularMesh};
+    let data = load_image_set_first(ImageSet::Mnist, &default_datasets_dir(), Some(0), Some(300)).unwrap();
+    let Targets::Classes { labels, .. } = &data.test.targets else {
+        unreachable!()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (json, weights) = (dir.path().join("r.json"), dir.path().join("w"));
+    let out = insitu(&[
+        "train",
+        "--model",
+        "photonic",
+        "--pool",
+        "4",
+        "--width",
+        "49",
+        "--depth",
+        "2",
+        "--batch",
+        "128",
+        "--epochs",
+        "3",
+        "--train-limit",
+        "20000",
+        "--test-limit",
+        "300",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--json",
+        json.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(result["spec"]["model"], "photonic");
+    let load = |name: &str| decode_npy_f32(&std::fs::read(weights.join(name)).unwrap(), name).unwrap();
+    let modes = 49;
+    let unitaries: Vec<_> = (1..=2)
+        .map(|l| {
+            let (shape, phases) = load(&format!("mesh{l}.phases.npy"));
+            assert_eq!(shape, [modes * modes]);
+            let mut mesh = RectangularMesh::clements(modes).unwrap();
+            mesh.set_params(&phases).unwrap();
+            mesh.matrix64()
+        })
+        .collect();
+    let activation = ElectroOptic::default();
+    let mut correct = [0usize; 2];
+    for (j, &label) in labels.iter().enumerate() {
+        // 4 × 4 average pooling of the 28 × 28 image, row by row
+        let image = data.test.inputs.column(j);
+        let mut field: Vec<Complex64> = (0..modes)
+            .map(|p| {
+                let (r, c) = (p / 7, p % 7);
+                let sum: f64 = (0..16)
+                    .map(|k| image[(4 * r + k / 4) * 28 + 4 * c + k % 4] as f64)
+                    .sum();
+                Complex64::new(sum / 16.0, 0.0)
+            })
+            .collect();
+        for l in 0..2 {
+            let u = &unitaries[l];
+            field = (0..modes)
+                .map(|i| (0..modes).map(|k| u[(i, k)] * field[k]).sum())
+                .collect();
+            let intensity: Vec<f64> = field.iter().map(|f| f.norm_sqr()).collect();
+            let (pshape, p) = load(&format!("mesh{}.prototypes.npy", l + 1));
+            assert_eq!(pshape, [10, modes]);
+            let cosine = |c: usize| {
+                let pc = &p[c * modes..(c + 1) * modes];
+                let dot: f64 = intensity.iter().zip(pc).map(|(x, &y)| x * y as f64).sum();
+                let norm: f64 = pc.iter().map(|&y| (y as f64).powi(2)).sum::<f64>().sqrt();
+                dot / norm
+            };
+            let best = (0..10).max_by(|&a, &b| cosine(a).total_cmp(&cosine(b))).unwrap();
+            correct[l] += usize::from(best == label as usize);
+            field.iter_mut().for_each(|f| *f = activation.apply_f64(*f));
+        }
+    }
+    let n = labels.len() as f64;
+    for l in 0..2 {
+        let theirs = result["per_layer_test_accuracy"][l].as_f64().unwrap();
+        // f32 in the run, f64 here: a near-tie may fall the other way for a sample or two
+        assert!(
+            (correct[l] as f64 / n - theirs).abs() <= 2.0 / n,
+            "mesh {}: {} of {n} vs {theirs}",
+            l + 1,
+            correct[l]
+        );
+    }
+    assert!(correct[1] as f64 / n > 0.3, "the network learned: {correct:?}");
+}

@@ -101,8 +101,8 @@ pub use dataset::{
 pub use error::DataError;
 pub use files::{temporary_writer_pid, write_atomically, CheckpointFile};
 pub use load::{
-    default_datasets_dir, digits_to_regression, images_to_matrix, load_image_set, load_iris, load_task,
-    load_task_first, read_verified, ImageSet, IrisFile, Task, IMAGE_CLASSES, IRIS_TRAIN, PAPER_TRAIN_IMAGES,
+    default_datasets_dir, digits_to_regression, images_to_matrix, load_image_set, load_image_set_first, load_iris,
+    load_task, load_task_first, read_verified, ImageSet, IrisFile, Task, IMAGE_CLASSES, IRIS_TRAIN, PAPER_TRAIN_IMAGES,
 };
 pub use npy::{decode_npy_f32, encode_npy_f32};
 pub use synthetic::{generate_synthetic, SyntheticData, SyntheticFunction, SyntheticSpec};

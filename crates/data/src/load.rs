@@ -76,6 +76,15 @@ impl Task {
         matches!(self, Task::Mnist | Task::FashionMnist | Task::Iris)
     }
 
+    /// The image collection a classification task reads (`None` for the other tasks).
+    pub fn image_set(&self) -> Option<ImageSet> {
+        match self {
+            Task::Mnist => Some(ImageSet::Mnist),
+            Task::FashionMnist => Some(ImageSet::FashionMnist),
+            _ => None,
+        }
+    }
+
     /// Every task.
     pub fn all() -> &'static [Task] {
         &ALL_TASKS
@@ -249,8 +258,10 @@ pub fn load_image_set(set: ImageSet, dir: &Path, n_train: Option<usize>) -> Resu
     load_image_set_first(set, dir, n_train, None)
 }
 
-/// [`load_image_set`] keeping only the first `n_test` test images as well (all if `None`).
-fn load_image_set_first(
+/// [`load_image_set`] keeping only the first `n_test` test images as well (all if `None`),
+/// decoding only the images kept. Seed 000's photonic runs train on all 60,000 images
+/// (SPEC A9): `load_image_set_first(set, dir, None, None)`.
+pub fn load_image_set_first(
     set: ImageSet,
     dir: &Path,
     n_train: Option<usize>,

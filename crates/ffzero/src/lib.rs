@@ -49,6 +49,7 @@
 mod metrics;
 mod mlp;
 mod objective;
+pub mod photonic;
 mod spec;
 mod train;
 
@@ -61,6 +62,7 @@ pub use objective::{
     forward_by_blocks, layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch,
     LayerTarget, NetworkObjective, COLUMN_BLOCK,
 };
+pub use photonic::{train_photonic_network, PhotonicNetwork, TrainedPhotonic};
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
 pub use train::{
     layer_widths, train, train_depth_sweep, train_network, DepthSweep, Divergence, EpochLoss, LayerPrototypes, Status,

@@ -83,12 +83,26 @@ pub enum LocalLoss {
     Eq5,
 }
 
-/// The model family. Only the MLP exists so far (CNN and photonic networks come later).
+/// The model family (the CNN of SPEC A7 is not implemented).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Model {
     /// Fully connected, ReLU, biases (SPEC A7).
     Mlp,
+    /// The emulated photonic network of SPEC A9: `depth` rectangular MZI meshes of `width`
+    /// modes (the pooled image's pixel count) with the electro-optic activation between them
+    /// ([`crate::photonic`]). Trained by the forward-only methods only.
+    Photonic,
+}
+
+impl Model {
+    /// The CLI / JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Mlp => "mlp",
+            Model::Photonic => "photonic",
+        }
+    }
 }
 
 /// Everything that determines a training run. Serialised (resolved) into every result.
@@ -136,6 +150,19 @@ pub struct TrainSpec {
     pub train_limit: Option<usize>,
     /// Use only the first N test samples (`None`: all).
     pub test_limit: Option<usize>,
+    /// Photonic model: the images are average-pooled over `pool × pool` blocks before they
+    /// enter the network (1: the paper's 784 modes; 2: 14 × 14 = 196; 4: 7 × 7 = 49; SPEC A9).
+    /// Left out of the JSON when 1, so MLP specs and their hashes are unchanged.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub pool: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 impl Default for TrainSpec {
@@ -161,6 +188,7 @@ impl Default for TrainSpec {
             seed: 0,
             train_limit: None,
             test_limit: None,
+            pool: 1,
         }
     }
 }
@@ -255,6 +283,35 @@ impl TrainSpec {
         }
         if self.test_limit == Some(0) {
             return Err(out_of_range("--test-limit", 0, "must be at least 1"));
+        }
+        match self.model {
+            Model::Mlp if self.pool != 1 => {
+                return Err(out_of_range(
+                    "--pool",
+                    self.pool,
+                    "only the photonic model pools its input images",
+                ))
+            }
+            Model::Photonic => {
+                if !self.method.is_directional() {
+                    return Err(out_of_range(
+                        "--method",
+                        self.method.name(),
+                        "the photonic network trains with the forward-only methods ff-dd and bp-dd (its AD baselines would need reverse mode through the meshes, which insitu does not implement)",
+                    ));
+                }
+                if num_classes.is_none() {
+                    return Err(out_of_range(
+                        "--model",
+                        "photonic",
+                        "the photonic network classifies (SPEC A9); regression tasks take the MLP",
+                    ));
+                }
+                if self.pool == 0 {
+                    return Err(out_of_range("--pool", 0, "must be at least 1"));
+                }
+            }
+            Model::Mlp => {}
         }
         if let Some(c) = num_classes {
             if self.method.is_local() && self.width < c {

@@ -22,7 +22,7 @@ use crate::objective::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
     NetworkObjective,
 };
-use crate::spec::{Method, Optimizer, SpecError, TrainSpec};
+use crate::spec::{Method, Model, Optimizer, SpecError, TrainSpec};
 use insitu_optim::Progress;
 
 /// How a run ended.
@@ -97,14 +97,14 @@ pub enum TrainError {
 
 /// The gradient source of a method.
 #[derive(Clone, Copy, Debug)]
-enum GradientSource {
+pub(crate) enum GradientSource {
     Autodiff,
     Directional(DirectionalDerivative),
 }
 
 /// The task as the network sees it.
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Classes(usize),
     Regression,
 }
@@ -120,7 +120,7 @@ impl Kind {
 }
 
 /// The method's gradient source: the directional-derivative estimator or reverse mode.
-fn gradient_source(spec: &TrainSpec, par: Par) -> GradientSource {
+pub(crate) fn gradient_source(spec: &TrainSpec, par: Par) -> GradientSource {
     if spec.method.is_directional() {
         GradientSource::Directional(DirectionalDerivative {
             directions: spec.directions,
@@ -145,7 +145,7 @@ fn kind_of(ds: &Dataset) -> Result<Kind, TrainError> {
     }
 }
 
-fn step_rule(spec: &TrainSpec, n: usize) -> AnyStep {
+pub(crate) fn step_rule(spec: &TrainSpec, n: usize) -> AnyStep {
     match spec.optimizer {
         Optimizer::Sgd => AnyStep::Sgd(Sgd { lr: spec.lr }),
         Optimizer::Adam => AnyStep::Adam(Adam::new(n, spec.lr)),
@@ -168,15 +168,15 @@ pub fn layer_widths(spec: &TrainSpec, inputs: usize, num_classes: Option<usize>)
 }
 
 /// Outcome of [`optimise`] on one unit.
-struct UnitOutcome {
-    divergence: Option<Divergence>,
-    forward_passes: u64,
+pub(crate) struct UnitOutcome {
+    pub(crate) divergence: Option<Divergence>,
+    pub(crate) forward_passes: u64,
 }
 
 /// The one training loop: `epochs` passes over `n` samples in seeded shuffled mini-batches;
 /// each step asks `gradient(batch_indices, params, grad)` for `(loss, forward_passes)` and
 /// hands the estimate to the step rule. Stops at the first non-finite loss or gradient.
-fn optimise(
+pub(crate) fn optimise(
     params: &mut [f32],
     step: &mut AnyStep,
     n: usize,
@@ -288,8 +288,26 @@ impl BatchBuffers {
 /// threads (the CLI's `--threads` does this); called from a thread outside any pool it runs
 /// sequentially. While it runs, the pool's other workers poll for work (they use their cores
 /// fully). The numbers are the same for any thread count.
+///
+/// A photonic spec (`model: photonic`) runs [`crate::photonic::train_photonic_network`].
 pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) -> Result<TrainResult, TrainError> {
-    train_network(spec, data, progress).map(|t| t.result)
+    match spec.model {
+        Model::Mlp => train_network(spec, data, progress).map(|t| t.result),
+        Model::Photonic => crate::photonic::train_photonic_network(spec, data, progress).map(|t| t.result),
+    }
+}
+
+/// The error for an MLP-only entry point given another model.
+fn mlp_only(spec: &TrainSpec, entry: &str) -> Result<(), TrainError> {
+    match spec.model {
+        Model::Mlp => Ok(()),
+        other => Err(SpecError::OutOfRange {
+            option: "--model",
+            value: other.name().into(),
+            reason: format!("{entry} trains MLPs (the photonic network: train or train_photonic_network)"),
+        }
+        .into()),
+    }
 }
 
 /// A trained network: [`train`]'s result, the network, and (FF methods) each layer's
@@ -311,6 +329,7 @@ pub fn train_network(
     data: &TrainTest,
     progress: &mut dyn Progress,
 ) -> Result<TrainedNetwork, TrainError> {
+    mlp_only(spec, "train_network")?;
     let kind = kind_of(&data.train)?;
     let num_classes = kind.num_classes();
     spec.validate(num_classes)?;
@@ -424,6 +443,7 @@ pub fn train_depth_sweep(
     data: &TrainTest,
     progress: &mut dyn Progress,
 ) -> Result<DepthSweep, TrainError> {
+    mlp_only(spec, "a depth sweep")?;
     let kind = kind_of(&data.train)?;
     let num_classes = kind.num_classes();
     if !spec.method.is_local() {
@@ -559,7 +579,7 @@ pub fn train_depth_sweep(
 
 /// `ds` itself, or a copy of its first `limit` samples (copying only those: a full MNIST
 /// training set is 157 MB, and cloning it took 11 % of a 1-epoch run's wall time).
-fn limited(ds: &Dataset, limit: Option<usize>) -> Cow<'_, Dataset> {
+pub(crate) fn limited(ds: &Dataset, limit: Option<usize>) -> Cow<'_, Dataset> {
     match limit {
         Some(n) if n < ds.len() => Cow::Owned(ds.first(n)),
         _ => Cow::Borrowed(ds),
@@ -576,7 +596,7 @@ pub enum LayerPrototypes {
     Regression(Vec<f32>),
 }
 
-fn layer_prototypes(seed: u64, layer: usize, width: usize, kind: Kind) -> LayerPrototypes {
+pub(crate) fn layer_prototypes(seed: u64, layer: usize, width: usize, kind: Kind) -> LayerPrototypes {
     let mut g = rng(derive_seed(seed, &[0x9907, layer as u64]));
     match kind {
         Kind::Classes(c) => {
