@@ -189,6 +189,23 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
             let n = acc.panels.len().max(1);
             (acc.finish("directions P", "test accuracy (%)", (0.0, 100.0)), n)
         }
+        "seed000-photonic" => {
+            let panel = "MNIST, two MZI meshes".to_string();
+            for (spec, r) in runs {
+                if let RunSpec::Ffzero(s) = spec {
+                    acc.add(
+                        &panel,
+                        &method_label(s.method.name()),
+                        s.width as f64,
+                        accuracy_percent(*r),
+                    );
+                }
+            }
+            (
+                acc.finish("modes N (pooled pixels)", "test accuracy (%)", (0.0, 100.0)),
+                1,
+            )
+        }
         "seed002-fig2d" => {
             let panel = "Fashion-MNIST, free-space ONN".to_string();
             for (spec, r) in runs {

@@ -8,7 +8,7 @@
 //! figure so that every figure is drawn in CI.
 
 use insitu_ffm::{FfmSpec, FfmTask, TrainingMode};
-use insitu_ffzero::{Method, TrainSpec};
+use insitu_ffzero::{Method, Model, TrainSpec};
 
 use crate::runspec::RunSpec;
 
@@ -41,8 +41,8 @@ impl Profile {
     pub fn description(self) -> &'static str {
         match self {
             Profile::Smoke => "smoke: 1000 training / 500 test samples, 1 epoch, a handful of grid points per figure (a check that everything runs, not a measurement)",
-            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 10 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds)",
-            Profile::Paper => "paper: seed 000 Supplementary Table 1 and seed 002 Methods exactly",
+            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 10 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; the photonic network (SPEC A9) at 49 and 196 modes, 10 epochs of the first 10 000 / 2 000 images, batch 128 (paper: 49, 196 and 784 modes, 100 epochs of 60 000 / 10 000); seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds)",
+            Profile::Paper => "paper: seed 000 Supplementary Table 1 (the photonic network as SPEC A9 states it, at 49, 196 and 784 modes) and seed 002 Methods exactly",
             Profile::Tiny => "tiny: synthetic f1 only, for tests",
         }
     }
@@ -62,7 +62,7 @@ pub struct Figure {
 }
 
 /// Every figure, in the report's order.
-pub const FIGURES: [Figure; 4] = [
+pub const FIGURES: [Figure; 5] = [
     Figure {
         id: "seed000-fig4",
         plot_title: "Seed 000 Fig. 4: MLP classification, accuracy vs depth",
@@ -80,6 +80,12 @@ pub const FIGURES: [Figure; 4] = [
         plot_title: "Seed 000 Suppl. Fig. 1: accuracy vs directions P",
         title: "Seed 000 Supplementary Fig. 1: accuracy versus the number of directions P (MNIST, depth 5)",
         claim: "FF+DD improves with P, saturating around P = 3–4 (SPEC A8 item 5).",
+    },
+    Figure {
+        id: "seed000-photonic",
+        plot_title: "Seed 000 photonic MZI network: accuracy vs modes",
+        title: "Seed 000 photonic emulation: two MZI meshes with the electro-optic activation on average-pooled MNIST, accuracy versus modes N (FF+DD, BP+DD; SPEC A9)",
+        claim: "FF+DD ≫ BP+DD on the emulated photonic network (SPEC A8 item 6; the paper's network has N = 784 modes, 100 epochs, batch 128, 60 000 / 10 000 images).",
     },
     Figure {
         id: "seed002-fig2d",
@@ -221,6 +227,34 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                 }
             }
         }
+        "seed000-photonic" => {
+            // SPEC A9: two meshes, batch 128, all 60,000 training images, 100 epochs;
+            // N = (28/pool)² modes
+            let (pools, epochs, train_limit, test_limit): (&[usize], usize, Option<usize>, Option<usize>) =
+                match profile {
+                    Paper => (&[4, 2, 1], 100, None, None),
+                    Quick => (&[4, 2], 10, Some(10_000), Some(2_000)),
+                    Smoke => (&[4], 1, Some(1000), Some(500)),
+                    Tiny => return Ok(out),
+                };
+            for &pool in pools {
+                for method in [Method::FfDd, Method::BpDd] {
+                    out.push(RunSpec::Ffzero(TrainSpec {
+                        task: "mnist".into(),
+                        model: Model::Photonic,
+                        pool,
+                        width: (28 / pool).pow(2),
+                        depth: 2,
+                        method,
+                        epochs,
+                        batch: 128,
+                        train_limit,
+                        test_limit,
+                        ..TrainSpec::default()
+                    }));
+                }
+            }
+        }
         "seed002-fig2d" => {
             let (base, layers, seeds): (FfmSpec, &[usize], u64) = match profile {
                 Paper => (FfmSpec::paper(), &[2, 4, 6, 8], 5),
@@ -291,6 +325,11 @@ const FFM_MODEL_SECONDS_PER_UNIT: f64 = 0.120e-9;
 /// detector noise): 4.74–4.83 ms per propagation at `--grid 400` (`--mode in-situ`, same
 /// command; 6.13 ms after f9f0c1f, 8.37 ms at 2c84dd9), 0.387·10⁻⁹ per unit.
 const FFM_BENCH_SECONDS_PER_UNIT: f64 = 0.387e-9;
+/// Seconds per MZI and field of a photonic run (seed 000, SPEC A9): FF+DD with 2 meshes of 49
+/// modes (1,176 MZIs each), 100 epochs of 60,000 images, took 19.4 s (session 21,
+/// `insitu train --model photonic --pool 4 --epochs 100`), 2.82·10¹⁰ MZI-field products:
+/// 0.69 ns each. PHOTONIC_CALIBRATION
+const PHOTONIC_SECONDS_PER_MZI_FIELD: f64 = 0.69e-9;
 /// Fixed cost of a run (data set clone, evaluation), seconds.
 const PER_RUN_SECONDS: f64 = 0.3;
 
@@ -308,6 +347,17 @@ fn task_shape(task: &str) -> (usize, usize, Option<usize>) {
 /// Estimated wall time of `spec` on one core of this machine, seconds.
 pub fn estimated_seconds(spec: &RunSpec) -> f64 {
     match spec {
+        RunSpec::Ffzero(s) if s.model == Model::Photonic => {
+            // Every evaluation sends a sample through one mesh (FF+DD: the mesh being trained,
+            // the ones below cached) or through all of them (BP+DD), twice per direction:
+            // N(N−1)/2 MZIs per mesh.
+            let n_train = s.train_limit.map_or(60_000, |l| l.min(60_000)) as f64;
+            let mzis = (s.width * s.width.saturating_sub(1) / 2) as f64;
+            let evaluations = 2.0 * s.directions as f64;
+            let meshes_per_sample = s.depth as f64;
+            PER_RUN_SECONDS
+                + PHOTONIC_SECONDS_PER_MZI_FIELD * mzis * evaluations * meshes_per_sample * n_train * s.epochs as f64
+        }
         RunSpec::Ffzero(s) => {
             let (inputs, n, classes) = task_shape(&s.task);
             let n_train = s.train_limit.map_or(n, |l| l.min(n)) as f64;
@@ -378,6 +428,14 @@ mod tests {
         assert_eq!(n("seed000-fig6"), (10 + 10 + 3) * 4);
         assert_eq!(n("seed000-suppfig1"), 3 * 4 * 2);
         assert_eq!(n("seed002-fig2d"), 4 * 3 * 5);
+        assert_eq!(n("seed000-photonic"), 3 * 2);
+        for s in figure_specs("seed000-photonic", Profile::Paper).unwrap() {
+            let RunSpec::Ffzero(t) = s else { panic!() };
+            assert_eq!(
+                (t.model, t.depth, t.epochs, t.batch, t.train_limit, t.width),
+                (Model::Photonic, 2, 100, 128, None, (28 / t.pool).pow(2))
+            );
+        }
         for s in figure_specs("seed000-fig4", Profile::Paper).unwrap() {
             let RunSpec::Ffzero(t) = s else { panic!() };
             assert_eq!(

@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use insitu_data::{load_task, CheckpointFile, Task, TrainTest};
+use insitu_data::{load_image_set_first, load_task, CheckpointFile, Task, TrainTest};
 use insitu_ffm::{FfmCheckpoint, CHECKPOINT_KIND};
 use rayon::prelude::*;
 
 use crate::matrix::estimated_seconds;
 use crate::runspec::{RunResult, RunSpec, RESULTS_SCHEMA_VERSION};
 use crate::store::{now_rfc3339, Store, StoredResult};
-use insitu_ffzero::TrainSpec;
+use insitu_ffzero::{Model, TrainSpec};
 
 type Loaded = Arc<OnceLock<Result<Arc<TrainTest>, String>>>;
 
@@ -58,6 +58,27 @@ impl DataCache {
         })
         .clone()
     }
+
+    /// All 60,000 training and 10,000 test images of an image task (seed 000's photonic runs,
+    /// SPEC A9), where [`DataCache::get`] gives the MLPs' first 50,000.
+    pub fn get_all_images(&self, task: &str) -> Result<Arc<TrainTest>, String> {
+        let task = Task::from_name(task).map_err(|e| e.to_string())?;
+        let set = task
+            .image_set()
+            .ok_or_else(|| format!("{task} is not an image task: the photonic network reads images"))?;
+        let cell = {
+            let mut sets = self.sets.lock().expect("no panics while locked");
+            sets.entry((format!("{}/all-images", task.name()), 0))
+                .or_default()
+                .clone()
+        };
+        cell.get_or_init(|| {
+            load_image_set_first(set, &self.dir, None, None)
+                .map(Arc::new)
+                .map_err(|e| format!("cannot load {task}: {e}"))
+        })
+        .clone()
+    }
 }
 
 /// A one-thread rayon pool: a run inside it keeps its library's parallel loops serial (and its
@@ -87,7 +108,10 @@ pub fn run_spec(
     let pool = one_thread_pool()?;
     match spec {
         RunSpec::Ffzero(s) => {
-            let tt = data.get(&s.task, s.seed)?;
+            let tt = match s.model {
+                Model::Mlp => data.get(&s.task, s.seed)?,
+                Model::Photonic => data.get_all_images(&s.task)?,
+            };
             let mut progress = BarProgress { bar: bar.clone() };
             pool.install(|| insitu_ffzero::train(s, &tt, &mut progress))
                 .map(RunResult::Ffzero)
@@ -159,7 +183,7 @@ pub fn jobs_of(pending: &[RunSpec]) -> Vec<Vec<usize>> {
     let mut sweep_of: HashMap<String, usize> = HashMap::new();
     for (i, spec) in pending.iter().enumerate() {
         match spec {
-            RunSpec::Ffzero(s) if s.method.is_local() => {
+            RunSpec::Ffzero(s) if s.method.is_local() && s.model == Model::Mlp => {
                 let key = RunSpec::Ffzero(TrainSpec { depth: 0, ..s.clone() }).canonical_json();
                 match sweep_of.get(&key) {
                     Some(&j) => jobs[j].push(i),

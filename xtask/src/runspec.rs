@@ -69,6 +69,15 @@ impl RunSpec {
     /// A short human label, e.g. `mnist ff-dd w100 d3 P1 e100 seed0`.
     pub fn label(&self) -> String {
         match self {
+            RunSpec::Ffzero(s) if s.model == insitu_ffzero::Model::Photonic => format!(
+                "{} photonic {} N{} meshes{} P{} e{}",
+                s.task,
+                s.method.name(),
+                s.width,
+                s.depth,
+                s.directions,
+                s.epochs
+            ),
             RunSpec::Ffzero(s) => format!(
                 "{} {} w{} d{} P{} e{}",
                 s.task,
