@@ -282,6 +282,32 @@ pub fn softmax_cross_entropy(logits: &Mat, labels: &[u32]) -> f64 {
     sum / batch as f64
 }
 
+/// [`softmax_cross_entropy`] with every step in `f64` (the logits are widened first): for
+/// logits so small that a per-sample loss of about `ln C` in `f32` cannot resolve how they
+/// change under a perturbation. Seed 000's photonic network (SPEC A9) reads the intensities of
+/// 10 ports behind the electro-optic activation, about 10⁻⁷ on pooled MNIST, and a ±10⁻³ phase
+/// perturbation moves them by about 10⁻¹⁰, while `f32` resolves a loss of `ln 10` to
+/// 2.4·10⁻⁷: every directional derivative would read zero. The MLPs keep the `f32` form (their
+/// logits are of order 1 and their loss differences of order 10⁻⁴).
+///
+/// # Panics
+/// As [`softmax_cross_entropy`].
+pub fn softmax_cross_entropy_f64(logits: &Mat, labels: &[u32]) -> f64 {
+    check_labels(logits, labels, logits.nrows(), "softmax_cross_entropy_f64");
+    let batch = logits.ncols();
+    if batch == 0 {
+        return 0.0;
+    }
+    let mut sum = 0.0f64;
+    for (j, &y) in labels.iter().enumerate() {
+        let lj = logits.column(j);
+        let m = lj.iter().map(|&v| v as f64).fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = lj.iter().map(|&v| (v as f64 - m).exp()).sum();
+        sum += m + s.ln() - lj[y as usize] as f64;
+    }
+    sum / batch as f64
+}
+
 /// Squared error summed over the outputs and **averaged over the batch**:
 /// `(1/B) Σ_j Σ_k (pred_kj − t_kj)²` for `pred`, `targets` of shape `outputs × batch`. For a
 /// one-output regression network this is the usual mean squared error; for `K` outputs it is `K`
@@ -574,6 +600,41 @@ mod tests {
             let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             assert!((dot(&a, &b) as f64 - naive).abs() < 1e-5, "n = {n}");
         }
+    }
+
+    #[test]
+    fn cross_entropy_in_f64_resolves_what_f32_cannot() {
+        // Ordinary logits: both forms agree to f32 rounding.
+        let logits = Mat::from_fn(10, 6, |i, j| ((3 * i + 7 * j) % 11) as f32 * 0.37 - 1.5);
+        let labels = [0, 3, 9, 2, 5, 5];
+        let (a, b) = (
+            softmax_cross_entropy(&logits, &labels),
+            softmax_cross_entropy_f64(&logits, &labels),
+        );
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        // Logits of 10⁻⁷ moved by 10⁻¹⁰ (the photonic network's BP readout): the f64 form gives
+        // the first-order change Σ_j (mean_c δ − δ_y)/B exactly enough; the f32 form reads none.
+        let tiny = Mat::from_fn(10, 6, |i, j| 1e-7 * (1.0 + ((i + 2 * j) % 5) as f32));
+        let moved = Mat::from_fn(10, 6, |i, j| {
+            tiny[(i, j)] + if i == labels[j] as usize { 1e-10 } else { 0.0 }
+        });
+        let exact: f64 = (0..6)
+            .map(|j| {
+                let (a, b) = (
+                    tiny[(labels[j] as usize, j)] as f64,
+                    moved[(labels[j] as usize, j)] as f64,
+                );
+                -(b - a) * 0.9 // −δ_y + δ_y/10 to first order
+            })
+            .sum::<f64>()
+            / 6.0;
+        let d64 = softmax_cross_entropy_f64(&moved, &labels) - softmax_cross_entropy_f64(&tiny, &labels);
+        assert!((d64 - exact).abs() < 1e-3 * exact.abs(), "{d64} vs {exact}");
+        let d32 = softmax_cross_entropy(&moved, &labels) - softmax_cross_entropy(&tiny, &labels);
+        assert!(
+            d32.abs() < 1e-3 * exact.abs() || (d32 - exact).abs() > 0.5 * exact.abs(),
+            "f32: {d32}"
+        );
     }
 
     #[test]

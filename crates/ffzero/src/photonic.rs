@@ -38,7 +38,7 @@ use insitu_optim::{PerturbedObjective, Progress};
 use rayon::prelude::*;
 
 use crate::metrics::{accuracy, majority_vote};
-use crate::objective::{GlobalTarget, LayerTarget};
+use crate::objective::LayerTarget;
 use crate::spec::{Method, Model, SpecError, TrainSpec};
 use crate::train::{
     gradient_source, layer_prototypes, limited, optimise, step_rule, GradientSource, Kind, LayerPrototypes, Status,
@@ -238,7 +238,8 @@ impl PerturbedObjective for PhotonicNetworkObjective<'_> {
             }
             intensities_into(&s.fields, n, &mut s.intensities);
             leading_rows_into(&s.intensities, self.classes, &mut s.logits);
-            *o = GlobalTarget::Classes(&s.labels).loss(&s.logits);
+            // in f64: these logits are ~10⁻⁷ and move by ~10⁻¹⁰ (`softmax_cross_entropy_f64`)
+            *o = lossfn::softmax_cross_entropy_f64(&s.logits, &s.labels);
         }
     }
 }
@@ -712,6 +713,7 @@ mod tests {
         let params = network.meshes()[0].params().to_vec();
         let direction: Vec<f32> = (0..params.len()).map(|_| g.random::<f32>() - 0.5).collect();
         let steps = [1e-3f32, -1e-3, 0.3];
+        let mut ff_difference = (0.0, 0.0);
         for loss in [LocalLoss::Margin, LocalLoss::Eq5] {
             let target = LayerTarget::Classes {
                 prototypes: &protos,
@@ -733,6 +735,7 @@ mod tests {
             };
             let mut out = [0.0; 3];
             objective.losses_along(&direction, &steps, &mut out);
+            let mut reference_losses = Vec::new();
             for (&step, &got) in steps.iter().zip(&out) {
                 let mut reference = network.meshes()[0].clone();
                 let moved: Vec<f32> = params.iter().zip(&direction).map(|(p, d)| p + step * d).collect();
@@ -742,6 +745,10 @@ mod tests {
                     (got - want).abs() <= 1e-5 * want.abs().max(1.0),
                     "{loss:?} step {step}: {got} vs {want}"
                 );
+                reference_losses.push(want);
+            }
+            if loss == LocalLoss::Margin {
+                ff_difference = (out[0] - out[1], reference_losses[0] - reference_losses[1]);
             }
         }
 
@@ -762,6 +769,7 @@ mod tests {
         };
         let mut out = [0.0; 3];
         objective.losses_along(&direction, &steps, &mut out);
+        let mut bp_reference = Vec::new();
         for (&step, &got) in steps.iter().zip(&out) {
             let mut reference = network.clone();
             let moved: Vec<f32> = all.iter().zip(&direction).map(|(p, d)| p + step * d).collect();
@@ -775,13 +783,33 @@ mod tests {
                         .for_each(|f| *f = reference.activation().apply_f64(*f));
                 }
             }
-            let mut logits = Mat::zeros(0, 0);
-            leading_rows_into(&intensities64(&fields, modes), 10, &mut logits);
-            let want = GlobalTarget::Classes(&labels).loss(&logits);
+            let want = cross_entropy64(&fields, modes, &labels);
             assert!(
                 (got - want).abs() <= 1e-5 * want.abs().max(1.0),
                 "BP step {step}: {got} vs {want}"
             );
+            bp_reference.push(want);
         }
+        // The central differences a directional derivative reads. The BP logits behind the
+        // activation are ~10⁻⁷: this fails when the cross-entropy is formed in f32.
+        for (what, got, want) in [
+            ("FF", ff_difference.0, ff_difference.1),
+            ("BP", out[0] - out[1], bp_reference[0] - bp_reference[1]),
+        ] {
+            assert!(
+                want != 0.0 && (got - want).abs() <= 0.02 * want.abs(),
+                "{what} difference {got} vs {want}"
+            );
+        }
+    }
+
+    /// Softmax cross-entropy of the first 10 output intensities, all in f64.
+    fn cross_entropy64(fields: &[Complex64], n: usize, labels: &[u32]) -> f64 {
+        let per_sample = fields.chunks_exact(n).zip(labels).map(|(col, &y)| {
+            let logits: Vec<f64> = col[..10].iter().map(|f| f.norm_sqr()).collect();
+            let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            m + logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln() - logits[y as usize]
+        });
+        per_sample.sum::<f64>() / labels.len() as f64
     }
 }
