@@ -8,7 +8,10 @@
 //! output-layer reading); metrics and a count of physical forward passes (SPEC A7). BP+AD,
 //! BP+DD, FF+AD and FF+DD (SPEC A8) are four wirings of the same layers, losses, gradient
 //! sources and step rules in one loop ([`train()`]), not four trainers; [`train_network`] also
-//! hands back the trained network and its prototypes.
+//! hands back the trained network and its prototypes. The emulated photonic network of the
+//! paper's "Photonic neural network" experiment (SPEC A9: MZI meshes with the electro-optic
+//! activation between them, intensities as outputs), trained by FF+DD and BP+DD through the
+//! same loop, is [`photonic`] (`model: photonic` in a [`TrainSpec`]).
 //!
 //! **What it must not do.** FF+DD and BP+DD reach the model only through
 //! [`insitu_optim::PerturbedObjective`] (forward evaluations at perturbed parameters:

@@ -84,6 +84,6 @@ pub use imperfections::{
     correlated_noise, BeamsplitterError, DiffuseReflector, DistanceError, MaskShift, ModulatorResponse,
     RandomPhaseScatterer, SmoothRandomPhase, ZernikeAberration,
 };
-pub use mzi::{clements_decomposition, mzi_transfer, MeshPhases64, RectangularMesh};
+pub use mzi::{clements_decomposition, mzi_transfer, MeshPhases64, MeshTransfer, RectangularMesh};
 pub use num_complex::{Complex32, Complex64};
 pub use pic::{CoupledWaveguides, SymmetricCore};

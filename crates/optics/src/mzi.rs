@@ -201,6 +201,54 @@ unsafe fn apply_pairs_avx512(x: &mut [Complex32], n: usize, m0: usize, coefs: &[
     _mm256_zeroupper();
 }
 
+/// A mesh's transfer data, computed once by [`RectangularMesh::transfer`]: the input screen's
+/// factors `e^{iγ}` and every MZI's 2×2 matrix (quantisation and coupler errors included).
+/// [`MeshTransfer::apply_batch_slice`] gives the same bits as the mesh's own
+/// [`RectangularMesh::apply_batch_slice`] (tested), without recomputing the matrices, so blocks
+/// of fields can share them (e.g. one block per thread).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MeshTransfer {
+    n: usize,
+    layer_start: Vec<usize>,
+    screen: Vec<Complex32>,
+    coefs: Vec<[Complex32; 4]>,
+}
+
+impl MeshTransfer {
+    /// Number of modes `N`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// [`RectangularMesh::apply_batch_slice`] with the matrices computed once.
+    pub fn apply_batch_slice(&self, x: &mut [Complex32], batch: usize) -> Result<(), OpticsError> {
+        let n = self.n;
+        if x.len() != n * batch {
+            return Err(OpticsError::SizeMismatch {
+                what: "mesh batch buffer (N*batch)",
+                expected: n * batch,
+                got: x.len(),
+            });
+        }
+        if batch == 0 {
+            return Ok(());
+        }
+        for col in x.chunks_exact_mut(n) {
+            for (v, p) in col.iter_mut().zip(&self.screen) {
+                *v *= *p;
+            }
+        }
+        for (l, range) in self.layer_start.windows(2).enumerate() {
+            let (base, end) = (range[0], range[1]);
+            for cstart in (base..end).step_by(CHUNK) {
+                let cend = (cstart + CHUNK).min(end);
+                apply_pairs(x, n, 2 * (cstart - base) + l % 2, &self.coefs[cstart..cend]);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl RectangularMesh {
     /// An `n`-mode mesh with `layers` layers, all phases zero (every MZI in the cross state).
     pub fn new(n: usize, layers: usize) -> Result<RectangularMesh, OpticsError> {
@@ -431,6 +479,33 @@ impl RectangularMesh {
             }
         }
         Ok(())
+    }
+
+    /// The mesh's transfer data computed once ([`MeshTransfer`]): the input screen's phase
+    /// factors and every MZI's 2×2 matrix as [`RectangularMesh::apply_batch_slice`] computes
+    /// them. Worth it when the same phases meet many blocks of fields (per call the matrices
+    /// cost two `sin_cos` per MZI, 4.7 ms for the 784-mode mesh, whatever the batch size).
+    pub fn transfer(&self) -> MeshTransfer {
+        let mut t = MeshTransfer::default();
+        self.transfer_into(&mut t);
+        t
+    }
+
+    /// [`RectangularMesh::transfer`] into `t`, reusing its buffers (no allocation once they
+    /// have this mesh's size).
+    pub fn transfer_into(&self, t: &mut MeshTransfer) {
+        let mzis = self.num_mzis();
+        t.n = self.n;
+        t.layer_start.clear();
+        t.layer_start.extend_from_slice(&self.layer_start);
+        t.screen.clear();
+        t.screen.extend((0..self.n).map(|i| {
+            let g = self.effective(self.params[2 * mzis + i] as f64) as f32;
+            let (s, c) = g.sin_cos();
+            Complex32::new(c, s)
+        }));
+        t.coefs.clear();
+        t.coefs.extend((0..mzis).map(|idx| self.mzi_matrix32(idx)));
     }
 
     /// Applies the mesh in place to the columns of an `N × B` matrix (one field per column).
@@ -902,6 +977,48 @@ mod tests {
     /// The AVX-512 block kernel equals the scalar loop bit for bit (rustfft-style: every block
     /// length 1..=CHUNK, both layer parities, several field lengths and batch sizes, a fixed
     /// seed), including non-finite values and signed zeros in the fields.
+    /// A transfer computed once gives the mesh's own bits: odd and even `N`, any layer count,
+    /// ideal, quantised and with coupler errors, batches of 1 to 9 fields; a buffer of the
+    /// wrong size is an error.
+    #[test]
+    fn transfer_applies_with_the_mesh_bits() {
+        let mut r = rng(31);
+        let mut t = MeshTransfer::default();
+        for (n, layers) in [(2, 2), (7, 7), (8, 5), (16, 16), (33, 12)] {
+            for variant in 0..3 {
+                let mut mesh = RectangularMesh::new(n, layers).unwrap();
+                mesh.randomize_uniform(&mut r);
+                match variant {
+                    1 => mesh.set_phase_bits(Some(5)).unwrap(),
+                    2 => {
+                        let e = (0..2 * mesh.num_mzis()).map(|_| r.random_range(-0.05..0.05)).collect();
+                        mesh.set_beamsplitter_errors(Some(e)).unwrap()
+                    }
+                    _ => {}
+                }
+                mesh.transfer_into(&mut t);
+                assert_eq!(t.n(), n);
+                for batch in [1, 4, 9] {
+                    let x: Vec<Complex32> = (0..n * batch)
+                        .map(|_| Complex32::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+                        .collect();
+                    let (mut a, mut b) = (x.clone(), x);
+                    mesh.apply_batch_slice(&mut a, batch).unwrap();
+                    t.apply_batch_slice(&mut b, batch).unwrap();
+                    let bits = |v: &[Complex32]| v.iter().map(|z| (z.re.to_bits(), z.im.to_bits())).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&a),
+                        bits(&b),
+                        "n {n}, layers {layers}, variant {variant}, batch {batch}"
+                    );
+                }
+                assert!(t
+                    .apply_batch_slice(&mut vec![Complex32::new(0.0, 0.0); n + 1], 1)
+                    .is_err());
+            }
+        }
+    }
+
     #[test]
     fn block_kernel_paths_agree_bitwise() {
         let mut r = rng(9);
