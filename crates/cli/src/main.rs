@@ -163,8 +163,8 @@ fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
     let width = match (a.width, model) {
         (Some(w), _) => w,
         (None, Model::Mlp) => 100,
-        // one mode per pooled pixel; a pool that does not divide 28 is refused by the library
-        (None, Model::Photonic) => (28 / a.pool.max(1)).pow(2),
+        // one mode per pooled pixel; a pool that does not divide the side is refused by the library
+        (None, Model::Photonic) => (insitu_ffzero::photonic::IMAGE_SIDE / a.pool.max(1)).pow(2),
     };
     // SPEC A7 (MLP) and A9 (photonic: two meshes, batch 128)
     let (depth, batch) = match model {

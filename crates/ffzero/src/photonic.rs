@@ -41,8 +41,8 @@ use crate::metrics::{accuracy, majority_vote};
 use crate::objective::LayerTarget;
 use crate::spec::{Method, Model, SpecError, TrainSpec};
 use crate::train::{
-    gradient_source, layer_prototypes, limited, optimise, step_rule, GradientSource, Kind, LayerPrototypes, Status,
-    TrainError, TrainResult, UnitOutcome,
+    gradient_source, layer_prototypes, limited, optimise, step_rule, GradientSource, Kind, LayerPrototypes, TrainError,
+    TrainResult, UnitOutcome,
 };
 
 /// Side of the images the photonic network reads (MNIST and Fashion-MNIST).
@@ -379,10 +379,6 @@ pub fn train_photonic_network(
     let test_set = pooled(&data.test, spec.test_limit)?;
     let mut network = PhotonicNetwork::new(modes, spec.depth, spec.seed)?;
     let par = Par::of_current_pool();
-    let GradientSource::Directional(_) = gradient_source(spec, par) else {
-        unreachable!("validated: the photonic methods are directional")
-    };
-
     let started = Instant::now();
     let (prototypes, outcome, curve) = par.with_polling_workers(|| {
         if spec.method.is_local() {
@@ -394,22 +390,7 @@ pub fn train_photonic_network(
     });
     let train_seconds = started.elapsed().as_secs_f64();
 
-    let mut result = TrainResult {
-        spec: spec.clone(),
-        test_accuracy: None,
-        test_r2: None,
-        per_layer_test_accuracy: None,
-        train_seconds,
-        forward_passes: outcome.forward_passes,
-        status: if outcome.divergence.is_some() {
-            Status::Diverged
-        } else {
-            Status::Ok
-        },
-        divergence: outcome.divergence,
-        loss_curve: curve,
-        parameters: network.num_params(),
-    };
+    let mut result = TrainResult::before_evaluation(spec.clone(), train_seconds, outcome, curve, network.num_params());
     evaluate_photonic(&network, spec.method, &prototypes, classes, &test_set, &mut result);
     Ok(TrainedPhotonic {
         result,

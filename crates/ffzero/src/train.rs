@@ -388,24 +388,39 @@ fn evaluated_result(
     loss_curve: Vec<EpochLoss>,
 ) -> TrainResult {
     let method = spec.method;
-    let mut result = TrainResult {
-        spec,
-        test_accuracy: None,
-        test_r2: None,
-        per_layer_test_accuracy: None,
-        train_seconds,
-        forward_passes: outcome.forward_passes,
-        status: if outcome.divergence.is_some() {
-            Status::Diverged
-        } else {
-            Status::Ok
-        },
-        divergence: outcome.divergence,
-        loss_curve,
-        parameters: mlp.params().len(),
-    };
+    let parameters = mlp.params().len();
+    let mut result = TrainResult::before_evaluation(spec, train_seconds, outcome, loss_curve, parameters);
     evaluate(mlp, method, prototypes, test, &mut result);
     result
+}
+
+impl TrainResult {
+    /// What training gave (status and divergence from `outcome`), with the test metrics still
+    /// empty for an evaluation to fill in.
+    pub(crate) fn before_evaluation(
+        spec: TrainSpec,
+        train_seconds: f64,
+        outcome: UnitOutcome,
+        loss_curve: Vec<EpochLoss>,
+        parameters: usize,
+    ) -> TrainResult {
+        TrainResult {
+            spec,
+            test_accuracy: None,
+            test_r2: None,
+            per_layer_test_accuracy: None,
+            train_seconds,
+            forward_passes: outcome.forward_passes,
+            status: if outcome.divergence.is_some() {
+                Status::Diverged
+            } else {
+                Status::Ok
+            },
+            divergence: outcome.divergence,
+            loss_curve,
+            parameters,
+        }
+    }
 }
 
 /// The results of one FF spec at several depths ([`train_depth_sweep`]).

@@ -201,6 +201,18 @@ unsafe fn apply_pairs_avx512(x: &mut [Complex32], n: usize, m0: usize, coefs: &[
     _mm256_zeroupper();
 }
 
+/// `batch` fields of `n` modes fill `len` values exactly.
+fn check_batch(n: usize, len: usize, batch: usize) -> Result<(), OpticsError> {
+    if len != n * batch {
+        return Err(OpticsError::SizeMismatch {
+            what: "mesh batch buffer (N*batch)",
+            expected: n * batch,
+            got: len,
+        });
+    }
+    Ok(())
+}
+
 /// A mesh's transfer data, computed once by [`RectangularMesh::transfer`]: the input screen's
 /// factors `e^{iγ}` and every MZI's 2×2 matrix (quantisation and coupler errors included).
 /// [`MeshTransfer::apply_batch_slice`] gives the same bits as the mesh's own
@@ -223,13 +235,7 @@ impl MeshTransfer {
     /// [`RectangularMesh::apply_batch_slice`] with the matrices computed once.
     pub fn apply_batch_slice(&self, x: &mut [Complex32], batch: usize) -> Result<(), OpticsError> {
         let n = self.n;
-        if x.len() != n * batch {
-            return Err(OpticsError::SizeMismatch {
-                what: "mesh batch buffer (N*batch)",
-                expected: n * batch,
-                got: x.len(),
-            });
-        }
+        check_batch(n, x.len(), batch)?;
         if batch == 0 {
             return Ok(());
         }
@@ -417,6 +423,14 @@ impl RectangularMesh {
         }
     }
 
+    /// The input screen's factor `e^{iγ_i}` of mode `i` as applied (quantisation included), in
+    /// f32.
+    fn screen_factor(&self, i: usize) -> Complex32 {
+        let g = self.effective(self.params[2 * self.num_mzis() + i] as f64) as f32;
+        let (s, c) = g.sin_cos();
+        Complex32::new(c, s)
+    }
+
     fn mzi_matrix32(&self, idx: usize) -> [Complex32; 4] {
         if self.bs_error.is_none() && self.phase_bits.is_none() {
             let m = self.num_mzis();
@@ -437,25 +451,16 @@ impl RectangularMesh {
     /// `docs/optics.md` §11).
     pub fn apply_batch_slice(&self, x: &mut [Complex32], batch: usize) -> Result<(), OpticsError> {
         let n = self.n;
-        if x.len() != n * batch {
-            return Err(OpticsError::SizeMismatch {
-                what: "mesh batch buffer (N*batch)",
-                expected: n * batch,
-                got: x.len(),
-            });
-        }
+        check_batch(n, x.len(), batch)?;
         if batch == 0 {
             return Ok(());
         }
-        let mzis = self.num_mzis();
         // input phase screen
         let mut ph = [Complex32::new(0.0, 0.0); CHUNK];
         for start in (0..n).step_by(CHUNK) {
             let end = (start + CHUNK).min(n);
             for i in start..end {
-                let g = self.effective(self.params[2 * mzis + i] as f64) as f32;
-                let (s, c) = g.sin_cos();
-                ph[i - start] = Complex32::new(c, s);
+                ph[i - start] = self.screen_factor(i);
             }
             for col in x.chunks_exact_mut(n) {
                 for (v, p) in col[start..end].iter_mut().zip(&ph) {
@@ -499,11 +504,7 @@ impl RectangularMesh {
         t.layer_start.clear();
         t.layer_start.extend_from_slice(&self.layer_start);
         t.screen.clear();
-        t.screen.extend((0..self.n).map(|i| {
-            let g = self.effective(self.params[2 * mzis + i] as f64) as f32;
-            let (s, c) = g.sin_cos();
-            Complex32::new(c, s)
-        }));
+        t.screen.extend((0..self.n).map(|i| self.screen_factor(i)));
         t.coefs.clear();
         t.coefs.extend((0..mzis).map(|idx| self.mzi_matrix32(idx)));
     }
