@@ -2,7 +2,7 @@
 //! directional-derivative methods see (SPEC A2, A4).
 
 use insitu_autodiff::{loss, Tape, Var};
-use insitu_linalg::{add_scaled, dot, matmul, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{add_scaled, dot, matmul, set_shape, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::PerturbedObjective;
 use rayon::prelude::*;
 
@@ -49,6 +49,28 @@ impl LayerTarget<'_> {
                 ..
             } => loss::eq5_loss(z, prototypes, labels),
             LayerTarget::Regression { prototype, targets } => loss::squared_cosine_loss(z, prototype, targets),
+        }
+    }
+
+    /// [`Self::loss`] with the classification goodness (`classes × B`) computed into
+    /// `goodness`, a buffer reused from call to call (no allocation once it has the shape);
+    /// the same value as [`Self::loss`]. Regression allocates as [`Self::loss`] does.
+    pub fn loss_with_goodness(&self, z: &Mat, goodness: &mut Mat) -> f64 {
+        match *self {
+            LayerTarget::Classes {
+                prototypes,
+                labels,
+                loss: local_loss,
+                margin,
+            } => {
+                set_shape(goodness, prototypes.ncols(), z.ncols());
+                loss::cosine_goodness(z, prototypes, goodness);
+                match local_loss {
+                    LocalLoss::Margin => loss::margin_loss_of_goodness(goodness, labels, margin),
+                    LocalLoss::Eq5 => loss::eq5_loss_of_goodness(goodness, labels),
+                }
+            }
+            LayerTarget::Regression { .. } => self.loss(z),
         }
     }
 

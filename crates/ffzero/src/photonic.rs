@@ -177,6 +177,8 @@ struct PhotonicScratch {
     labels: Vec<u32>,
     /// The perturbed mesh's matrices.
     transfer: MeshTransfer,
+    /// FF goodness (classes × B).
+    goodness: Mat,
 }
 
 /// FF+DD's view of mesh `m` (SPEC A9): `L(θ)` = the local loss of the mesh's output
@@ -190,6 +192,7 @@ struct MeshLayerObjective<'a> {
     intensities: &'a mut Mat,
     perturbed: &'a mut Vec<f32>,
     transfer: &'a mut MeshTransfer,
+    goodness: &'a mut Mat,
     target: LayerTarget<'a>,
     par: Par,
 }
@@ -208,7 +211,7 @@ impl PerturbedObjective for MeshLayerObjective<'_> {
             self.fields.extend_from_slice(self.input);
             apply_mesh(self.mesh, self.fields, self.transfer, self.par);
             intensities_into(self.fields, n, self.intensities);
-            *o = self.target.loss(self.intensities);
+            *o = self.target.loss_with_goodness(self.intensities, self.goodness);
         }
     }
 }
@@ -457,6 +460,7 @@ fn train_photonic_local(
                     perturbed,
                     labels: batch_labels,
                     transfer,
+                    goodness,
                     ..
                 } = &mut scratch;
                 gather_fields(&cache, n, idx, input);
@@ -470,6 +474,7 @@ fn train_photonic_local(
                     intensities,
                     perturbed,
                     transfer,
+                    goodness,
                     target: LayerTarget::Classes {
                         prototypes: &protos,
                         labels: batch_labels,
@@ -713,6 +718,14 @@ mod tests {
                 loss,
                 margin: 0.3,
             };
+            // the buffered goodness gives the allocating loss's value, bit for bit, also when
+            // the buffer held another shape
+            let z = images(modes, batch, 11);
+            let mut g = Mat::zeros(3, 7);
+            assert_eq!(
+                target.loss_with_goodness(&z, &mut g).to_bits(),
+                target.loss(&z).to_bits()
+            );
             let mut mesh = network.meshes()[0].clone();
             let (mut fields, mut intensities, mut perturbed) = (Vec::new(), Mat::zeros(0, 0), Vec::new());
             let mut objective = MeshLayerObjective {
@@ -723,6 +736,7 @@ mod tests {
                 intensities: &mut intensities,
                 perturbed: &mut perturbed,
                 transfer: &mut MeshTransfer::default(),
+                goodness: &mut Mat::zeros(0, 0),
                 target,
                 par: Par::Seq,
             };
