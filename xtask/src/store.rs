@@ -71,6 +71,17 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// The writer's process id of a temporary file named as the store named them before
+/// `insitu_data::write_atomically` (session 20): `.tmp-<hash>-<pid>`, so that a store
+/// written then is cleaned too.
+fn legacy_temporary_pid(name: &str) -> Option<u32> {
+    let (hash, pid) = name.strip_prefix(".tmp-")?.rsplit_once('-')?;
+    if hash.is_empty() || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// Whether `name` is a result file name: 16 lowercase hex digits and `.json`.
 pub fn is_result_name(name: &str) -> bool {
     name.strip_suffix(".json").is_some_and(|stem| {
@@ -170,7 +181,7 @@ impl Store {
         names.sort();
         for name in names {
             let path = self.dir.join(&name);
-            if let Some(pid) = insitu_data::temporary_writer_pid(&name) {
+            if let Some(pid) = insitu_data::temporary_writer_pid(&name).or_else(|| legacy_temporary_pid(&name)) {
                 if !process_alive(pid) && std::fs::remove_file(&path).is_ok() {
                     scan.removed_temporaries.push(path);
                 }
@@ -374,13 +385,24 @@ mod tests {
         let live = dir
             .path()
             .join(format!(".{}.json.tmp-{}", r.spec.hash(), std::process::id()));
+        // the name the store gave its temporaries before session 20
+        let stale_legacy = dir.path().join(format!(".tmp-{}-{}", r.spec.hash(), u32::MAX - 2));
+        let live_legacy = dir
+            .path()
+            .join(format!(".tmp-{}-{}", r.spec.hash(), std::process::id()));
         let half = serde_json::to_string(&r).unwrap();
-        std::fs::write(&stale, &half[..10]).unwrap();
-        std::fs::write(&live, &half[..10]).unwrap();
+        for path in [&stale, &live, &stale_legacy, &live_legacy] {
+            std::fs::write(path, &half[..10]).unwrap();
+        }
         let scan = store.scan().unwrap();
         assert!(scan.done.is_empty() && scan.corrupt.is_empty());
-        assert_eq!(scan.removed_temporaries, vec![stale.clone()]);
+        let mut removed = scan.removed_temporaries.clone();
+        removed.sort();
+        let mut want = vec![stale.clone(), stale_legacy.clone()];
+        want.sort();
+        assert_eq!(removed, want);
         assert!(!stale.exists() && live.exists(), "a live writer's file is left alone");
+        assert!(!stale_legacy.exists() && live_legacy.exists());
     }
 
     #[test]
