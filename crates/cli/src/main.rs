@@ -38,6 +38,10 @@ struct Cli {
 enum Command {
     /// Train one network with FFzero or a baseline (seed 000) and evaluate it on the test set.
     Train(Box<TrainArgs>),
+    /// Evaluate a network exported by `insitu train --weights DIR` on a task's test set (the
+    /// same metrics the run reported: FF vote and per-layer accuracies when DIR holds
+    /// prototypes, else BP's output).
+    Evaluate(EvaluateArgs),
     /// FFM learning of optical systems (seed 002).
     #[command(subcommand)]
     Ffm(ffm::FfmCommand),
@@ -134,6 +138,56 @@ struct TrainArgs {
     /// DIR/meshL.prototypes.npy (classes × modes).
     #[arg(long, value_name = "DIR", conflicts_with = "depths")]
     weights: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// The directory `insitu train --weights` wrote (layerL.*.npy for an MLP, meshL.*.npy for
+    /// the photonic network).
+    #[arg(long, value_name = "DIR")]
+    weights: PathBuf,
+    /// mnist, fashion-mnist, mnist-regression, synthetic-f1, synthetic-f2 (photonic: mnist or
+    /// fashion-mnist).
+    #[arg(long, default_value = "mnist")]
+    task: String,
+    /// The seed of the synthetic sets' split (it is the training run's seed).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use only the first N test samples.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Where the datasets live (default: $INSITU_DATASETS, or the nearest `datasets/`).
+    #[arg(long)]
+    datasets: Option<PathBuf>,
+    /// Write the metrics JSON here (atomically).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn run_evaluate(a: &EvaluateArgs) -> Result<insitu_ffzero::Evaluation, String> {
+    if a.test_limit == Some(0) {
+        return Err("invalid --test-limit = 0: must be at least 1".into());
+    }
+    let task = Task::from_name(&a.task).map_err(|e| e.to_string())?;
+    let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
+    let data = load_task_first(task, &dir, a.seed, Some(0), a.test_limit).map_err(|e| e.to_string())?;
+    match output::read_exported(&a.weights)? {
+        output::Exported::Mlp(mlp, prototypes) => {
+            if mlp.shapes()[0].inputs != data.test.features() {
+                return Err(format!(
+                    "the network in {} takes {} inputs; {} has {} features",
+                    a.weights.display(),
+                    mlp.shapes()[0].inputs,
+                    task.name(),
+                    data.test.features()
+                ));
+            }
+            Ok(insitu_ffzero::evaluate_network(&mlp, &prototypes, &data.test))
+        }
+        output::Exported::Photonic(network, prototypes) => {
+            insitu_ffzero::evaluate_photonic_network(&network, &prototypes, &data.test).map_err(|e| e.to_string())
+        }
+    }
 }
 
 fn parse_named<T: Copy>(what: &str, value: &str, options: &[(&str, T)]) -> Result<T, String> {
@@ -354,6 +408,7 @@ fn main() -> ExitCode {
             Some(depths) => report(run_sweep(&a, &depths), output::sweep_summary, a.json.as_deref()),
             None => report(run_train(&a), output::summary, a.json.as_deref()),
         },
+        Command::Evaluate(a) => report(run_evaluate(&a), output::evaluation_summary, a.json.as_deref()),
         Command::Optics(cmd) => print_json_or_fail(optics::run(&cmd)),
         Command::Ffm(ffm::FfmCommand::Gradient(a)) => print_json_or_fail(ffm::gradient(&a)),
         Command::Ffm(ffm::FfmCommand::Evaluate(a)) => print_json_or_fail(ffm::evaluate(&a)),

@@ -1,11 +1,15 @@
-//! Printing a result and writing it to disk atomically.
+//! Printing a result, writing it to disk atomically, and the trained parameters' `.npy` files
+//! out and back in.
 
 use std::path::Path;
 
-use insitu_data::{encode_npy_f32, write_atomically};
+use insitu_data::Mat;
+use insitu_data::{decode_npy_f32, encode_npy_f32, write_atomically};
 use insitu_ffzero::{
-    split_dense, DepthSweep, LayerPrototypes, Model, Status, TrainResult, TrainedNetwork, TrainedPhotonic,
+    split_dense, DepthSweep, Evaluation, LayerPrototypes, Mlp, Model, PhotonicNetwork, Status, TrainResult,
+    TrainedNetwork, TrainedPhotonic,
 };
+use insitu_optics::RectangularMesh;
 
 /// One human-readable line per result.
 pub fn summary(r: &TrainResult) -> String {
@@ -126,4 +130,120 @@ pub fn write_photonic(dir: &Path, trained: &TrainedPhotonic) -> Result<(), Strin
         )?;
     }
     Ok(())
+}
+
+/// A network read back from the files [`write_network`] or [`write_photonic`] wrote.
+pub enum Exported {
+    /// The MLP and, for FF methods, each layer's prototypes.
+    Mlp(Mlp, Vec<LayerPrototypes>),
+    /// The photonic network and, for FF+DD, each mesh's prototypes (modes × classes).
+    Photonic(PhotonicNetwork, Vec<Mat>),
+}
+
+/// An `.npy` array: its shape and its values in C order.
+type NpyArray = (Vec<usize>, Vec<f32>);
+
+/// One `.npy` file of `dir`, or `None` when it does not exist.
+fn read_npy(dir: &Path, name: &str) -> Result<Option<NpyArray>, String> {
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => decode_npy_f32(&bytes, &path.display().to_string())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// The `k × width` row-major prototypes file as a `width × k` matrix (one column per class).
+fn prototypes_of(shape: &[usize], values: &[f32], name: &str) -> Result<Mat, String> {
+    match shape {
+        [classes, width] => Ok(Mat::from_column_slice(*width, *classes, values)),
+        _ => Err(format!("{name}: shape {shape:?}, expected (classes, width)")),
+    }
+}
+
+/// Reads what `insitu train --weights DIR` wrote: `layer1.weight.npy`, … (an MLP) or
+/// `mesh1.phases.npy`, … (the photonic network), with the prototypes files when they exist.
+pub fn read_exported(dir: &Path) -> Result<Exported, String> {
+    if read_npy(dir, "mesh1.phases.npy")?.is_some() {
+        let mut meshes = Vec::new();
+        let mut prototypes = Vec::new();
+        for l in 1.. {
+            let name = format!("mesh{l}.phases.npy");
+            let Some((shape, phases)) = read_npy(dir, &name)? else {
+                break;
+            };
+            // N² phases: N(N−1)/2 MZIs with θ and φ each, and N screen phases
+            let n = (1..=phases.len()).find(|n| n * n >= phases.len()).unwrap_or(0);
+            if shape.len() != 1 || n * n != phases.len() {
+                return Err(format!(
+                    "{name}: {} phases are not those of a Clements mesh (N² of them)",
+                    phases.len()
+                ));
+            }
+            let mut mesh = RectangularMesh::clements(n).map_err(|e| format!("{name}: {e}"))?;
+            mesh.set_params(&phases).map_err(|e| format!("{name}: {e}"))?;
+            meshes.push(mesh);
+            let name = format!("mesh{l}.prototypes.npy");
+            if let Some((shape, values)) = read_npy(dir, &name)? {
+                prototypes.push(prototypes_of(&shape, &values, &name)?);
+            }
+        }
+        if !prototypes.is_empty() && prototypes.len() != meshes.len() {
+            return Err(format!(
+                "{}: {} meshes but {} prototypes files",
+                dir.display(),
+                meshes.len(),
+                prototypes.len()
+            ));
+        }
+        let network = PhotonicNetwork::from_meshes(meshes).map_err(|e| e.to_string())?;
+        return Ok(Exported::Photonic(network, prototypes));
+    }
+    let mut layers = Vec::new();
+    let mut prototypes = Vec::new();
+    for l in 1.. {
+        let name = format!("layer{l}.weight.npy");
+        let Some((shape, w)) = read_npy(dir, &name)? else { break };
+        let [outputs, inputs] = shape[..] else {
+            return Err(format!("{name}: shape {shape:?}, expected (outputs, inputs)"));
+        };
+        // written row by row (nn.Linear), the MLP keeps it by columns
+        let weight = Mat::from_row_slice(outputs, inputs, &w);
+        let name = format!("layer{l}.bias.npy");
+        let (_, bias) = read_npy(dir, &name)?.ok_or_else(|| format!("{} is missing", dir.join(&name).display()))?;
+        layers.push((weight, bias));
+        let name = format!("layer{l}.prototypes.npy");
+        if let Some((shape, values)) = read_npy(dir, &name)? {
+            prototypes.push(match shape[..] {
+                [_] => LayerPrototypes::Regression(values),
+                _ => LayerPrototypes::Classes(prototypes_of(&shape, &values, &name)?),
+            });
+        }
+    }
+    if layers.is_empty() {
+        return Err(format!(
+            "{} holds neither layer1.weight.npy nor mesh1.phases.npy (what insitu train --weights writes)",
+            dir.display()
+        ));
+    }
+    let mlp = Mlp::from_layers(&layers).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(Exported::Mlp(mlp, prototypes))
+}
+
+/// One line: the metrics of `insitu evaluate`.
+pub fn evaluation_summary(e: &Evaluation) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = e.test_accuracy {
+        parts.push(format!("test accuracy {:.2} %", 100.0 * a));
+    }
+    if let Some(v) = &e.per_layer_test_accuracy {
+        let layers: Vec<String> = v.iter().map(|a| format!("{:.1}", 100.0 * a)).collect();
+        parts.push(format!("layers: {}", layers.join(" / ")));
+    }
+    if let Some(r2) = e.test_r2 {
+        parts.push(format!("test R² {r2:.4}"));
+    }
+    parts.join("; ")
 }

@@ -182,6 +182,22 @@ fn exported_weights_give_back_the_run_accuracy() {
         ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        // read back by `insitu evaluate`: the run's own metrics, exactly
+        let metrics = dir.path().join("m.json");
+        let out = insitu(&[
+            "evaluate",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--test-limit",
+            "400",
+            "--json",
+            metrics.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+        for key in ["test_accuracy", "per_layer_test_accuracy", "test_r2"] {
+            assert_eq!(metrics[key], result[key], "{method}: {key}");
+        }
         let load = |name: String| decode_npy_f32(&std::fs::read(weights.join(&name)).unwrap(), &name).unwrap();
         let layers = 3;
         let mut per_layer_correct = vec![0usize; layers];
@@ -292,6 +308,22 @@ fn exported_photonic_phases_give_back_the_run_accuracy() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(result["spec"]["model"], "photonic");
+    // read back by `insitu evaluate`: the run's own metrics, exactly
+    let metrics = dir.path().join("m.json");
+    let out = insitu(&[
+        "evaluate",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--test-limit",
+        "300",
+        "--json",
+        metrics.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    for key in ["test_accuracy", "per_layer_test_accuracy"] {
+        assert_eq!(metrics[key], result[key], "{key}");
+    }
     let load = |name: &str| decode_npy_f32(&std::fs::read(weights.join(name)).unwrap(), name).unwrap();
     let modes = 49;
     let unitaries: Vec<_> = (1..=2)
@@ -348,4 +380,35 @@ fn exported_photonic_phases_give_back_the_run_accuracy() {
         );
     }
     assert!(correct[1] as f64 / n > 0.3, "the network learned: {correct:?}");
+}
+
+/// `insitu evaluate` refuses what it cannot read, naming the file, with exit code 2.
+#[test]
+fn evaluate_refuses_missing_and_damaged_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    std::fs::create_dir(&w).unwrap();
+    let refused = |dir: &std::path::Path, extra: &[&str], needle: &str| {
+        let mut args = vec!["evaluate", "--weights", dir.to_str().unwrap(), "--test-limit", "10"];
+        args.extend_from_slice(extra);
+        let out = insitu(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    };
+    refused(&w, &[], "neither layer1.weight.npy nor mesh1.phases.npy");
+    let npy = |shape: &[usize], n: usize| insitu_data::encode_npy_f32(shape, &vec![0.5; n]);
+    std::fs::write(w.join("layer1.weight.npy"), npy(&[10, 784], 7840)).unwrap();
+    refused(&w, &[], "layer1.bias.npy is missing");
+    std::fs::write(w.join("layer1.bias.npy"), npy(&[9], 9)).unwrap();
+    refused(&w, &[], "a bias of 9 values for 10 outputs");
+    std::fs::write(w.join("layer1.bias.npy"), npy(&[10], 10)).unwrap();
+    refused(&w, &["--task", "synthetic-f1"], "takes 784 inputs");
+    let bytes = npy(&[10], 10);
+    std::fs::write(w.join("layer1.bias.npy"), &bytes[..bytes.len() - 3]).unwrap();
+    refused(&w, &[], "layer1.bias.npy");
+    let m = dir.path().join("m");
+    std::fs::create_dir(&m).unwrap();
+    std::fs::write(m.join("mesh1.phases.npy"), npy(&[50], 50)).unwrap();
+    refused(&m, &[], "not those of a Clements mesh");
 }

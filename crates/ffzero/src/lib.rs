@@ -65,9 +65,9 @@ pub use objective::{
     forward_by_blocks, layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch,
     LayerTarget, NetworkObjective, COLUMN_BLOCK,
 };
-pub use photonic::{train_photonic_network, PhotonicNetwork, TrainedPhotonic};
+pub use photonic::{evaluate_photonic_network, train_photonic_network, PhotonicNetwork, TrainedPhotonic};
 pub use spec::{LocalLoss, Method, Model, Optimizer, SpecError, TrainSpec};
 pub use train::{
-    layer_widths, train, train_depth_sweep, train_network, DepthSweep, Divergence, EpochLoss, LayerPrototypes, Status,
-    TrainError, TrainResult, TrainedNetwork, SPARSE_INPUT_MAX_DENSITY,
+    evaluate_network, layer_widths, train, train_depth_sweep, train_network, DepthSweep, Divergence, EpochLoss,
+    Evaluation, LayerPrototypes, Status, TrainError, TrainResult, TrainedNetwork, SPARSE_INPUT_MAX_DENSITY,
 };

@@ -172,6 +172,48 @@ impl Mlp {
         }
     }
 
+    /// The MLP with the given layers, in order: `(W_l, b_l)` with `W_l` of shape
+    /// `outputs × inputs` and `b_l` of length `outputs` (layer `l` computes `W_l·a + b_l`);
+    /// the network [`crate::TrainedNetwork::mlp`] held, e.g. read back from the `.npy` files
+    /// `insitu train --weights` writes. Errors (naming the layer) when a layer is empty, a bias
+    /// does not match its weight or a layer does not take the previous one's outputs.
+    pub fn from_layers(layers: &[(Mat, Vec<f32>)]) -> Result<Mlp, String> {
+        if layers.is_empty() {
+            return Err("an MLP needs at least one layer".into());
+        }
+        let mut widths = vec![layers[0].0.ncols()];
+        for (l, (w, b)) in layers.iter().enumerate() {
+            let (outputs, inputs) = w.shape();
+            if outputs == 0 || inputs == 0 {
+                return Err(format!("layer {}: an empty {outputs} × {inputs} weight", l + 1));
+            }
+            if inputs != *widths.last().expect("starts with the input width") {
+                return Err(format!(
+                    "layer {}: takes {inputs} inputs but layer {} has {} outputs",
+                    l + 1,
+                    l,
+                    widths.last().expect("non-empty")
+                ));
+            }
+            if b.len() != outputs {
+                return Err(format!(
+                    "layer {}: a bias of {} values for {outputs} outputs",
+                    l + 1,
+                    b.len()
+                ));
+            }
+            widths.push(outputs);
+        }
+        let mut mlp = Mlp::new(&widths, 0);
+        for (l, (w, b)) in layers.iter().enumerate() {
+            let nw = w.len();
+            let p = mlp.layer_params_mut(l);
+            p[..nw].copy_from_slice(w.as_slice());
+            p[nw..].copy_from_slice(b);
+        }
+        Ok(mlp)
+    }
+
     /// Number of dense layers.
     pub fn num_layers(&self) -> usize {
         self.shapes.len()

@@ -39,10 +39,10 @@ use rayon::prelude::*;
 
 use crate::metrics::{accuracy, majority_vote};
 use crate::objective::LayerTarget;
-use crate::spec::{Method, Model, SpecError, TrainSpec};
+use crate::spec::{Model, SpecError, TrainSpec};
 use crate::train::{
-    gradient_source, layer_prototypes, limited, optimise, step_rule, GradientSource, Kind, LayerPrototypes, TrainError,
-    TrainResult, UnitOutcome,
+    gradient_source, layer_prototypes, limited, optimise, step_rule, Evaluation, GradientSource, Kind, LayerPrototypes,
+    TrainError, TrainResult, UnitOutcome,
 };
 
 /// Side of the images the photonic network reads (MNIST and Fashion-MNIST).
@@ -79,6 +79,27 @@ impl PhotonicNetwork {
                 Ok(mesh)
             })
             .collect::<Result<Vec<_>, TrainError>>()?;
+        Ok(PhotonicNetwork {
+            meshes,
+            activation: ElectroOptic::default(),
+        })
+    }
+
+    /// The network of these meshes (in the order light meets them) with SPEC A9's activation,
+    /// e.g. meshes whose phases were read back from `insitu train --weights`'
+    /// `meshL.phases.npy`. Errors when there is no mesh or the meshes' mode counts differ.
+    pub fn from_meshes(meshes: Vec<RectangularMesh>) -> Result<PhotonicNetwork, TrainError> {
+        let Some(first) = meshes.first() else {
+            return Err(TrainError::Data("a photonic network needs at least one mesh".into()));
+        };
+        if let Some((l, m)) = meshes.iter().enumerate().find(|(_, m)| m.n() != first.n()) {
+            return Err(TrainError::Data(format!(
+                "mesh {} has {} modes, mesh 1 has {}",
+                l + 1,
+                m.n(),
+                first.n()
+            )));
+        }
         Ok(PhotonicNetwork {
             meshes,
             activation: ElectroOptic::default(),
@@ -403,7 +424,7 @@ pub fn train_photonic_network(
     let train_seconds = started.elapsed().as_secs_f64();
 
     let mut result = TrainResult::before_evaluation(spec.clone(), train_seconds, outcome, curve, network.num_params());
-    evaluate_photonic(&network, spec.method, &prototypes, classes, &test_set, &mut result);
+    result.set_evaluation(evaluate_pooled(&network, &prototypes, classes, &test_set));
     Ok(TrainedPhotonic {
         result,
         network,
@@ -592,14 +613,8 @@ fn train_photonic_global(
 /// Test metrics (SPEC A6): FF+DD by majority vote over the meshes of the best-matching
 /// prototype of each mesh's output intensities, with per-mesh accuracies; BP+DD by the
 /// brightest of the first 10 ports of the last mesh.
-fn evaluate_photonic(
-    network: &PhotonicNetwork,
-    method: Method,
-    prototypes: &[Mat],
-    classes: usize,
-    test: &Dataset,
-    result: &mut TrainResult,
-) {
+fn evaluate_pooled(network: &PhotonicNetwork, prototypes: &[Mat], classes: usize, test: &Dataset) -> Evaluation {
+    let local = !prototypes.is_empty();
     let samples = test.len();
     let layers = network.meshes.len();
     let n = network.modes();
@@ -614,7 +629,7 @@ fn evaluate_photonic(
         let len = chunk.min(samples - start);
         let x = Mat::from_column_slice(n, len, &test.inputs.as_slice()[start * n..(start + len) * n]);
         network.forward_taps(&x, &mut fields, |l, intensities| {
-            if method.is_local() {
+            if local {
                 if let Some(p) = prototypes.get(l) {
                     set_shape(&mut scores, classes, len);
                     lossfn::cosine_goodness(intensities, p, &mut scores);
@@ -628,15 +643,63 @@ fn evaluate_photonic(
             }
         });
     }
-    if method.is_local() {
+    if local {
         // A run that diverged in mesh m votes with meshes 0..=m (those with prototypes), as
         // the MLP's evaluation does.
         let trained: Vec<&Vec<u32>> = per_layer.iter().take(prototypes.len()).collect();
-        result.per_layer_test_accuracy = Some(trained.iter().map(|p| accuracy(p, labels)).collect());
-        result.test_accuracy = Some(accuracy(&majority_vote(&trained, samples), labels));
+        Evaluation {
+            test_accuracy: Some(accuracy(&majority_vote(&trained, samples), labels)),
+            per_layer_test_accuracy: Some(trained.iter().map(|p| accuracy(p, labels)).collect()),
+            test_r2: None,
+        }
     } else {
-        result.test_accuracy = Some(accuracy(&output, labels));
+        Evaluation {
+            test_accuracy: Some(accuracy(&output, labels)),
+            per_layer_test_accuracy: None,
+            test_r2: None,
+        }
     }
+}
+
+/// The test metrics of a photonic network on `test`'s 28 × 28 images (pooled to the network's
+/// modes), as training reports them: with `prototypes` (one `N × classes` matrix per mesh,
+/// [`TrainedPhotonic::prototypes`]) FF+DD's majority vote and per-mesh accuracies, without
+/// BP+DD's brightest of the first `classes` ports. Errors when the network's modes are not a
+/// pooled 28 × 28 image or the data is not a classification set.
+pub fn evaluate_photonic_network(
+    network: &PhotonicNetwork,
+    prototypes: &[Mat],
+    test: &Dataset,
+) -> Result<Evaluation, TrainError> {
+    let Some(classes) = test.num_classes() else {
+        return Err(TrainError::Data(
+            "the photonic network classifies; this task has regression targets".into(),
+        ));
+    };
+    let modes = network.modes();
+    let side = (1..=IMAGE_SIDE)
+        .find(|s| s * s == modes && IMAGE_SIDE.is_multiple_of(*s))
+        .ok_or_else(|| {
+            TrainError::Data(format!(
+                "{modes} modes are not a {IMAGE_SIDE} × {IMAGE_SIDE} image average-pooled by a divisor of {IMAGE_SIDE}"
+            ))
+        })?;
+    if let Some((l, p)) = prototypes
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.shape() != (modes, classes))
+    {
+        return Err(TrainError::Data(format!(
+            "mesh {}'s prototypes are {} × {}, expected {modes} × {classes}",
+            l + 1,
+            p.nrows(),
+            p.ncols()
+        )));
+    }
+    let pooled = test
+        .average_pooled(IMAGE_SIDE, IMAGE_SIDE / side)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    Ok(evaluate_pooled(network, prototypes, classes, &pooled))
 }
 
 #[cfg(test)]

@@ -387,10 +387,9 @@ fn evaluated_result(
     outcome: UnitOutcome,
     loss_curve: Vec<EpochLoss>,
 ) -> TrainResult {
-    let method = spec.method;
     let parameters = mlp.params().len();
     let mut result = TrainResult::before_evaluation(spec, train_seconds, outcome, loss_curve, parameters);
-    evaluate(mlp, method, prototypes, test, &mut result);
+    result.set_evaluation(evaluate_network(mlp, prototypes, test));
     result
 }
 
@@ -1009,10 +1008,25 @@ fn train_global(
     (outcome, curve)
 }
 
-/// Test metrics: FF classification by majority vote over the layers (SPEC A6, ties to the
-/// latest layer) and per-layer accuracy; FF regression by the last layer's goodness; BP by
-/// the output (argmax of logits, or the regression output). R² on the test targets.
-fn evaluate(mlp: &Mlp, method: Method, prototypes: &[LayerPrototypes], test: &Dataset, result: &mut TrainResult) {
+/// A trained network's test metrics (SPEC A6): what [`TrainResult`] reports, computed again
+/// from the parameters alone ([`evaluate_network`], [`crate::photonic::evaluate_photonic_network`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Classification accuracy (FF: the layers' majority vote).
+    pub test_accuracy: Option<f64>,
+    /// FF classification: each layer's own accuracy.
+    pub per_layer_test_accuracy: Option<Vec<f64>>,
+    /// Regression: R² on the test targets.
+    pub test_r2: Option<f64>,
+}
+
+/// The test metrics of `mlp` on `test`, as training reports them: with `prototypes` (one per
+/// FF layer, [`TrainedNetwork::prototypes`]) FF classification by majority vote over the
+/// layers (SPEC A6, ties to the latest layer) with per-layer accuracies, FF regression by the
+/// last layer's goodness against `ξ^u`; without, BP (argmax of the logits, or the regression
+/// output). R² on the test targets.
+pub fn evaluate_network(mlp: &Mlp, prototypes: &[LayerPrototypes], test: &Dataset) -> Evaluation {
+    let local = !prototypes.is_empty();
     let n = test.len();
     let layers = mlp.num_layers();
     let chunk = 2048;
@@ -1026,7 +1040,7 @@ fn evaluate(mlp: &Mlp, method: Method, prototypes: &[LayerPrototypes], test: &Da
         let len = chunk.min(n - start);
         let x = MatRef::from(&test.inputs).submatrix(0, start, test.inputs.nrows(), len);
         mlp.forward_taps(x, &mut buffers, |l, z| {
-            if method.is_local() {
+            if local {
                 match &prototypes.get(l) {
                     Some(LayerPrototypes::Classes(p)) => {
                         set_shape(&mut goodness, p.ncols(), len);
@@ -1054,25 +1068,40 @@ fn evaluate(mlp: &Mlp, method: Method, prototypes: &[LayerPrototypes], test: &Da
             }
         });
     }
+    let mut e = Evaluation {
+        test_accuracy: None,
+        per_layer_test_accuracy: None,
+        test_r2: None,
+    };
     match &test.targets {
         Targets::Classes { labels, .. } => {
-            if method.is_local() {
+            if local {
                 // layers that never trained (divergence) still vote: their prototypes exist only
                 // for trained layers, so vote over those.
                 let voting: Vec<&Vec<u32>> = per_layer_preds.iter().filter(|p| p.len() == n).collect();
-                result.per_layer_test_accuracy = Some(voting.iter().map(|p| accuracy(p, labels)).collect());
+                e.per_layer_test_accuracy = Some(voting.iter().map(|p| accuracy(p, labels)).collect());
                 let vote = majority_vote(&voting, n);
-                result.test_accuracy = Some(accuracy(&vote, labels));
+                e.test_accuracy = Some(accuracy(&vote, labels));
             } else {
-                result.test_accuracy = Some(accuracy(&output_preds, labels));
+                e.test_accuracy = Some(accuracy(&output_preds, labels));
             }
         }
         Targets::Values(v) => {
             if regression_preds.len() == n {
                 let y: Vec<f64> = v.row(0).iter().map(|&t| t as f64).collect();
-                result.test_r2 = Some(r_squared(&regression_preds, &y));
+                e.test_r2 = Some(r_squared(&regression_preds, &y));
             }
         }
+    }
+    e
+}
+
+impl TrainResult {
+    /// Takes the metrics of an [`Evaluation`].
+    pub(crate) fn set_evaluation(&mut self, e: Evaluation) {
+        self.test_accuracy = e.test_accuracy;
+        self.per_layer_test_accuracy = e.per_layer_test_accuracy;
+        self.test_r2 = e.test_r2;
     }
 }
 
