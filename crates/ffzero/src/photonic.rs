@@ -41,8 +41,8 @@ use crate::metrics::{accuracy, majority_vote};
 use crate::objective::LayerTarget;
 use crate::spec::{Model, SpecError, TrainSpec};
 use crate::train::{
-    gradient_source, layer_prototypes, limited, optimise, step_rule, Evaluation, GradientSource, Kind, LayerPrototypes,
-    TrainError, TrainResult, UnitOutcome,
+    batch_order_seed, direction_seed, gradient_source, layer_prototypes, limited, optimise, step_rule, Evaluation,
+    GradientSource, Kind, LayerPrototypes, TrainError, TrainResult, UnitOutcome,
 };
 
 /// Side of the images the photonic network reads (MNIST and Fashion-MNIST).
@@ -470,7 +470,7 @@ fn train_photonic_local(
             spec.epochs,
             samples.div_ceil(spec.batch),
         );
-        let order_seed = derive_seed(spec.seed, &[0x0BA7C4, m as u64]);
+        let order_seed = batch_order_seed(spec.seed, Some(m));
         let mut mesh = network.meshes[m].clone();
         let outcome = optimise(
             &mut params,
@@ -513,7 +513,7 @@ fn train_photonic_local(
                     },
                     par,
                 };
-                let seed = derive_seed(spec.seed, &[0xDD, m as u64, step_index]);
+                let seed = direction_seed(spec.seed, Some(m), step_index);
                 let e = dd.estimate(&mut objective, seed, grad, &mut direction);
                 (e.mean_loss, e.evaluations as u64 * idx.len() as u64 * (m as u64 + 1))
             },
@@ -578,7 +578,7 @@ fn train_photonic_global(
     let mut batch_input = Vec::new();
     let mut curve = Vec::new();
     progress.phase("network", spec.epochs, samples.div_ceil(spec.batch));
-    let order_seed = derive_seed(spec.seed, &[0x0BA7C4, u64::MAX]);
+    let order_seed = batch_order_seed(spec.seed, None);
     let outcome = optimise(
         &mut params,
         &mut rule,
@@ -601,7 +601,7 @@ fn train_photonic_global(
                 classes,
                 par,
             };
-            let seed = derive_seed(spec.seed, &[0xDD, u64::MAX, step_index]);
+            let seed = direction_seed(spec.seed, None, step_index);
             let e = dd.estimate(&mut objective, seed, grad, &mut direction);
             (e.mean_loss, e.evaluations as u64 * idx.len() as u64 * layers)
         },

@@ -167,6 +167,18 @@ pub fn layer_widths(spec: &TrainSpec, inputs: usize, num_classes: Option<usize>)
     w
 }
 
+/// The seed of a trained unit's mini-batch order: FF layer `Some(m)`, or the whole network
+/// (`None`, BP). Keyed by the unit alone (ARCHITECTURE: an FF layer's randomness is keyed by
+/// `(seed, layer)`), for MLPs and the photonic network alike.
+pub(crate) fn batch_order_seed(seed: u64, unit: Option<usize>) -> u64 {
+    derive_seed(seed, &[0x0BA7C4, unit.map_or(u64::MAX, |m| m as u64)])
+}
+
+/// The seed of the directions drawn at step `step` of a unit ([`batch_order_seed`]'s units).
+pub(crate) fn direction_seed(seed: u64, unit: Option<usize>, step: u64) -> u64 {
+    derive_seed(seed, &[0xDD, unit.map_or(u64::MAX, |m| m as u64), step])
+}
+
 /// Outcome of [`optimise`] on one unit.
 pub(crate) struct UnitOutcome {
     pub(crate) divergence: Option<Divergence>,
@@ -707,7 +719,7 @@ fn train_layer(
     let mut rule = step_rule(spec, shape.len());
     ws.direction.resize(shape.len(), 0.0);
     progress.phase(label, spec.epochs, n.div_ceil(spec.batch));
-    let order_seed = derive_seed(spec.seed, &[0x0BA7C4, m as u64]);
+    let order_seed = batch_order_seed(spec.seed, Some(m));
     let mut curve = Vec::new();
     let LocalWorkspace {
         batch,
@@ -752,7 +764,7 @@ fn train_layer(
                 GradientSource::Directional(dd) => {
                     let x = batch.input(sparse, idx);
                     let mut objective = LayerObjective::new(shape, params, x, target, scratch, par);
-                    let seed = derive_seed(spec.seed, &[0xDD, m as u64, step_index]);
+                    let seed = direction_seed(spec.seed, Some(m), step_index);
                     let e = dd.estimate(&mut objective, seed, grad, direction);
                     (e.mean_loss, e.evaluations as u64 * b * (m as u64 + 1))
                 }
@@ -966,7 +978,7 @@ fn train_global(
     tape.set_par(par);
     let mut direction = vec![0.0f32; mlp.params().len()];
     progress.phase("network", spec.epochs, n.div_ceil(spec.batch));
-    let order_seed = derive_seed(spec.seed, &[0x0BA7C4, u64::MAX]);
+    let order_seed = batch_order_seed(spec.seed, None);
     let outcome = optimise(
         mlp.params_mut(),
         &mut rule,
@@ -994,7 +1006,7 @@ fn train_global(
                     let x = batch.input(sparse, idx);
                     let mut objective =
                         NetworkObjective::new(params, &mut perturbed, x, target, &mut buffers).with_par(par);
-                    let seed = derive_seed(spec.seed, &[0xDD, u64::MAX, step_index]);
+                    let seed = direction_seed(spec.seed, None, step_index);
                     let e = dd.estimate(&mut objective, seed, grad, &mut direction);
                     (e.mean_loss, e.evaluations as u64 * b * layers)
                 }
