@@ -330,6 +330,9 @@ const FFM_BENCH_SECONDS_PER_UNIT: f64 = 0.387e-9;
 /// `insitu train --model photonic --pool 4 --epochs 100`), 2.82·10¹⁰ MZI-field products:
 /// 0.69 ns each. PHOTONIC_CALIBRATION
 const PHOTONIC_SECONDS_PER_MZI_FIELD: f64 = 0.69e-9;
+/// Seconds per mode of the electro-optic activation (f64 formula per value): 14.9–15.1 ns
+/// measured on 784 × 128 values (session 21).
+const PHOTONIC_SECONDS_PER_ACTIVATION: f64 = 15e-9;
 /// Fixed cost of a run (data set clone, evaluation), seconds.
 const PER_RUN_SECONDS: f64 = 0.3;
 
@@ -355,8 +358,15 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
             let mzis = (s.width * s.width.saturating_sub(1) / 2) as f64;
             let evaluations = 2.0 * s.directions as f64;
             let meshes_per_sample = s.depth as f64;
-            PER_RUN_SECONDS
-                + PHOTONIC_SECONDS_PER_MZI_FIELD * mzis * evaluations * meshes_per_sample * n_train * s.epochs as f64
+            // BP+DD also sends every evaluation through the activations between the meshes
+            let activations = if s.method.is_local() {
+                0.0
+            } else {
+                (s.width * s.depth.saturating_sub(1)) as f64
+            };
+            let per_sample_evaluation = PHOTONIC_SECONDS_PER_MZI_FIELD * mzis * meshes_per_sample
+                + PHOTONIC_SECONDS_PER_ACTIVATION * activations;
+            PER_RUN_SECONDS + per_sample_evaluation * evaluations * n_train * s.epochs as f64
         }
         RunSpec::Ffzero(s) => {
             let (inputs, n, classes) = task_shape(&s.task);
