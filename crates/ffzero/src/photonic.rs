@@ -72,6 +72,9 @@ impl PhotonicNetwork {
     /// `layers` Clements meshes (`modes` MZI columns each) with Haar-random phases drawn from
     /// `seed` and the layer index, and SPEC A9's activation.
     pub fn new(modes: usize, layers: usize, seed: u64) -> Result<PhotonicNetwork, TrainError> {
+        if layers == 0 {
+            return Err(TrainError::Data("a photonic network needs at least one mesh".into()));
+        }
         let meshes = (0..layers)
             .map(|l| {
                 let mut mesh = RectangularMesh::clements(modes).map_err(|e| TrainError::Data(e.to_string()))?;
@@ -128,8 +131,20 @@ impl PhotonicNetwork {
 
     /// Sends the images `x` (`N × B` pixel amplitudes, column-major) through the network and
     /// calls `tap(l, intensities)` with each layer's output intensities (`N × B`). `fields` is
-    /// scratch (`N·B` values once grown).
-    pub fn forward_taps(&self, x: &Mat, fields: &mut Vec<Complex32>, mut tap: impl FnMut(usize, &Mat)) {
+    /// scratch (`N·B` values once grown). Errors when `x` does not have `N` rows.
+    pub fn forward_taps(
+        &self,
+        x: &Mat,
+        fields: &mut Vec<Complex32>,
+        mut tap: impl FnMut(usize, &Mat),
+    ) -> Result<(), TrainError> {
+        if x.nrows() != self.modes() {
+            return Err(TrainError::Data(format!(
+                "images of {} pixels for a network of {} modes",
+                x.nrows(),
+                self.modes()
+            )));
+        }
         let mut intensities = Mat::zeros(0, 0);
         let mut transfer = MeshTransfer::default();
         load_amplitudes(x.as_slice(), fields);
@@ -142,6 +157,7 @@ impl PhotonicNetwork {
                 self.activation.apply_slice(fields);
             }
         }
+        Ok(())
     }
 }
 
@@ -628,7 +644,7 @@ fn evaluate_pooled(network: &PhotonicNetwork, prototypes: &[Mat], classes: usize
     for start in (0..samples).step_by(chunk) {
         let len = chunk.min(samples - start);
         let x = Mat::from_column_slice(n, len, &test.inputs.as_slice()[start * n..(start + len) * n]);
-        network.forward_taps(&x, &mut fields, |l, intensities| {
+        let taps = network.forward_taps(&x, &mut fields, |l, intensities| {
             if local {
                 if let Some(p) = prototypes.get(l) {
                     set_shape(&mut scores, classes, len);
@@ -642,6 +658,7 @@ fn evaluate_pooled(network: &PhotonicNetwork, prototypes: &[Mat], classes: usize
                 output.extend_from_slice(&predictions[..len]);
             }
         });
+        taps.expect("the test images are pooled to the network's modes");
     }
     if local {
         // A run that diverged in mesh m votes with meshes 0..=m (those with prototypes), as
@@ -743,7 +760,12 @@ mod tests {
             let network = PhotonicNetwork::new(modes, layers, seed).unwrap();
             let x = images(modes, 70, seed + 10);
             let mut taps = Vec::new();
-            network.forward_taps(&x, &mut Vec::new(), |l, i| taps.push((l, i.clone())));
+            network
+                .forward_taps(&x, &mut Vec::new(), |l, i| taps.push((l, i.clone())))
+                .unwrap();
+            let wrong = images(modes + 1, 3, 0);
+            assert!(network.forward_taps(&wrong, &mut Vec::new(), |_, _| {}).is_err());
+            assert!(PhotonicNetwork::new(modes, 0, seed).is_err());
             assert_eq!(taps.len(), layers);
             let mut fields: Vec<Complex64> = x.iter().map(|&v| Complex64::new(v as f64, 0.0)).collect();
             for (l, mesh) in network.meshes().iter().enumerate() {
