@@ -27,6 +27,28 @@
 //!
 //! **Not here:** the AD baselines (BP+AD, FF+AD) on this network, which need reverse mode
 //! through the meshes; [`TrainSpec::validate`] refuses them.
+//!
+//! # Example
+//!
+//! Two meshes of 49 modes (7 × 7 images); the first is unitary, so it keeps an image's power,
+//! and the activation behind it passes little of it on (docs/photonic.md). Training is
+//! [`crate::train()`] with `model: Model::Photonic` (or [`train_photonic_network`]).
+//!
+//! ```
+//! use insitu_ffzero::PhotonicNetwork;
+//! use insitu_linalg::Mat;
+//!
+//! let network = PhotonicNetwork::new(49, 2, 0)?;
+//! let images = Mat::from_fn(49, 4, |i, j| ((i + j) % 5) as f32 / 4.0);
+//! let mut power = Vec::new();
+//! network.forward_taps(&images, &mut Vec::new(), |_mesh, intensities| {
+//!     power.push(intensities.column(0).sum());
+//! })?;
+//! let power_in: f32 = images.column(0).iter().map(|v| v * v).sum();
+//! assert!((power[0] - power_in).abs() < 1e-4 * power_in);
+//! assert!(power[1] < 0.01 * power_in);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::time::Instant;
 
