@@ -325,11 +325,12 @@ const FFM_MODEL_SECONDS_PER_UNIT: f64 = 0.120e-9;
 /// detector noise): 4.74–4.83 ms per propagation at `--grid 400` (`--mode in-situ`, same
 /// command; 6.13 ms after f9f0c1f, 8.37 ms at 2c84dd9), 0.387·10⁻⁹ per unit.
 const FFM_BENCH_SECONDS_PER_UNIT: f64 = 0.387e-9;
-/// Seconds per MZI and field of a photonic run (seed 000, SPEC A9): FF+DD with 2 meshes of 49
-/// modes (1,176 MZIs each), 100 epochs of 60,000 images, took 19.4 s (session 21,
-/// `insitu train --model photonic --pool 4 --epochs 100`), 2.82·10¹⁰ MZI-field products:
-/// 0.69 ns each. PHOTONIC_CALIBRATION
-const PHOTONIC_SECONDS_PER_MZI_FIELD: f64 = 0.69e-9;
+/// Seconds per MZI and field of a photonic run (seed 000, SPEC A9): FF+DD with 2 meshes of 784
+/// modes (306,936 MZIs each), 100 epochs of 60,000 images, took 4,556 s (session 21, the paper
+/// profile's spec with `insitu train --spec --threads 1`), 7.37·10¹² MZI-field products:
+/// 0.62 ns each (49 modes: 0.73 ns, 196 modes: 0.72 ns, when every block of 32 fields still
+/// recomputed the mesh's matrices).
+const PHOTONIC_SECONDS_PER_MZI_FIELD: f64 = 0.62e-9;
 /// Seconds per mode of the electro-optic activation (f64 formula per value): 14.9–15.1 ns
 /// measured on 784 × 128 values (session 21).
 const PHOTONIC_SECONDS_PER_ACTIVATION: f64 = 15e-9;
