@@ -175,7 +175,7 @@ pub fn read_exported(dir: &Path) -> Result<Exported, String> {
                 break;
             };
             // N² phases: N(N−1)/2 MZIs with θ and φ each, and N screen phases
-            let n = (1..=phases.len()).find(|n| n * n >= phases.len()).unwrap_or(0);
+            let n = phases.len().isqrt();
             if shape.len() != 1 || n * n != phases.len() {
                 return Err(format!(
                     "{name}: {} phases are not those of a Clements mesh (N² of them)",

@@ -239,8 +239,6 @@ struct PhotonicScratch {
     intensities: Mat,
     /// BP logits (first 10 ports).
     logits: Mat,
-    /// Perturbed phases.
-    perturbed: Vec<f32>,
     /// Labels of the batch.
     labels: Vec<u32>,
     /// The perturbed mesh's matrices.
@@ -258,7 +256,6 @@ struct MeshLayerObjective<'a> {
     input: &'a [Complex32],
     fields: &'a mut Vec<Complex32>,
     intensities: &'a mut Mat,
-    perturbed: &'a mut Vec<f32>,
     transfer: &'a mut MeshTransfer,
     goodness: &'a mut Mat,
     target: LayerTarget<'a>,
@@ -273,8 +270,7 @@ impl PerturbedObjective for MeshLayerObjective<'_> {
     fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]) {
         let n = self.mesh.n();
         for (o, &step) in out.iter_mut().zip(steps) {
-            perturb(self.params, direction, step, self.perturbed);
-            self.mesh.set_params(self.perturbed).expect("phase count of this mesh");
+            perturb_into(self.params, direction, step, self.mesh.params_mut());
             self.fields.clear();
             self.fields.extend_from_slice(self.input);
             apply_mesh(self.mesh, self.fields, self.transfer, self.par);
@@ -305,8 +301,17 @@ impl PerturbedObjective for PhotonicNetworkObjective<'_> {
         let layers = self.network.meshes.len();
         let s = &mut *self.scratch;
         for (o, &step) in out.iter_mut().zip(steps) {
-            perturb(self.params, direction, step, &mut s.perturbed);
-            set_network_params(self.network, &s.perturbed);
+            let mut at = 0;
+            for mesh in &mut self.network.meshes {
+                let k = mesh.num_params();
+                perturb_into(
+                    &self.params[at..at + k],
+                    &direction[at..at + k],
+                    step,
+                    mesh.params_mut(),
+                );
+                at += k;
+            }
             s.fields.clear();
             s.fields.extend_from_slice(self.input);
             for l in 0..layers {
@@ -324,10 +329,11 @@ impl PerturbedObjective for PhotonicNetworkObjective<'_> {
     }
 }
 
-/// `out ← params + step·direction`.
-fn perturb(params: &[f32], direction: &[f32], step: f32, out: &mut Vec<f32>) {
-    out.clear();
-    out.extend(params.iter().zip(direction).map(|(&p, &d)| p + step * d));
+/// `out ← params + step·direction`, written straight into the mesh's phases.
+fn perturb_into(params: &[f32], direction: &[f32], step: f32, out: &mut [f32]) {
+    for (o, (&p, &d)) in out.iter_mut().zip(params.iter().zip(direction)) {
+        *o = p + step * d;
+    }
 }
 
 /// Every mesh's phases from one flat vector (meshes in order).
@@ -525,7 +531,6 @@ fn train_photonic_local(
                     input,
                     fields,
                     intensities,
-                    perturbed,
                     labels: batch_labels,
                     transfer,
                     goodness,
@@ -540,7 +545,6 @@ fn train_photonic_local(
                     input,
                     fields,
                     intensities,
-                    perturbed,
                     transfer,
                     goodness,
                     target: LayerTarget::Classes {
@@ -716,8 +720,8 @@ pub fn evaluate_photonic_network(
         ));
     };
     let modes = network.modes();
-    let side = (1..=IMAGE_SIDE)
-        .find(|s| s * s == modes && IMAGE_SIDE.is_multiple_of(*s))
+    let side = Some(modes.isqrt())
+        .filter(|s| s * s == modes && *s > 0 && IMAGE_SIDE.is_multiple_of(*s))
         .ok_or_else(|| {
             TrainError::Data(format!(
                 "{modes} modes are not a {IMAGE_SIDE} × {IMAGE_SIDE} image average-pooled by a divisor of {IMAGE_SIDE}"
@@ -843,14 +847,13 @@ mod tests {
                 target.loss(&z).to_bits()
             );
             let mut mesh = network.meshes()[0].clone();
-            let (mut fields, mut intensities, mut perturbed) = (Vec::new(), Mat::zeros(0, 0), Vec::new());
+            let (mut fields, mut intensities) = (Vec::new(), Mat::zeros(0, 0));
             let mut objective = MeshLayerObjective {
                 mesh: &mut mesh,
                 params: &params,
                 input: &input,
                 fields: &mut fields,
                 intensities: &mut intensities,
-                perturbed: &mut perturbed,
                 transfer: &mut MeshTransfer::default(),
                 goodness: &mut Mat::zeros(0, 0),
                 target,
