@@ -25,6 +25,10 @@ pub enum FfmCommand {
     /// Print the FFM gradient (forward error propagation) and the adjoint gradient of a small
     /// dense system given as JSON, with each layer's asymmetry ‖T − Tᵀ‖_F/‖T‖_F.
     Gradient(FfmGradientArgs),
+    /// Train seed 002's integrated photonic network of symmetric cores on Iris (Fig. 5):
+    /// ideal, in silico (deployed on the fabricated chip) and/or FFM on the chip, for each
+    /// symmetry ratio and seed.
+    Pic(Box<crate::pic::PicArgs>),
 }
 
 #[derive(Args)]
@@ -332,7 +336,7 @@ pub fn evaluate(a: &FfmEvaluateArgs) -> Result<Value, String> {
     Ok(json!({"test_accuracy": accuracy, "on": on, "spec": spec}))
 }
 
-fn mode_name(m: TrainingMode) -> &'static str {
+pub(crate) fn mode_name(m: TrainingMode) -> &'static str {
     match m {
         TrainingMode::Ideal => "ideal",
         TrainingMode::InSilico => "in-silico",
@@ -349,7 +353,7 @@ pub struct FfmReport {
     pub modes: Vec<(String, FfmResult)>,
 }
 
-fn mode_of(m: Mode) -> TrainingMode {
+pub(crate) fn mode_of(m: Mode) -> TrainingMode {
     match m {
         Mode::Ideal => TrainingMode::Ideal,
         Mode::InSilico => TrainingMode::InSilico,

@@ -94,6 +94,7 @@ pub mod component;
 pub mod dense;
 pub mod gradient;
 pub mod loss;
+pub mod pic;
 pub mod scalar;
 pub mod system;
 
