@@ -116,13 +116,14 @@ fn accuracy_percent(r: Option<&StoredResult>) -> Option<f64> {
     match &r?.result {
         RunResult::Ffzero(t) => t.test_accuracy.map(|a| 100.0 * a),
         RunResult::Ffm(f) => Some(100.0 * f.test_accuracy),
+        RunResult::Pic(p) => Some(100.0 * p.test_accuracy),
     }
 }
 
 fn r2(r: Option<&StoredResult>) -> Option<f64> {
     match &r?.result {
         RunResult::Ffzero(t) => t.test_r2,
-        RunResult::Ffm(_) => None,
+        RunResult::Ffm(_) | RunResult::Pic(_) => None,
     }
 }
 
@@ -210,12 +211,7 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
             let panel = "Fashion-MNIST, free-space ONN".to_string();
             for (spec, r) in runs {
                 if let RunSpec::Ffm(f) = spec {
-                    let mode = match f.mode {
-                        insitu_ffm::TrainingMode::Ideal => "ideal",
-                        insitu_ffm::TrainingMode::InSilico => "in silico (deployed)",
-                        insitu_ffm::TrainingMode::InSitu => "in situ (FFM)",
-                    };
-                    acc.add(&panel, mode, f.layers as f64, accuracy_percent(*r));
+                    acc.add(&panel, mode_label(f.mode), f.layers as f64, accuracy_percent(*r));
                 }
             }
             for (name, values) in PAPER_FIG2D {
@@ -228,7 +224,44 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
                 1,
             )
         }
+        "seed002-fig5" => {
+            let panel = "Iris, integrated photonic network".to_string();
+            for (spec, r) in runs {
+                if let RunSpec::Pic(p) = spec {
+                    acc.add(&panel, mode_label(p.mode), f64::from(p.ratio), accuracy_percent(*r));
+                }
+            }
+            for (name, values) in PAPER_FIG5 {
+                for (ratio, v) in [1.0, 0.75, 0.5].into_iter().zip(values) {
+                    acc.add(&panel, name, ratio, Some(v));
+                }
+            }
+            (
+                acc.finish(
+                    "symmetry ratio w2/w1",
+                    "test accuracy (%), mean over seeds",
+                    (0.0, 100.0),
+                ),
+                1,
+            )
+        }
         _ => (Vec::new(), 1),
+    }
+}
+
+/// Seed 002 Fig. 5 as the main text gives it (symmetry ratios 1.0 / 0.75 / 0.5).
+const PAPER_FIG5: [(&str, [f64; 3]); 3] = [
+    ("paper: simulation", [94.7, 89.2, 89.0]),
+    ("paper: in silico", [71.7, 65.8, 55.0]),
+    ("paper: FFM", [94.2, 89.2, 88.7]),
+];
+
+/// A training mode's legend label.
+fn mode_label(mode: insitu_ffm::TrainingMode) -> &'static str {
+    match mode {
+        insitu_ffm::TrainingMode::Ideal => "ideal",
+        insitu_ffm::TrainingMode::InSilico => "in silico (deployed)",
+        insitu_ffm::TrainingMode::InSitu => "in situ (FFM)",
     }
 }
 

@@ -7,6 +7,7 @@
 //! axes, fewer grid points) with fewer samples and epochs; `smoke` is a handful of tiny runs per
 //! figure so that every figure is drawn in CI.
 
+use insitu_ffm::pic::{PicSpec, RUNS_PER_SAMPLE};
 use insitu_ffm::{FfmSpec, FfmTask, TrainingMode};
 use insitu_ffzero::{Method, Model, TrainSpec};
 
@@ -41,7 +42,7 @@ impl Profile {
     pub fn description(self) -> &'static str {
         match self {
             Profile::Smoke => "smoke: 1000 training / 500 test samples, 1 epoch, a handful of grid points per figure (a check that everything runs, not a measurement)",
-            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 10 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; the photonic network (SPEC A9) at 49 and 196 modes, 10 epochs of the first 10 000 / 2 000 images, batch 128 (paper: 49, 196 and 784 modes, 100 epochs of 60 000 / 10 000); seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds)",
+            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 10 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; the photonic network (SPEC A9) at 49 and 196 modes, 10 epochs of the first 10 000 / 2 000 images, batch 128 (paper: 49, 196 and 784 modes, 100 epochs of 60 000 / 10 000); seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds); seed 002 Fig. 5 (the PIC network on Iris) exactly as in the paper profile, since it takes seconds",
             Profile::Paper => "paper: seed 000 Supplementary Table 1 (the photonic network as SPEC A9 states it, at 49, 196 and 784 modes) and seed 002 Methods exactly",
             Profile::Tiny => "tiny: synthetic f1 only, for tests",
         }
@@ -62,7 +63,7 @@ pub struct Figure {
 }
 
 /// Every figure, in the report's order.
-pub const FIGURES: [Figure; 5] = [
+pub const FIGURES: [Figure; 6] = [
     Figure {
         id: "seed000-fig4",
         plot_title: "Seed 000 Fig. 4: MLP classification, accuracy vs depth",
@@ -92,6 +93,12 @@ pub const FIGURES: [Figure; 5] = [
         plot_title: "Seed 002 Fig. 2d: free-space ONN, accuracy vs layers",
         title: "Seed 002 Fig. 2d: deep free-space ONN on Fashion-MNIST, accuracy versus number of layers (ideal, in silico deployed on the bench, FFM in situ)",
         claim: "Paper, 2/4/6/8 layers: ideal 92.2/93.8/96.0/96.0 %, in silico deployed 44.0/52.4/58.4/58.8 %, FFM in situ 86.5/91.0/92.3/92.5 % (mean of 5 runs; SPEC B3).",
+    },
+    Figure {
+        id: "seed002-fig5",
+        plot_title: "Seed 002 Fig. 5: integrated photonic network on Iris",
+        title: "Seed 002 Fig. 5: integrated photonic network of symmetric cores on Iris, accuracy versus symmetry ratio (ideal, in silico deployed on the fabricated chip, FFM on the chip; SPEC B4)",
+        claim: "Paper, symmetry ratios 1.0/0.75/0.5: simulation 94.7/89.2/89.0 %, FFM 94.2/89.2/88.7 %, in silico deployed on the chip 71.7/65.8/55.0 % (SPEC B4). Our chip is the simulated `PicImperfections::realistic()` (docs/ffm.md), not the paper's hardware.",
     },
 ];
 
@@ -287,6 +294,26 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                 }
             }
         }
+        "seed002-fig5" => {
+            let (epochs, seeds) = match profile {
+                Paper | Quick => (100, 5),
+                Smoke => (5, 1),
+                Tiny => return Ok(out),
+            };
+            for ratio in [1.0, 0.75, 0.5] {
+                for mode in [TrainingMode::Ideal, TrainingMode::InSilico, TrainingMode::InSitu] {
+                    for seed in 0..seeds {
+                        out.push(RunSpec::Pic(PicSpec {
+                            ratio,
+                            mode,
+                            seed,
+                            epochs,
+                            ..PicSpec::default()
+                        }));
+                    }
+                }
+            }
+        }
         other => {
             return Err(format!(
                 "unknown figure '{other}' (known: {})",
@@ -336,6 +363,9 @@ const PHOTONIC_SECONDS_PER_MZI_FIELD: f64 = 0.62e-9;
 const PHOTONIC_SECONDS_PER_ACTIVATION: f64 = 15e-9;
 /// Fixed cost of a run (data set clone, evaluation), seconds.
 const PER_RUN_SECONDS: f64 = 0.3;
+/// Seconds per layer run of the PIC network (seed 002 Fig. 5; measured: the 45 paper-profile
+/// runs take ≈ 2 s of one core in all).
+const PIC_SECONDS_PER_LAYER_RUN: f64 = 1.5e-7;
 
 fn task_shape(task: &str) -> (usize, usize, Option<usize>) {
     // (inputs, training samples, classes)
@@ -385,6 +415,18 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
                 + FFZERO_SECONDS_PER_LAYER * layers
                 + FFZERO_SECONDS_PER_PARAMETER * params as f64 * mult;
             PER_RUN_SECONDS + per_sample * n_train * s.epochs as f64
+        }
+        RunSpec::Pic(p) => {
+            // training (13 runs per sample for FFM, 5 for the model's data pass plus 8 for its
+            // error pass), a test pass per epoch, the final train/test passes and the gradient
+            // error's central differences (2 losses per parameter over the training set)
+            let (train, test, layers) = (120.0, 30.0, insitu_ffm::pic::PIC_NETWORK.len() as f64);
+            let parameters = insitu_ffm::pic::num_parameters() as f64;
+            let runs = p.epochs as f64 * (train * RUNS_PER_SAMPLE as f64 + test * layers)
+                + (train + test) * layers
+                + train * RUNS_PER_SAMPLE as f64
+                + 2.0 * parameters * train * layers;
+            PER_RUN_SECONDS + PIC_SECONDS_PER_LAYER_RUN * runs
         }
         RunSpec::Ffm(s) => {
             let m = (s.grid_n * s.padding) as f64;
@@ -440,6 +482,11 @@ mod tests {
         assert_eq!(n("seed000-suppfig1"), 3 * 4 * 2);
         assert_eq!(n("seed002-fig2d"), 4 * 3 * 5);
         assert_eq!(n("seed000-photonic"), 3 * 2);
+        assert_eq!(n("seed002-fig5"), 3 * 3 * 5);
+        for s in figure_specs("seed002-fig5", Profile::Paper).unwrap() {
+            let RunSpec::Pic(p) = s else { panic!() };
+            assert!([1.0, 0.75, 0.5].contains(&p.ratio) && p.epochs == 100 && p.seed < 5);
+        }
         for s in figure_specs("seed000-photonic", Profile::Paper).unwrap() {
             let RunSpec::Ffzero(t) = s else { panic!() };
             assert_eq!(

@@ -157,6 +157,16 @@ pub fn run_spec(
                 .map_err(|e| e.to_string())?;
             Ok(RunResult::Ffm(trained.result))
         }
+        RunSpec::Pic(p) => {
+            let tt = data.get(spec.task(), p.seed)?;
+            let trained = insitu_ffm::pic::run_pic(p, &tt).map_err(|e| e.to_string())?;
+            if let Some(store) = checkpoints {
+                // before the result, which marks the run done
+                let weights = insitu_data::encode_npy_f32(&[trained.parameters.len() / 2, 2], &trained.parameters);
+                insitu_data::write_atomically(&store.masks_path(&spec.hash()), &weights).map_err(|e| e.to_string())?;
+            }
+            Ok(RunResult::Pic(trained.result))
+        }
     }
 }
 
@@ -345,7 +355,7 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
                 .iter()
                 .map(|&i| match &pending[i] {
                     RunSpec::Ffzero(s) => s,
-                    RunSpec::Ffm(_) => unreachable!("jobs_of groups FF specs only"),
+                    RunSpec::Ffm(_) | RunSpec::Pic(_) => unreachable!("jobs_of groups FF specs only"),
                 })
                 .collect();
             let depths: Vec<String> = specs.iter().map(|s| s.depth.to_string()).collect();

@@ -2,6 +2,7 @@
 //! stable hash of the resolved spec and [`RESULTS_SCHEMA_VERSION`] — not of the commit, so a new
 //! commit neither invalidates the store nor breaks resuming and collecting across commits.
 
+use insitu_ffm::pic::{PicResult, PicSpec};
 use insitu_ffm::{FfmResult, FfmSpec};
 use insitu_ffzero::{TrainResult, TrainSpec};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,9 @@ pub enum RunSpec {
     /// Seed 002: a deep free-space classifier run by `insitu_ffm::run` (what
     /// `insitu ffm train --spec` runs).
     Ffm(FfmSpec),
+    /// Seed 002: the integrated photonic network on Iris run by `insitu_ffm::pic::run_pic`
+    /// (what `insitu ffm pic --spec` runs).
+    Pic(PicSpec),
 }
 
 /// What a run produced (the JSON `insitu train --json` / `insitu ffm train --json` writes).
@@ -33,6 +37,8 @@ pub enum RunResult {
     Ffzero(TrainResult),
     /// An `insitu_ffm::FfmResult`.
     Ffm(FfmResult),
+    /// An `insitu_ffm::pic::PicResult`.
+    Pic(PicResult),
 }
 
 impl RunSpec {
@@ -63,6 +69,7 @@ impl RunSpec {
         match self {
             RunSpec::Ffzero(s) => &s.task,
             RunSpec::Ffm(f) => f.task.data_task().name(),
+            RunSpec::Pic(_) => insitu_data::Task::Iris.name(),
         }
     }
 
@@ -91,6 +98,7 @@ impl RunSpec {
                 "{:?} ffm {:?} L{} n{} e{} seed{}",
                 f.task, f.mode, f.layers, f.grid_n, f.epochs, f.seed
             ),
+            RunSpec::Pic(p) => format!("iris pic {:?} ratio {} e{} seed{}", p.mode, p.ratio, p.epochs, p.seed),
         }
     }
 
@@ -99,6 +107,7 @@ impl RunSpec {
         match (self, result) {
             (RunSpec::Ffzero(s), RunResult::Ffzero(r)) => r.spec == *s,
             (RunSpec::Ffm(f), RunResult::Ffm(r)) => r.spec == *f,
+            (RunSpec::Pic(p), RunResult::Pic(r)) => r.spec == *p,
             _ => false,
         }
     }
@@ -110,6 +119,7 @@ impl RunResult {
         match self {
             RunResult::Ffzero(r) => r.train_seconds,
             RunResult::Ffm(r) => r.train_seconds,
+            RunResult::Pic(r) => r.train_seconds,
         }
     }
 
@@ -119,6 +129,7 @@ impl RunResult {
         match &mut r {
             RunResult::Ffzero(t) => t.train_seconds = 0.0,
             RunResult::Ffm(t) => t.train_seconds = 0.0,
+            RunResult::Pic(t) => t.train_seconds = 0.0,
         }
         r
     }

@@ -64,12 +64,14 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
         let bare = match spec {
             RunSpec::Ffzero(s) => serde_json::to_string_pretty(s),
             RunSpec::Ffm(f) => serde_json::to_string_pretty(f),
+            RunSpec::Pic(p) => serde_json::to_string_pretty(p),
         }
         .expect("specs are plain data");
         write_file(&path, &(bare + "\n"))?;
         kinds.push(match spec {
             RunSpec::Ffzero(_) => "train",
             RunSpec::Ffm(_) => "ffm",
+            RunSpec::Pic(_) => "pic",
         });
         entries.push(ManifestEntry {
             index,
@@ -146,6 +148,7 @@ for ((i = first; i < first + PER_TASK && i < N; i++)); do
   case "${{KINDS[$i]}}" in
     train) "$INSITU" train --spec "specs/$id.json" --json "results/$id.json" ;;
     ffm) "$INSITU" ffm train --spec "specs/$id.json" --json "results/$id.json" --checkpoint "checkpoints/$id" ;;
+    pic) "$INSITU" ffm pic --spec "specs/$id.json" --json "results/$id.json" ;;
   esac
 done
 "#,
@@ -319,6 +322,26 @@ fn read_raw(path: &Path, expected: &RunSpec) -> Result<(RunSpec, RunResult), Str
                 }
             };
             Ok((RunSpec::Ffm(r.spec.clone()), RunResult::Ffm(r)))
+        }
+        RunSpec::Pic(p) => {
+            #[derive(Deserialize)]
+            struct Report {
+                runs: Vec<insitu_ffm::pic::PicResult>,
+            }
+            let r: insitu_ffm::pic::PicResult = match serde_json::from_slice(&text) {
+                Ok(r) => r,
+                Err(e) => {
+                    let report: Report =
+                        serde_json::from_slice(&text).map_err(|_| format!("not an `insitu ffm pic` result: {e}"))?;
+                    let mut runs = report.runs;
+                    match runs.iter().position(|r| r.spec == *p) {
+                        Some(i) => runs.swap_remove(i),
+                        None if runs.len() == 1 => runs.remove(0),
+                        None => return Err("no result of this spec among the report's runs".into()),
+                    }
+                }
+            };
+            Ok((RunSpec::Pic(r.spec.clone()), RunResult::Pic(r)))
         }
     }
 }

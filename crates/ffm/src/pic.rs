@@ -699,10 +699,11 @@ pub struct PicResult {
     pub loss_curve: Vec<f64>,
     /// Test accuracy after each epoch.
     pub test_accuracy_curve: Vec<f64>,
-    /// Relative error `‖g − g*‖/‖g*‖` of the trained weights' full-training-set gradient as the
-    /// training system measures it (FFM on the chip for `InSitu`, the model for the others)
-    /// against the chip's true gradient with respect to the commanded weights (central
-    /// differences of the noise-free chip, an oracle): seed 002 Fig. 5e's "gradient error".
+    /// Seed 002 Fig. 5e's "gradient error": `‖g − g*‖/‖g*‖` at the trained weights, where `g`
+    /// is the mean gradient over the training set as training measures it (FFM on the chip for
+    /// `InSitu`, on the model otherwise) and `g*` the true gradient of the test system (the
+    /// chip without detector noise, or the model for `Ideal`) with respect to the commanded
+    /// weights, by central differences — an oracle only a simulation has.
     pub gradient_error: f64,
     /// Wall time of training (seconds), evaluation excluded.
     pub train_seconds: f64,
