@@ -16,7 +16,10 @@
 //! * the in-situ / in-silico / ideal comparison on deep free-space classifiers
 //!   (seed 002 Fig. 2d, Methods "Free-space neural network"; SPEC B3) — [`classifier`];
 //! * checkpoints of those runs, from which a killed run resumes with the result it would have
-//!   had, bit for bit — [`checkpoint`].
+//!   had, bit for bit — [`checkpoint`];
+//! * the integrated photonic network of symmetric cores trained on Iris, ideally, in silico or
+//!   with FFM on a simulated fabricated chip through its forward runs only (seed 002 Fig. 5,
+//!   Methods "PIC network"; SPEC B4) — [`pic`].
 //!
 //! The derivations (sign conventions, why `e_l = conj(∂L/∂ū_l)` needs `T = Tᵀ`, the activation
 //! rule, the max-normalisation) are in `docs/ffm.md`.
