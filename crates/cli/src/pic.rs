@@ -54,6 +54,11 @@ pub struct PicArgs {
     /// Where the datasets live.
     #[arg(long)]
     datasets: Option<PathBuf>,
+    /// Write each run's trained weights to DIR/pic-r{RATIO}-{MODE}-seed{SEED}.npy: a NumPy
+    /// float32 array of shape (32, 2), `[w1, w4]` of each core, layer after layer (the
+    /// off-diagonal weight is RATIO·w1).
+    #[arg(long, value_name = "DIR")]
+    weights: Option<PathBuf>,
     /// Write the results JSON here (atomically).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -111,7 +116,20 @@ pub fn run(a: &PicArgs) -> Result<PicReport, String> {
     let mut runs = Vec::with_capacity(specs.len());
     for spec in specs {
         let data = load_task(Task::Iris, &dir, spec.seed).map_err(|e| e.to_string())?;
-        runs.push(run_pic(&spec, &data).map_err(|e| e.to_string())?.result);
+        let trained = run_pic(&spec, &data).map_err(|e| e.to_string())?;
+        if let Some(dir) = &a.weights {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let file = dir.join(format!(
+                "pic-r{}-{}-seed{}.npy",
+                spec.ratio,
+                mode_name(spec.mode),
+                spec.seed
+            ));
+            let p = &trained.parameters;
+            insitu_data::write_atomically(&file, &insitu_data::encode_npy_f32(&[p.len() / 2, 2], p))
+                .map_err(|e| e.to_string())?;
+        }
+        runs.push(trained.result);
     }
     Ok(PicReport { runs })
 }

@@ -435,3 +435,62 @@ fn ffm_train_options_reach_the_spec() {
     assert_eq!(code, Some(2));
     assert!(err.contains("padding"), "{err}");
 }
+
+#[test]
+fn ffm_pic_runs_every_ratio_and_mode_writes_weights_and_refuses_bad_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pic.json");
+    let weights = dir.path().join("w");
+    let (code, out, err) = run(&[
+        "ffm",
+        "pic",
+        "--ratio",
+        "1,0.5",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 2 * 3, "{out}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2 * 3 * 2);
+    let in_situ = runs.iter().find(|r| r["spec"]["mode"] == "in-situ").unwrap();
+    assert_eq!(in_situ["physical_forward_runs"], 2 * 120 * 13);
+    assert_eq!(in_situ["loss_curve"].as_array().unwrap().len(), 2);
+    let bytes = std::fs::read(weights.join("pic-r0.5-in-situ-seed1.npy")).unwrap();
+    let (shape, values) = insitu_data::decode_npy_f32(&bytes, "weights").unwrap();
+    assert_eq!(shape, [32, 2]);
+    assert!(values.iter().all(|w| (0.0..=1.0).contains(w)));
+
+    // --spec runs exactly one stored spec (what xtask's Slurm arrays do), with the same result
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, in_situ["spec"].to_string()).unwrap();
+    let json2 = dir.path().join("pic2.json");
+    let (code, _, err) = run(&[
+        "ffm",
+        "pic",
+        "--spec",
+        spec_path.to_str().unwrap(),
+        "--json",
+        json2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v2: Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    assert_eq!(v2["runs"][0]["test_accuracy"], in_situ["test_accuracy"]);
+
+    for (args, needle) in [
+        (vec!["ffm", "pic", "--ratio", "2"], "ratio"),
+        (vec!["ffm", "pic", "--batch", "0"], "batch"),
+        (vec!["ffm", "pic", "--mode", "sideways"], "sideways"),
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
