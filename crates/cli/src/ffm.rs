@@ -29,6 +29,10 @@ pub enum FfmCommand {
     /// ideal, in silico (deployed on the fabricated chip) and/or FFM on the chip, for each
     /// symmetry ratio and seed.
     Pic(Box<crate::pic::PicArgs>),
+    /// Learn the gain and loss of two coupled waveguides from forward runs until the output
+    /// turns asymmetric (or symmetric), across the exceptional point (seed 002 Extended Data
+    /// Fig. 1).
+    Exceptional(Box<crate::exceptional::ExceptionalArgs>),
 }
 
 #[derive(Args)]

@@ -18,6 +18,7 @@ use insitu_ffzero::{
     TrainSpec,
 };
 
+mod exceptional;
 mod ffm;
 mod interchange;
 mod optics;
@@ -413,6 +414,9 @@ fn main() -> ExitCode {
         Command::Optics(cmd) => print_json_or_fail(optics::run(&cmd)),
         Command::Ffm(ffm::FfmCommand::Gradient(a)) => print_json_or_fail(ffm::gradient(&a)),
         Command::Ffm(ffm::FfmCommand::Evaluate(a)) => print_json_or_fail(ffm::evaluate(&a)),
+        Command::Ffm(ffm::FfmCommand::Exceptional(a)) => {
+            report(exceptional::run(&a), exceptional::summary, a.json.as_deref())
+        }
         Command::Ffm(ffm::FfmCommand::Pic(a)) => report(pic::run(&a), pic::summary, a.json.as_deref()),
         Command::Ffm(ffm::FfmCommand::Train(a)) => report(
             ffm::train(&a, std::io::stderr().is_terminal()),

@@ -494,3 +494,26 @@ fn ffm_pic_runs_every_ratio_and_mode_writes_weights_and_refuses_bad_options() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn ffm_exceptional_crosses_the_exceptional_point_and_refuses_bad_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("ep.json");
+    let (code, out, err) = run(&["ffm", "exceptional", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("crossed the exceptional point"), "{out}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["forward_runs"], 401);
+    assert_eq!(v["trajectory"].as_array().unwrap().len(), 201);
+    assert_eq!(v["transitions"].as_array().unwrap().len(), 1);
+    for (args, needle) in [
+        (vec!["ffm", "exceptional", "--start", "1"], "--start"),
+        (vec!["ffm", "exceptional", "--lr", "0"], "lr"),
+        (vec!["ffm", "exceptional", "--sections", "0"], "sections"),
+        (vec!["ffm", "exceptional", "--target", "up"], "up"),
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

@@ -95,6 +95,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod component;
 pub mod dense;
+pub mod exceptional;
 pub mod gradient;
 pub mod loss;
 pub mod pic;
