@@ -117,13 +117,14 @@ fn accuracy_percent(r: Option<&StoredResult>) -> Option<f64> {
         RunResult::Ffzero(t) => t.test_accuracy.map(|a| 100.0 * a),
         RunResult::Ffm(f) => Some(100.0 * f.test_accuracy),
         RunResult::Pic(p) => Some(100.0 * p.test_accuracy),
+        RunResult::Exceptional(_) => None,
     }
 }
 
 fn r2(r: Option<&StoredResult>) -> Option<f64> {
     match &r?.result {
         RunResult::Ffzero(t) => t.test_r2,
-        RunResult::Ffm(_) | RunResult::Pic(_) => None,
+        RunResult::Ffm(_) | RunResult::Pic(_) | RunResult::Exceptional(_) => None,
     }
 }
 
@@ -244,6 +245,44 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
                 ),
                 1,
             )
+        }
+        "seed002-ext1" => {
+            // every 5th step: the report's tables stay readable
+            let (mut contrast, mut half_sum) = (Acc::new(), Acc::new());
+            for (spec, r) in runs {
+                let (RunSpec::Exceptional(e), Some(stored)) = (spec, r) else {
+                    continue;
+                };
+                let RunResult::Exceptional(result) = &stored.result else {
+                    continue;
+                };
+                let name = format!(
+                    "{} κ={} from {}{}",
+                    match e.target {
+                        insitu_ffm::exceptional::ContrastTarget::Asymmetric => "asymmetric,",
+                        insitu_ffm::exceptional::ContrastTarget::Symmetric => "symmetric,",
+                    },
+                    e.bench.kappa / e.unit,
+                    e.start.gain,
+                    if e.bench.measurement_noise > 0.0 {
+                        format!(", noise {}", e.bench.measurement_noise)
+                    } else {
+                        String::new()
+                    }
+                );
+                for (i, s) in result.trajectory.iter().enumerate().step_by(5) {
+                    contrast.add("output contrast", &name, i as f64, Some(s.contrast));
+                    half_sum.add(
+                        "(gain + loss)/2 — the exceptional point is at κ",
+                        &name,
+                        i as f64,
+                        Some((s.gain + s.loss) / 2.0),
+                    );
+                }
+            }
+            let mut panels = contrast.finish("step", "(P₁ − P₂)/(P₁ + P₂)", (-1.0, 1.0));
+            panels.extend(half_sum.finish("step", "(g + l)/2 in units of 1 mm⁻¹", (0.0, 3.0)));
+            (panels, 2)
         }
         _ => (Vec::new(), 1),
     }

@@ -42,7 +42,7 @@ impl Profile {
     pub fn description(self) -> &'static str {
         match self {
             Profile::Smoke => "smoke: 1000 training / 500 test samples, 1 epoch, a handful of grid points per figure (a check that everything runs, not a measurement)",
-            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 10 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; the photonic network (SPEC A9) at 49 and 196 modes, 10 epochs of the first 10 000 / 2 000 images, batch 128 (paper: 49, 196 and 784 modes, 100 epochs of 60 000 / 10 000); seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds); seed 002 Fig. 5 (the PIC network on Iris) exactly as in the paper profile, since it takes seconds",
+            Profile::Quick => "quick: seed 000 runs on the first 10 000 training / 2 000 test samples, 10 epochs, batch 64 (paper: 50 000 / 10 000, 100 epochs, batch 256), depths 1, 2, 4, 6, 8, 10; the synthetic sets whole with 30 epochs; the photonic network (SPEC A9) at 49 and 196 modes, 10 epochs of the first 10 000 / 2 000 images, batch 128 (paper: 49, 196 and 784 modes, 100 epochs of 60 000 / 10 000); seed 002 on the 64×64 grid of `FfmSpec::default()` with 3 000 / 1 000 samples and 2 seeds (paper: 400×400, 30 000 / 5 000, 5 seeds); seed 002 Fig. 5 (the PIC network on Iris) and Extended Data Fig. 1 (the exceptional point) exactly as in the paper profile, since they take seconds",
             Profile::Paper => "paper: seed 000 Supplementary Table 1 (the photonic network as SPEC A9 states it, at 49, 196 and 784 modes) and seed 002 Methods exactly",
             Profile::Tiny => "tiny: synthetic f1 only, for tests",
         }
@@ -63,7 +63,7 @@ pub struct Figure {
 }
 
 /// Every figure, in the report's order.
-pub const FIGURES: [Figure; 6] = [
+pub const FIGURES: [Figure; 7] = [
     Figure {
         id: "seed000-fig4",
         plot_title: "Seed 000 Fig. 4: MLP classification, accuracy vs depth",
@@ -99,6 +99,12 @@ pub const FIGURES: [Figure; 6] = [
         plot_title: "Seed 002 Fig. 5: integrated photonic network on Iris",
         title: "Seed 002 Fig. 5: integrated photonic network of symmetric cores on Iris, accuracy versus symmetry ratio (ideal, in silico deployed on the fabricated chip, FFM on the chip; SPEC B4)",
         claim: "Paper, symmetry ratios 1.0/0.75/0.5: simulation 94.7/89.2/89.0 %, FFM 94.2/89.2/88.7 %, in silico deployed on the chip 71.7/65.8/55.0 % (SPEC B4). Our chip is the simulated `PicImperfections::realistic()` (docs/ffm.md), not the paper's hardware.",
+    },
+    Figure {
+        id: "seed002-ext1",
+        plot_title: "Seed 002 Ext. Data Fig. 1: exceptional-point search",
+        title: "Seed 002 Extended Data Fig. 1: FFM learns the gain and loss of two coupled waveguides from forward runs, across the exceptional point (SPEC B4)",
+        claim: "Learning to make the output of a symmetric launch asymmetric drives the pair from the PT-symmetric to the PT-broken phase across the exceptional point, without a model of the pair; the opposite target brings it back (seed 002 \"Self-designing non-Hermitian system\"). The paper gives no numbers.",
     },
 ];
 
@@ -314,6 +320,37 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                 }
             }
         }
+        "seed002-ext1" => {
+            use insitu_ffm::exceptional::{ContrastTarget, ExceptionalSpec, GainLoss, SplitStepPair};
+            let steps = match profile {
+                Paper | Quick => 200,
+                Smoke => 20,
+                Tiny => return Ok(out),
+            };
+            let pair = |kappa: f64, noise: f64| SplitStepPair {
+                kappa,
+                measurement_noise: noise,
+                ..SplitStepPair::default()
+            };
+            for (target, kappa, start, noise) in [
+                (ContrastTarget::Asymmetric, 1e3, 0.5, 0.0),
+                (ContrastTarget::Asymmetric, 1e3, 0.5, 0.02),
+                (ContrastTarget::Asymmetric, 1.3e3, 0.7, 0.0),
+                (ContrastTarget::Asymmetric, 1e3, 0.2, 0.0),
+                (ContrastTarget::Symmetric, 1e3, 2.5, 0.0),
+            ] {
+                out.push(RunSpec::Exceptional(ExceptionalSpec {
+                    bench: pair(kappa, noise),
+                    target,
+                    start: GainLoss {
+                        gain: start,
+                        loss: start,
+                    },
+                    steps,
+                    ..ExceptionalSpec::default()
+                }));
+            }
+        }
         other => {
             return Err(format!(
                 "unknown figure '{other}' (known: {})",
@@ -428,6 +465,10 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
                 + 2.0 * parameters * train * layers;
             PER_RUN_SECONDS + PIC_SECONDS_PER_LAYER_RUN * runs
         }
+        RunSpec::Exceptional(e) => {
+            // two runs of the pair per step, 3 matrix steps of 2 fields per section (≈ 20 ns)
+            PER_RUN_SECONDS + 2.0 * e.steps as f64 * e.bench.sections as f64 * 2e-8
+        }
         RunSpec::Ffm(s) => {
             let m = (s.grid_n * s.padding) as f64;
             let fft = m * m * (m * m).log2();
@@ -483,6 +524,7 @@ mod tests {
         assert_eq!(n("seed002-fig2d"), 4 * 3 * 5);
         assert_eq!(n("seed000-photonic"), 3 * 2);
         assert_eq!(n("seed002-fig5"), 3 * 3 * 5);
+        assert_eq!(n("seed002-ext1"), 5);
         for s in figure_specs("seed002-fig5", Profile::Paper).unwrap() {
             let RunSpec::Pic(p) = s else { panic!() };
             assert!([1.0, 0.75, 0.5].contains(&p.ratio) && p.epochs == 100 && p.seed < 5);

@@ -167,6 +167,9 @@ pub fn run_spec(
             }
             Ok(RunResult::Pic(trained.result))
         }
+        RunSpec::Exceptional(e) => insitu_ffm::exceptional::learn_exceptional_point(e)
+            .map(RunResult::Exceptional)
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -355,7 +358,9 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
                 .iter()
                 .map(|&i| match &pending[i] {
                     RunSpec::Ffzero(s) => s,
-                    RunSpec::Ffm(_) | RunSpec::Pic(_) => unreachable!("jobs_of groups FF specs only"),
+                    RunSpec::Ffm(_) | RunSpec::Pic(_) | RunSpec::Exceptional(_) => {
+                        unreachable!("jobs_of groups FF specs only")
+                    }
                 })
                 .collect();
             let depths: Vec<String> = specs.iter().map(|s| s.depth.to_string()).collect();

@@ -2,6 +2,7 @@
 //! stable hash of the resolved spec and [`RESULTS_SCHEMA_VERSION`] — not of the commit, so a new
 //! commit neither invalidates the store nor breaks resuming and collecting across commits.
 
+use insitu_ffm::exceptional::{ExceptionalResult, ExceptionalSpec};
 use insitu_ffm::pic::{PicResult, PicSpec};
 use insitu_ffm::{FfmResult, FfmSpec};
 use insitu_ffzero::{TrainResult, TrainSpec};
@@ -27,6 +28,9 @@ pub enum RunSpec {
     /// Seed 002: the integrated photonic network on Iris run by `insitu_ffm::pic::run_pic`
     /// (what `insitu ffm pic --spec` runs).
     Pic(PicSpec),
+    /// Seed 002: the exceptional-point search run by
+    /// `insitu_ffm::exceptional::learn_exceptional_point` (no data set).
+    Exceptional(ExceptionalSpec),
 }
 
 /// What a run produced (the JSON `insitu train --json` / `insitu ffm train --json` writes).
@@ -39,6 +43,8 @@ pub enum RunResult {
     Ffm(FfmResult),
     /// An `insitu_ffm::pic::PicResult`.
     Pic(PicResult),
+    /// An `insitu_ffm::exceptional::ExceptionalResult`.
+    Exceptional(ExceptionalResult),
 }
 
 impl RunSpec {
@@ -70,6 +76,7 @@ impl RunSpec {
             RunSpec::Ffzero(s) => &s.task,
             RunSpec::Ffm(f) => f.task.data_task().name(),
             RunSpec::Pic(_) => insitu_data::Task::Iris.name(),
+            RunSpec::Exceptional(_) => "none",
         }
     }
 
@@ -99,6 +106,10 @@ impl RunSpec {
                 f.task, f.mode, f.layers, f.grid_n, f.epochs, f.seed
             ),
             RunSpec::Pic(p) => format!("iris pic {:?} ratio {} e{} seed{}", p.mode, p.ratio, p.epochs, p.seed),
+            RunSpec::Exceptional(e) => format!(
+                "waveguide pair {:?} κ{} start {},{} noise {} steps {}",
+                e.target, e.bench.kappa, e.start.gain, e.start.loss, e.bench.measurement_noise, e.steps
+            ),
         }
     }
 
@@ -108,6 +119,7 @@ impl RunSpec {
             (RunSpec::Ffzero(s), RunResult::Ffzero(r)) => r.spec == *s,
             (RunSpec::Ffm(f), RunResult::Ffm(r)) => r.spec == *f,
             (RunSpec::Pic(p), RunResult::Pic(r)) => r.spec == *p,
+            (RunSpec::Exceptional(e), RunResult::Exceptional(r)) => r.spec == *e,
             _ => false,
         }
     }
@@ -120,6 +132,7 @@ impl RunResult {
             RunResult::Ffzero(r) => r.train_seconds,
             RunResult::Ffm(r) => r.train_seconds,
             RunResult::Pic(r) => r.train_seconds,
+            RunResult::Exceptional(r) => r.train_seconds,
         }
     }
 
@@ -130,6 +143,7 @@ impl RunResult {
             RunResult::Ffzero(t) => t.train_seconds = 0.0,
             RunResult::Ffm(t) => t.train_seconds = 0.0,
             RunResult::Pic(t) => t.train_seconds = 0.0,
+            RunResult::Exceptional(t) => t.train_seconds = 0.0,
         }
         r
     }

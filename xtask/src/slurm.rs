@@ -65,6 +65,7 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
             RunSpec::Ffzero(s) => serde_json::to_string_pretty(s),
             RunSpec::Ffm(f) => serde_json::to_string_pretty(f),
             RunSpec::Pic(p) => serde_json::to_string_pretty(p),
+            RunSpec::Exceptional(e) => serde_json::to_string_pretty(e),
         }
         .expect("specs are plain data");
         write_file(&path, &(bare + "\n"))?;
@@ -72,6 +73,7 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
             RunSpec::Ffzero(_) => "train",
             RunSpec::Ffm(_) => "ffm",
             RunSpec::Pic(_) => "pic",
+            RunSpec::Exceptional(_) => "exceptional",
         });
         entries.push(ManifestEntry {
             index,
@@ -149,6 +151,7 @@ for ((i = first; i < first + PER_TASK && i < N; i++)); do
     train) "$INSITU" train --spec "specs/$id.json" --json "results/$id.json" ;;
     ffm) "$INSITU" ffm train --spec "specs/$id.json" --json "results/$id.json" --checkpoint "checkpoints/$id" ;;
     pic) "$INSITU" ffm pic --spec "specs/$id.json" --json "results/$id.json" ;;
+    exceptional) "$INSITU" ffm exceptional --spec "specs/$id.json" --json "results/$id.json" ;;
   esac
 done
 "#,
@@ -342,6 +345,11 @@ fn read_raw(path: &Path, expected: &RunSpec) -> Result<(RunSpec, RunResult), Str
                 }
             };
             Ok((RunSpec::Pic(r.spec.clone()), RunResult::Pic(r)))
+        }
+        RunSpec::Exceptional(_) => {
+            let r: insitu_ffm::exceptional::ExceptionalResult =
+                serde_json::from_slice(&text).map_err(|e| format!("not an `insitu ffm exceptional` result: {e}"))?;
+            Ok((RunSpec::Exceptional(r.spec.clone()), RunResult::Exceptional(r)))
         }
     }
 }

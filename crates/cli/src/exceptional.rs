@@ -53,6 +53,9 @@ pub struct ExceptionalArgs {
     /// Seed of the measurement noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Run exactly this `ExceptionalSpec` JSON instead of the options above.
+    #[arg(long)]
+    spec: Option<PathBuf>,
     /// Write the result (with the whole trajectory) here, atomically.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -60,6 +63,12 @@ pub struct ExceptionalArgs {
 
 /// Builds the spec and runs the learning.
 pub fn run(a: &ExceptionalArgs) -> Result<ExceptionalResult, String> {
+    if let Some(path) = &a.spec {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
+        let spec: ExceptionalSpec =
+            serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()))?;
+        return learn_exceptional_point(&spec).map_err(|e| e.to_string());
+    }
     for (name, v) in [("--beta", &a.beta), ("--start", &a.start)] {
         if v.len() != 2 {
             return Err(format!("{name} takes two comma-separated numbers, got {}", v.len()));

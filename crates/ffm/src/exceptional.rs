@@ -413,6 +413,9 @@ pub struct ExceptionalResult {
     pub transitions: Vec<usize>,
     /// Forward runs of the bench (2 per step, 1 for the final state).
     pub forward_runs: u64,
+    /// Wall time of the learning (seconds).
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 /// The learning loop on `bench`, which it can only run: Adam on the FFM gradient of `target`'s
@@ -474,7 +477,9 @@ fn learn_on<B: WaveguideBench>(bench: &mut B, spec: &ExceptionalSpec) -> Result<
 pub fn learn_exceptional_point(spec: &ExceptionalSpec) -> Result<ExceptionalResult, FfmError> {
     spec.validate()?;
     let mut bench = spec.bench.clone();
+    let started = std::time::Instant::now();
     let (visited, forward_runs) = learn_on(&mut bench, spec)?;
+    let train_seconds = started.elapsed().as_secs_f64();
     let trajectory: Vec<ExceptionalStep> = visited
         .iter()
         .map(|&(setting, contrast)| {
@@ -500,5 +505,6 @@ pub fn learn_exceptional_point(spec: &ExceptionalSpec) -> Result<ExceptionalResu
         trajectory,
         transitions,
         forward_runs,
+        train_seconds,
     })
 }

@@ -19,7 +19,9 @@
 //!   had, bit for bit — [`checkpoint`];
 //! * the integrated photonic network of symmetric cores trained on Iris, ideally, in silico or
 //!   with FFM on a simulated fabricated chip through its forward runs only (seed 002 Fig. 5,
-//!   Methods "PIC network"; SPEC B4) — [`pic`].
+//!   Methods "PIC network"; SPEC B4) — [`pic`];
+//! * the gain and loss of two coupled waveguides learned from forward runs across their
+//!   exceptional point (seed 002 Extended Data Fig. 1; SPEC B4) — [`exceptional`].
 //!
 //! The derivations (sign conventions, why `e_l = conj(∂L/∂ū_l)` needs `T = Tᵀ`, the activation
 //! rule, the max-normalisation) are in `docs/ffm.md`.
