@@ -33,6 +33,9 @@ pub enum FfmCommand {
     /// turns asymmetric (or symmetric), across the exceptional point (seed 002 Extended Data
     /// Fig. 1).
     Exceptional(Box<crate::exceptional::ExceptionalArgs>),
+    /// Learn a phase mask that focuses light through a scattering medium, by FFM or by
+    /// particle-swarm optimisation (seed 002 Fig. 3).
+    Focus(Box<crate::focus::FocusArgs>),
 }
 
 #[derive(Args)]

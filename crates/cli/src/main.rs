@@ -20,6 +20,7 @@ use insitu_ffzero::{
 
 mod exceptional;
 mod ffm;
+mod focus;
 mod interchange;
 mod optics;
 mod output;
@@ -417,6 +418,7 @@ fn main() -> ExitCode {
         Command::Ffm(ffm::FfmCommand::Exceptional(a)) => {
             report(exceptional::run(&a), exceptional::summary, a.json.as_deref())
         }
+        Command::Ffm(ffm::FfmCommand::Focus(a)) => report(focus::run(&a), focus::summary, a.json.as_deref()),
         Command::Ffm(ffm::FfmCommand::Pic(a)) => report(pic::run(&a), pic::summary, a.json.as_deref()),
         Command::Ffm(ffm::FfmCommand::Train(a)) => report(
             ffm::train(&a, std::io::stderr().is_terminal()),

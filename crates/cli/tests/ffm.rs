@@ -517,3 +517,40 @@ fn ffm_exceptional_crosses_the_exceptional_point_and_refuses_bad_options() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn ffm_focus_learns_a_focus_writes_its_arrays_and_refuses_bad_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("focus.json");
+    let arrays = dir.path().join("arrays");
+    let (code, out, err) = run(&[
+        "ffm",
+        "focus",
+        "--grid",
+        "64",
+        "--iterations",
+        "30",
+        "--json",
+        json.to_str().unwrap(),
+        "--arrays",
+        arrays.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("diffraction limit 64.5 µm"), "{out}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["forward_runs"], 60);
+    assert_eq!(v["loss_curve"].as_array().unwrap().len(), 31);
+    for name in ["mask.npy", "intensity.npy"] {
+        let (shape, _) = insitu_data::decode_npy_f32(&std::fs::read(arrays.join(name)).unwrap(), name).unwrap();
+        assert_eq!(shape, [64, 64]);
+    }
+    for (args, needle) in [
+        (vec!["ffm", "focus", "--method", "pso", "--segments", "5"], "divide"),
+        (vec!["ffm", "focus", "--focus", "3"], "--focus"),
+        (vec!["ffm", "focus", "--grid", "4"], "grid_n"),
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

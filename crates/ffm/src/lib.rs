@@ -98,6 +98,7 @@ pub mod classifier;
 pub mod component;
 pub mod dense;
 pub mod exceptional;
+pub mod focusing;
 pub mod gradient;
 pub mod loss;
 pub mod pic;
