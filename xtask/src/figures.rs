@@ -117,14 +117,14 @@ fn accuracy_percent(r: Option<&StoredResult>) -> Option<f64> {
         RunResult::Ffzero(t) => t.test_accuracy.map(|a| 100.0 * a),
         RunResult::Ffm(f) => Some(100.0 * f.test_accuracy),
         RunResult::Pic(p) => Some(100.0 * p.test_accuracy),
-        RunResult::Exceptional(_) => None,
+        RunResult::Exceptional(_) | RunResult::Focus(_) => None,
     }
 }
 
 fn r2(r: Option<&StoredResult>) -> Option<f64> {
     match &r?.result {
         RunResult::Ffzero(t) => t.test_r2,
-        RunResult::Ffm(_) | RunResult::Pic(_) | RunResult::Exceptional(_) => None,
+        RunResult::Ffm(_) | RunResult::Pic(_) | RunResult::Exceptional(_) | RunResult::Focus(_) => None,
     }
 }
 
@@ -245,6 +245,53 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
                 ),
                 1,
             )
+        }
+        "seed002-fig3" => {
+            let (mut curves, mut ratio, mut width) = (Acc::new(), Acc::new(), Acc::new());
+            for (spec, r) in runs {
+                let (RunSpec::Focus(f), Some(stored)) = (spec, r) else {
+                    continue;
+                };
+                let RunResult::Focus(result) = &stored.result else {
+                    continue;
+                };
+                let name = match (f.method, f.back_distance) {
+                    (insitu_ffm::focusing::FocusMethod::Ffm { .. }, None) => "FFM".to_string(),
+                    (insitu_ffm::focusing::FocusMethod::Ffm { .. }, Some(_)) => "FFM, unequal distances".to_string(),
+                    (insitu_ffm::focusing::FocusMethod::Pso { particles, segments }, _) => {
+                        format!("PSO ({particles} particles, {segments}² segments)")
+                    }
+                };
+                for (i, &l) in result.loss_curve.iter().enumerate().step_by(20) {
+                    curves.add("loss (mean over scatterers)", &name, i as f64, Some(l));
+                }
+                let s = f.scatterer_seed as f64;
+                ratio.add(
+                    "spot / background intensity",
+                    &name,
+                    s,
+                    Some(result.quality.spot_to_background),
+                );
+                let q = &result.quality;
+                width.add(
+                    "FWHM of the brightest spot (µm)",
+                    &name,
+                    s,
+                    Some((q.fwhm[0] + q.fwhm[1]) / 2.0 * 1e6),
+                );
+                if f.back_distance.is_none() {
+                    width.add(
+                        "FWHM of the brightest spot (µm)",
+                        "diffraction limit 0.5 λ/NA",
+                        s,
+                        Some(result.diffraction_limit * 1e6),
+                    );
+                }
+            }
+            let mut panels = curves.finish("iteration", "max-normalised intensity MSE", (0.0, 300.0));
+            panels.extend(ratio.finish("scatterer", "mean intensity in the spot / outside", (0.0, 400.0)));
+            panels.extend(width.finish("scatterer", "µm", (0.0, 150.0)));
+            (panels, 3)
         }
         "seed002-ext1" => {
             // every 5th step: the report's tables stay readable

@@ -63,7 +63,7 @@ pub struct Figure {
 }
 
 /// Every figure, in the report's order.
-pub const FIGURES: [Figure; 7] = [
+pub const FIGURES: [Figure; 8] = [
     Figure {
         id: "seed000-fig4",
         plot_title: "Seed 000 Fig. 4: MLP classification, accuracy vs depth",
@@ -99,6 +99,12 @@ pub const FIGURES: [Figure; 7] = [
         plot_title: "Seed 002 Fig. 5: integrated photonic network on Iris",
         title: "Seed 002 Fig. 5: integrated photonic network of symmetric cores on Iris, accuracy versus symmetry ratio (ideal, in silico deployed on the fabricated chip, FFM on the chip; SPEC B4)",
         claim: "Paper, symmetry ratios 1.0/0.75/0.5: simulation 94.7/89.2/89.0 %, FFM 94.2/89.2/88.7 %, in silico deployed on the chip 71.7/65.8/55.0 % (SPEC B4). Our chip is the simulated `PicImperfections::realistic()` (docs/ffm.md), not the paper's hardware.",
+    },
+    Figure {
+        id: "seed002-fig3",
+        plot_title: "Seed 002 Fig. 3: focusing through a scattering medium",
+        title: "Seed 002 Fig. 3: focusing through a random phase scatterer (Y = T S T M X), FFM against particle-swarm optimisation, three scatterers (SPEC B4)",
+        claim: "Paper: FFM converges in ~25 iterations where PSO needs ≥ 400; FWHM 81.2 µm (best 65.6) against PSO's 120 µm, the diffraction limit 0.5 λ/NA being 64.5 µm; PSNR 8.46 against 2.29 dB. Ours adds FFM with unequal distances (the path no longer symmetric).",
     },
     Figure {
         id: "seed002-ext1",
@@ -320,6 +326,42 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                 }
             }
         }
+        "seed002-fig3" => {
+            use insitu_ffm::focusing::{FocusMethod, FocusSpec};
+            let (n, ffm_steps, generations, scatterers) = match profile {
+                Paper => (400, 300, 400, 3),
+                Quick => (128, 200, 400, 3),
+                Smoke => (64, 20, 10, 1),
+                Tiny => return Ok(out),
+            };
+            let base = FocusSpec {
+                grid_n: n,
+                distance: 0.194 * n as f64 / 400.0,
+                ..FocusSpec::default()
+            };
+            for scatterer_seed in 0..scatterers {
+                out.push(RunSpec::Focus(FocusSpec {
+                    scatterer_seed,
+                    iterations: ffm_steps,
+                    ..base.clone()
+                }));
+                out.push(RunSpec::Focus(FocusSpec {
+                    scatterer_seed,
+                    iterations: generations,
+                    method: FocusMethod::Pso {
+                        particles: 20,
+                        segments: 16,
+                    },
+                    ..base.clone()
+                }));
+                out.push(RunSpec::Focus(FocusSpec {
+                    scatterer_seed,
+                    iterations: ffm_steps,
+                    back_distance: Some(base.distance * 1.5),
+                    ..base.clone()
+                }));
+            }
+        }
         "seed002-ext1" => {
             use insitu_ffm::exceptional::{ContrastTarget, ExceptionalSpec, GainLoss, SplitStepPair};
             let steps = match profile {
@@ -465,6 +507,17 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
                 + 2.0 * parameters * train * layers;
             PER_RUN_SECONDS + PIC_SECONDS_PER_LAYER_RUN * runs
         }
+        RunSpec::Focus(f) => {
+            // one (FFM: two) runs of the path per iteration and particle; a run is two padded
+            // FFT propagations
+            let m = (f.grid_n * f.padding) as f64;
+            let per_run = 2.0 * FFM_MODEL_SECONDS_PER_UNIT * m * m * (m * m).log2();
+            let runs = match f.method {
+                insitu_ffm::focusing::FocusMethod::Ffm { .. } => 2.0 * f.iterations as f64,
+                insitu_ffm::focusing::FocusMethod::Pso { particles, .. } => (particles * (f.iterations + 1)) as f64,
+            };
+            PER_RUN_SECONDS + per_run * (runs + 2.0)
+        }
         RunSpec::Exceptional(e) => {
             // two runs of the pair per step, 3 matrix steps of 2 fields per section (≈ 20 ns)
             PER_RUN_SECONDS + 2.0 * e.steps as f64 * e.bench.sections as f64 * 2e-8
@@ -525,6 +578,7 @@ mod tests {
         assert_eq!(n("seed000-photonic"), 3 * 2);
         assert_eq!(n("seed002-fig5"), 3 * 3 * 5);
         assert_eq!(n("seed002-ext1"), 5);
+        assert_eq!(n("seed002-fig3"), 3 * 3);
         for s in figure_specs("seed002-fig5", Profile::Paper).unwrap() {
             let RunSpec::Pic(p) = s else { panic!() };
             assert!([1.0, 0.75, 0.5].contains(&p.ratio) && p.epochs == 100 && p.seed < 5);

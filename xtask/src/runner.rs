@@ -167,6 +167,9 @@ pub fn run_spec(
             }
             Ok(RunResult::Pic(trained.result))
         }
+        RunSpec::Focus(f) => insitu_ffm::focusing::focus(f)
+            .map(|t| RunResult::Focus(t.result))
+            .map_err(|e| e.to_string()),
         RunSpec::Exceptional(e) => insitu_ffm::exceptional::learn_exceptional_point(e)
             .map(RunResult::Exceptional)
             .map_err(|e| e.to_string()),
@@ -358,7 +361,7 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
                 .iter()
                 .map(|&i| match &pending[i] {
                     RunSpec::Ffzero(s) => s,
-                    RunSpec::Ffm(_) | RunSpec::Pic(_) | RunSpec::Exceptional(_) => {
+                    RunSpec::Ffm(_) | RunSpec::Pic(_) | RunSpec::Exceptional(_) | RunSpec::Focus(_) => {
                         unreachable!("jobs_of groups FF specs only")
                     }
                 })

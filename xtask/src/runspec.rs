@@ -3,6 +3,7 @@
 //! commit neither invalidates the store nor breaks resuming and collecting across commits.
 
 use insitu_ffm::exceptional::{ExceptionalResult, ExceptionalSpec};
+use insitu_ffm::focusing::{FocusResult, FocusSpec};
 use insitu_ffm::pic::{PicResult, PicSpec};
 use insitu_ffm::{FfmResult, FfmSpec};
 use insitu_ffzero::{TrainResult, TrainSpec};
@@ -31,6 +32,9 @@ pub enum RunSpec {
     /// Seed 002: the exceptional-point search run by
     /// `insitu_ffm::exceptional::learn_exceptional_point` (no data set).
     Exceptional(ExceptionalSpec),
+    /// Seed 002: focusing through a scattering medium run by `insitu_ffm::focusing::focus`
+    /// (what `insitu ffm focus --spec` runs; no data set).
+    Focus(FocusSpec),
 }
 
 /// What a run produced (the JSON `insitu train --json` / `insitu ffm train --json` writes).
@@ -45,6 +49,8 @@ pub enum RunResult {
     Pic(PicResult),
     /// An `insitu_ffm::exceptional::ExceptionalResult`.
     Exceptional(ExceptionalResult),
+    /// An `insitu_ffm::focusing::FocusResult`.
+    Focus(FocusResult),
 }
 
 impl RunSpec {
@@ -76,7 +82,7 @@ impl RunSpec {
             RunSpec::Ffzero(s) => &s.task,
             RunSpec::Ffm(f) => f.task.data_task().name(),
             RunSpec::Pic(_) => insitu_data::Task::Iris.name(),
-            RunSpec::Exceptional(_) => "none",
+            RunSpec::Exceptional(_) | RunSpec::Focus(_) => "none",
         }
     }
 
@@ -106,6 +112,10 @@ impl RunSpec {
                 f.task, f.mode, f.layers, f.grid_n, f.epochs, f.seed
             ),
             RunSpec::Pic(p) => format!("iris pic {:?} ratio {} e{} seed{}", p.mode, p.ratio, p.epochs, p.seed),
+            RunSpec::Focus(f) => format!(
+                "scattering focus {:?} n{} scatterer{} back{:?} it{}",
+                f.method, f.grid_n, f.scatterer_seed, f.back_distance, f.iterations
+            ),
             RunSpec::Exceptional(e) => format!(
                 "waveguide pair {:?} κ{} start {},{} noise {} steps {}",
                 e.target, e.bench.kappa, e.start.gain, e.start.loss, e.bench.measurement_noise, e.steps
@@ -120,6 +130,7 @@ impl RunSpec {
             (RunSpec::Ffm(f), RunResult::Ffm(r)) => r.spec == *f,
             (RunSpec::Pic(p), RunResult::Pic(r)) => r.spec == *p,
             (RunSpec::Exceptional(e), RunResult::Exceptional(r)) => r.spec == *e,
+            (RunSpec::Focus(f), RunResult::Focus(r)) => r.spec == *f,
             _ => false,
         }
     }
@@ -133,6 +144,7 @@ impl RunResult {
             RunResult::Ffm(r) => r.train_seconds,
             RunResult::Pic(r) => r.train_seconds,
             RunResult::Exceptional(r) => r.train_seconds,
+            RunResult::Focus(r) => r.train_seconds,
         }
     }
 
@@ -144,6 +156,7 @@ impl RunResult {
             RunResult::Ffm(t) => t.train_seconds = 0.0,
             RunResult::Pic(t) => t.train_seconds = 0.0,
             RunResult::Exceptional(t) => t.train_seconds = 0.0,
+            RunResult::Focus(t) => t.train_seconds = 0.0,
         }
         r
     }

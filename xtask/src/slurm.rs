@@ -66,6 +66,7 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
             RunSpec::Ffm(f) => serde_json::to_string_pretty(f),
             RunSpec::Pic(p) => serde_json::to_string_pretty(p),
             RunSpec::Exceptional(e) => serde_json::to_string_pretty(e),
+            RunSpec::Focus(f) => serde_json::to_string_pretty(f),
         }
         .expect("specs are plain data");
         write_file(&path, &(bare + "\n"))?;
@@ -74,6 +75,7 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
             RunSpec::Ffm(_) => "ffm",
             RunSpec::Pic(_) => "pic",
             RunSpec::Exceptional(_) => "exceptional",
+            RunSpec::Focus(_) => "focus",
         });
         entries.push(ManifestEntry {
             index,
@@ -152,6 +154,7 @@ for ((i = first; i < first + PER_TASK && i < N; i++)); do
     ffm) "$INSITU" ffm train --spec "specs/$id.json" --json "results/$id.json" --checkpoint "checkpoints/$id" ;;
     pic) "$INSITU" ffm pic --spec "specs/$id.json" --json "results/$id.json" ;;
     exceptional) "$INSITU" ffm exceptional --spec "specs/$id.json" --json "results/$id.json" ;;
+    focus) "$INSITU" ffm focus --spec "specs/$id.json" --json "results/$id.json" ;;
   esac
 done
 "#,
@@ -350,6 +353,11 @@ fn read_raw(path: &Path, expected: &RunSpec) -> Result<(RunSpec, RunResult), Str
             let r: insitu_ffm::exceptional::ExceptionalResult =
                 serde_json::from_slice(&text).map_err(|e| format!("not an `insitu ffm exceptional` result: {e}"))?;
             Ok((RunSpec::Exceptional(r.spec.clone()), RunResult::Exceptional(r)))
+        }
+        RunSpec::Focus(_) => {
+            let r: insitu_ffm::focusing::FocusResult =
+                serde_json::from_slice(&text).map_err(|e| format!("not an `insitu ffm focus` result: {e}"))?;
+            Ok((RunSpec::Focus(r.spec.clone()), RunResult::Focus(r)))
         }
     }
 }

@@ -64,7 +64,9 @@ fn ffm_vs_adjoint(spec: &FocusSpec) -> f64 {
     let n2 = spec.grid_n * spec.grid_n;
     let mut chain = DigitalChain::<_, f32>::new(vec![ScatteringPath::new(spec).unwrap()]).unwrap();
     let mut r = rng(9);
-    let phases = vec![(0..n2).map(|_| r.random_range(0.0..std::f32::consts::TAU)).collect::<Vec<_>>()];
+    let phases = vec![(0..n2)
+        .map(|_| r.random_range(0.0..std::f32::consts::TAU))
+        .collect::<Vec<_>>()];
     let input = spec.input();
     let target = spec.target();
     let loss = FieldLoss::NormalizedIntensityMse(&target);
