@@ -21,7 +21,9 @@
 //!   with FFM on a simulated fabricated chip through its forward runs only (seed 002 Fig. 5,
 //!   Methods "PIC network"; SPEC B4) — [`pic`];
 //! * the gain and loss of two coupled waveguides learned from forward runs across their
-//!   exceptional point (seed 002 Extended Data Fig. 1; SPEC B4) — [`exceptional`].
+//!   exceptional point (seed 002 Extended Data Fig. 1; SPEC B4) — [`exceptional`];
+//! * a phase mask learned to focus through a scattering medium, FFM against particle-swarm
+//!   optimisation (seed 002 Fig. 3; SPEC B4) — [`focusing`].
 //!
 //! The derivations (sign conventions, why `e_l = conj(∂L/∂ū_l)` needs `T = Tᵀ`, the activation
 //! rule, the max-normalisation) are in `docs/ffm.md`.
