@@ -109,7 +109,7 @@ pub fn run_spec(
     match spec {
         RunSpec::Ffzero(s) => {
             let tt = match s.model {
-                Model::Mlp => data.get(&s.task, s.seed)?,
+                Model::Mlp | Model::Cnn => data.get(&s.task, s.seed)?,
                 Model::Photonic => data.get_all_images(&s.task)?,
             };
             let mut progress = BarProgress { bar: bar.clone() };

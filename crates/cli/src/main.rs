@@ -58,15 +58,18 @@ struct TrainArgs {
     /// mnist, fashion-mnist, mnist-regression, synthetic-f1, synthetic-f2
     #[arg(long, default_value = "mnist")]
     task: String,
-    /// Model family: mlp, or photonic (SPEC A9: `--depth` MZI meshes of `--width` modes with
-    /// the electro-optic activation between them; ff-dd or bp-dd; mnist or fashion-mnist).
+    /// Model family: mlp, photonic (SPEC A9: `--depth` MZI meshes of `--width` modes with
+    /// the electro-optic activation between them; ff-dd or bp-dd; mnist or fashion-mnist), or
+    /// cnn (SPEC A7: two convolution layers of `--width` channels and a fully connected layer;
+    /// ff-dd or bp-dd; classification).
     #[arg(long, default_value = "mlp")]
     model: String,
     /// Hidden width [default: 100; photonic: the number of modes, the pooled pixel count
-    /// (28/pool)², which is its default].
+    /// (28/pool)², which is its default; cnn: channels per convolution layer, default 16].
     #[arg(long)]
     width: Option<usize>,
-    /// Number of hidden layers [default: 3; photonic: meshes, default 2 as in the paper].
+    /// Number of hidden layers [default: 3; photonic: meshes, default 2 as in the paper; cnn:
+    /// convolution layers, 2].
     #[arg(long)]
     depth: Option<usize>,
     /// Photonic model: average-pool the images over pool × pool blocks (1: 784 modes, 2: 196,
@@ -216,17 +219,24 @@ fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
     ) {
         return Err(format!("task '{}' is not available for `insitu train` (MLP tasks: mnist, fashion-mnist, mnist-regression, synthetic-f1, synthetic-f2)", a.task));
     }
-    let model = parse_named("model", &a.model, &[("mlp", Model::Mlp), ("photonic", Model::Photonic)])?;
+    let model = parse_named(
+        "model",
+        &a.model,
+        &[("mlp", Model::Mlp), ("photonic", Model::Photonic), ("cnn", Model::Cnn)],
+    )?;
     let width = match (a.width, model) {
         (Some(w), _) => w,
         (None, Model::Mlp) => 100,
         // one mode per pooled pixel; a pool that does not divide the side is refused by the library
         (None, Model::Photonic) => (insitu_ffzero::photonic::IMAGE_SIDE / a.pool.max(1)).pow(2),
+        // channels per convolution layer (SPEC A7's MNIST range is 4..32)
+        (None, Model::Cnn) => 16,
     };
     // SPEC A7 (MLP) and A9 (photonic: two meshes, batch 128)
     let (depth, batch) = match model {
         Model::Mlp => (a.depth.unwrap_or(3), a.batch.unwrap_or(256)),
         Model::Photonic => (a.depth.unwrap_or(2), a.batch.unwrap_or(128)),
+        Model::Cnn => (a.depth.unwrap_or(2), a.batch.unwrap_or(256)),
     };
     Ok(TrainSpec {
         task: task.name().into(),
@@ -347,7 +357,7 @@ fn with_data_and_pool<T: Send>(
     // photonic network trains on all 60,000 training images (SPEC A9), the MLPs on the first
     // 50,000 (SPEC A7).
     let data = match (spec.model, task.image_set()) {
-        (Model::Mlp, _) => load_task_first(task, &dir, spec.seed, spec.train_limit, spec.test_limit),
+        (Model::Mlp | Model::Cnn, _) => load_task_first(task, &dir, spec.seed, spec.train_limit, spec.test_limit),
         (Model::Photonic, Some(set)) => load_image_set_first(set, &dir, spec.train_limit, spec.test_limit),
         (Model::Photonic, None) => {
             return Err(format!(
@@ -369,6 +379,14 @@ fn with_data_and_pool<T: Send>(
 
 fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
     let spec = spec_from_args(a)?;
+    if spec.model == Model::Cnn {
+        if a.weights.is_some() {
+            return Err("--weights is not implemented for --model cnn".into());
+        }
+        return with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
+            insitu_ffzero::train_cnn(&spec, data, bars).map(|t| t.result)
+        });
+    }
     if spec.model == Model::Photonic {
         let trained = with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
             insitu_ffzero::train_photonic_network(&spec, data, bars)

@@ -43,6 +43,7 @@ pub fn summary(r: &TrainResult) -> String {
     let shape = match s.model {
         Model::Mlp => format!("w{} d{}", s.width, s.depth),
         Model::Photonic => format!("photonic {} modes × {} meshes", s.width, s.depth),
+        Model::Cnn => format!("cnn {} channels", s.width),
     };
     format!(
         "{} {} {shape} {:?}: {metric}{layers}; {:.1} s training, {} forward passes{status}",

@@ -11,7 +11,10 @@
 //! hands back the trained network and its prototypes. The emulated photonic network of the
 //! paper's "Photonic neural network" experiment (SPEC A9: MZI meshes with the electro-optic
 //! activation between them, intensities as outputs), trained by FF+DD and BP+DD through the
-//! same loop, is [`photonic`] (`model: photonic` in a [`TrainSpec`]).
+//! same loop, is [`photonic`] (`model: photonic` in a [`TrainSpec`]). The convolutional network
+//! of Supplementary 5.2 (SPEC A7: two convolution layers whose channels are scored one by one
+//! through fixed random reductions, then a fully connected layer), trained by FF+DD and BP+DD,
+//! is [`cnn`] (`model: cnn`).
 //!
 //! **What it must not do.** FF+DD and BP+DD reach the model only through
 //! [`insitu_optim::PerturbedObjective`] (forward evaluations at perturbed parameters:
@@ -49,6 +52,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod cnn;
 mod metrics;
 mod mlp;
 mod objective;
@@ -56,6 +60,7 @@ pub mod photonic;
 mod spec;
 mod train;
 
+pub use cnn::{evaluate_cnn, train_cnn, Cnn, TrainedCnn};
 pub use insitu_optim::{Difference, DirectionKind, NoProgress, Progress};
 pub use metrics::{accuracy, majority_vote, r_squared};
 pub use mlp::{

@@ -83,7 +83,7 @@ pub enum LocalLoss {
     Eq5,
 }
 
-/// The model family (the CNN of SPEC A7 is not implemented).
+/// The model family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Model {
@@ -93,6 +93,9 @@ pub enum Model {
     /// modes (the pooled image's pixel count) with the electro-optic activation between them
     /// ([`crate::photonic`]). Trained by the forward-only methods only.
     Photonic,
+    /// The CNN of SPEC A7 (MNIST's): two convolution layers of `width` channels and a fully
+    /// connected layer ([`crate::cnn`]). Trained by the forward-only methods only.
+    Cnn,
 }
 
 impl Model {
@@ -101,6 +104,7 @@ impl Model {
         match self {
             Model::Mlp => "mlp",
             Model::Photonic => "photonic",
+            Model::Cnn => "cnn",
         }
     }
 }
@@ -285,6 +289,38 @@ impl TrainSpec {
             return Err(out_of_range("--test-limit", 0, "must be at least 1"));
         }
         match self.model {
+            Model::Cnn => {
+                if !self.method.is_directional() {
+                    return Err(out_of_range(
+                        "--method",
+                        self.method.name(),
+                        "the CNN trains with the forward-only methods ff-dd and bp-dd (its AD baselines are not implemented)",
+                    ));
+                }
+                if num_classes.is_none() {
+                    return Err(out_of_range(
+                        "--model",
+                        "cnn",
+                        "the CNN is implemented for classification only; regression tasks take the MLP",
+                    ));
+                }
+                if self.pool != 1 {
+                    return Err(out_of_range(
+                        "--pool",
+                        self.pool,
+                        "only the photonic model pools its input images",
+                    ));
+                }
+                if self.depth != 2 {
+                    return Err(out_of_range(
+                        "--depth",
+                        self.depth,
+                        "the CNN has two convolution layers (SPEC A7)",
+                    ));
+                }
+                // channels may be fewer than the classes: each channel is scored in R^10
+                return Ok(());
+            }
             Model::Mlp if self.pool != 1 => {
                 return Err(out_of_range(
                     "--pool",

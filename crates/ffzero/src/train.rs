@@ -306,6 +306,7 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     match spec.model {
         Model::Mlp => train_network(spec, data, progress).map(|t| t.result),
         Model::Photonic => crate::photonic::train_photonic_network(spec, data, progress).map(|t| t.result),
+        Model::Cnn => crate::cnn::train_cnn(spec, data, progress).map(|t| t.result),
     }
 }
 
