@@ -208,6 +208,22 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
                 1,
             )
         }
+        "seed000-cnn" => {
+            for (spec, r) in runs {
+                if let RunSpec::Ffzero(s) = spec {
+                    acc.add(
+                        "MNIST, CNN",
+                        &method_label(s.method.name()),
+                        s.width as f64,
+                        accuracy_percent(*r),
+                    );
+                }
+            }
+            (
+                acc.finish("channels per convolution layer", "test accuracy (%)", (0.0, 100.0)),
+                1,
+            )
+        }
         "seed002-fig2d" => {
             let panel = "Fashion-MNIST, free-space ONN".to_string();
             for (spec, r) in runs {

@@ -63,7 +63,7 @@ pub struct Figure {
 }
 
 /// Every figure, in the report's order.
-pub const FIGURES: [Figure; 8] = [
+pub const FIGURES: [Figure; 9] = [
     Figure {
         id: "seed000-fig4",
         plot_title: "Seed 000 Fig. 4: MLP classification, accuracy vs depth",
@@ -87,6 +87,12 @@ pub const FIGURES: [Figure; 8] = [
         plot_title: "Seed 000 photonic MZI network: accuracy vs modes",
         title: "Seed 000 photonic emulation: two MZI meshes with the electro-optic activation on average-pooled MNIST, accuracy versus modes N (FF+DD, BP+DD; SPEC A9)",
         claim: "FF+DD ≫ BP+DD on the emulated photonic network (SPEC A8 item 6; the paper's network has N = 784 modes, 100 epochs, batch 128, 60 000 / 10 000 images).",
+    },
+    Figure {
+        id: "seed000-cnn",
+        plot_title: "Seed 000 CNN: accuracy vs channels",
+        title: "Seed 000 Supplementary 5.2: the CNN on MNIST, accuracy versus channels per convolution layer (FF+DD, BP+DD; SPEC A7)",
+        claim: "BP+DD stays near chance while FF+DD is stable as the number of channels grows (SPEC A8 item 3). The AD baselines and the Fashion-MNIST variant (dropout, FC stack) are not implemented.",
     },
     Figure {
         id: "seed002-fig2d",
@@ -269,6 +275,32 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                         batch: 128,
                         train_limit,
                         test_limit,
+                        ..TrainSpec::default()
+                    }));
+                }
+            }
+        }
+        "seed000-cnn" => {
+            // SPEC A7: MNIST C ∈ {4, …, 32} step 4; batch 256, 100 epochs, 50 000 / 10 000
+            let s = scale(profile);
+            let channels: Vec<usize> = match profile {
+                Paper => (4..=32).step_by(4).collect(),
+                Quick => vec![4, 8, 16],
+                Smoke => vec![2],
+                Tiny => return Ok(out),
+            };
+            for &c in &channels {
+                for method in [Method::FfDd, Method::BpDd] {
+                    out.push(RunSpec::Ffzero(TrainSpec {
+                        task: "mnist".into(),
+                        model: Model::Cnn,
+                        width: c,
+                        depth: 2,
+                        method,
+                        epochs: s.epochs,
+                        batch: s.batch,
+                        train_limit: s.train_limit,
+                        test_limit: s.test_limit,
                         ..TrainSpec::default()
                     }));
                 }
@@ -460,6 +492,17 @@ fn task_shape(task: &str) -> (usize, usize, Option<usize>) {
 /// Estimated wall time of `spec` on one core of this machine, seconds.
 pub fn estimated_seconds(spec: &RunSpec) -> f64 {
     match spec {
+        RunSpec::Ffzero(s) if s.model == Model::Cnn => {
+            // im2col and product work per sample and evaluation: conv 1 C·36·27², conv 2
+            // C²·36·12²; FF+DD evaluates one channel at a time (the layer's work once per
+            // channel unit, measured ≈ 1.2 ns per unit of it at one thread), BP+DD the whole
+            // network (≈ 0.4 ns)
+            let n_train = s.train_limit.map_or(50_000, |l| l.min(50_000)) as f64;
+            let c = s.width as f64;
+            let work = 36.0 * 729.0 * c + 36.0 * 144.0 * c * c;
+            let per = if s.method.is_local() { 1.2e-9 } else { 0.4e-9 };
+            PER_RUN_SECONDS + per * work * n_train * s.epochs as f64 * s.directions as f64
+        }
         RunSpec::Ffzero(s) if s.model == Model::Photonic => {
             // Every evaluation sends a sample through one mesh (FF+DD: the mesh being trained,
             // the ones below cached) or through all of them (BP+DD), twice per direction:
@@ -579,6 +622,7 @@ mod tests {
         assert_eq!(n("seed002-fig5"), 3 * 3 * 5);
         assert_eq!(n("seed002-ext1"), 5);
         assert_eq!(n("seed002-fig3"), 3 * 3);
+        assert_eq!(n("seed000-cnn"), 8 * 2);
         for s in figure_specs("seed002-fig5", Profile::Paper).unwrap() {
             let RunSpec::Pic(p) = s else { panic!() };
             assert!([1.0, 0.75, 0.5].contains(&p.ratio) && p.epochs == 100 && p.seed < 5);
