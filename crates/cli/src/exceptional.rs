@@ -64,9 +64,7 @@ pub struct ExceptionalArgs {
 /// Builds the spec and runs the learning.
 pub fn run(a: &ExceptionalArgs) -> Result<ExceptionalResult, String> {
     if let Some(path) = &a.spec {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
-        let spec: ExceptionalSpec =
-            serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()))?;
+        let spec: ExceptionalSpec = crate::interchange::read_json_as(path, "spec")?;
         return learn_exceptional_point(&spec).map_err(|e| e.to_string());
     }
     for (name, v) in [("--beta", &a.beta), ("--start", &a.start)] {

@@ -406,8 +406,7 @@ pub fn train(a: &FfmTrainArgs, progress_visible: bool) -> Result<FfmReport, Stri
         None => None,
     };
     if let Some(path) = &a.spec {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
-        let spec: FfmSpec = serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()))?;
+        let spec: FfmSpec = crate::interchange::read_json_as(path, "spec")?;
         return run_specs(vec![spec], a, progress_visible, checkpoints);
     }
     let base = FfmSpec {

@@ -67,11 +67,7 @@ pub struct FocusArgs {
 /// Builds the spec, learns, writes the arrays if asked.
 pub fn run(a: &FocusArgs) -> Result<FocusResult, String> {
     let spec = match &a.spec {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()))?
-        }
+        Some(path) => crate::interchange::read_json_as(path, "spec")?,
         None => {
             if a.focus.len() != 2 {
                 return Err(format!("--focus takes ROW,COL, got {} numbers", a.focus.len()));

@@ -103,6 +103,14 @@ pub fn complex_matrix_json(rows: usize, cols: usize, z: &[Complex64]) -> Value {
 }
 
 /// Read and parse a JSON file.
+/// A `T` from the JSON file `path`; `what` names the file in errors ("cannot read spec …",
+/// "invalid spec …").
+pub fn read_json_as<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("invalid {what} {}: {e}", path.display()))
+}
+
+/// The JSON value in the file `path`.
 pub fn read_json(path: &std::path::Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))

@@ -209,8 +209,7 @@ fn parse_named<T: Copy>(what: &str, value: &str, options: &[(&str, T)]) -> Resul
 
 fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
     if let Some(path) = &a.spec {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
-        return serde_json::from_str(&text).map_err(|e| format!("invalid spec {}: {e}", path.display()));
+        return interchange::read_json_as(path, "spec");
     }
     let task = Task::from_name(&a.task).map_err(|e| e.to_string())?;
     if !matches!(

@@ -8,6 +8,7 @@ use insitu_ffm::pic::{run_pic, FeatureScaling, PicImperfections, PicResult, PicS
 use serde::Serialize;
 
 use crate::ffm::{mode_name, mode_of, Mode};
+use crate::interchange::read_json_as as read_json;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Scaling {
@@ -69,11 +70,6 @@ pub struct PicArgs {
 pub struct PicReport {
     /// Every run's result (each holds its full spec).
     pub runs: Vec<PicResult>,
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Result<T, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("invalid {what} {}: {e}", path.display()))
 }
 
 /// Builds the specs, loads Iris (one split per seed), runs them in order.

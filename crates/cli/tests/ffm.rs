@@ -13,6 +13,15 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// Each command exits with code 2 and an error mentioning its needle.
+fn refused(cases: &[(Vec<&str>, &str)]) {
+    for (args, needle) in cases {
+        let (code, _, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
 fn system(transfer_im_offdiag: [f64; 2], loss: &str) -> Value {
     // 2 modes, 2 layers; transfer 1 symmetric, transfer 2 symmetric iff both entries are equal
     let target = if loss == "field-mse" {
@@ -484,15 +493,11 @@ fn ffm_pic_runs_every_ratio_and_mode_writes_weights_and_refuses_bad_options() {
     let v2: Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
     assert_eq!(v2["runs"][0]["test_accuracy"], in_situ["test_accuracy"]);
 
-    for (args, needle) in [
+    refused(&[
         (vec!["ffm", "pic", "--ratio", "2"], "ratio"),
         (vec!["ffm", "pic", "--batch", "0"], "batch"),
         (vec!["ffm", "pic", "--mode", "sideways"], "sideways"),
-    ] {
-        let (code, _, err) = run(&args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    ]);
 }
 
 #[test]
@@ -506,16 +511,12 @@ fn ffm_exceptional_crosses_the_exceptional_point_and_refuses_bad_options() {
     assert_eq!(v["forward_runs"], 401);
     assert_eq!(v["trajectory"].as_array().unwrap().len(), 201);
     assert_eq!(v["transitions"].as_array().unwrap().len(), 1);
-    for (args, needle) in [
+    refused(&[
         (vec!["ffm", "exceptional", "--start", "1"], "--start"),
         (vec!["ffm", "exceptional", "--lr", "0"], "lr"),
         (vec!["ffm", "exceptional", "--sections", "0"], "sections"),
         (vec!["ffm", "exceptional", "--target", "up"], "up"),
-    ] {
-        let (code, _, err) = run(&args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    ]);
 }
 
 #[test]
@@ -544,13 +545,9 @@ fn ffm_focus_learns_a_focus_writes_its_arrays_and_refuses_bad_options() {
         let (shape, _) = insitu_data::decode_npy_f32(&std::fs::read(arrays.join(name)).unwrap(), name).unwrap();
         assert_eq!(shape, [64, 64]);
     }
-    for (args, needle) in [
+    refused(&[
         (vec!["ffm", "focus", "--method", "pso", "--segments", "5"], "divide"),
         (vec!["ffm", "focus", "--focus", "3"], "--focus"),
         (vec!["ffm", "focus", "--grid", "4"], "grid_n"),
-    ] {
-        let (code, _, err) = run(&args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    ]);
 }

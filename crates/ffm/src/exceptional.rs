@@ -76,7 +76,8 @@ pub trait WaveguideBench {
     ) -> PairField;
 }
 
-/// The digital model (and, with `detuning`, `kappa` and noise of its own, a simulated bench):
+/// The digital model (and, with its own `kappa`, `beta1 ≠ beta2` or measurement noise, a
+/// simulated bench the trainer does not know):
 /// `K` Strang sections `C(κΔz/2) · G · C(κΔz/2)` with the coupling
 /// `C(θ) = [[cos θ, i sin θ], [i sin θ, cos θ]]` and the gain/loss element
 /// `G = diag(e^{(iβ₁ + g)Δz}, e^{(iβ₂ − l)Δz})`.

@@ -32,17 +32,17 @@
 use std::time::Instant;
 
 use insitu_autodiff::loss as lossfn;
-use insitu_data::{Dataset, Targets, TrainTest};
+use insitu_data::{Dataset, TrainTest};
 use insitu_linalg::{derive_seed, matmul, rng, set_shape, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::{PerturbedObjective, Progress};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::metrics::{accuracy, majority_vote};
 use crate::objective::LayerTarget;
-use crate::spec::{Model, SpecError, TrainSpec};
+use crate::spec::{Model, TrainSpec};
 use crate::train::{
-    batch_order_seed, direction_seed, gradient_source, layer_prototypes, limited, optimise, step_rule, EpochLoss,
-    Evaluation, GradientSource, Kind, LayerPrototypes, TrainError, TrainResult, UnitOutcome,
+    batch_order_seed, classifier_classes, direction_seed, gradient_source, layer_prototypes, limited, optimise,
+    step_rule, EpochLoss, Evaluation, GradientSource, Kind, LayerPrototypes, TrainError, TrainResult, UnitOutcome,
 };
 
 /// Side of the input images.
@@ -483,22 +483,7 @@ pub struct TrainedCnn {
 /// [`train`](crate::train()) calls this for CNN specs. The numbers do not depend on the thread
 /// count.
 pub fn train_cnn(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) -> Result<TrainedCnn, TrainError> {
-    if spec.model != Model::Cnn {
-        return Err(SpecError::OutOfRange {
-            option: "--model",
-            value: spec.model.name().into(),
-            reason: "train_cnn trains the CNN model".into(),
-        }
-        .into());
-    }
-    let classes = match &data.train.targets {
-        Targets::Classes { num_classes, .. } => *num_classes,
-        Targets::Values(_) => {
-            return Err(TrainError::Data(
-                "the CNN is implemented for classification only (regression with the CNN is not)".into(),
-            ))
-        }
-    };
+    let classes = classifier_classes(spec, data, Model::Cnn, "train_cnn", "the CNN")?;
     spec.validate(Some(classes))?;
     if classes != CLASSES {
         return Err(TrainError::Data(format!(
@@ -627,12 +612,7 @@ fn train_local(
                         conv,
                         reduced,
                         goodness,
-                        target: LayerTarget::Classes {
-                            prototypes: &protos,
-                            labels: batch_labels,
-                            loss: spec.loss,
-                            margin: spec.margin,
-                        },
+                        target: LayerTarget::classes_of(spec, &protos, batch_labels),
                         par,
                     };
                     let e = dd.estimate(
@@ -721,12 +701,7 @@ fn train_local(
                 images: idx.len(),
                 logits,
                 goodness,
-                target: LayerTarget::Classes {
-                    prototypes: &protos,
-                    labels: batch_labels,
-                    loss: spec.loss,
-                    margin: spec.margin,
-                },
+                target: LayerTarget::classes_of(spec, &protos, batch_labels),
                 par,
             };
             let e = dd.estimate(

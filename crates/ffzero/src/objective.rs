@@ -7,7 +7,7 @@ use insitu_optim::PerturbedObjective;
 use rayon::prelude::*;
 
 use crate::mlp::{layer_forward_into, DenseShape, LayerInput, Mlp};
-use crate::spec::LocalLoss;
+use crate::spec::{LocalLoss, TrainSpec};
 
 /// What one layer's pre-activation `z` (width × B) is scored against (SPEC A2).
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +32,17 @@ pub enum LayerTarget<'a> {
     },
 }
 
-impl LayerTarget<'_> {
+impl<'a> LayerTarget<'a> {
+    /// Classification against `prototypes` with `spec`'s local loss and margin.
+    pub fn classes_of(spec: &TrainSpec, prototypes: &'a Mat, labels: &'a [u32]) -> Self {
+        LayerTarget::Classes {
+            prototypes,
+            labels,
+            loss: spec.loss,
+            margin: spec.margin,
+        }
+    }
+
     /// The layer's local loss of `z`, mean over the batch, in f64.
     pub fn loss(&self, z: &Mat) -> f64 {
         match *self {

@@ -53,7 +53,7 @@
 use std::time::Instant;
 
 use insitu_autodiff::loss as lossfn;
-use insitu_data::{Dataset, Targets, TrainTest};
+use insitu_data::{Dataset, TrainTest};
 use insitu_linalg::{derive_seed, rng, set_shape, Mat, Par};
 use insitu_optics::{Activation, Complex32, ElectroOptic, MeshTransfer, RectangularMesh};
 use insitu_optim::{PerturbedObjective, Progress};
@@ -63,8 +63,8 @@ use crate::metrics::{accuracy, majority_vote};
 use crate::objective::LayerTarget;
 use crate::spec::{Model, SpecError, TrainSpec};
 use crate::train::{
-    batch_order_seed, direction_seed, gradient_source, layer_prototypes, limited, optimise, step_rule, Evaluation,
-    GradientSource, Kind, LayerPrototypes, TrainError, TrainResult, UnitOutcome,
+    batch_order_seed, classifier_classes, direction_seed, gradient_source, layer_prototypes, limited, optimise,
+    step_rule, Evaluation, GradientSource, Kind, LayerPrototypes, TrainError, TrainResult, UnitOutcome,
 };
 
 /// Side of the images the photonic network reads (MNIST and Fashion-MNIST).
@@ -420,22 +420,13 @@ pub fn train_photonic_network(
     data: &TrainTest,
     progress: &mut dyn Progress,
 ) -> Result<TrainedPhotonic, TrainError> {
-    if spec.model != Model::Photonic {
-        return Err(SpecError::OutOfRange {
-            option: "--model",
-            value: spec.model.name().into(),
-            reason: "train_photonic_network trains the photonic model".into(),
-        }
-        .into());
-    }
-    let classes = match &data.train.targets {
-        Targets::Classes { num_classes, .. } => *num_classes,
-        Targets::Values(_) => {
-            return Err(TrainError::Data(
-                "the photonic network classifies; this task has regression targets".into(),
-            ))
-        }
-    };
+    let classes = classifier_classes(
+        spec,
+        data,
+        Model::Photonic,
+        "train_photonic_network",
+        "the photonic network",
+    )?;
     spec.validate(Some(classes))?;
     let modes = photonic_modes(spec, &data.train)?;
     if modes < classes {
@@ -547,12 +538,7 @@ fn train_photonic_local(
                     intensities,
                     transfer,
                     goodness,
-                    target: LayerTarget::Classes {
-                        prototypes: &protos,
-                        labels: batch_labels,
-                        loss: spec.loss,
-                        margin: spec.margin,
-                    },
+                    target: LayerTarget::classes_of(spec, &protos, batch_labels),
                     par,
                 };
                 let seed = direction_seed(spec.seed, Some(m), step_index);

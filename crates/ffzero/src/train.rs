@@ -310,6 +310,31 @@ pub fn train(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) ->
     }
 }
 
+/// The class count of `data` for the entry point `entry` of a classifier-only `model` (the
+/// network `what`), or the error that says why `spec` or `data` does not fit it.
+pub(crate) fn classifier_classes(
+    spec: &TrainSpec,
+    data: &TrainTest,
+    model: Model,
+    entry: &str,
+    what: &str,
+) -> Result<usize, TrainError> {
+    if spec.model != model {
+        return Err(SpecError::OutOfRange {
+            option: "--model",
+            value: spec.model.name().into(),
+            reason: format!("{entry} trains the {} model", model.name()),
+        }
+        .into());
+    }
+    match &data.train.targets {
+        Targets::Classes { num_classes, .. } => Ok(*num_classes),
+        Targets::Values(_) => Err(TrainError::Data(format!(
+            "{what} classifies; this task has regression targets"
+        ))),
+    }
+}
+
 /// The error for an MLP-only entry point given another model.
 fn mlp_only(spec: &TrainSpec, entry: &str) -> Result<(), TrainError> {
     match spec.model {
@@ -749,12 +774,7 @@ fn train_layer(
             };
             batch.load(inputs.dense, sparse, targets, idx, par);
             let target = match &protos {
-                LayerPrototypes::Classes(p) => LayerTarget::Classes {
-                    prototypes: p,
-                    labels: &batch.labels,
-                    loss: spec.loss,
-                    margin: spec.margin,
-                },
+                LayerPrototypes::Classes(p) => LayerTarget::classes_of(spec, p, &batch.labels),
                 LayerPrototypes::Regression(u) => LayerTarget::Regression {
                     prototype: u,
                     targets: &batch.targets,

@@ -187,5 +187,5 @@ fn specs_the_cnn_cannot_run_are_refused_with_a_message() {
     let e = train_cnn(&spec(Method::FfDd, 4), &regression, &mut NoProgress)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("classification"), "{e}");
+    assert!(e.contains("classifies"), "{e}");
 }
