@@ -181,7 +181,7 @@ fn specs_the_cnn_cannot_run_are_refused_with_a_message() {
             model: Model::Mlp,
             ..spec(Method::FfDd, 4)
         },
-        "CNN",
+        "trains the cnn model",
     );
     let regression = load_task_first(Task::MnistRegression, &default_datasets_dir(), 0, Some(100), Some(10)).unwrap();
     let e = train_cnn(&spec(Method::FfDd, 4), &regression, &mut NoProgress)
