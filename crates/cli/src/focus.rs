@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use insitu_ffm::focusing::{focus, FocusMethod, FocusResult, FocusSpec};
+use insitu_ffm::focusing::{bar_target, focus, scan_object, FocusMethod, FocusResult, FocusSpec, ScanResult};
+use serde::Serialize;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Method {
@@ -52,6 +53,17 @@ pub struct FocusArgs {
     /// Seed of the swarm.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Instead of one focus: learn a POINTS × POINTS grid of foci --pitch pixels apart and scan
+    /// a bar target behind the scatterer with them (seed 002 Fig. 3's imaging; the paper's grid
+    /// is 20 × 20).
+    #[arg(long, value_name = "POINTS")]
+    scan: Option<usize>,
+    /// Scan: distance between foci (pixels).
+    #[arg(long, default_value_t = 3)]
+    pitch: i64,
+    /// Scan: width of the target's bars (pixels).
+    #[arg(long, default_value_t = 8)]
+    bar: usize,
     /// Run exactly this `FocusSpec` JSON instead of the options above.
     #[arg(long)]
     spec: Option<PathBuf>,
@@ -64,9 +76,46 @@ pub struct FocusArgs {
     pub json: Option<PathBuf>,
 }
 
+/// What `insitu ffm focus` produced: one focus, or a scan.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum FocusReport {
+    /// One learned focus.
+    Focus(Box<FocusResult>),
+    /// A scan with a grid of learned foci.
+    Scan(ScanResult),
+}
+
 /// Builds the spec, learns, writes the arrays if asked.
-pub fn run(a: &FocusArgs) -> Result<FocusResult, String> {
-    let spec = match &a.spec {
+pub fn run(a: &FocusArgs) -> Result<FocusReport, String> {
+    let spec = spec_of(a)?;
+    if let Some(points) = a.scan {
+        let object = bar_target(spec.grid_n, points * a.pitch.max(0) as usize, a.bar);
+        let scan = scan_object(&spec, points, a.pitch, &object).map_err(|e| e.to_string())?;
+        if let Some(dir) = &a.arrays {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            for (name, values) in [("scan.npy", &scan.image), ("truth.npy", &scan.truth)] {
+                let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+                insitu_data::write_atomically(&dir.join(name), &insitu_data::encode_npy_f32(&[points, points], &v))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        return Ok(FocusReport::Scan(scan));
+    }
+    let trained = focus(&spec).map_err(|e| e.to_string())?;
+    if let Some(dir) = &a.arrays {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let n = spec.grid_n;
+        for (name, values) in [("mask.npy", &trained.phase), ("intensity.npy", &trained.intensity)] {
+            insitu_data::write_atomically(&dir.join(name), &insitu_data::encode_npy_f32(&[n, n], values))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(FocusReport::Focus(Box::new(trained.result)))
+}
+
+fn spec_of(a: &FocusArgs) -> Result<FocusSpec, String> {
+    Ok(match &a.spec {
         Some(path) => crate::interchange::read_json_as(path, "spec")?,
         None => {
             if a.focus.len() != 2 {
@@ -93,21 +142,30 @@ pub fn run(a: &FocusArgs) -> Result<FocusResult, String> {
                 ..FocusSpec::default()
             }
         }
-    };
-    let trained = focus(&spec).map_err(|e| e.to_string())?;
-    if let Some(dir) = &a.arrays {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let n = spec.grid_n;
-        for (name, values) in [("mask.npy", &trained.phase), ("intensity.npy", &trained.intensity)] {
-            insitu_data::write_atomically(&dir.join(name), &insitu_data::encode_npy_f32(&[n, n], values))
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(trained.result)
+    })
 }
 
-/// The focus before and after, against the diffraction limit.
-pub fn summary(r: &FocusResult) -> String {
+/// The focus before and after against the diffraction limit, or the scan's agreement with
+/// the target.
+pub fn summary(report: &FocusReport) -> String {
+    let r = match report {
+        FocusReport::Focus(r) => r,
+        FocusReport::Scan(s) => {
+            let points = (s.positions.len() as f64).sqrt().round() as usize;
+            let mean = s.image.iter().sum::<f64>() / s.image.len().max(1) as f64;
+            let picture: Vec<String> = s
+                .image
+                .chunks(points.max(1))
+                .map(|row| row.iter().map(|&v| if v > mean { '#' } else { '.' }).collect())
+                .collect();
+            return format!(
+                "scan of a bar target with {points} × {points} learned foci ({} forward runs): correlation with the target {:.3}\n{}",
+                s.forward_runs,
+                s.correlation,
+                picture.join("\n")
+            );
+        }
+    };
     let um = |m: f64| m * 1e6;
     let q = &r.quality;
     format!(

@@ -545,7 +545,32 @@ fn ffm_focus_learns_a_focus_writes_its_arrays_and_refuses_bad_options() {
         let (shape, _) = insitu_data::decode_npy_f32(&std::fs::read(arrays.join(name)).unwrap(), name).unwrap();
         assert_eq!(shape, [64, 64]);
     }
+    // a scan: one learned focus per grid point, the image and the target as arrays
+    let scan_json = dir.path().join("scan.json");
+    let (code, out, err) = run(&[
+        "ffm",
+        "focus",
+        "--grid",
+        "64",
+        "--iterations",
+        "20",
+        "--scan",
+        "3",
+        "--pitch",
+        "4",
+        "--json",
+        scan_json.to_str().unwrap(),
+        "--arrays",
+        arrays.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("3 × 3 learned foci (360 forward runs)"), "{out}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&scan_json).unwrap()).unwrap();
+    assert_eq!(v["image"].as_array().unwrap().len(), 9);
+    let (shape, _) = insitu_data::decode_npy_f32(&std::fs::read(arrays.join("scan.npy")).unwrap(), "scan").unwrap();
+    assert_eq!(shape, [3, 3]);
     refused(&[
+        (vec!["ffm", "focus", "--grid", "64", "--scan", "30"], "does not fit"),
         (vec!["ffm", "focus", "--method", "pso", "--segments", "5"], "divide"),
         (vec!["ffm", "focus", "--focus", "3"], "--focus"),
         (vec!["ffm", "focus", "--grid", "4"], "grid_n"),
