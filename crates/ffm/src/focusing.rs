@@ -692,7 +692,7 @@ pub fn bar_target(n: usize, extent_px: usize, bar_px: usize) -> Vec<f32> {
                 return 0.0;
             }
             let along = if c < mid { c - lo } else { r - lo };
-            if (along / bar) % 2 == 0 {
+            if (along / bar).is_multiple_of(2) {
                 1.0
             } else {
                 0.0
