@@ -495,12 +495,12 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
         RunSpec::Ffzero(s) if s.model == Model::Cnn => {
             // im2col and product work per sample and evaluation: conv 1 C·36·27², conv 2
             // C²·36·12²; FF+DD evaluates one channel at a time (the layer's work once per
-            // channel unit, measured ≈ 1.2 ns per unit of it at one thread), BP+DD the whole
-            // network (≈ 0.4 ns)
+            // channel unit, measured 0.5–0.7 ns per unit of it at one thread, quick profile), BP+DD
+            // the whole network (0.13–0.36 ns)
             let n_train = s.train_limit.map_or(50_000, |l| l.min(50_000)) as f64;
             let c = s.width as f64;
             let work = 36.0 * 729.0 * c + 36.0 * 144.0 * c * c;
-            let per = if s.method.is_local() { 1.2e-9 } else { 0.4e-9 };
+            let per = if s.method.is_local() { 0.65e-9 } else { 0.25e-9 };
             PER_RUN_SECONDS + per * work * n_train * s.epochs as f64 * s.directions as f64
         }
         RunSpec::Ffzero(s) if s.model == Model::Photonic => {

@@ -213,19 +213,19 @@ fn im2col(shape: &ConvShape, input: &[f32], images: usize, cols: &mut Vec<f32>) 
         for y in 0..out {
             for x in 0..out {
                 let col = &mut cols[((b * out + y) * out + x) * k..][..k];
+                // the kernel's columns that land inside the image: kx in kx0..kx1
+                let kx0 = PADDING.saturating_sub(x);
+                let kx1 = KERNEL.min(side + PADDING - x);
+                let ix0 = x + kx0 - PADDING;
                 for ci in 0..shape.in_channels {
                     for ky in 0..KERNEL {
                         let iy = (y + ky) as isize - PADDING as isize;
                         if iy < 0 || iy >= side as isize {
                             continue;
                         }
-                        for kx in 0..KERNEL {
-                            let ix = (x + kx) as isize - PADDING as isize;
-                            if ix >= 0 && ix < side as isize {
-                                col[(ci * KERNEL + ky) * KERNEL + kx] =
-                                    image[ci * plane + iy as usize * side + ix as usize];
-                            }
-                        }
+                        let row = ci * plane + iy as usize * side;
+                        let dst = (ci * KERNEL + ky) * KERNEL;
+                        col[dst + kx0..dst + kx1].copy_from_slice(&image[row + ix0..row + ix0 + (kx1 - kx0)]);
                     }
                 }
             }
