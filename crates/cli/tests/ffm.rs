@@ -13,6 +13,24 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// `insitu ffm SUBCOMMAND --spec FILE --json OUT` with `spec` written to FILE in `dir`: the
+/// result JSON (the run must succeed).
+fn run_spec(dir: &std::path::Path, subcommand: &str, spec: &Value) -> Value {
+    let spec_path = dir.join(format!("{subcommand}-spec.json"));
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let json = dir.join(format!("{subcommand}-from-spec.json"));
+    let (code, _, err) = run(&[
+        "ffm",
+        subcommand,
+        "--spec",
+        spec_path.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
 /// Each command exits with code 2 and an error mentioning its needle.
 fn refused(cases: &[(Vec<&str>, &str)]) {
     for (args, needle) in cases {
@@ -130,19 +148,7 @@ fn ffm_train_writes_every_mode() {
     assert!(err.contains("--imperfection-level"), "{err}");
 
     // --spec runs exactly one stored spec (what xtask's Slurm arrays do)
-    let spec_path = dir.path().join("spec.json");
-    std::fs::write(&spec_path, in_situ["spec"].to_string()).unwrap();
-    let json2 = dir.path().join("r2.json");
-    let (code, _, err) = run(&[
-        "ffm",
-        "train",
-        "--spec",
-        spec_path.to_str().unwrap(),
-        "--json",
-        json2.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0), "{err}");
-    let v2: Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    let v2 = run_spec(dir.path(), "train", &in_situ["spec"]);
     assert_eq!(v2["modes"].as_array().unwrap().len(), 1);
     assert_eq!(
         v2["modes"][0][1]["test_accuracy"], in_situ["test_accuracy"],
@@ -478,19 +484,7 @@ fn ffm_pic_runs_every_ratio_and_mode_writes_weights_and_refuses_bad_options() {
     assert!(values.iter().all(|w| (0.0..=1.0).contains(w)));
 
     // --spec runs exactly one stored spec (what xtask's Slurm arrays do), with the same result
-    let spec_path = dir.path().join("spec.json");
-    std::fs::write(&spec_path, in_situ["spec"].to_string()).unwrap();
-    let json2 = dir.path().join("pic2.json");
-    let (code, _, err) = run(&[
-        "ffm",
-        "pic",
-        "--spec",
-        spec_path.to_str().unwrap(),
-        "--json",
-        json2.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0), "{err}");
-    let v2: Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    let v2 = run_spec(dir.path(), "pic", &in_situ["spec"]);
     assert_eq!(v2["runs"][0]["test_accuracy"], in_situ["test_accuracy"]);
 
     refused(&[

@@ -460,12 +460,11 @@ fn learn_on<B: WaveguideBench>(bench: &mut B, spec: &ExceptionalSpec) -> Result<
             p[i] = (p[i] - spec.lr * mh / (vh.sqrt() + eps)).clamp(0.0, spec.limit);
         }
     }
-    let mut ws_final = PairWorkspace::new(bench.sections());
     let y = bench.run(
         setting(p),
         symmetric_input(),
-        &mut ws_final.data_before,
-        &mut ws_final.data_after,
+        &mut ws.data_before,
+        &mut ws.data_after,
         derive_seed(spec.seed, &[u64::MAX]),
     );
     runs += 1;

@@ -416,8 +416,16 @@ fn measure<S: PhysicalSystem<f32>>(
 /// built from `spec` (the trainer only runs it forward).
 pub fn focus(spec: &FocusSpec) -> Result<FocusTrained, FfmError> {
     spec.validate()?;
-    let mut system = DigitalChain::<_, f32>::new(vec![ScatteringPath::new(spec)?])
-        .ok_or_else(|| FfmError::InvalidSpec("no propagation".into()))?;
+    focus_on(&mut scattering_system(spec)?, spec)
+}
+
+/// The system of `spec`: its modulator and its path (which do not depend on the focus).
+fn scattering_system(spec: &FocusSpec) -> Result<DigitalChain<ScatteringPath, f32>, FfmError> {
+    DigitalChain::new(vec![ScatteringPath::new(spec)?]).ok_or_else(|| FfmError::InvalidSpec("no propagation".into()))
+}
+
+/// [`focus`] on a system already built from `spec` (validated).
+fn focus_on(system: &mut DigitalChain<ScatteringPath, f32>, spec: &FocusSpec) -> Result<FocusTrained, FfmError> {
     let n2 = spec.grid_n * spec.grid_n;
     let input = spec.input();
     let target = spec.target();
@@ -427,7 +435,7 @@ pub fn focus(spec: &FocusSpec) -> Result<FocusTrained, FfmError> {
     let mut intensity = Vec::with_capacity(n2);
     let flat = vec![vec![0.0f32; n2]];
     measure(
-        &mut system,
+        system,
         &flat,
         &input,
         &loss,
@@ -438,22 +446,15 @@ pub fn focus(spec: &FocusSpec) -> Result<FocusTrained, FfmError> {
     let unshaped = focus_quality(spec, &intensity);
     let started = Instant::now();
     let (phase, mut loss_curve, forward_runs) = match spec.method {
-        FocusMethod::Ffm { lr } => learn_ffm(&mut system, spec, lr, &input, &loss)?,
-        FocusMethod::Pso { particles, segments } => learn_pso(
-            &mut system,
-            spec,
-            particles,
-            segments,
-            &input,
-            &loss,
-            &mut ws,
-            &mut scratch,
-        ),
+        FocusMethod::Ffm { lr } => learn_ffm(system, spec, lr, &input, &loss)?,
+        FocusMethod::Pso { particles, segments } => {
+            learn_pso(system, spec, particles, segments, &input, &loss, &mut ws, &mut scratch)
+        }
     };
     let train_seconds = started.elapsed().as_secs_f64();
     let phase = vec![phase];
     let end = measure(
-        &mut system,
+        system,
         &phase,
         &input,
         &loss,
@@ -551,9 +552,10 @@ fn learn_pso<S: PhysicalSystem<f32>>(
         .enumerate()
         .fold(0, |b, (i, &l)| if l < best_l[b] { i } else { b });
     let mut curve = Vec::with_capacity(spec.iterations + 1);
+    let mut global = Vec::with_capacity(dims);
     for _ in 0..spec.iterations {
         curve.push(best_l[g]);
-        let global = best_x[g].clone();
+        global.clone_from(&best_x[g]);
         for p in 0..particles {
             for d in 0..dims {
                 let (r1, r2): (f32, f32) = (r.random(), r.random());
@@ -621,6 +623,9 @@ pub fn scan_object(spec: &FocusSpec, points: usize, pitch_px: i64, object: &[f32
     }
     let transmission: Vec<f64> = object.iter().map(|&t| f64::from(t) * f64::from(t)).collect();
     let half = (points as i64 - 1) * pitch_px / 2;
+    // one system for every focus: the path does not depend on where the spot is
+    spec.validate()?;
+    let mut system = scattering_system(spec)?;
     let mut result = ScanResult {
         positions: Vec::with_capacity(points * points),
         image: Vec::with_capacity(points * points),
@@ -634,7 +639,8 @@ pub fn scan_object(spec: &FocusSpec, points: usize, pitch_px: i64, object: &[f32
                 focus: (i * pitch_px - half, j * pitch_px - half),
                 ..spec.clone()
             };
-            let trained = focus(&at)?;
+            at.validate()?;
+            let trained = focus_on(&mut system, &at)?;
             let total: f64 = trained.intensity.iter().map(|&v| f64::from(v)).sum();
             let passed: f64 = trained
                 .intensity
