@@ -286,6 +286,11 @@ impl<S> CountingSystem<S> {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
+    /// The wrapped system (to change what it holds, e.g. a hidden object; runs made through
+    /// it directly are not counted).
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: PhysicalSystem<f32>> PhysicalSystem<f32> for CountingSystem<S> {

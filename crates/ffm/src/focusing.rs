@@ -6,7 +6,7 @@
 //! modulator `M` (what is learned), free space `T` over `distance`, a thin random phase
 //! scatterer `S` (insitu-optics' `RandomPhaseScatterer`, its grain and depth adjustable, drawn
 //! from `scatterer_seed`) and free space `T` over the same distance to the camera. The path
-//! `P = T S T` is one fixed propagation ([`ScatteringPath`]); it is symmetric (`Pᵀ = T S T`
+//! `P = T S T` is one fixed propagation ([`scattering_path`], a [`ScreenPath`]); it is symmetric (`Pᵀ = T S T`
 //! because `T = Tᵀ` and `S` is diagonal), so FFM's error pass is a forward run of the same path
 //! (a one-layer [`ffm_gradient`]) — exactly, when both distances are equal.
 //!
@@ -22,9 +22,9 @@
 //! ([`FocusSpec::diffraction_limit`]). Scatterer: grain 1 pixel, depth 1 (phase rms 2π).
 //!
 //! **The baseline** ([`FocusMethod::Pso`]): global-best particle-swarm optimisation of the mask
-//! at the resolution of `segments × segments` macro-pixels (inertia 0.7298, both accelerations
-//! 1.49618, positions in radians, velocities clipped to ±π): one forward run per particle and
-//! iteration, no gradient.
+//! at the resolution of `segments × segments` macro-pixels (`swarm`: inertia 0.7298, both
+//! accelerations 1.49618, positions in radians, velocities clipped to ±π): one forward run per
+//! particle and iteration, no gradient.
 //!
 //! **What it must not do.** The FFM trainer gets a [`PhysicalSystem`] and only runs it; no I/O.
 
@@ -33,74 +33,29 @@ use std::time::Instant;
 use insitu_linalg::{derive_seed, rng};
 use insitu_optics::{Complex32, FreeSpace, Grid, PropagationMethod, RandomPhaseScatterer};
 use insitu_optim::{Adam, StepRule};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::component::{AdjointPropagation, Propagation};
 use crate::gradient::{data_pass, ffm_gradient, FfmWorkspace};
 use crate::loss::FieldLoss;
+use crate::path::{centred_aperture, ScreenPath};
+use crate::swarm::particle_swarm;
 use crate::system::{DigitalChain, PhysicalSystem};
 use crate::FfmError;
 
-/// The fixed path `P = T_back · S · T_front` from the modulator to the camera.
-#[derive(Clone, Debug)]
-pub struct ScatteringPath {
-    front: FreeSpace,
-    scatterer: Vec<Complex32>,
-    back: FreeSpace,
-}
-
-impl ScatteringPath {
-    /// The path of `spec` (its scatterer drawn from `spec.scatterer_seed`).
-    pub fn new(spec: &FocusSpec) -> Result<Self, FfmError> {
-        let grid = Grid::new(spec.grid_n, spec.dx)?;
-        let method = PropagationMethod::BandLimitedAngularSpectrum;
-        let front = FreeSpace::new(grid, spec.wavelength, spec.distance, method, spec.padding)?;
-        let back = FreeSpace::new(grid, spec.wavelength, spec.distance_back(), method, spec.padding)?;
-        let phase = RandomPhaseScatterer {
-            grain: spec.scatterer_grain_px,
-            depth: spec.scatterer_depth,
-        }
-        .phase(spec.grid_n, &mut rng(derive_seed(spec.scatterer_seed, &[0x5CA7])))?;
-        Ok(Self {
-            front,
-            scatterer: phase.iter().map(|&p| Complex32::from_polar(1.0, p)).collect(),
-            back,
-        })
+/// The fixed path `P = T_back · S · T_front` from the modulator to the camera: a
+/// [`ScreenPath`] through one screen, the scatterer drawn from `spec.scatterer_seed`.
+pub fn scattering_path(spec: &FocusSpec) -> Result<ScreenPath, FfmError> {
+    let grid = Grid::new(spec.grid_n, spec.dx)?;
+    let method = PropagationMethod::BandLimitedAngularSpectrum;
+    let front = FreeSpace::new(grid, spec.wavelength, spec.distance, method, spec.padding)?;
+    let back = FreeSpace::new(grid, spec.wavelength, spec.distance_back(), method, spec.padding)?;
+    let phase = RandomPhaseScatterer {
+        grain: spec.scatterer_grain_px,
+        depth: spec.scatterer_depth,
     }
-}
-
-impl Propagation<f32> for ScatteringPath {
-    fn field_len(&self) -> usize {
-        self.scatterer.len()
-    }
-    fn propagate(&mut self, field: &mut [Complex32]) {
-        self.front.propagate(field);
-        for (f, s) in field.iter_mut().zip(&self.scatterer) {
-            *f *= s;
-        }
-        self.back.propagate(field);
-    }
-}
-
-/// `Pᴴ = T_frontᴴ S̄ T_backᴴ`, with `Tᴴ` the propagation over `−z` (the band-limited transfer
-/// function satisfies `H(−z) = conj H(z)` and is even): the reverse-mode baseline only.
-impl AdjointPropagation<f32> for ScatteringPath {
-    fn propagate_adjoint(&mut self, field: &mut [Complex32]) {
-        let mut back = self
-            .back
-            .with_distance(-self.back.distance())
-            .expect("a finite distance");
-        let mut front = self
-            .front
-            .with_distance(-self.front.distance())
-            .expect("a finite distance");
-        back.propagate(field);
-        for (f, s) in field.iter_mut().zip(&self.scatterer) {
-            *f *= s.conj();
-        }
-        front.propagate(field);
-    }
+    .phase(spec.grid_n, &mut rng(derive_seed(spec.scatterer_seed, &[0x5CA7])))?;
+    let scatterer = phase.iter().map(|&p| Complex32::from_polar(1.0, p)).collect();
+    ScreenPath::new(vec![front, back], vec![scatterer])
 }
 
 /// How the mask is learned.
@@ -255,16 +210,7 @@ impl FocusSpec {
 
     /// The input field: 1 inside the centred square aperture, 0 outside.
     pub fn input(&self) -> Vec<Complex32> {
-        let n = self.grid_n;
-        let a = self.aperture_px();
-        let lo = (n - a) / 2;
-        let inside = |i: usize| (lo..lo + a).contains(&i);
-        (0..n * n)
-            .map(|k| {
-                let v = if inside(k / n) && inside(k % n) { 1.0 } else { 0.0 };
-                Complex32::new(v, 0.0)
-            })
-            .collect()
+        centred_aperture(self.grid_n, self.aperture_px())
     }
 
     /// The binary target: 1 inside the spot's disc (pixel centres within `d/2` of its centre).
@@ -420,12 +366,12 @@ pub fn focus(spec: &FocusSpec) -> Result<FocusTrained, FfmError> {
 }
 
 /// The system of `spec`: its modulator and its path (which do not depend on the focus).
-fn scattering_system(spec: &FocusSpec) -> Result<DigitalChain<ScatteringPath, f32>, FfmError> {
-    DigitalChain::new(vec![ScatteringPath::new(spec)?]).ok_or_else(|| FfmError::InvalidSpec("no propagation".into()))
+fn scattering_system(spec: &FocusSpec) -> Result<DigitalChain<ScreenPath, f32>, FfmError> {
+    DigitalChain::new(vec![scattering_path(spec)?]).ok_or_else(|| FfmError::InvalidSpec("no propagation".into()))
 }
 
 /// [`focus`] on a system already built from `spec` (validated).
-fn focus_on(system: &mut DigitalChain<ScatteringPath, f32>, spec: &FocusSpec) -> Result<FocusTrained, FfmError> {
+fn focus_on(system: &mut DigitalChain<ScreenPath, f32>, spec: &FocusSpec) -> Result<FocusTrained, FfmError> {
     let n2 = spec.grid_n * spec.grid_n;
     let input = spec.input();
     let target = spec.target();
@@ -448,7 +394,10 @@ fn focus_on(system: &mut DigitalChain<ScatteringPath, f32>, spec: &FocusSpec) ->
     let (phase, mut loss_curve, forward_runs) = match spec.method {
         FocusMethod::Ffm { lr } => learn_ffm(system, spec, lr, &input, &loss)?,
         FocusMethod::Pso { particles, segments } => {
-            learn_pso(system, spec, particles, segments, &input, &loss, &mut ws, &mut scratch)
+            let swarm = particle_swarm(spec.grid_n, particles, segments, spec.iterations, spec.seed, |mask| {
+                measure(system, mask, &input, &loss, &mut ws, &mut scratch, None)
+            });
+            (swarm.mask, swarm.curve, swarm.evaluations)
         }
     };
     let train_seconds = started.elapsed().as_secs_f64();
@@ -510,76 +459,6 @@ fn learn_ffm<S: PhysicalSystem<f32>>(
         adam.step(&mut phases[0], &grads[0]);
     }
     Ok((phases.remove(0), curve, 2 * spec.iterations as u64))
-}
-
-/// Global-best PSO on `segments × segments` macro-pixels (one run per particle and iteration,
-/// plus one per particle to start).
-#[allow(clippy::too_many_arguments)]
-fn learn_pso<S: PhysicalSystem<f32>>(
-    system: &mut S,
-    spec: &FocusSpec,
-    particles: usize,
-    segments: usize,
-    input: &[Complex32],
-    loss: &FieldLoss<'_, f32>,
-    ws: &mut FfmWorkspace<f32>,
-    scratch: &mut [Complex32],
-) -> (Vec<f32>, Vec<f64>, u64) {
-    let (inertia, c1, c2) = (0.7298f32, 1.49618f32, 1.49618f32);
-    let pi = std::f32::consts::PI;
-    let dims = segments * segments;
-    let n = spec.grid_n;
-    let block = n / segments;
-    let mut r = rng(derive_seed(spec.seed, &[0x0050_534F]));
-    let mut mask = vec![vec![0.0f32; n * n]];
-    let mut evaluate = |system: &mut S, x: &[f32], mask: &mut [Vec<f32>]| -> f64 {
-        for (k, m) in mask[0].iter_mut().enumerate() {
-            *m = x[(k / n / block) * segments + (k % n) / block];
-        }
-        measure(system, mask, input, loss, ws, scratch, None)
-    };
-    let mut x: Vec<Vec<f32>> = (0..particles)
-        .map(|_| (0..dims).map(|_| r.random_range(0.0..2.0 * pi)).collect())
-        .collect();
-    let mut v: Vec<Vec<f32>> = (0..particles)
-        .map(|_| (0..dims).map(|_| r.random_range(-pi..pi) * 0.1).collect())
-        .collect();
-    let mut best_x = x.clone();
-    let mut best_l: Vec<f64> = x.iter().map(|xi| evaluate(system, xi, &mut mask)).collect();
-    let mut runs = particles as u64;
-    let mut g = best_l
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, &l)| if l < best_l[b] { i } else { b });
-    let mut curve = Vec::with_capacity(spec.iterations + 1);
-    let mut global = Vec::with_capacity(dims);
-    for _ in 0..spec.iterations {
-        curve.push(best_l[g]);
-        global.clone_from(&best_x[g]);
-        for p in 0..particles {
-            for d in 0..dims {
-                let (r1, r2): (f32, f32) = (r.random(), r.random());
-                v[p][d] = (inertia * v[p][d] + c1 * r1 * (best_x[p][d] - x[p][d]) + c2 * r2 * (global[d] - x[p][d]))
-                    .clamp(-pi, pi);
-                x[p][d] += v[p][d];
-            }
-            let l = evaluate(system, &x[p], &mut mask);
-            runs += 1;
-            if l < best_l[p] {
-                best_l[p] = l;
-                best_x[p].clone_from(&x[p]);
-            }
-        }
-        g = best_l
-            .iter()
-            .enumerate()
-            .fold(0, |b, (i, &l)| if l < best_l[b] { i } else { b });
-    }
-    let mut out = mask.remove(0);
-    for (k, m) in out.iter_mut().enumerate() {
-        *m = best_x[g][(k / n / block) * segments + (k % n) / block];
-    }
-    (out, curve, runs)
 }
 
 /// A scan of an object behind the scatterer with learned foci (seed 002 Fig. 3: "a 20 × 20

@@ -103,8 +103,11 @@ pub mod exceptional;
 pub mod focusing;
 pub mod gradient;
 pub mod loss;
+pub mod nlos;
+pub mod path;
 pub mod pic;
 pub mod scalar;
+mod swarm;
 pub mod system;
 
 pub use activation::ElementwiseActivation;
@@ -118,6 +121,7 @@ pub use component::{AdjointPropagation, DenseTransfer, Propagation};
 pub use dense::{gradients_of_dense_system, transpose_asymmetry, DenseLayer, DenseLoss, DenseSystemGradients};
 pub use gradient::{adjoint_gradient, data_pass, ffm_gradient, Activations, FfmWorkspace};
 pub use loss::FieldLoss;
+pub use path::ScreenPath;
 pub use scalar::Real;
 pub use system::{apply_phase_mask, DigitalChain, PhysicalSystem};
 

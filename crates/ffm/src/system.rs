@@ -31,6 +31,20 @@ pub trait PhysicalSystem<F: Real = f32> {
     fn run(&mut self, modulator: Option<(usize, &[F])>, propagation: usize, field: &mut [Complex<F>], shot: u64);
 }
 
+/// A borrowed system is the same system (a trainer can wrap a caller's bench, e.g. in a
+/// run counter, without taking it).
+impl<F: Real, S: PhysicalSystem<F> + ?Sized> PhysicalSystem<F> for &mut S {
+    fn num_layers(&self) -> usize {
+        (**self).num_layers()
+    }
+    fn field_len(&self) -> usize {
+        (**self).field_len()
+    }
+    fn run(&mut self, modulator: Option<(usize, &[F])>, propagation: usize, field: &mut [Complex<F>], shot: u64) {
+        (**self).run(modulator, propagation, field, shot);
+    }
+}
+
 /// Multiplies `field` by `e^{iφ}` elementwise (an ideal phase-only modulator).
 pub fn apply_phase_mask<F: Real>(phase: &[F], field: &mut [Complex<F>]) {
     assert_eq!(phase.len(), field.len(), "phase mask and field lengths differ");
@@ -106,6 +120,12 @@ impl<P, F: Real> DigitalChain<P, F> {
     /// The propagation components.
     pub fn propagations(&self) -> &[P] {
         &self.propagations
+    }
+
+    /// The propagation components, to change the scene they model (a hidden object moved in:
+    /// a simulated bench's business, never a trainer's, which only sees a [`PhysicalSystem`]).
+    pub fn propagations_mut(&mut self) -> &mut [P] {
+        &mut self.propagations
     }
 }
 

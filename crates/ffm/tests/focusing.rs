@@ -36,7 +36,7 @@ fn dot(a: &[Complex32], b: &[Complex32]) -> (f64, f64) {
 #[test]
 fn the_adjoint_path_is_the_conjugate_transpose_and_the_path_is_symmetric() {
     let spec = small(32);
-    let mut path = ScatteringPath::new(&spec).unwrap();
+    let mut path = scattering_path(&spec).unwrap();
     let n2 = 32 * 32;
     let (x, y) = (random_field(n2, 1), random_field(n2, 2));
     // ⟨y, P x⟩ = ⟨Pᴴ y, x⟩
@@ -62,7 +62,7 @@ fn the_adjoint_path_is_the_conjugate_transpose_and_the_path_is_symmetric() {
 /// Relative difference between the FFM gradient (two forward runs) and the reverse-mode one.
 fn ffm_vs_adjoint(spec: &FocusSpec) -> f64 {
     let n2 = spec.grid_n * spec.grid_n;
-    let mut chain = DigitalChain::<_, f32>::new(vec![ScatteringPath::new(spec).unwrap()]).unwrap();
+    let mut chain = DigitalChain::<_, f32>::new(vec![scattering_path(spec).unwrap()]).unwrap();
     let mut r = rng(9);
     let phases = vec![(0..n2)
         .map(|_| r.random_range(0.0..std::f32::consts::TAU))
