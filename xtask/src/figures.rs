@@ -117,14 +117,18 @@ fn accuracy_percent(r: Option<&StoredResult>) -> Option<f64> {
         RunResult::Ffzero(t) => t.test_accuracy.map(|a| 100.0 * a),
         RunResult::Ffm(f) => Some(100.0 * f.test_accuracy),
         RunResult::Pic(p) => Some(100.0 * p.test_accuracy),
-        RunResult::Exceptional(_) | RunResult::Focus(_) => None,
+        RunResult::Exceptional(_) | RunResult::Focus(_) | RunResult::Nlos(_) => None,
     }
 }
 
 fn r2(r: Option<&StoredResult>) -> Option<f64> {
     match &r?.result {
         RunResult::Ffzero(t) => t.test_r2,
-        RunResult::Ffm(_) | RunResult::Pic(_) | RunResult::Exceptional(_) | RunResult::Focus(_) => None,
+        RunResult::Ffm(_)
+        | RunResult::Pic(_)
+        | RunResult::Exceptional(_)
+        | RunResult::Focus(_)
+        | RunResult::Nlos(_) => None,
     }
 }
 
@@ -308,6 +312,67 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
             panels.extend(ratio.finish("scatterer", "mean intensity in the spot / outside", (0.0, 400.0)));
             panels.extend(width.finish("scatterer", "µm", (0.0, 150.0)));
             (panels, 3)
+        }
+        "seed002-fig4" => {
+            use insitu_ffm::nlos::{ImagingLoss, NlosMethod, NlosOutcome, NlosTask};
+            let (mut similarity, mut contrast, mut photons) = (Acc::new(), Acc::new(), Acc::new());
+            for (spec, r) in runs {
+                let (RunSpec::Nlos(n), Some(stored)) = (spec, r) else {
+                    continue;
+                };
+                let RunResult::Nlos(result) = &stored.result else {
+                    continue;
+                };
+                match (&n.task, &result.outcome) {
+                    (NlosTask::Imaging(t), NlosOutcome::Imaging(o)) => {
+                        let name = match (t.method, t.loss) {
+                            (NlosMethod::Ffm { .. }, ImagingLoss::Image) => "FFM".to_string(),
+                            (NlosMethod::Ffm { .. }, ImagingLoss::CellFraction) => {
+                                "FFM, cell-fraction loss".to_string()
+                            }
+                            (NlosMethod::Pso { particles, segments }, _) => {
+                                format!("PSO ({particles} particles, {segments}² segments)")
+                            }
+                            (NlosMethod::Flat, _) => "flat mask (raw)".to_string(),
+                        };
+                        for (i, l) in o.letters.iter().enumerate() {
+                            similarity.add(
+                                "letters T, H, U: SSIM of the cell read-out",
+                                &name,
+                                i as f64,
+                                Some(l.ssim),
+                            );
+                            contrast.add(
+                                "letters T, H, U: dimmest reflecting / brightest dark cell",
+                                &name,
+                                i as f64,
+                                Some(l.contrast.min(100.0)),
+                            );
+                        }
+                    }
+                    (NlosTask::Classification(t), NlosOutcome::Classification(o)) => {
+                        for c in &o.curves {
+                            let panel = format!("hidden digits {:?}, {:?}: accuracy (%)", t.classes, c.sensor);
+                            for (level, (f, (a, at))) in t
+                                .photons_per_pixel
+                                .iter()
+                                .zip(c.ffm.iter().zip(c.ann.iter().zip(&c.ann_noise_trained)))
+                            {
+                                // the tables key x by thousandths
+                                let x = (level.log10() * 1000.0).round() / 1000.0;
+                                photons.add(&panel, "FFM", x, Some(100.0 * f));
+                                photons.add(&panel, "ANN (softmax, flat mask)", x, Some(100.0 * a));
+                                photons.add(&panel, "ANN-t (trained on noisy images)", x, Some(100.0 * at));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut panels = similarity.finish("letter (0 T, 1 H, 2 U)", "SSIM, mean over walls", (0.0, 1.0));
+            panels.extend(contrast.finish("letter (0 T, 1 H, 2 U)", "ratio (capped at 100)", (0.0, 40.0)));
+            panels.extend(photons.finish("log10 photons per pixel", "test accuracy (%)", (40.0, 100.0)));
+            (panels, 2)
         }
         "seed002-ext1" => {
             // every 5th step: the report's tables stay readable

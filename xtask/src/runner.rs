@@ -170,6 +170,16 @@ pub fn run_spec(
         RunSpec::Focus(f) => insitu_ffm::focusing::focus(f)
             .map(|t| RunResult::Focus(t.result))
             .map_err(|e| e.to_string()),
+        RunSpec::Nlos(n) => {
+            let trained = match &n.task {
+                insitu_ffm::nlos::NlosTask::Imaging(_) => insitu_ffm::nlos::run_nlos(n, None),
+                insitu_ffm::nlos::NlosTask::Classification(_) => {
+                    let tt = data.get(spec.task(), n.seed)?;
+                    insitu_ffm::nlos::run_nlos(n, Some((&tt.train, &tt.test)))
+                }
+            };
+            trained.map(|t| RunResult::Nlos(t.result)).map_err(|e| e.to_string())
+        }
         RunSpec::Exceptional(e) => insitu_ffm::exceptional::learn_exceptional_point(e)
             .map(RunResult::Exceptional)
             .map_err(|e| e.to_string()),
@@ -361,7 +371,11 @@ pub fn run_all(pending: &[RunSpec], jobs: usize, store: &Store, data: &DataCache
                 .iter()
                 .map(|&i| match &pending[i] {
                     RunSpec::Ffzero(s) => s,
-                    RunSpec::Ffm(_) | RunSpec::Pic(_) | RunSpec::Exceptional(_) | RunSpec::Focus(_) => {
+                    RunSpec::Ffm(_)
+                    | RunSpec::Pic(_)
+                    | RunSpec::Exceptional(_)
+                    | RunSpec::Focus(_)
+                    | RunSpec::Nlos(_) => {
                         unreachable!("jobs_of groups FF specs only")
                     }
                 })

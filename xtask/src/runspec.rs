@@ -4,6 +4,7 @@
 
 use insitu_ffm::exceptional::{ExceptionalResult, ExceptionalSpec};
 use insitu_ffm::focusing::{FocusResult, FocusSpec};
+use insitu_ffm::nlos::{NlosResult, NlosSpec, NlosTask};
 use insitu_ffm::pic::{PicResult, PicSpec};
 use insitu_ffm::{FfmResult, FfmSpec};
 use insitu_ffzero::{TrainResult, TrainSpec};
@@ -35,6 +36,10 @@ pub enum RunSpec {
     /// Seed 002: focusing through a scattering medium run by `insitu_ffm::focusing::focus`
     /// (what `insitu ffm focus --spec` runs; no data set).
     Focus(FocusSpec),
+    /// Seed 002: imaging or classifying hidden objects around a corner run by
+    /// `insitu_ffm::nlos::run_nlos` (what `insitu ffm nlos --spec` runs; classification reads
+    /// MNIST).
+    Nlos(NlosSpec),
 }
 
 /// What a run produced (the JSON `insitu train --json` / `insitu ffm train --json` writes).
@@ -51,6 +56,8 @@ pub enum RunResult {
     Exceptional(ExceptionalResult),
     /// An `insitu_ffm::focusing::FocusResult`.
     Focus(FocusResult),
+    /// An `insitu_ffm::nlos::NlosResult`.
+    Nlos(NlosResult),
 }
 
 impl RunSpec {
@@ -82,7 +89,8 @@ impl RunSpec {
             RunSpec::Ffzero(s) => &s.task,
             RunSpec::Ffm(f) => f.task.data_task().name(),
             RunSpec::Pic(_) => insitu_data::Task::Iris.name(),
-            RunSpec::Exceptional(_) | RunSpec::Focus(_) => "none",
+            RunSpec::Nlos(n) if matches!(n.task, NlosTask::Classification(_)) => insitu_data::Task::Mnist.name(),
+            RunSpec::Exceptional(_) | RunSpec::Focus(_) | RunSpec::Nlos(_) => "none",
         }
     }
 
@@ -124,6 +132,16 @@ impl RunSpec {
                 "scattering focus {:?} n{} scatterer{} back{:?} it{}",
                 f.method, f.grid_n, f.scatterer_seed, f.back_distance, f.iterations
             ),
+            RunSpec::Nlos(n) => match &n.task {
+                NlosTask::Imaging(t) => format!(
+                    "nlos imaging {:?} {:?} n{} wall{} it{}",
+                    t.method, t.loss, n.scene.grid_n, n.scene.wall_seed, t.iterations
+                ),
+                NlosTask::Classification(t) => format!(
+                    "nlos classification {:?} n{} wall{} e{} train{}",
+                    t.classes, n.scene.grid_n, n.scene.wall_seed, t.epochs, t.train_samples
+                ),
+            },
             RunSpec::Exceptional(e) => format!(
                 "waveguide pair {:?} κ{} start {},{} noise {} steps {}",
                 e.target, e.bench.kappa, e.start.gain, e.start.loss, e.bench.measurement_noise, e.steps
@@ -139,6 +157,7 @@ impl RunSpec {
             (RunSpec::Pic(p), RunResult::Pic(r)) => r.spec == *p,
             (RunSpec::Exceptional(e), RunResult::Exceptional(r)) => r.spec == *e,
             (RunSpec::Focus(f), RunResult::Focus(r)) => r.spec == *f,
+            (RunSpec::Nlos(n), RunResult::Nlos(r)) => r.spec == *n,
             _ => false,
         }
     }
@@ -153,6 +172,7 @@ impl RunResult {
             RunResult::Pic(r) => r.train_seconds,
             RunResult::Exceptional(r) => r.train_seconds,
             RunResult::Focus(r) => r.train_seconds,
+            RunResult::Nlos(r) => r.train_seconds,
         }
     }
 
@@ -165,6 +185,7 @@ impl RunResult {
             RunResult::Pic(t) => t.train_seconds = 0.0,
             RunResult::Exceptional(t) => t.train_seconds = 0.0,
             RunResult::Focus(t) => t.train_seconds = 0.0,
+            RunResult::Nlos(t) => t.train_seconds = 0.0,
         }
         r
     }

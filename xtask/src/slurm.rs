@@ -67,6 +67,7 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
             RunSpec::Pic(p) => serde_json::to_string_pretty(p),
             RunSpec::Exceptional(e) => serde_json::to_string_pretty(e),
             RunSpec::Focus(f) => serde_json::to_string_pretty(f),
+            RunSpec::Nlos(n) => serde_json::to_string_pretty(n),
         }
         .expect("specs are plain data");
         write_file(&path, &(bare + "\n"))?;
@@ -76,6 +77,7 @@ pub fn emit(dir: &Path, profile: Profile, commit: &str, specs: &[RunSpec], per_t
             RunSpec::Pic(_) => "pic",
             RunSpec::Exceptional(_) => "exceptional",
             RunSpec::Focus(_) => "focus",
+            RunSpec::Nlos(_) => "nlos",
         });
         entries.push(ManifestEntry {
             index,
@@ -155,6 +157,7 @@ for ((i = first; i < first + PER_TASK && i < N; i++)); do
     pic) "$INSITU" ffm pic --spec "specs/$id.json" --json "results/$id.json" ;;
     exceptional) "$INSITU" ffm exceptional --spec "specs/$id.json" --json "results/$id.json" ;;
     focus) "$INSITU" ffm focus --spec "specs/$id.json" --json "results/$id.json" ;;
+    nlos) "$INSITU" ffm nlos --spec "specs/$id.json" --json "results/$id.json" ;;
   esac
 done
 "#,
@@ -358,6 +361,11 @@ fn read_raw(path: &Path, expected: &RunSpec) -> Result<(RunSpec, RunResult), Str
             let r: insitu_ffm::focusing::FocusResult =
                 serde_json::from_slice(&text).map_err(|e| format!("not an `insitu ffm focus` result: {e}"))?;
             Ok((RunSpec::Focus(r.spec.clone()), RunResult::Focus(r)))
+        }
+        RunSpec::Nlos(_) => {
+            let r: insitu_ffm::nlos::NlosResult =
+                serde_json::from_slice(&text).map_err(|e| format!("not an `insitu ffm nlos` result: {e}"))?;
+            Ok((RunSpec::Nlos(r.spec.clone()), RunResult::Nlos(r)))
         }
     }
 }

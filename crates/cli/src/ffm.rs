@@ -36,6 +36,9 @@ pub enum FfmCommand {
     /// Learn a phase mask that focuses light through a scattering medium, by FFM or by
     /// particle-swarm optimisation (seed 002 Fig. 3).
     Focus(Box<crate::focus::FocusArgs>),
+    /// Image or classify objects hidden around a corner, through a diffuse wall, with a mask
+    /// learned by FFM (or PSO) on the scene (seed 002 Fig. 4).
+    Nlos(Box<crate::nlos::NlosArgs>),
 }
 
 #[derive(Args)]

@@ -22,6 +22,7 @@ mod exceptional;
 mod ffm;
 mod focus;
 mod interchange;
+mod nlos;
 mod optics;
 mod output;
 mod pic;
@@ -436,6 +437,7 @@ fn main() -> ExitCode {
             report(exceptional::run(&a), exceptional::summary, a.json.as_deref())
         }
         Command::Ffm(ffm::FfmCommand::Focus(a)) => report(focus::run(&a), focus::summary, a.json.as_deref()),
+        Command::Ffm(ffm::FfmCommand::Nlos(a)) => report(nlos::run(&a), nlos::summary, a.json.as_deref()),
         Command::Ffm(ffm::FfmCommand::Pic(a)) => report(pic::run(&a), pic::summary, a.json.as_deref()),
         Command::Ffm(ffm::FfmCommand::Train(a)) => report(
             ffm::train(&a, std::io::stderr().is_terminal()),

@@ -570,3 +570,74 @@ fn ffm_focus_learns_a_focus_writes_its_arrays_and_refuses_bad_options() {
         (vec!["ffm", "focus", "--grid", "4"], "grid_n"),
     ]);
 }
+
+#[test]
+fn ffm_nlos_images_the_letters_classifies_hidden_digits_and_refuses_bad_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("nlos.json");
+    let arrays = dir.path().join("arrays");
+    let (code, out, err) = run(&[
+        "ffm",
+        "nlos",
+        "--grid",
+        "64",
+        "--iterations",
+        "40",
+        "--json",
+        json.to_str().unwrap(),
+        "--arrays",
+        arrays.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("imaging around the corner (720 forward runs"), "{out}");
+    for letter in ["T:", "H:", "U:"] {
+        assert!(out.contains(letter), "{out}");
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["outcome"]["imaging"]["letters"].as_array().unwrap().len(), 3);
+    let (shape, _) = insitu_data::decode_npy_f32(&std::fs::read(arrays.join("images.npy")).unwrap(), "images").unwrap();
+    assert_eq!(shape, [3, 64, 64]);
+    // the same spec through --spec gives the same result
+    let again = run_spec(dir.path(), "nlos", &v["spec"]);
+    assert_eq!(again["outcome"], v["outcome"]);
+    // classification of hidden digits from MNIST
+    let (code, out, err) = run(&[
+        "ffm",
+        "nlos",
+        "--task",
+        "classification",
+        "--grid",
+        "64",
+        "--train",
+        "60",
+        "--test",
+        "20",
+        "--epochs",
+        "1",
+        "--photons",
+        "0.1,10",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("hidden-object classification (120 forward runs"), "{out}");
+    assert!(
+        out.contains("Scmos: photons per pixel") && out.contains("Cmos: photons per pixel"),
+        "{out}"
+    );
+    refused(&[
+        (vec!["ffm", "nlos", "--grid", "32", "--cell", "12"], "does not fit"),
+        (vec!["ffm", "nlos", "--method", "pso", "--segments", "5"], "divide"),
+        (
+            vec!["ffm", "nlos", "--task", "classification", "--method", "pso"],
+            "--task imaging",
+        ),
+        (
+            vec!["ffm", "nlos", "--task", "classification", "--photons", "1,0.1"],
+            "ascending",
+        ),
+        (
+            vec!["ffm", "nlos", "--task", "classification", "--classes", "3"],
+            "classes",
+        ),
+        (vec!["ffm", "nlos", "--grid", "8"], "grid_n"),
+    ]);
+}

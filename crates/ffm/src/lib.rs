@@ -23,7 +23,10 @@
 //! * the gain and loss of two coupled waveguides learned from forward runs across their
 //!   exceptional point (seed 002 Extended Data Fig. 1; SPEC B4) — [`exceptional`];
 //! * a phase mask learned to focus through a scattering medium, FFM against particle-swarm
-//!   optimisation (seed 002 Fig. 3; SPEC B4) — [`focusing`].
+//!   optimisation (seed 002 Fig. 3; SPEC B4) — [`focusing`];
+//! * objects hidden around a corner imaged and classified through a diffuse wall, the latter
+//!   under photon-limited detection against an electronic classifier (seed 002 Fig. 4; SPEC B4)
+//!   — [`nlos`]; both on a [`ScreenPath`] of propagations through diagonal screens.
 //!
 //! The derivations (sign conventions, why `e_l = conj(∂L/∂ū_l)` needs `T = Tᵀ`, the activation
 //! rule, the max-normalisation) are in `docs/ffm.md`.

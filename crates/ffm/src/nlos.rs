@@ -289,11 +289,19 @@ pub struct ImagingTask {
 }
 
 impl Default for ImagingTask {
-    /// Cells of 16 pixels (the 128-pixel grid's eighth), the paper's loss, FFM with lr 0.1 for
-    /// 300 steps.
+    /// [`ImagingTask::at_grid`]`(128)`.
     fn default() -> Self {
+        Self::at_grid(128)
+    }
+}
+
+impl ImagingTask {
+    /// Cells of `n/8` pixels, the paper's loss, FFM with lr 0.1 for 300 steps (measured at
+    /// n = 128: every letter read right at half the brightest cell, contrast 2.3–2.8;
+    /// docs/ffm.md §8).
+    pub fn at_grid(n: usize) -> Self {
         Self {
-            cell_px: 16,
+            cell_px: n / 8,
             loss: ImagingLoss::Image,
             method: NlosMethod::Ffm { lr: 0.1 },
             iterations: 300,
@@ -329,15 +337,23 @@ pub struct ClassificationTask {
 }
 
 impl Default for ClassificationTask {
-    /// Digits 0 and 7, 2,000 / 200 samples, a 32-pixel digit, 10-pixel detectors, 5 epochs of
-    /// 20, lr 0.05, 10⁻³…10² photons per pixel, 16 × 16 bins.
+    /// [`ClassificationTask::at_grid`]`(128)`.
     fn default() -> Self {
+        Self::at_grid(128)
+    }
+}
+
+impl ClassificationTask {
+    /// Digits 0 and 7, 2,000 / 200 samples (the paper's), a digit of `n/4` pixels, detectors
+    /// of `n/12` pixels, 5 epochs of 20, lr 0.05, 10⁻³…10² photons per pixel, 16 × 16 bins
+    /// (measured at n = 128: noise-free FFM 98.0 %; docs/ffm.md §8).
+    pub fn at_grid(n: usize) -> Self {
         Self {
             classes: vec![0, 7],
             train_samples: 2000,
             test_samples: 200,
-            object_px: 32,
-            region_px: 10,
+            object_px: n / 4,
+            region_px: (n / 12).max(2),
             epochs: 5,
             batch: 20,
             lr: 0.05,
