@@ -91,8 +91,8 @@ pub const FIGURES: [Figure; 10] = [
     Figure {
         id: "seed000-cnn",
         plot_title: "Seed 000 CNN: accuracy vs channels",
-        title: "Seed 000 Supplementary 5.2: the CNN on MNIST, accuracy versus channels per convolution layer (FF+DD, BP+DD; SPEC A7)",
-        claim: "BP+DD stays near chance while FF+DD is stable as the number of channels grows (SPEC A8 item 3). The AD baselines and the Fashion-MNIST variant (dropout, FC stack) are not implemented.",
+        title: "Seed 000 Supplementary 5.2: the CNN on MNIST, accuracy versus channels per convolution layer (BP+AD, BP+DD, FF+AD, FF+DD; SPEC A7)",
+        claim: "BP+DD stays near chance while FF+DD is stable as the number of channels grows (SPEC A8 item 3). The Fashion-MNIST variant (dropout, FC stack) is not implemented.",
     },
     Figure {
         id: "seed002-fig2d",
@@ -296,7 +296,7 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                 Tiny => return Ok(out),
             };
             for &c in &channels {
-                for method in [Method::FfDd, Method::BpDd] {
+                for method in [Method::BpAd, Method::BpDd, Method::FfAd, Method::FfDd] {
                     out.push(RunSpec::Ffzero(TrainSpec {
                         task: "mnist".into(),
                         model: Model::Cnn,
@@ -562,7 +562,8 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
             // im2col and product work per sample and evaluation: conv 1 C·36·27², conv 2
             // C²·36·12²; FF+DD evaluates one channel at a time (the layer's work once per
             // channel unit, measured 0.5–0.7 ns per unit of it at one thread, quick profile), BP+DD
-            // the whole network (0.13–0.36 ns)
+            // the whole network (0.13–0.36 ns); the AD methods' forward and backward pass cost
+            // about what the DD methods' two evaluations do
             let n_train = s.train_limit.map_or(50_000, |l| l.min(50_000)) as f64;
             let c = s.width as f64;
             let work = 36.0 * 729.0 * c + 36.0 * 144.0 * c * c;

@@ -1,5 +1,5 @@
 //! FFzero on the convolutional network of seed 000 (Supplementary 5.2; SPEC A7), trained by
-//! the two forward-only methods.
+//! the two forward-only methods and compared with their two exact-gradient baselines.
 //!
 //! **The network** (MNIST, SPEC A7). Two convolution layers of `C` channels (`TrainSpec::width`),
 //! kernel 6 × 6, padding 2, stride 1, ReLU, then 2 × 2 max-pooling with stride 2
@@ -23,15 +23,23 @@
 //! **BP+DD.** One directional-derivative estimate over every parameter of the network, on the
 //! softmax cross-entropy of the FC layer's 10 outputs; prediction by their argmax.
 //!
-//! **Not here:** the AD baselines (`TrainSpec::validate` refuses them), regression with the CNN,
-//! and Fashion-MNIST's variant (dropout 0.1 after each convolution, an FC stack {100, 10}).
+//! **The AD baselines** (SPEC A8). FF+AD trains exactly like FF+DD, channel by channel and
+//! layer by layer on the same local losses, with each unit's exact gradient in place of the
+//! directional derivative; BP+AD trains every parameter on the cross-entropy with the exact
+//! gradient. The gradients are back-propagated by hand through the FC layer, the poolings
+//! (to the first maximum of each 2 × 2 window), the ReLUs and the convolutions (`col2im`, the
+//! adjoint of `im2col`), with the local losses' own gradients from the tape's loss nodes (those
+//! of the MLP's FF+AD); tested against central differences.
 //!
-//! Both methods reach the network only through [`PerturbedObjective`]: forward evaluations at
-//! perturbed parameters.
+//! **Not here:** regression with the CNN and Fashion-MNIST's variant (dropout 0.1 after each
+//! convolution, an FC stack {100, 10}).
+//!
+//! The two DD methods reach the network only through [`PerturbedObjective`]: forward
+//! evaluations at perturbed parameters.
 
 use std::time::Instant;
 
-use insitu_autodiff::loss as lossfn;
+use insitu_autodiff::{loss as lossfn, Tape};
 use insitu_data::{Dataset, TrainTest};
 use insitu_linalg::{derive_seed, matmul, rng, set_shape, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::{PerturbedObjective, Progress};
@@ -464,6 +472,303 @@ impl PerturbedObjective for NetworkObjective<'_> {
     }
 }
 
+/// The adjoint of [`im2col`]: every column entry added back to the input pixel it was copied
+/// from (`d_input`: `B` images of `C_in·side²` values).
+fn col2im(shape: &ConvShape, d_cols: &[f32], images: usize, d_input: &mut Vec<f32>) {
+    let (side, out, k) = (shape.in_side, shape.out_side(), shape.kernel_len());
+    let plane = side * side;
+    d_input.clear();
+    d_input.resize(images * shape.in_channels * plane, 0.0);
+    for b in 0..images {
+        let image = &mut d_input[b * shape.in_channels * plane..(b + 1) * shape.in_channels * plane];
+        for y in 0..out {
+            for x in 0..out {
+                let col = &d_cols[((b * out + y) * out + x) * k..][..k];
+                let kx0 = PADDING.saturating_sub(x);
+                let kx1 = KERNEL.min(side + PADDING - x);
+                let ix0 = x + kx0 - PADDING;
+                for ci in 0..shape.in_channels {
+                    for ky in 0..KERNEL {
+                        let iy = (y + ky) as isize - PADDING as isize;
+                        if iy < 0 || iy >= side as isize {
+                            continue;
+                        }
+                        let row = ci * plane + iy as usize * side;
+                        let src = (ci * KERNEL + ky) * KERNEL;
+                        for (d, &g) in image[row + ix0..row + ix0 + (kx1 - kx0)]
+                            .iter_mut()
+                            .zip(&col[src + kx0..src + kx1])
+                        {
+                            *d += g;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`pool`]: each pooled gradient (`d_pooled`, the next layer's input layout)
+/// goes to the first of its four inputs that holds the maximum; `d_conv` gets the layout of
+/// `conv` (`C × B·out²` row-major).
+fn pool_backward(shape: &ConvShape, conv: &[f32], d_pooled: &[f32], images: usize, d_conv: &mut Vec<f32>) {
+    let (o, p, c) = (shape.out_side(), shape.pooled_side(), shape.channels);
+    d_conv.clear();
+    d_conv.resize(c * images * o * o, 0.0);
+    for ch in 0..c {
+        for b in 0..images {
+            let plane = &conv[(ch * images + b) * o * o..][..o * o];
+            let d_plane = &mut d_conv[(ch * images + b) * o * o..][..o * o];
+            let src = &d_pooled[(b * c + ch) * p * p..][..p * p];
+            for y in 0..p {
+                for x in 0..p {
+                    let i = 2 * y * o + 2 * x;
+                    let four = [i, i + 1, i + o, i + o + 1];
+                    let max = four.iter().fold(f32::NEG_INFINITY, |m, &j| m.max(plane[j]));
+                    let at = four.into_iter().find(|&j| plane[j] == max).unwrap_or(i);
+                    d_plane[at] += src[y * p + x];
+                }
+            }
+        }
+    }
+}
+
+/// The backward pass of [`convolve`] for `rows` channels: `d_out` (`rows × N`, the gradient
+/// with respect to the ReLU's output) is masked by the ReLU in place, then `grad` (chunks of
+/// `K + 1`: kernel, bias) receives `dZ·colsᵀ` and the row sums, and `d_cols` (when given,
+/// `K × N` column-major) `Wᵀ·dZ`.
+fn convolve_backward(
+    kernels: &[f32],
+    k: usize,
+    cols: &[f32],
+    out: &[f32],
+    d_out: &mut [f32],
+    grad: &mut [f32],
+    d_cols: Option<&mut Vec<f32>>,
+    par: Par,
+) {
+    let rows = kernels.len() / (k + 1);
+    let columns = cols.len() / k;
+    for (d, &h) in d_out.iter_mut().zip(out) {
+        if h <= 0.0 {
+            *d = 0.0;
+        }
+    }
+    matmul(
+        MatMut::from_row_major_strided(grad, rows, k, k + 1),
+        Accum::Replace,
+        MatRef::from_row_major(d_out, rows, columns),
+        MatRef::from_col_major(cols, k, columns).t(),
+        1.0,
+        par,
+    );
+    for (r, row) in d_out.chunks_exact(columns).enumerate() {
+        grad[r * (k + 1) + k] = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+    }
+    if let Some(d_cols) = d_cols {
+        d_cols.clear();
+        d_cols.resize(k * columns, 0.0);
+        matmul(
+            MatMut::from_col_major(d_cols, k, columns),
+            Accum::Replace,
+            MatRef::from_row_major_strided(kernels, rows, k, k + 1).t(),
+            MatRef::from_row_major(d_out, rows, columns),
+            1.0,
+            par,
+        );
+    }
+}
+
+/// The backward pass of [`fc_forward`]: `grad` (weights row-major, then biases) from the
+/// outputs' gradient `d_out` (`10 × B`); `d_inputs` (when given, `features × B` column-major)
+/// `Wᵀ·d_out`.
+fn fc_backward(
+    params: &[f32],
+    features: usize,
+    inputs: &[f32],
+    d_out: &Mat,
+    grad: &mut [f32],
+    d_inputs: Option<&mut Vec<f32>>,
+    par: Par,
+) {
+    let images = d_out.ncols();
+    let (weights, biases) = grad.split_at_mut(CLASSES * features);
+    matmul(
+        MatMut::from_row_major(weights, CLASSES, features),
+        Accum::Replace,
+        MatRef::from(d_out),
+        MatRef::from_col_major(inputs, features, images).t(),
+        1.0,
+        par,
+    );
+    for (c, b) in biases.iter_mut().enumerate() {
+        *b = d_out.row(c).iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+    }
+    if let Some(d_inputs) = d_inputs {
+        d_inputs.clear();
+        d_inputs.resize(features * images, 0.0);
+        matmul(
+            MatMut::from_col_major(d_inputs, features, images),
+            Accum::Replace,
+            MatRef::from_row_major(&params[..CLASSES * features], CLASSES, features).t(),
+            MatRef::from(d_out),
+            1.0,
+            par,
+        );
+    }
+}
+
+/// `∂L/∂z` of a layer's local loss (FF+AD) at its outputs `z`, by the tape's loss node
+/// (the one the MLP's FF+AD uses). Returns the loss.
+fn local_loss_gradient(tape: &mut Tape, target: LayerTarget<'_>, z: &Mat, dz: &mut Mat) -> f64 {
+    tape.reset();
+    let v = tape.param(z);
+    let loss = target.on_tape(tape, v);
+    let value = tape.scalar(loss);
+    tape.backward(loss);
+    dz.clone_from(tape.grad(v).expect("gradient of a parameter"));
+    value
+}
+
+/// FF+AD: the exact gradient of one channel's local loss with respect to its kernel and bias
+/// (`grad`, `K + 1` values), on a batch whose im2col is `cols`. Returns the loss.
+#[allow(clippy::too_many_arguments)]
+fn channel_gradient(
+    params: &[f32],
+    k: usize,
+    cols: &[f32],
+    images: usize,
+    reduction: &Mat,
+    target: LayerTarget<'_>,
+    tape: &mut Tape,
+    scratch: &mut AdScratch,
+    grad: &mut [f32],
+    par: Par,
+) -> f64 {
+    let columns = cols.len() / k;
+    convolve(params, k, cols, columns, &mut scratch.conv, par);
+    reduce(reduction, &scratch.conv, images, &mut scratch.reduced, par);
+    let loss = local_loss_gradient(tape, target, &scratch.reduced, &mut scratch.d_reduced);
+    // dH (out² × B, column-major: the channel's row of outputs) = Aᵀ·dz
+    let plane = reduction.ncols();
+    scratch.d_conv.clear();
+    scratch.d_conv.resize(columns, 0.0);
+    matmul(
+        MatMut::from_col_major(&mut scratch.d_conv, plane, images),
+        Accum::Replace,
+        MatRef::from(reduction).t(),
+        MatRef::from(&scratch.d_reduced),
+        1.0,
+        par,
+    );
+    convolve_backward(params, k, cols, &scratch.conv, &mut scratch.d_conv, grad, None, par);
+    loss
+}
+
+/// FF+AD: the exact gradient of the FC layer's local loss with respect to its weights and
+/// biases. Returns the loss.
+#[allow(clippy::too_many_arguments)]
+fn fc_local_gradient(
+    params: &[f32],
+    features: usize,
+    inputs: &[f32],
+    images: usize,
+    target: LayerTarget<'_>,
+    tape: &mut Tape,
+    scratch: &mut AdScratch,
+    grad: &mut [f32],
+    par: Par,
+) -> f64 {
+    fc_forward(params, features, inputs, images, &mut scratch.reduced, par);
+    let loss = local_loss_gradient(tape, target, &scratch.reduced, &mut scratch.d_reduced);
+    fc_backward(params, features, inputs, &scratch.d_reduced, grad, None, par);
+    loss
+}
+
+/// Buffers of the exact-gradient passes.
+#[derive(Default)]
+struct AdScratch {
+    input: Vec<f32>,
+    cols: [Vec<f32>; 2],
+    conv: Vec<f32>,
+    convs: [Vec<f32>; 2],
+    pooled: [Vec<f32>; 2],
+    reduced: Mat,
+    d_reduced: Mat,
+    d_conv: Vec<f32>,
+    d_cols: Vec<f32>,
+    d_pooled: Vec<f32>,
+}
+
+/// BP+AD: the exact gradient of the FC outputs' softmax cross-entropy with respect to every
+/// parameter of `network` (`grad`, the layout of [`Cnn::params`]), by back-propagation through
+/// the FC layer, the poolings, ReLUs and convolutions. Returns the loss.
+fn network_gradient(
+    network: &Cnn,
+    images: &[f32],
+    count: usize,
+    labels: &[u32],
+    tape: &mut Tape,
+    s: &mut AdScratch,
+    grad: &mut [f32],
+    par: Par,
+) -> f64 {
+    s.input.clear();
+    s.input.extend_from_slice(images);
+    for (l, shape) in network.shapes.iter().enumerate() {
+        let source = if l == 0 { &s.input } else { &s.pooled[0] };
+        im2col(shape, source, count, &mut s.cols[l]);
+        let columns = count * shape.out_side().pow(2);
+        convolve(
+            &network.conv[l],
+            shape.kernel_len(),
+            &s.cols[l],
+            columns,
+            &mut s.convs[l],
+            par,
+        );
+        pool(shape, &s.convs[l], count, &mut s.pooled[l]);
+    }
+    let features = network.fc_inputs();
+    fc_forward(&network.fc, features, &s.pooled[1], count, &mut s.reduced, par);
+    tape.reset();
+    let v = tape.param(&s.reduced);
+    let loss = tape.softmax_cross_entropy(v, labels);
+    let value = tape.scalar(loss);
+    tape.backward(loss);
+    s.d_reduced.clone_from(tape.grad(v).expect("gradient of a parameter"));
+    let (conv_grads, fc_grad) = grad.split_at_mut(network.conv[0].len() + network.conv[1].len());
+    let (grad0, grad1) = conv_grads.split_at_mut(network.conv[0].len());
+    fc_backward(
+        &network.fc,
+        features,
+        &s.pooled[1],
+        &s.d_reduced,
+        fc_grad,
+        Some(&mut s.d_pooled),
+        par,
+    );
+    for (l, g) in [(1, grad1), (0, grad0)] {
+        let shape = &network.shapes[l];
+        pool_backward(shape, &s.convs[l], &s.d_pooled, count, &mut s.d_conv);
+        let d_cols = (l == 1).then_some(&mut s.d_cols);
+        convolve_backward(
+            &network.conv[l],
+            shape.kernel_len(),
+            &s.cols[l],
+            &s.convs[l],
+            &mut s.d_conv,
+            g,
+            d_cols,
+            par,
+        );
+        if l == 1 {
+            col2im(shape, &s.d_cols, count, &mut s.d_pooled);
+        }
+    }
+    value
+}
+
 /// A trained CNN and what it was trained against.
 #[derive(Clone, Debug)]
 pub struct TrainedCnn {
@@ -547,9 +852,10 @@ fn train_local(
 ) -> LocalOutcome {
     let samples = train.len();
     let labels = train.labels().expect("classification, checked");
-    let GradientSource::Directional(dd) = gradient_source(spec, par) else {
-        unreachable!("validated: ff-dd")
-    };
+    let source = gradient_source(spec, par);
+    let mut tape = Tape::new();
+    tape.set_par(par);
+    let mut ad = AdScratch::default();
     // the frozen-layer cache: every sample's input to the layer being trained
     let mut cache: Vec<f32> = train.inputs.as_slice().to_vec();
     let mut scratch = Scratch::default();
@@ -602,6 +908,23 @@ fn train_local(
                     im2col(&shape, input, idx.len(), cols);
                     batch_labels.clear();
                     batch_labels.extend(idx.iter().map(|&i| labels[i]));
+                    let target = LayerTarget::classes_of(spec, &protos, batch_labels);
+                    let passes_per_evaluation = idx.len() as u64 * (l as u64 + 1);
+                    let GradientSource::Directional(dd) = &source else {
+                        let loss = channel_gradient(
+                            params,
+                            k,
+                            cols,
+                            idx.len(),
+                            &reductions[c],
+                            target,
+                            &mut tape,
+                            &mut ad,
+                            grad,
+                            par,
+                        );
+                        return (loss, passes_per_evaluation);
+                    };
                     let mut objective = ChannelObjective {
                         params,
                         perturbed: &mut perturbed,
@@ -612,7 +935,7 @@ fn train_local(
                         conv,
                         reduced,
                         goodness,
-                        target: LayerTarget::classes_of(spec, &protos, batch_labels),
+                        target,
                         par,
                     };
                     let e = dd.estimate(
@@ -621,7 +944,7 @@ fn train_local(
                         grad,
                         &mut direction,
                     );
-                    (e.mean_loss, e.evaluations as u64 * idx.len() as u64 * (l as u64 + 1))
+                    (e.mean_loss, e.evaluations as u64 * passes_per_evaluation)
                 },
             );
             network.conv[l][chunk].copy_from_slice(&params);
@@ -693,6 +1016,21 @@ fn train_local(
             gather(&cache, features, idx, input);
             batch_labels.clear();
             batch_labels.extend(idx.iter().map(|&i| labels[i]));
+            let target = LayerTarget::classes_of(spec, &protos, batch_labels);
+            let GradientSource::Directional(dd) = &source else {
+                let loss = fc_local_gradient(
+                    params,
+                    features,
+                    input,
+                    idx.len(),
+                    target,
+                    &mut tape,
+                    &mut ad,
+                    grad,
+                    par,
+                );
+                return (loss, idx.len() as u64 * 3);
+            };
             let mut objective = FcObjective {
                 params,
                 perturbed: &mut perturbed,
@@ -701,7 +1039,7 @@ fn train_local(
                 images: idx.len(),
                 logits,
                 goodness,
-                target: LayerTarget::classes_of(spec, &protos, batch_labels),
+                target,
                 par,
             };
             let e = dd.estimate(
@@ -737,9 +1075,10 @@ fn train_global(
 ) -> (UnitOutcome, Vec<EpochLoss>) {
     let samples = train.len();
     let labels = train.labels().expect("classification, checked");
-    let GradientSource::Directional(dd) = gradient_source(spec, par) else {
-        unreachable!("validated: bp-dd")
-    };
+    let source = gradient_source(spec, par);
+    let mut tape = Tape::new();
+    tape.set_par(par);
+    let mut ad = AdScratch::default();
     let pixels = IMAGE_SIDE * IMAGE_SIDE;
     let inputs = train.inputs.as_slice();
     let mut params = network.params();
@@ -765,6 +1104,20 @@ fn train_global(
             gather(inputs, pixels, idx, &mut batch);
             batch_labels.clear();
             batch_labels.extend(idx.iter().map(|&i| labels[i]));
+            let GradientSource::Directional(dd) = &source else {
+                perturbed_network.set_params(params);
+                let loss = network_gradient(
+                    &perturbed_network,
+                    &batch,
+                    idx.len(),
+                    &batch_labels,
+                    &mut tape,
+                    &mut ad,
+                    grad,
+                    par,
+                );
+                return (loss, idx.len() as u64 * 3);
+            };
             let mut objective = NetworkObjective {
                 params,
                 network: &mut perturbed_network,
@@ -864,5 +1217,153 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
             per_layer_test_accuracy: None,
             test_r2: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    fn random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut r = rng(seed);
+        (0..len).map(|_| r.random_range(-scale..scale)).collect()
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        for (shape, images) in conv_shapes(3).into_iter().zip([2, 3]) {
+            let x = random(images * shape.in_channels * shape.in_side.pow(2), 1, 1.0);
+            let mut cols = Vec::new();
+            im2col(&shape, &x, images, &mut cols);
+            let c = random(cols.len(), 2, 1.0);
+            let mut back = Vec::new();
+            col2im(&shape, &c, images, &mut back);
+            let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from(*p) * f64::from(*q)).sum::<f64>();
+            let (l, r) = (dot(&cols, &c), dot(&x, &back));
+            assert!((l - r).abs() < 1e-5 * l.abs().max(1.0), "{l} vs {r}");
+        }
+    }
+
+    /// Central differences of `loss` at the `count` largest entries of `grad` in `range`.
+    fn check(
+        params: &[f32],
+        grad: &[f32],
+        range: std::ops::Range<usize>,
+        count: usize,
+        mut loss: impl FnMut(&[f32]) -> f64,
+    ) {
+        let mut order: Vec<usize> = range.collect();
+        order.sort_by(|&a, &b| grad[b].abs().total_cmp(&grad[a].abs()));
+        for &i in order.iter().take(count) {
+            let h = 1e-3f32;
+            let mut p = params.to_vec();
+            p[i] = params[i] + h;
+            let up = loss(&p);
+            p[i] = params[i] - h;
+            let down = loss(&p);
+            let fd = (up - down) / f64::from(2.0 * h);
+            let g = f64::from(grad[i]);
+            assert!(
+                (fd - g).abs() < 0.03 * g.abs() + 2e-4,
+                "parameter {i}: exact {g} vs FD {fd}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_back_propagated_gradient_matches_central_differences() {
+        let (channels, images) = (2, 3);
+        let network = Cnn::new(channels, 5);
+        let x = random(images * 784, 6, 1.0).iter().map(|v| v.abs()).collect::<Vec<_>>();
+        let labels = [3u32, 7, 1];
+        let mut tape = Tape::new();
+        let mut grad = vec![0.0f32; network.num_params()];
+        let value = network_gradient(
+            &network,
+            &x,
+            images,
+            &labels,
+            &mut tape,
+            &mut AdScratch::default(),
+            &mut grad,
+            Par::Seq,
+        );
+        let params = network.params();
+        let mut probe = network.clone();
+        let mut scratch = Scratch::default();
+        let mut logits = Mat::zeros(0, 0);
+        let mut loss = |p: &[f32]| {
+            probe.set_params(p);
+            network_logits(&probe, &x, images, &mut scratch, &mut logits, Par::Seq);
+            lossfn::softmax_cross_entropy(&logits, &labels)
+        };
+        assert!((loss(&params) - value).abs() < 1e-9);
+        let (a, b) = (network.conv[0].len(), network.conv[1].len());
+        check(&params, &grad, 0..a, 8, &mut loss);
+        check(&params, &grad, a..a + b, 8, &mut loss);
+        check(&params, &grad, a + b..params.len(), 8, &mut loss);
+    }
+
+    #[test]
+    fn the_local_gradients_of_a_channel_and_the_fc_layer_match_central_differences() {
+        let images = 4;
+        let shape = conv_shapes(3)[1];
+        let k = shape.kernel_len();
+        let x = random(images * shape.in_channels * shape.in_side.pow(2), 7, 1.0);
+        let mut cols = Vec::new();
+        im2col(&shape, &x, images, &mut cols);
+        let params = random(k + 1, 8, 0.3);
+        let reduction = &reductions(9, 1, &shape)[0];
+        let protos = class_prototypes(9, 1);
+        let labels = [0u32, 4, 9, 2];
+        let spec = TrainSpec::default();
+        let target = LayerTarget::classes_of(&spec, &protos, &labels);
+        let mut tape = Tape::new();
+        let mut ad = AdScratch::default();
+        let mut grad = vec![0.0f32; k + 1];
+        let value = channel_gradient(
+            &params,
+            k,
+            &cols,
+            images,
+            reduction,
+            target,
+            &mut tape,
+            &mut ad,
+            &mut grad,
+            Par::Seq,
+        );
+        let (mut conv, mut reduced) = (Vec::new(), Mat::zeros(0, 0));
+        let mut loss = |p: &[f32]| {
+            convolve(p, k, &cols, cols.len() / k, &mut conv, Par::Seq);
+            reduce(reduction, &conv, images, &mut reduced, Par::Seq);
+            target.loss(&reduced)
+        };
+        assert!((loss(&params) - value).abs() < 1e-9);
+        check(&params, &grad, 0..k + 1, 12, &mut loss);
+        // the FC layer on random features
+        let features = 3 * 36;
+        let inputs = random(features * images, 10, 1.0);
+        let fc = random(CLASSES * features + CLASSES, 11, 0.2);
+        let mut grad = vec![0.0f32; fc.len()];
+        let value = fc_local_gradient(
+            &fc,
+            features,
+            &inputs,
+            images,
+            target,
+            &mut tape,
+            &mut ad,
+            &mut grad,
+            Par::Seq,
+        );
+        let mut out = Mat::zeros(0, 0);
+        let mut loss = |p: &[f32]| {
+            fc_forward(p, features, &inputs, images, &mut out, Par::Seq);
+            target.loss(&out)
+        };
+        assert!((loss(&fc) - value).abs() < 1e-9);
+        check(&fc, &grad, 0..fc.len(), 12, &mut loss);
     }
 }

@@ -94,7 +94,7 @@ pub enum Model {
     /// ([`crate::photonic`]). Trained by the forward-only methods only.
     Photonic,
     /// The CNN of SPEC A7 (MNIST's): two convolution layers of `width` channels and a fully
-    /// connected layer ([`crate::cnn`]). Trained by the forward-only methods only.
+    /// connected layer ([`crate::cnn`]). All four methods.
     Cnn,
 }
 
@@ -290,13 +290,6 @@ impl TrainSpec {
         }
         match self.model {
             Model::Cnn => {
-                if !self.method.is_directional() {
-                    return Err(out_of_range(
-                        "--method",
-                        self.method.name(),
-                        "the CNN trains with the forward-only methods ff-dd and bp-dd (its AD baselines are not implemented)",
-                    ));
-                }
                 if num_classes.is_none() {
                     return Err(out_of_range(
                         "--model",
