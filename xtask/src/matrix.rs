@@ -629,13 +629,15 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
             PER_RUN_SECONDS + per_run * (runs + 2.0)
         }
         RunSpec::Nlos(s) => {
-            // a run is four padded FFT propagations; imaging: 9 scenes per step (FFM: 2 runs
-            // each), PSO 9 per particle and generation, 12 to evaluate; classification: 2 per
-            // training sample and epoch, then the test set and the flat-mask camera of both sets,
-            // plus the electronic baselines (≈ 2·10⁻⁸ s per sample, feature, class and step)
+            // a run is four padded FFT propagations, three screens and the loss: ≈ 7.2 units of
+            // one propagation's FFT work (measured 0.83 ms at n = 128 and 11 ms at n = 400);
+            // imaging: 9 scenes per step (FFM: 2 runs each), PSO 9 per particle and generation,
+            // 12 to evaluate; classification: 2 per training sample and epoch, then the test set
+            // and the flat-mask camera of both sets, plus the electronic baselines (≈ 2·10⁻⁹ s
+            // per sample, feature, class and step)
             use insitu_ffm::nlos::{NlosMethod, NlosTask};
             let m = (s.scene.grid_n * s.scene.padding) as f64;
-            let per_run = 4.0 * FFM_MODEL_SECONDS_PER_UNIT * m * m * (m * m).log2();
+            let per_run = 7.2 * FFM_MODEL_SECONDS_PER_UNIT * m * m * (m * m).log2();
             let (runs, digital) = match &s.task {
                 NlosTask::Imaging(t) => (
                     12.0 + match t.method {
@@ -651,7 +653,7 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
                     let features = (t.ann_bins * t.ann_bins) as f64;
                     (
                         2.0 * train * t.epochs as f64 + 2.0 * test + train,
-                        fits * 300.0 * train * features * t.classes.len() as f64 * 2e-8,
+                        fits * 300.0 * train * features * t.classes.len() as f64 * 2e-9,
                     )
                 }
             };
