@@ -38,7 +38,7 @@ use num_complex::Complex64;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::FfmError;
+use crate::{require_positive, FfmError};
 
 /// A field of the two guides.
 pub type PairField = [Complex64; 2];
@@ -371,11 +371,7 @@ impl ExceptionalSpec {
     fn validate(&self) -> Result<(), FfmError> {
         self.bench.validate()?;
         let bad = |m: String| Err(FfmError::InvalidSpec(m));
-        for (name, v) in [("unit", self.unit), ("limit", self.limit), ("lr", self.lr)] {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(format!("{name} must be finite and > 0, got {v}"));
-            }
-        }
+        require_positive(&[("unit", self.unit), ("limit", self.limit), ("lr", self.lr)])?;
         for (name, v) in [("start.gain", self.start.gain), ("start.loss", self.start.loss)] {
             if !(v.is_finite() && (0.0..=self.limit).contains(&v)) {
                 return bad(format!("{name} must be in [0, limit = {}], got {v}", self.limit));

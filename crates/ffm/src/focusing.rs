@@ -40,7 +40,7 @@ use crate::loss::FieldLoss;
 use crate::path::{centred_aperture, ScreenPath};
 use crate::swarm::particle_swarm;
 use crate::system::{DigitalChain, PhysicalSystem};
-use crate::FfmError;
+use crate::{require_aperture_fraction, require_positive, FfmError};
 
 /// The fixed path `P = T_back · S · T_front` from the modulator to the camera: a
 /// [`ScreenPath`] through one screen, the scatterer drawn from `spec.scatterer_seed`.
@@ -162,23 +162,14 @@ impl FocusSpec {
         if self.grid_n < 8 {
             return bad(format!("grid_n must be ≥ 8, got {}", self.grid_n));
         }
-        for (name, v) in [
+        require_positive(&[
             ("dx", self.dx),
             ("wavelength", self.wavelength),
             ("distance", self.distance),
             ("back_distance", self.distance_back()),
             ("spot_diameter_px", self.spot_diameter_px),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(format!("{name} must be finite and > 0, got {v}"));
-            }
-        }
-        if !(self.aperture_fraction > 0.0 && self.aperture_fraction <= 1.0) {
-            return bad(format!(
-                "aperture_fraction must be in (0, 1], got {}",
-                self.aperture_fraction
-            ));
-        }
+        ])?;
+        require_aperture_fraction(self.aperture_fraction)?;
         if !(self.scatterer_grain_px.is_finite() && self.scatterer_grain_px >= 0.0) {
             return bad(format!(
                 "scatterer_grain_px must be ≥ 0, got {}",

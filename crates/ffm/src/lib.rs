@@ -144,3 +144,22 @@ pub enum FfmError {
     #[error(transparent)]
     Optics(#[from] insitu_optics::OpticsError),
 }
+
+/// The first of `fields` (name, value) that is not finite and positive, as a spec error.
+pub(crate) fn require_positive(fields: &[(&str, f64)]) -> Result<(), FfmError> {
+    match fields.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+        Some((name, v)) => Err(FfmError::InvalidSpec(format!("{name} must be finite and > 0, got {v}"))),
+        None => Ok(()),
+    }
+}
+
+/// An aperture given as a fraction of the grid must be in `(0, 1]`.
+pub(crate) fn require_aperture_fraction(fraction: f64) -> Result<(), FfmError> {
+    if fraction > 0.0 && fraction <= 1.0 {
+        Ok(())
+    } else {
+        Err(FfmError::InvalidSpec(format!(
+            "aperture_fraction must be in (0, 1], got {fraction}"
+        )))
+    }
+}

@@ -60,7 +60,7 @@ use crate::loss::FieldLoss;
 use crate::path::{centred_aperture, ScreenPath};
 use crate::swarm::particle_swarm;
 use crate::system::{DigitalChain, PhysicalSystem};
-use crate::FfmError;
+use crate::{require_aperture_fraction, require_positive, FfmError};
 
 /// The scene around the corner (serialisable; part of a spec).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,22 +121,13 @@ impl NlosScene {
         if self.grid_n < 16 {
             return bad(format!("grid_n must be ≥ 16, got {}", self.grid_n));
         }
-        for (name, v) in [
+        require_positive(&[
             ("dx", self.dx),
             ("wavelength", self.wavelength),
             ("wall_distance", self.wall_distance),
             ("object_distance", self.object_distance),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(format!("{name} must be finite and > 0, got {v}"));
-            }
-        }
-        if !(self.aperture_fraction > 0.0 && self.aperture_fraction <= 1.0) {
-            return bad(format!(
-                "aperture_fraction must be in (0, 1], got {}",
-                self.aperture_fraction
-            ));
-        }
+        ])?;
+        require_aperture_fraction(self.aperture_fraction)?;
         if !(self.wall_roughness.is_finite() && self.wall_roughness >= 0.0) {
             return bad(format!("wall_roughness must be ≥ 0, got {}", self.wall_roughness));
         }
@@ -595,6 +586,21 @@ fn diverged(what: &str, step: usize, loss: f64, grads: &[f32]) -> Result<(), Ffm
     }
 }
 
+/// The grid side of `scene` (validated), if `bench` is a one-layer system of its size.
+fn scene_side<S: HiddenScene>(bench: &S, scene: &NlosScene) -> Result<usize, FfmError> {
+    scene.validate()?;
+    let n = scene.grid_n;
+    if bench.field_len() != n * n || bench.num_layers() != 1 {
+        return Err(FfmError::InvalidSpec(format!(
+            "the scene has {} layers of {} values, the spec one of {}",
+            bench.num_layers(),
+            bench.field_len(),
+            n * n
+        )));
+    }
+    Ok(n)
+}
+
 /// Fig. 4b on `bench`: learns one mask for the nine single-cell scenes by `task.method`, then
 /// images the letters.
 pub fn image_hidden_letters<S: HiddenScene>(
@@ -602,16 +608,8 @@ pub fn image_hidden_letters<S: HiddenScene>(
     spec: &NlosSpec,
     task: &ImagingTask,
 ) -> Result<NlosTrained, FfmError> {
-    spec.scene.validate()?;
-    let n = spec.scene.grid_n;
+    let n = scene_side(bench, &spec.scene)?;
     let n2 = n * n;
-    if bench.field_len() != n2 || bench.num_layers() != 1 {
-        return Err(FfmError::InvalidSpec(format!(
-            "the scene has {} layers of {} values, the spec one of {n2}",
-            bench.num_layers(),
-            bench.field_len()
-        )));
-    }
     let cells = letter_cells(n, task.cell_px)?;
     match task.method {
         NlosMethod::Ffm { lr } if !(lr.is_finite() && lr > 0.0) => {
@@ -1093,8 +1091,7 @@ pub fn classify_hidden_objects<S: HiddenScene>(
     train: &Dataset,
     test: &Dataset,
 ) -> Result<NlosTrained, FfmError> {
-    spec.scene.validate()?;
-    let n = spec.scene.grid_n;
+    let n = scene_side(bench, &spec.scene)?;
     let n2 = n * n;
     let bad = |m: String| Err(FfmError::InvalidSpec(m));
     let k = task.classes.len();
@@ -1120,13 +1117,6 @@ pub fn classify_hidden_objects<S: HiddenScene>(
     if levels.iter().any(|l| !(l.is_finite() && *l > 0.0)) || levels.windows(2).any(|w| w[0] >= w[1]) {
         return bad(format!(
             "photons_per_pixel must be positive and ascending, got {levels:?}"
-        ));
-    }
-    if bench.field_len() != n2 || bench.num_layers() != 1 {
-        return bad(format!(
-            "the scene has {} layers of {} values, the spec one of {n2}",
-            bench.num_layers(),
-            bench.field_len()
         ));
     }
     let side = (train.features() as f64).sqrt() as usize;

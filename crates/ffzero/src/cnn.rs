@@ -473,7 +473,10 @@ impl PerturbedObjective for NetworkObjective<'_> {
 }
 
 /// The adjoint of [`im2col`]: every column entry added back to the input pixel it was copied
-/// from (`d_input`: `B` images of `C_in·side²` values).
+/// from (`d_input`: `B` images of `C_in·side²` values). The window geometry is `im2col`'s,
+/// written out again on purpose: one visitor for both cost FF+DD's hot `im2col` 7 % of an
+/// 8-channel quick run (31.2 s against 29.3 s); `col2im_is_the_adjoint_of_im2col` keeps the
+/// two in step.
 fn col2im(shape: &ConvShape, d_cols: &[f32], images: usize, d_input: &mut Vec<f32>) {
     let (side, out, k) = (shape.in_side, shape.out_side(), shape.kernel_len());
     let plane = side * side;

@@ -4,7 +4,7 @@
 
 use insitu_data::{default_datasets_dir, load_task_first, Task, TrainTest};
 use insitu_ffzero::cnn::{conv_shapes, KERNEL, PADDING};
-use insitu_ffzero::{train, train_cnn, Cnn, Method, Model, NoProgress, Optimizer, TrainSpec};
+use insitu_ffzero::{train, train_cnn, Cnn, Method, Model, NoProgress, Optimizer, TrainSpec, TrainedCnn};
 use insitu_linalg::{rng, Mat};
 use rand::Rng;
 
@@ -103,18 +103,20 @@ fn spec(method: Method, channels: usize) -> TrainSpec {
     }
 }
 
+/// `train_cnn` on a pool of `threads` threads.
+fn at_threads(threads: usize, s: &TrainSpec, data: &TrainTest) -> TrainedCnn {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(|| train_cnn(s, data, &mut NoProgress).unwrap())
+}
+
 #[test]
 fn ff_dd_learns_counts_its_passes_and_does_not_depend_on_the_thread_count() {
     let data = mnist(3000);
     let s = spec(Method::FfDd, 4);
-    let run = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| train_cnn(&s, &data, &mut NoProgress).unwrap())
-    };
-    let (one, two) = (run(1), run(2));
+    let (one, two) = (at_threads(1, &s, &data), at_threads(2, &s, &data));
     assert_eq!(one.network, two.network);
     assert_eq!(one.result.test_accuracy, two.result.test_accuracy);
     let r = &one.result;
@@ -162,14 +164,7 @@ fn the_ad_baselines_learn_count_their_passes_and_do_not_depend_on_the_thread_cou
             optimizer: Optimizer::Adam,
             ..spec(method, 4)
         };
-        let run = |threads| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| train_cnn(&s, &data, &mut NoProgress).unwrap())
-        };
-        let (one, two) = (run(1), run(2));
+        let (one, two) = (at_threads(1, &s, &data), at_threads(2, &s, &data));
         assert_eq!(one.network, two.network, "{method:?}");
         let r = &one.result;
         // one forward pass per step and sample: FF through l + 1 layers per channel of layer l
