@@ -147,6 +147,11 @@ pub struct FreeSpace {
     buf: Vec<Complex32>,
 }
 
+/// The largest padded side a [`FreeSpace`] plans for: 16,384 (a 16,384² complex f32 field is
+/// 2 GiB; the propagator keeps two). Larger grids are refused with an error instead of an
+/// allocation failure.
+pub const MAX_PADDED_SIDE: usize = 16_384;
+
 impl FreeSpace {
     /// Plans propagation over `distance` metres (any finite sign; negative propagates backward)
     /// at `wavelength` metres, with zero padding factor `padding` (1 = none, 2 = the usual
@@ -165,7 +170,13 @@ impl FreeSpace {
             return Err(OpticsError::ZeroSize { what: "padding" });
         }
         let n = grid.n;
-        let m = n * padding;
+        let m = n.checked_mul(padding).unwrap_or(usize::MAX);
+        if m > MAX_PADDED_SIDE {
+            return Err(OpticsError::DoesNotFit(format!(
+                "a {n} × {n} grid padded {padding}× is {m} × {m}; the propagator holds two {MAX_PADDED_SIDE}² \
+                 complex fields at most (4 GiB)"
+            )));
+        }
         let offset = (m - n) / 2;
         let du = 1.0 / (m as f64 * grid.dx);
         let band_limit = 1.0 / (wavelength * ((2.0 * du * distance).powi(2) + 1.0).sqrt());
@@ -720,5 +731,12 @@ mod tests {
             FreeSpace::new(g, 1e-6, 1.0, m, 0),
             Err(OpticsError::ZeroSize { .. })
         ));
+        // too large to hold: an error naming the sizes, not an allocation failure
+        let huge = Grid { n: 100_000, dx: 1e-6 };
+        match FreeSpace::new(huge, 1e-6, 1.0, m, 2) {
+            Err(OpticsError::DoesNotFit(msg)) => assert!(msg.contains("200000 × 200000"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(FreeSpace::new(Grid { n: 8, dx: 1e-6 }, 1e-6, 1.0, m, usize::MAX).is_err());
     }
 }

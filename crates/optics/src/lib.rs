@@ -79,7 +79,7 @@ pub use elements::{
 };
 pub use error::OpticsError;
 pub use fft::Fft2;
-pub use freespace::{fft_frequency, transfer_function, FreeSpace, Grid, PropagationMethod};
+pub use freespace::{fft_frequency, transfer_function, FreeSpace, Grid, PropagationMethod, MAX_PADDED_SIDE};
 pub use imperfections::{
     correlated_noise, BeamsplitterError, DiffuseReflector, DistanceError, MaskShift, ModulatorResponse,
     RandomPhaseScatterer, SmoothRandomPhase, ZernikeAberration,
