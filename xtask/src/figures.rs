@@ -121,8 +121,11 @@ fn accuracy_percent(r: Option<&StoredResult>) -> Option<f64> {
     }
 }
 
+/// The test R²; none for a run that diverged (its parameters' R² can be −10⁴⁷: not a point
+/// to plot).
 fn r2(r: Option<&StoredResult>) -> Option<f64> {
     match &r?.result {
+        RunResult::Ffzero(t) if t.status == insitu_ffzero::Status::Diverged => None,
         RunResult::Ffzero(t) => t.test_r2,
         RunResult::Ffm(_)
         | RunResult::Pic(_)
@@ -213,20 +216,21 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
             )
         }
         "seed000-cnn" => {
+            let mut regression = Acc::new();
             for (spec, r) in runs {
                 if let RunSpec::Ffzero(s) = spec {
-                    acc.add(
-                        "MNIST, CNN",
-                        &method_label(s.method.name()),
-                        s.width as f64,
-                        accuracy_percent(*r),
-                    );
+                    let method = method_label(s.method.name());
+                    if s.task == "mnist-regression" {
+                        regression.add("MNIST regression, CNN", &method, s.width as f64, r2(*r));
+                    } else {
+                        acc.add("MNIST, CNN", &method, s.width as f64, accuracy_percent(*r));
+                    }
                 }
             }
-            (
-                acc.finish("channels per convolution layer", "test accuracy (%)", (0.0, 100.0)),
-                1,
-            )
+            let mut panels = acc.finish("channels per convolution layer", "test accuracy (%)", (0.0, 100.0));
+            panels.extend(regression.finish("channels per convolution layer", "test R²", (-0.5, 1.0)));
+            let columns = panels.len().min(2);
+            (panels, columns)
         }
         "seed002-fig2d" => {
             let panel = "Fashion-MNIST, free-space ONN".to_string();

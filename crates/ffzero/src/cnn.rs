@@ -31,8 +31,15 @@
 //! adjoint of `im2col`), with the local losses' own gradients from the tape's loss nodes (those
 //! of the MLP's FF+AD); tested against central differences.
 //!
-//! **Not here:** regression with the CNN and Fashion-MNIST's variant (dropout 0.1 after each
-//! convolution, an FC stack {100, 10}).
+//! **Regression** (MNIST regression, SPEC A7 "MLP and CNN"; Supplementary 5.2). FF: every
+//! unit is scored by the cosine of its output (a channel's reduction, the FC's 10 outputs) with
+//! the upper prototype `ξ^u` of an antipodal pair, against the target in [-1, 1] (eq. 7–8, the
+//! MLP's squared-cosine loss); the prediction is the last layer's goodness (SPEC A6). BP: the
+//! FC layer has one output, trained on the MSE. R² on the test split.
+//!
+//! **Not here:** Fashion-MNIST's variant (dropout 0.1 after each convolution, an FC stack
+//! {100, 10}), and the per-layer R² of the convolution layers (the average of their channel
+//! scores, Supplementary 5.2).
 //!
 //! The two DD methods reach the network only through [`PerturbedObjective`]: forward
 //! evaluations at perturbed parameters.
@@ -40,17 +47,17 @@
 use std::time::Instant;
 
 use insitu_autodiff::{loss as lossfn, Tape};
-use insitu_data::{Dataset, TrainTest};
+use insitu_data::{Dataset, Targets, TrainTest};
 use insitu_linalg::{derive_seed, matmul, rng, set_shape, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::{PerturbedObjective, Progress};
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::metrics::{accuracy, majority_vote};
-use crate::objective::LayerTarget;
+use crate::metrics::{accuracy, majority_vote, r_squared};
+use crate::objective::{GlobalTarget, LayerTarget};
 use crate::spec::{Model, TrainSpec};
 use crate::train::{
-    batch_order_seed, classifier_classes, direction_seed, gradient_source, layer_prototypes, limited, optimise,
-    step_rule, EpochLoss, Evaluation, GradientSource, Kind, LayerPrototypes, TrainError, TrainResult, UnitOutcome,
+    batch_order_seed, direction_seed, gradient_source, layer_prototypes, limited, optimise, require_model, step_rule,
+    EpochLoss, Evaluation, GradientSource, Kind, LayerPrototypes, TrainError, TrainResult, UnitOutcome,
 };
 
 /// Side of the input images.
@@ -121,11 +128,18 @@ pub struct Cnn {
     shapes: [ConvShape; 2],
     conv: [Vec<f32>; 2],
     fc: Vec<f32>,
+    outputs: usize,
 }
 
 impl Cnn {
-    /// He-initialised (`N(0, 2/fan_in)`, zero biases) from `seed`.
+    /// He-initialised (`N(0, 2/fan_in)`, zero biases) from `seed`, with 10 FC outputs.
     pub fn new(channels: usize, seed: u64) -> Self {
+        Self::with_outputs(channels, CLASSES, seed)
+    }
+
+    /// [`Cnn::new`] with `outputs` FC outputs (1: BP's regression head); the draws of the
+    /// first `min(outputs, 10)` FC rows are those of a 10-output network.
+    pub fn with_outputs(channels: usize, outputs: usize, seed: u64) -> Self {
         let shapes = conv_shapes(channels);
         let mut g = rng(derive_seed(seed, &[0xC0_4E]));
         let mut init = |fan_in: usize, rows: usize, with_bias_last: bool| -> Vec<f32> {
@@ -147,9 +161,14 @@ impl Cnn {
             init(shapes[1].kernel_len(), channels, true),
         ];
         let fc_in = channels * shapes[1].pooled_side().pow(2);
-        let mut fc = init(fc_in, CLASSES, false);
-        fc.extend(std::iter::repeat_n(0.0, CLASSES));
-        Self { shapes, conv, fc }
+        let mut fc = init(fc_in, outputs, false);
+        fc.extend(std::iter::repeat_n(0.0, outputs));
+        Self {
+            shapes,
+            conv,
+            fc,
+            outputs,
+        }
     }
 
     /// The two convolution layers' shapes.
@@ -168,8 +187,8 @@ impl Cnn {
     pub fn num_params(&self) -> usize {
         self.conv[0].len() + self.conv[1].len() + self.fc.len()
     }
-    /// The FC layer's 10 outputs for `images` (`784 × B`, one 28 × 28 image per column, pixels
-    /// row-major), `10 × B`.
+    /// The FC layer's outputs (10, or 1 for BP's regression head) for `images` (`784 × B`, one
+    /// 28 × 28 image per column, pixels row-major), `outputs × B`.
     ///
     /// # Panics
     /// If `images` does not have 784 rows.
@@ -198,6 +217,11 @@ impl Cnn {
     /// The FC layer's weights then biases.
     pub fn fc_params(&self) -> &[f32] {
         &self.fc
+    }
+
+    /// The FC layer's outputs.
+    pub fn outputs(&self) -> usize {
+        self.outputs
     }
 
     fn set_params(&mut self, p: &[f32]) {
@@ -325,6 +349,8 @@ struct Scratch {
     logits: Mat,
     goodness: Mat,
     labels: Vec<u32>,
+    targets: Vec<f32>,
+    targets_mat: Mat,
 }
 
 /// FF+DD's view of one convolution channel: its reduced outputs' local loss at perturbed kernel
@@ -373,17 +399,20 @@ struct FcObjective<'a> {
     par: Par,
 }
 
+/// The FC layer (`outputs × features` weights row-major, then `outputs` biases; `outputs`
+/// follows from `params.len()`) on `images` columns of `inputs`, into `out` (`outputs × B`).
 fn fc_forward(params: &[f32], features: usize, inputs: &[f32], images: usize, out: &mut Mat, par: Par) {
-    set_shape(out, CLASSES, images);
+    let outputs = params.len() / (features + 1);
+    set_shape(out, outputs, images);
     matmul(
         MatMut::from(&mut *out),
         Accum::Replace,
-        MatRef::from_row_major(&params[..CLASSES * features], CLASSES, features),
+        MatRef::from_row_major(&params[..outputs * features], outputs, features),
         MatRef::from_col_major(inputs, features, images),
         1.0,
         par,
     );
-    let bias = &params[CLASSES * features..];
+    let bias = &params[outputs * features..];
     for mut col in out.column_iter_mut() {
         for (v, b) in col.iter_mut().zip(bias) {
             *v += b;
@@ -413,15 +442,15 @@ impl PerturbedObjective for FcObjective<'_> {
     }
 }
 
-/// BP+DD's view: the cross-entropy of the FC outputs at perturbed parameters of the whole
-/// network.
+/// BP+DD's view: the global loss of the FC outputs (cross-entropy, or MSE of the regression
+/// head) at perturbed parameters of the whole network.
 struct NetworkObjective<'a> {
     params: &'a [f32],
     network: &'a mut Cnn,
     perturbed: &'a mut Vec<f32>,
     images: &'a [f32],
     count: usize,
-    labels: &'a [u32],
+    target: GlobalTarget<'a>,
     scratch: &'a mut Scratch,
     par: Par,
 }
@@ -466,7 +495,7 @@ impl PerturbedObjective for NetworkObjective<'_> {
                 &mut logits,
                 self.par,
             );
-            *o = lossfn::softmax_cross_entropy(&logits, self.labels);
+            *o = self.target.loss(&logits);
         }
         self.scratch.logits = logits;
     }
@@ -583,7 +612,7 @@ fn convolve_backward(
 }
 
 /// The backward pass of [`fc_forward`]: `grad` (weights row-major, then biases) from the
-/// outputs' gradient `d_out` (`10 × B`); `d_inputs` (when given, `features × B` column-major)
+/// outputs' gradient `d_out` (`outputs × B`); `d_inputs` (when given, `features × B` column-major)
 /// `Wᵀ·d_out`.
 fn fc_backward(
     params: &[f32],
@@ -594,10 +623,10 @@ fn fc_backward(
     d_inputs: Option<&mut Vec<f32>>,
     par: Par,
 ) {
-    let images = d_out.ncols();
-    let (weights, biases) = grad.split_at_mut(CLASSES * features);
+    let (outputs, images) = d_out.shape();
+    let (weights, biases) = grad.split_at_mut(outputs * features);
     matmul(
-        MatMut::from_row_major(weights, CLASSES, features),
+        MatMut::from_row_major(weights, outputs, features),
         Accum::Replace,
         MatRef::from(d_out),
         MatRef::from_col_major(inputs, features, images).t(),
@@ -613,7 +642,7 @@ fn fc_backward(
         matmul(
             MatMut::from_col_major(d_inputs, features, images),
             Accum::Replace,
-            MatRef::from_row_major(&params[..CLASSES * features], CLASSES, features).t(),
+            MatRef::from_row_major(&params[..outputs * features], outputs, features).t(),
             MatRef::from(d_out),
             1.0,
             par,
@@ -703,14 +732,14 @@ struct AdScratch {
     d_pooled: Vec<f32>,
 }
 
-/// BP+AD: the exact gradient of the FC outputs' softmax cross-entropy with respect to every
-/// parameter of `network` (`grad`, the layout of [`Cnn::params`]), by back-propagation through
+/// BP+AD: the exact gradient of the FC outputs' global loss (softmax cross-entropy, or MSE of
+/// the regression head) with respect to every parameter of `network` (`grad`, the layout of [`Cnn::params`]), by back-propagation through
 /// the FC layer, the poolings, ReLUs and convolutions. Returns the loss.
 fn network_gradient(
     network: &Cnn,
     images: &[f32],
     count: usize,
-    labels: &[u32],
+    target: GlobalTarget<'_>,
     tape: &mut Tape,
     s: &mut AdScratch,
     grad: &mut [f32],
@@ -736,7 +765,7 @@ fn network_gradient(
     fc_forward(&network.fc, features, &s.pooled[1], count, &mut s.reduced, par);
     tape.reset();
     let v = tape.param(&s.reduced);
-    let loss = tape.softmax_cross_entropy(v, labels);
+    let loss = target.on_tape(tape, v);
     let value = tape.scalar(loss);
     tape.backward(loss);
     s.d_reduced.clone_from(tape.grad(v).expect("gradient of a parameter"));
@@ -779,25 +808,46 @@ pub struct TrainedCnn {
     pub result: TrainResult,
     /// The trained network.
     pub network: Cnn,
-    /// FF+DD: the prototypes of conv layer 1, conv layer 2 and the FC layer (`10 × 10` each);
-    /// empty for BP+DD.
+    /// FF: the prototypes of conv layer 1, conv layer 2 and the FC layer (`10 × 10` each; in
+    /// regression the upper prototype `ξ^u` as a `10 × 1` column); empty for BP.
     pub prototypes: Vec<Mat>,
-    /// FF+DD: each convolution channel's reduction matrix, per layer; empty for BP+DD.
+    /// FF: each convolution channel's reduction matrix, per layer; empty for BP.
     pub reductions: Vec<Vec<Mat>>,
 }
 
-/// Trains the CNN of SPEC A7 per `spec` (`model: cnn`, `width` = channels `C`, method `ff-dd`
-/// or `bp-dd`) on `data` (28 × 28 images, 10 classes) and evaluates it on the test split;
+/// Trains the CNN of SPEC A7 per `spec` (`model: cnn`, `width` = channels `C`, any method) on
+/// `data` (28 × 28 images; 10 classes, or one target in [-1, 1]) and evaluates it on the test
+/// split;
 /// [`train`](crate::train()) calls this for CNN specs. The numbers do not depend on the thread
 /// count.
 pub fn train_cnn(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress) -> Result<TrainedCnn, TrainError> {
-    let classes = classifier_classes(spec, data, Model::Cnn, "train_cnn", "the CNN")?;
-    spec.validate(Some(classes))?;
-    if classes != CLASSES {
-        return Err(TrainError::Data(format!(
-            "the CNN has {CLASSES} outputs; this task has {classes} classes"
-        )));
-    }
+    require_model(spec, Model::Cnn, "train_cnn")?;
+    let outputs = match &data.train.targets {
+        Targets::Classes { num_classes, .. } => {
+            spec.validate(Some(*num_classes))?;
+            if *num_classes != CLASSES {
+                return Err(TrainError::Data(format!(
+                    "the CNN has {CLASSES} outputs; this task has {num_classes} classes"
+                )));
+            }
+            CLASSES
+        }
+        Targets::Values(v) => {
+            spec.validate(None)?;
+            if v.nrows() != 1 {
+                return Err(TrainError::Data(format!(
+                    "the CNN regresses one value; this task has {} targets per sample",
+                    v.nrows()
+                )));
+            }
+            // BP's regression head has one output; FF scores the FC's 10 against ξ^u
+            if spec.method.is_local() {
+                REDUCED
+            } else {
+                1
+            }
+        }
+    };
     if data.train.features() != IMAGE_SIDE * IMAGE_SIDE {
         return Err(TrainError::Data(format!(
             "the CNN reads {IMAGE_SIDE} × {IMAGE_SIDE} images; this task has {} features",
@@ -806,7 +856,7 @@ pub fn train_cnn(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress
     }
     let train_set = limited(&data.train, spec.train_limit);
     let test_set = limited(&data.test, spec.test_limit);
-    let mut network = Cnn::new(spec.width, spec.seed);
+    let mut network = Cnn::with_outputs(spec.width, outputs, spec.seed);
     let par = Par::of_current_pool();
     let started = Instant::now();
     let (prototypes, reductions_used, outcome, curve) = par.with_polling_workers(|| {
@@ -828,18 +878,70 @@ pub fn train_cnn(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress
     })
 }
 
-fn class_prototypes(seed: u64, unit: usize) -> Mat {
-    match layer_prototypes(seed, unit, REDUCED, Kind::Classes(CLASSES)) {
-        LayerPrototypes::Classes(p) => p,
-        LayerPrototypes::Regression(_) => unreachable!("classification"),
-    }
-}
-
 /// `count` columns of `source` (`per` values each) picked by `idx`, into `out`.
 fn gather(source: &[f32], per: usize, idx: &[usize], out: &mut Vec<f32>) {
     out.clear();
     for &i in idx {
         out.extend_from_slice(&source[i * per..(i + 1) * per]);
+    }
+}
+
+/// A split's supervision: class labels, or scalar targets in [-1, 1] (regression).
+#[derive(Clone, Copy)]
+enum Supervision<'a> {
+    Classes(&'a [u32]),
+    Values(&'a [f32]),
+}
+
+impl<'a> Supervision<'a> {
+    fn of(ds: &'a Dataset) -> Self {
+        match &ds.targets {
+            Targets::Classes { labels, .. } => Supervision::Classes(labels),
+            Targets::Values(v) => Supervision::Values(v.as_slice()),
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Supervision::Classes(_) => Kind::Classes(CLASSES),
+            Supervision::Values(_) => Kind::Regression,
+        }
+    }
+
+    /// The batch `idx`'s labels or targets (the other buffer left empty), and the targets as a
+    /// `1 × B` matrix for the global loss.
+    fn gather(&self, idx: &[usize], labels: &mut Vec<u32>, targets: &mut Vec<f32>, targets_mat: &mut Mat) {
+        labels.clear();
+        targets.clear();
+        match self {
+            Supervision::Classes(l) => labels.extend(idx.iter().map(|&i| l[i])),
+            Supervision::Values(t) => {
+                targets.extend(idx.iter().map(|&i| t[i]));
+                set_shape(targets_mat, 1, idx.len());
+                targets_mat.as_mut_slice().copy_from_slice(targets);
+            }
+        }
+    }
+}
+
+/// A unit's prototypes: the `10 × 10` class prototypes, or regression's upper prototype `ξ^u`
+/// as a `10 × 1` column (drawn from the seed and the unit like the MLP's).
+fn unit_prototypes(seed: u64, unit: usize, kind: Kind) -> Mat {
+    match layer_prototypes(seed, unit, REDUCED, kind) {
+        LayerPrototypes::Classes(p) => p,
+        LayerPrototypes::Regression(u) => Mat::from_column_slice(REDUCED, 1, &u),
+    }
+}
+
+/// The local target of a unit scored against `prototypes` ([`unit_prototypes`]'s layout).
+fn local_target<'a>(spec: &TrainSpec, prototypes: &'a Mat, labels: &'a [u32], targets: &'a [f32]) -> LayerTarget<'a> {
+    if prototypes.ncols() == 1 {
+        LayerTarget::Regression {
+            prototype: prototypes.as_slice(),
+            targets,
+        }
+    } else {
+        LayerTarget::classes_of(spec, prototypes, labels)
     }
 }
 
@@ -854,7 +956,7 @@ fn train_local(
     progress: &mut dyn Progress,
 ) -> LocalOutcome {
     let samples = train.len();
-    let labels = train.labels().expect("classification, checked");
+    let supervision = Supervision::of(train);
     let source = gradient_source(spec, par);
     let mut tape = Tape::new();
     tape.set_par(par);
@@ -871,7 +973,7 @@ fn train_local(
     let channels = spec.width;
     for l in 0..2 {
         let shape = network.shapes[l];
-        let protos = class_prototypes(spec.seed, l);
+        let protos = unit_prototypes(spec.seed, l, supervision.kind());
         let reductions = reductions(spec.seed, l, &shape);
         let per_image = shape.in_channels * shape.in_side * shape.in_side;
         let k = shape.kernel_len();
@@ -905,13 +1007,14 @@ fn train_local(
                         reduced,
                         goodness,
                         labels: batch_labels,
+                        targets,
+                        targets_mat,
                         ..
                     } = &mut scratch;
                     gather(&cache, per_image, idx, input);
                     im2col(&shape, input, idx.len(), cols);
-                    batch_labels.clear();
-                    batch_labels.extend(idx.iter().map(|&i| labels[i]));
-                    let target = LayerTarget::classes_of(spec, &protos, batch_labels);
+                    supervision.gather(idx, batch_labels, targets, targets_mat);
+                    let target = local_target(spec, &protos, batch_labels, targets);
                     let passes_per_evaluation = idx.len() as u64 * (l as u64 + 1);
                     let GradientSource::Directional(dd) = &source else {
                         let loss = channel_gradient(
@@ -993,7 +1096,7 @@ fn train_local(
     }
     // the FC layer
     let features = network.fc_inputs();
-    let protos = class_prototypes(spec.seed, 2);
+    let protos = unit_prototypes(spec.seed, 2, supervision.kind());
     let mut params = network.fc.clone();
     let mut rule = step_rule(spec, params.len());
     direction.resize(params.len(), 0.0);
@@ -1014,12 +1117,13 @@ fn train_local(
                 logits,
                 goodness,
                 labels: batch_labels,
+                targets,
+                targets_mat,
                 ..
             } = &mut scratch;
             gather(&cache, features, idx, input);
-            batch_labels.clear();
-            batch_labels.extend(idx.iter().map(|&i| labels[i]));
-            let target = LayerTarget::classes_of(spec, &protos, batch_labels);
+            supervision.gather(idx, batch_labels, targets, targets_mat);
+            let target = local_target(spec, &protos, batch_labels, targets);
             let GradientSource::Directional(dd) = &source else {
                 let loss = fc_local_gradient(
                     params,
@@ -1077,7 +1181,7 @@ fn train_global(
     progress: &mut dyn Progress,
 ) -> (UnitOutcome, Vec<EpochLoss>) {
     let samples = train.len();
-    let labels = train.labels().expect("classification, checked");
+    let supervision = Supervision::of(train);
     let source = gradient_source(spec, par);
     let mut tape = Tape::new();
     tape.set_par(par);
@@ -1090,7 +1194,8 @@ fn train_global(
     let mut perturbed_network = network.clone();
     let mut perturbed = Vec::new();
     let mut scratch = Scratch::default();
-    let (mut batch, mut batch_labels) = (Vec::new(), Vec::new());
+    let (mut batch, mut batch_labels, mut batch_targets) = (Vec::new(), Vec::new(), Vec::new());
+    let mut targets_mat = Mat::zeros(0, 0);
     let mut curve = Vec::new();
     progress.phase("network", spec.epochs, samples.div_ceil(spec.batch));
     let outcome = optimise(
@@ -1105,15 +1210,18 @@ fn train_global(
         &mut curve,
         |step_index, idx, params, grad| {
             gather(inputs, pixels, idx, &mut batch);
-            batch_labels.clear();
-            batch_labels.extend(idx.iter().map(|&i| labels[i]));
+            supervision.gather(idx, &mut batch_labels, &mut batch_targets, &mut targets_mat);
+            let target = match supervision {
+                Supervision::Classes(_) => GlobalTarget::Classes(&batch_labels),
+                Supervision::Values(_) => GlobalTarget::Regression(&targets_mat),
+            };
             let GradientSource::Directional(dd) = &source else {
                 perturbed_network.set_params(params);
                 let loss = network_gradient(
                     &perturbed_network,
                     &batch,
                     idx.len(),
-                    &batch_labels,
+                    target,
                     &mut tape,
                     &mut ad,
                     grad,
@@ -1127,7 +1235,7 @@ fn train_global(
                 perturbed: &mut perturbed,
                 images: &batch,
                 count: idx.len(),
-                labels: &batch_labels,
+                target,
                 scratch: &mut scratch,
                 par,
             };
@@ -1144,24 +1252,41 @@ fn train_global(
     (outcome, curve)
 }
 
-/// Test metrics (SPEC A6): FF+DD by majority vote over conv 1 (goodness summed over channels),
-/// conv 2 and the FC layer, with per-layer accuracies; BP+DD by the argmax of the FC outputs.
+/// Test metrics (SPEC A6). Classification: FF by majority vote over conv 1 (goodness summed
+/// over channels), conv 2 and the FC layer, with per-layer accuracies; BP by the argmax of the
+/// FC outputs. Regression: R² of the last layer's prediction — FF the FC outputs' cosine with
+/// `ξ^u` (the last layer's goodness), BP the regression head's output.
 pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], test: &Dataset) -> Evaluation {
     let local = !prototypes.is_empty();
-    let labels = test.labels().expect("classification");
     let samples = test.len();
     let par = Par::of_current_pool();
     let pixels = IMAGE_SIDE * IMAGE_SIDE;
+    let regression = matches!(test.targets, Targets::Values(_));
     let mut votes: Vec<Vec<u32>> = vec![Vec::with_capacity(samples); if local { 3 } else { 1 }];
+    let mut predictions: Vec<f64> = Vec::new();
     let mut scratch = Scratch::default();
     let mut logits = Mat::zeros(0, 0);
     let argmax = |m: &Mat, j: usize| (0..m.nrows()).fold(0, |b, i| if m[(i, j)] > m[(b, j)] { i } else { b }) as u32;
+    let cosine = |m: &Mat, j: usize, u: &[f32]| {
+        let col = m.column(j);
+        let norm = col.norm() as f64;
+        let dot: f64 = col.iter().zip(u).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        if norm > 0.0 {
+            dot / norm
+        } else {
+            0.0
+        }
+    };
     for start in (0..samples).step_by(IMAGE_BLOCK) {
         let count = IMAGE_BLOCK.min(samples - start);
         let images = &test.inputs.as_slice()[start * pixels..(start + count) * pixels];
         if !local {
             network_logits(network, images, count, &mut scratch, &mut logits, par);
-            votes[0].extend((0..count).map(|j| argmax(&logits, j)));
+            if regression {
+                predictions.extend(logits.row(0).iter().map(|&v| f64::from(v)));
+            } else {
+                votes[0].extend((0..count).map(|j| argmax(&logits, j)));
+            }
             continue;
         }
         scratch.input.clear();
@@ -1177,20 +1302,22 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
                 &mut scratch.conv,
                 par,
             );
-            let mut total = Mat::zeros(CLASSES, count);
-            for (c, a) in reductions[l].iter().enumerate() {
-                reduce(
-                    a,
-                    &scratch.conv[c * count * plane..(c + 1) * count * plane],
-                    count,
-                    &mut scratch.reduced,
-                    par,
-                );
-                set_shape(&mut scratch.goodness, CLASSES, count);
-                lossfn::cosine_goodness(&scratch.reduced, &prototypes[l], &mut scratch.goodness);
-                total += &scratch.goodness;
+            if !regression {
+                let mut total = Mat::zeros(CLASSES, count);
+                for (c, a) in reductions[l].iter().enumerate() {
+                    reduce(
+                        a,
+                        &scratch.conv[c * count * plane..(c + 1) * count * plane],
+                        count,
+                        &mut scratch.reduced,
+                        par,
+                    );
+                    set_shape(&mut scratch.goodness, CLASSES, count);
+                    lossfn::cosine_goodness(&scratch.reduced, &prototypes[l], &mut scratch.goodness);
+                    total += &scratch.goodness;
+                }
+                votes[l].extend((0..count).map(|j| argmax(&total, j)));
             }
-            votes[l].extend((0..count).map(|j| argmax(&total, j)));
             pool(shape, &scratch.conv, count, &mut scratch.pooled);
             std::mem::swap(&mut scratch.input, &mut scratch.pooled);
         }
@@ -1202,24 +1329,37 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
             &mut logits,
             par,
         );
-        set_shape(&mut scratch.goodness, CLASSES, count);
-        lossfn::cosine_goodness(&logits, &prototypes[2], &mut scratch.goodness);
-        votes[2].extend((0..count).map(|j| argmax(&scratch.goodness, j)));
-    }
-    if local {
-        let refs: Vec<&Vec<u32>> = votes.iter().collect();
-        let vote = majority_vote(&refs, samples);
-        Evaluation {
-            test_accuracy: Some(accuracy(&vote, labels)),
-            per_layer_test_accuracy: Some(votes.iter().map(|v| accuracy(v, labels)).collect()),
-            test_r2: None,
+        if regression {
+            predictions.extend((0..count).map(|j| cosine(&logits, j, prototypes[2].as_slice())));
+        } else {
+            set_shape(&mut scratch.goodness, CLASSES, count);
+            lossfn::cosine_goodness(&logits, &prototypes[2], &mut scratch.goodness);
+            votes[2].extend((0..count).map(|j| argmax(&scratch.goodness, j)));
         }
-    } else {
-        Evaluation {
+    }
+    match &test.targets {
+        Targets::Values(v) => {
+            let y: Vec<f64> = v.row(0).iter().map(|&t| f64::from(t)).collect();
+            Evaluation {
+                test_accuracy: None,
+                per_layer_test_accuracy: None,
+                test_r2: Some(r_squared(&predictions, &y)),
+            }
+        }
+        Targets::Classes { labels, .. } if local => {
+            let refs: Vec<&Vec<u32>> = votes.iter().collect();
+            let vote = majority_vote(&refs, samples);
+            Evaluation {
+                test_accuracy: Some(accuracy(&vote, labels)),
+                per_layer_test_accuracy: Some(votes.iter().map(|v| accuracy(v, labels)).collect()),
+                test_r2: None,
+            }
+        }
+        Targets::Classes { labels, .. } => Evaluation {
             test_accuracy: Some(accuracy(&votes[0], labels)),
             per_layer_test_accuracy: None,
             test_r2: None,
-        }
+        },
     }
 }
 
@@ -1277,35 +1417,40 @@ mod tests {
     #[test]
     fn the_back_propagated_gradient_matches_central_differences() {
         let (channels, images) = (2, 3);
-        let network = Cnn::new(channels, 5);
         let x = random(images * 784, 6, 1.0).iter().map(|v| v.abs()).collect::<Vec<_>>();
         let labels = [3u32, 7, 1];
-        let mut tape = Tape::new();
-        let mut grad = vec![0.0f32; network.num_params()];
-        let value = network_gradient(
-            &network,
-            &x,
-            images,
-            &labels,
-            &mut tape,
-            &mut AdScratch::default(),
-            &mut grad,
-            Par::Seq,
-        );
-        let params = network.params();
-        let mut probe = network.clone();
-        let mut scratch = Scratch::default();
-        let mut logits = Mat::zeros(0, 0);
-        let mut loss = |p: &[f32]| {
-            probe.set_params(p);
-            network_logits(&probe, &x, images, &mut scratch, &mut logits, Par::Seq);
-            lossfn::softmax_cross_entropy(&logits, &labels)
-        };
-        assert!((loss(&params) - value).abs() < 1e-9);
-        let (a, b) = (network.conv[0].len(), network.conv[1].len());
-        check(&params, &grad, 0..a, 8, &mut loss);
-        check(&params, &grad, a..a + b, 8, &mut loss);
-        check(&params, &grad, a + b..params.len(), 8, &mut loss);
+        let targets = Mat::from_row_slice(1, images, &[0.3, -0.8, 0.5]);
+        // classification (10 outputs, cross-entropy) and regression (1 output, MSE)
+        for (outputs, target) in [
+            (CLASSES, GlobalTarget::Classes(&labels)),
+            (1, GlobalTarget::Regression(&targets)),
+        ] {
+            let network = Cnn::with_outputs(channels, outputs, 5);
+            let mut tape = Tape::new();
+            let mut grad = vec![0.0f32; network.num_params()];
+            let mut ad = AdScratch::default();
+            let value = network_gradient(&network, &x, images, target, &mut tape, &mut ad, &mut grad, Par::Seq);
+            let params = network.params();
+            let mut probe = network.clone();
+            let mut scratch = Scratch::default();
+            let mut logits = Mat::zeros(0, 0);
+            let mut loss = |p: &[f32]| {
+                probe.set_params(p);
+                network_logits(&probe, &x, images, &mut scratch, &mut logits, Par::Seq);
+                target.loss(&logits)
+            };
+            assert!((loss(&params) - value).abs() < 1e-9);
+            let (a, b) = (network.conv[0].len(), network.conv[1].len());
+            check(&params, &grad, 0..a, 8, &mut loss);
+            check(&params, &grad, a..a + b, 8, &mut loss);
+            check(
+                &params,
+                &grad,
+                a + b..params.len(),
+                8.min(params.len() - a - b),
+                &mut loss,
+            );
+        }
     }
 
     #[test]
@@ -1318,55 +1463,58 @@ mod tests {
         im2col(&shape, &x, images, &mut cols);
         let params = random(k + 1, 8, 0.3);
         let reduction = &reductions(9, 1, &shape)[0];
-        let protos = class_prototypes(9, 1);
         let labels = [0u32, 4, 9, 2];
+        let values = [0.5f32, -0.2, 0.9, -0.7];
         let spec = TrainSpec::default();
-        let target = LayerTarget::classes_of(&spec, &protos, &labels);
-        let mut tape = Tape::new();
-        let mut ad = AdScratch::default();
-        let mut grad = vec![0.0f32; k + 1];
-        let value = channel_gradient(
-            &params,
-            k,
-            &cols,
-            images,
-            reduction,
-            target,
-            &mut tape,
-            &mut ad,
-            &mut grad,
-            Par::Seq,
-        );
-        let (mut conv, mut reduced) = (Vec::new(), Mat::zeros(0, 0));
-        let mut loss = |p: &[f32]| {
-            convolve(p, k, &cols, cols.len() / k, &mut conv, Par::Seq);
-            reduce(reduction, &conv, images, &mut reduced, Par::Seq);
-            target.loss(&reduced)
-        };
-        assert!((loss(&params) - value).abs() < 1e-9);
-        check(&params, &grad, 0..k + 1, 12, &mut loss);
-        // the FC layer on random features
-        let features = 3 * 36;
-        let inputs = random(features * images, 10, 1.0);
-        let fc = random(CLASSES * features + CLASSES, 11, 0.2);
-        let mut grad = vec![0.0f32; fc.len()];
-        let value = fc_local_gradient(
-            &fc,
-            features,
-            &inputs,
-            images,
-            target,
-            &mut tape,
-            &mut ad,
-            &mut grad,
-            Par::Seq,
-        );
-        let mut out = Mat::zeros(0, 0);
-        let mut loss = |p: &[f32]| {
-            fc_forward(p, features, &inputs, images, &mut out, Par::Seq);
-            target.loss(&out)
-        };
-        assert!((loss(&fc) - value).abs() < 1e-9);
-        check(&fc, &grad, 0..fc.len(), 12, &mut loss);
+        for kind in [Kind::Classes(CLASSES), Kind::Regression] {
+            let protos = unit_prototypes(9, 1, kind);
+            let target = local_target(&spec, &protos, &labels, &values);
+            let mut tape = Tape::new();
+            let mut ad = AdScratch::default();
+            let mut grad = vec![0.0f32; k + 1];
+            let value = channel_gradient(
+                &params,
+                k,
+                &cols,
+                images,
+                reduction,
+                target,
+                &mut tape,
+                &mut ad,
+                &mut grad,
+                Par::Seq,
+            );
+            let (mut conv, mut reduced) = (Vec::new(), Mat::zeros(0, 0));
+            let mut loss = |p: &[f32]| {
+                convolve(p, k, &cols, cols.len() / k, &mut conv, Par::Seq);
+                reduce(reduction, &conv, images, &mut reduced, Par::Seq);
+                target.loss(&reduced)
+            };
+            assert!((loss(&params) - value).abs() < 1e-9);
+            check(&params, &grad, 0..k + 1, 12, &mut loss);
+            // the FC layer on random features
+            let features = 3 * 36;
+            let inputs = random(features * images, 10, 1.0);
+            let fc = random(CLASSES * features + CLASSES, 11, 0.2);
+            let mut grad = vec![0.0f32; fc.len()];
+            let value = fc_local_gradient(
+                &fc,
+                features,
+                &inputs,
+                images,
+                target,
+                &mut tape,
+                &mut ad,
+                &mut grad,
+                Par::Seq,
+            );
+            let mut out = Mat::zeros(0, 0);
+            let mut loss = |p: &[f32]| {
+                fc_forward(p, features, &inputs, images, &mut out, Par::Seq);
+                target.loss(&out)
+            };
+            assert!((loss(&fc) - value).abs() < 1e-9);
+            check(&fc, &grad, 0..fc.len(), 12, &mut loss);
+        }
     }
 }

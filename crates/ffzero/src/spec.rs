@@ -94,7 +94,7 @@ pub enum Model {
     /// ([`crate::photonic`]). Trained by the forward-only methods only.
     Photonic,
     /// The CNN of SPEC A7 (MNIST's): two convolution layers of `width` channels and a fully
-    /// connected layer ([`crate::cnn`]). All four methods.
+    /// connected layer ([`crate::cnn`]). All four methods, classification and regression.
     Cnn,
 }
 
@@ -290,13 +290,6 @@ impl TrainSpec {
         }
         match self.model {
             Model::Cnn => {
-                if num_classes.is_none() {
-                    return Err(out_of_range(
-                        "--model",
-                        "cnn",
-                        "the CNN is implemented for classification only; regression tasks take the MLP",
-                    ));
-                }
                 if self.pool != 1 {
                     return Err(out_of_range(
                         "--pool",

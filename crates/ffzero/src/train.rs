@@ -319,20 +319,26 @@ pub(crate) fn classifier_classes(
     entry: &str,
     what: &str,
 ) -> Result<usize, TrainError> {
-    if spec.model != model {
-        return Err(SpecError::OutOfRange {
-            option: "--model",
-            value: spec.model.name().into(),
-            reason: format!("{entry} trains the {} model", model.name()),
-        }
-        .into());
-    }
+    require_model(spec, model, entry)?;
     match &data.train.targets {
         Targets::Classes { num_classes, .. } => Ok(*num_classes),
         Targets::Values(_) => Err(TrainError::Data(format!(
             "{what} classifies; this task has regression targets"
         ))),
     }
+}
+
+/// The error for the entry point `entry` of `model` given a spec of another model.
+pub(crate) fn require_model(spec: &TrainSpec, model: Model, entry: &str) -> Result<(), TrainError> {
+    if spec.model == model {
+        return Ok(());
+    }
+    Err(SpecError::OutOfRange {
+        option: "--model",
+        value: spec.model.name().into(),
+        reason: format!("{entry} trains the {} model", model.name()),
+    }
+    .into())
 }
 
 /// The error for an MLP-only entry point given another model.

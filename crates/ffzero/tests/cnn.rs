@@ -208,9 +208,41 @@ fn specs_the_cnn_cannot_run_are_refused_with_a_message() {
         },
         "trains the cnn model",
     );
-    let regression = load_task_first(Task::MnistRegression, &default_datasets_dir(), 0, Some(100), Some(10)).unwrap();
-    let e = train_cnn(&spec(Method::FfDd, 4), &regression, &mut NoProgress)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("classifies"), "{e}");
+}
+
+#[test]
+fn the_cnn_regresses_the_digit_with_every_method() {
+    let data = load_task_first(
+        Task::MnistRegression,
+        &default_datasets_dir(),
+        0,
+        Some(3000),
+        Some(1000),
+    )
+    .unwrap();
+    for method in [Method::FfDd, Method::FfAd, Method::BpDd, Method::BpAd] {
+        let s = TrainSpec {
+            task: "mnist-regression".into(),
+            optimizer: Optimizer::Adam,
+            ..spec(method, 4)
+        };
+        let t = train_cnn(&s, &data, &mut NoProgress).unwrap();
+        // BP's head regresses one value; FF scores the FC's 10 outputs against ξ^u
+        assert_eq!(t.network.outputs(), if method.is_local() { 10 } else { 1 });
+        assert!(t.result.test_accuracy.is_none());
+        let r2 = t.result.test_r2.unwrap();
+        eprintln!("{method:?} CNN regression, 4 channels, 3 epochs of 3,000 with Adam: R² {r2}");
+        // the exact gradients learn the digit within 141 steps; the estimators barely start
+        // (measured FF+DD 0.010, BP+DD −0.50: Adam on a one-direction estimate of the whole
+        // network's gradient walks away first), so for them only a finite R² is asked
+        if method.is_directional() {
+            assert!(r2.is_finite(), "{method:?}: R² {r2}");
+        } else {
+            assert!(r2 > 0.3, "{method:?}: R² {r2}");
+        }
+        if method.is_local() {
+            assert_eq!(t.prototypes.len(), 3);
+            assert_eq!(t.prototypes[2].shape(), (10, 1), "regression: ξ^u as a column");
+        }
+    }
 }
