@@ -170,7 +170,7 @@ impl FreeSpace {
             return Err(OpticsError::ZeroSize { what: "padding" });
         }
         let n = grid.n;
-        let m = n.checked_mul(padding).unwrap_or(usize::MAX);
+        let m = n.saturating_mul(padding);
         if m > MAX_PADDED_SIDE {
             return Err(OpticsError::DoesNotFit(format!(
                 "a {n} × {n} grid padded {padding}× is {m} × {m}; the propagator holds two {MAX_PADDED_SIDE}² \
