@@ -724,7 +724,20 @@ mod tests {
         assert_eq!(n("seed002-fig5"), 3 * 3 * 5);
         assert_eq!(n("seed002-ext1"), 5);
         assert_eq!(n("seed002-fig3"), 3 * 3);
-        assert_eq!(n("seed000-cnn"), 8 * 2);
+        // 8 channel counts × 4 methods × classification and regression
+        assert_eq!(n("seed000-cnn"), 8 * 4 * 2);
+        // imaging: 4 methods × 3 walls; classification: 1
+        assert_eq!(n("seed002-fig4"), 4 * 3 + 1);
+        for s in figure_specs("seed002-fig4", Profile::Paper).unwrap() {
+            let RunSpec::Nlos(n) = s else { panic!() };
+            assert_eq!(n.scene.grid_n, 400);
+            if let insitu_ffm::nlos::NlosTask::Classification(t) = &n.task {
+                assert_eq!(
+                    (t.classes.as_slice(), t.train_samples, t.test_samples),
+                    (&[0, 7][..], 2000, 200)
+                );
+            }
+        }
         for s in figure_specs("seed002-fig5", Profile::Paper).unwrap() {
             let RunSpec::Pic(p) = s else { panic!() };
             assert!([1.0, 0.75, 0.5].contains(&p.ratio) && p.epochs == 100 && p.seed < 5);
