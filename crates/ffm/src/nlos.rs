@@ -653,7 +653,9 @@ pub fn image_hidden_letters<S: HiddenScene>(
         let mut total = 0.0;
         for (k, object) in objects.iter().enumerate() {
             bench.place_object(object);
-            data_pass(bench, phases, &[], &input, ws, 0);
+            // every run its own shot: a noisy bench's measurements stay independent
+            let shot = bench.count();
+            data_pass(bench, phases, &[], &input, ws, shot);
             total += scene_objective(k).eval(ws.output(), &mut scratch);
         }
         total / 9.0
@@ -672,7 +674,7 @@ pub fn image_hidden_letters<S: HiddenScene>(
                 for (k, object) in objects.iter().enumerate() {
                     bench.place_object(object);
                     let loss = scene_objective(k);
-                    let shot = 2 * (9 * it + k) as u64;
+                    let shot = bench.count();
                     total += ffm_gradient(&mut bench, &phases, &[], &input, &loss, &mut ws, &mut grads, shot);
                 }
                 diverged("imaging around the corner", it + 1, total, &grads[0])?;
@@ -698,7 +700,8 @@ pub fn image_hidden_letters<S: HiddenScene>(
     let mut images = Vec::with_capacity(LETTERS.len());
     for (letter, pattern) in LETTERS {
         bench.place_object(&real_field(&cells_image(&cells, n, &pattern)));
-        data_pass(&mut bench, &phases, &[], &input, &mut ws, 0);
+        let shot = bench.count();
+        data_pass(&mut bench, &phases, &[], &input, &mut ws, shot);
         let image = intensity_of(ws.output());
         letters.push(read_letter(letter, &pattern, &image, &cells, n));
         images.push(image);
@@ -1162,7 +1165,8 @@ pub fn classify_hidden_objects<S: HiddenScene>(
                 phase_object(train, j, side, n, &coordinates, &mut object);
                 bench.place_object(&object);
                 let loss = FieldLoss::NormalizedIntensityMse(&targets[class]);
-                total += ffm_gradient(&mut bench, &phases, &[], &input, &loss, &mut ws, &mut grads, 0);
+                let shot = bench.count();
+                total += ffm_gradient(&mut bench, &phases, &[], &input, &loss, &mut ws, &mut grads, shot);
             }
             step += 1;
             diverged("hidden-object classification", step, total, &grads[0])?;
@@ -1185,7 +1189,8 @@ pub fn classify_hidden_objects<S: HiddenScene>(
                 .map(|&(j, class)| {
                     phase_object(data, j, side, n, &coordinates, &mut object);
                     bench.place_object(&object);
-                    data_pass(&mut bench, mask, &[], &input, &mut ws, 0);
+                    let shot = bench.count();
+                    data_pass(&mut bench, mask, &[], &input, &mut ws, shot);
                     let intensity = intensity_of(ws.output());
                     if let Some(keep) = keep.as_deref_mut() {
                         if keep[class].is_empty() {
