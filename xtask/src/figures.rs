@@ -356,7 +356,7 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
                     }
                     (NlosTask::Classification(t), NlosOutcome::Classification(o)) => {
                         for c in &o.curves {
-                            let panel = format!("hidden digits {:?}, {:?}: accuracy (%)", t.classes, c.sensor);
+                            let panel = format!("hidden digits {:?}, {}: accuracy (%)", t.classes, c.sensor);
                             for (level, (f, (a, at))) in t
                                 .photons_per_pixel
                                 .iter()

@@ -230,7 +230,7 @@ pub fn summary(r: &NlosResult) -> String {
             let photons = |p: Option<f64>| p.map_or("never".to_string(), |v| format!("{v:.3}"));
             for c in &o.curves {
                 lines.push(format!(
-                    "  {:?}: photons per pixel FFM {}, ANN {}, ANN-t {}",
+                    "  {}: photons per pixel FFM {}, ANN {}, ANN-t {}",
                     c.sensor,
                     photons(c.ffm_turning_photons),
                     photons(c.ann_turning_photons),

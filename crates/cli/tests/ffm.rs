@@ -620,7 +620,7 @@ fn ffm_nlos_images_the_letters_classifies_hidden_digits_and_refuses_bad_options(
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("hidden-object classification (120 forward runs"), "{out}");
     assert!(
-        out.contains("Scmos: photons per pixel") && out.contains("Cmos: photons per pixel"),
+        out.contains("sCMOS: photons per pixel") && out.contains("  CMOS: photons per pixel"),
         "{out}"
     );
     refused(&[

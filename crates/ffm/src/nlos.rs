@@ -398,6 +398,16 @@ pub enum NlosSensor {
     Cmos,
 }
 
+impl std::fmt::Display for NlosSensor {
+    /// `sCMOS` or `CMOS`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NlosSensor::Scmos => "sCMOS",
+            NlosSensor::Cmos => "CMOS",
+        })
+    }
+}
+
 impl NlosSensor {
     /// Both, in the order results list them.
     pub const ALL: [NlosSensor; 2] = [NlosSensor::Scmos, NlosSensor::Cmos];
