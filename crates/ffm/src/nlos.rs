@@ -51,6 +51,7 @@ use insitu_data::{epoch_permutation, Dataset};
 use insitu_linalg::{derive_seed, rng};
 use insitu_optics::{Complex32, DetectorRegions, DiffuseReflector, FreeSpace, Grid, PhotonDetector, PropagationMethod};
 use insitu_optim::{Adam, StepRule};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bench::CountingSystem;
@@ -534,7 +535,7 @@ pub fn run_nlos(spec: &NlosSpec, data: Option<(&Dataset, &Dataset)>) -> Result<N
     match (&spec.task, data) {
         (NlosTask::Imaging(task), _) => image_hidden_letters(&mut bench, spec, task),
         (NlosTask::Classification(task), Some((train, test))) => {
-            classify_hidden_objects(&mut bench, spec, task, train, test)
+            classify_hidden_objects(&bench, spec, task, train, test)
         }
         (NlosTask::Classification(_), None) => Err(FfmError::InvalidSpec(
             "hidden-object classification needs a data set".into(),
@@ -1057,6 +1058,34 @@ pub fn turning_photons(levels: &[f64], accuracy: &[f64], threshold: f64) -> Opti
     Some((l0 + t * (l1 - l0)).exp())
 }
 
+/// One thread's copy of the scene and its buffers.
+struct SceneWorker<S> {
+    bench: CountingSystem<S>,
+    ws: FfmWorkspace<f32>,
+    object: Vec<Complex32>,
+}
+
+impl<S: HiddenScene> SceneWorker<S> {
+    /// The camera's intensity with the hidden phase object of column `j` of `data` and `mask`.
+    #[allow(clippy::too_many_arguments)]
+    fn camera(
+        &mut self,
+        data: &Dataset,
+        j: usize,
+        side: usize,
+        n: usize,
+        coordinates: &[(usize, usize, f32)],
+        mask: &[Vec<f32>],
+        input: &[Complex32],
+        shot: u64,
+    ) -> Vec<f32> {
+        phase_object(data, j, side, n, coordinates, &mut self.object);
+        self.bench.place_object(&self.object);
+        data_pass(&mut self.bench, mask, &[], input, &mut self.ws, shot);
+        intensity_of(self.ws.output())
+    }
+}
+
 /// What the camera gave for one sample: summed intensities of the detector squares and of the
 /// electronic baseline's bins, and the mean intensity per pixel.
 struct Exposure {
@@ -1095,10 +1124,11 @@ fn read_noisy(
     Ok(dn.iter().map(|&d| f64::from(detector.to_intensity(d)) / mean).collect())
 }
 
-/// Fig. 4c on `bench`: FFM-trains the mask on the hidden phase objects of `train`, then tests
-/// on `test`, noise-free and at each light level, against the electronic baseline.
-pub fn classify_hidden_objects<S: HiddenScene>(
-    bench: &mut S,
+/// Fig. 4c on copies of `bench` (one per rayon thread; the result does not depend on their
+/// number): FFM-trains the mask on the hidden phase objects of `train`, then tests on `test`,
+/// noise-free and at each light level, against the electronic baseline.
+pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
+    bench: &S,
     spec: &NlosSpec,
     task: &ClassificationTask,
     train: &Dataset,
@@ -1154,11 +1184,22 @@ pub fn classify_hidden_objects<S: HiddenScene>(
     let targets: Vec<Vec<f32>> = (0..k).map(|c| regions.mask(c)).collect::<Result<_, _>>()?;
     let coordinates = resize_coordinates(side, task.object_px);
     let input = spec.scene.input();
-    let mut bench = CountingSystem::new(bench);
-    let mut object = vec![Complex32::new(0.0, 0.0); n2];
-    let mut ws = FfmWorkspace::new(1, n2);
+    // one copy of the scene and its buffers per thread (an exact shortcut of running the
+    // samples one after the other on one bench: a sample's gradient does not depend on which
+    // copy runs it); the copies share the run count
+    let counted = CountingSystem::new(bench.clone());
+    let mut workers: Vec<SceneWorker<S>> = (0..rayon::current_num_threads().max(1))
+        .map(|_| SceneWorker {
+            bench: counted.clone(),
+            ws: FfmWorkspace::new(1, n2),
+            object: vec![Complex32::new(0.0, 0.0); n2],
+        })
+        .collect();
     let mut phases = vec![vec![0.0f32; n2]];
-    let mut grads = vec![vec![0.0f32; n2]];
+    let mut grad = vec![0.0f32; n2];
+    let largest_batch = task.batch.min(train_idx.len());
+    let mut sample_grads = vec![vec![vec![0.0f32; n2]]; largest_batch];
+    let mut sample_loss = vec![0.0f64; largest_batch];
     let mut adam = Adam::new(n2, task.lr);
     let mut order = Vec::new();
     let mut loss_curve = Vec::with_capacity(task.epochs);
@@ -1168,52 +1209,95 @@ pub fn classify_hidden_objects<S: HiddenScene>(
         epoch_permutation(train_idx.len(), spec.seed, epoch as u64, &mut order);
         let mut epoch_loss = 0.0;
         for batch in order.chunks(task.batch) {
-            grads[0].iter_mut().for_each(|g| *g = 0.0);
-            let mut total = 0.0;
-            for &i in batch {
-                let (j, class) = train_idx[i];
-                phase_object(train, j, side, n, &coordinates, &mut object);
-                bench.place_object(&object);
-                let loss = FieldLoss::NormalizedIntensityMse(&targets[class]);
-                let shot = bench.count();
-                total += ffm_gradient(&mut bench, &phases, &[], &input, &loss, &mut ws, &mut grads, shot);
+            let per_worker = batch.len().div_ceil(workers.len());
+            let phases_ref: &[Vec<f32>] = &phases;
+            workers
+                .par_iter_mut()
+                .zip(sample_grads[..batch.len()].par_chunks_mut(per_worker))
+                .zip(sample_loss[..batch.len()].par_chunks_mut(per_worker))
+                .zip(batch.par_chunks(per_worker))
+                .for_each(|(((w, sample_grads), losses), samples)| {
+                    for ((g, l), &i) in sample_grads.iter_mut().zip(losses.iter_mut()).zip(samples) {
+                        let (j, class) = train_idx[i];
+                        phase_object(train, j, side, n, &coordinates, &mut w.object);
+                        w.bench.place_object(&w.object);
+                        g[0].fill(0.0);
+                        let loss = FieldLoss::NormalizedIntensityMse(&targets[class]);
+                        let shot = derive_seed(spec.seed, &[0x5407, step as u64, i as u64]);
+                        *l = ffm_gradient(&mut w.bench, phases_ref, &[], &input, &loss, &mut w.ws, g, shot);
+                    }
+                });
+            // in batch order: the sum the samples run one after the other would give
+            grad.fill(0.0);
+            for g in &sample_grads[..batch.len()] {
+                for (a, v) in grad.iter_mut().zip(&g[0]) {
+                    *a += v;
+                }
             }
+            let total = sample_loss[..batch.len()].iter().fold(0.0, |t, l| t + l);
             step += 1;
-            diverged("hidden-object classification", step, total, &grads[0])?;
+            diverged("hidden-object classification", step, total, &grad)?;
             let scale = 1.0 / batch.len() as f32;
-            grads[0].iter_mut().for_each(|g| *g *= scale);
-            adam.step(&mut phases[0], &grads[0]);
+            grad.iter_mut().for_each(|g| *g *= scale);
+            adam.step(&mut phases[0], &grad);
             epoch_loss += total;
         }
         loss_curve.push(epoch_loss / train_idx.len() as f64);
     }
     let train_seconds = started.elapsed().as_secs_f64();
-    let forward_runs = bench.count();
+    let forward_runs = counted.count();
     // the camera's exposures: the learned mask on the test set, the flat mask on both
     let flat = vec![vec![0.0f32; n2]];
-    let mut images = vec![Vec::new(); k];
-    let mut exposures =
-        |data: &Dataset, idx: &[(usize, usize)], mask: &[Vec<f32>], keep: Option<&mut Vec<Vec<f32>>>| {
-            let mut keep = keep;
-            idx.iter()
-                .map(|&(j, class)| {
-                    phase_object(data, j, side, n, &coordinates, &mut object);
-                    bench.place_object(&object);
-                    let shot = bench.count();
-                    data_pass(&mut bench, mask, &[], &input, &mut ws, shot);
-                    let intensity = intensity_of(ws.output());
-                    if let Some(keep) = keep.as_deref_mut() {
-                        if keep[class].is_empty() {
-                            keep[class].clone_from(&intensity);
-                        }
-                    }
-                    expose(&intensity, &regions, &bins)
+    let mut exposures = |data: &Dataset, idx: &[(usize, usize)], mask: &[Vec<f32>], split: u64| {
+        let mut out: Vec<Option<Exposure>> = (0..idx.len()).map(|_| None).collect();
+        let per_worker = idx.len().div_ceil(workers.len());
+        workers
+            .par_iter_mut()
+            .zip(out.par_chunks_mut(per_worker))
+            .zip(idx.par_chunks(per_worker))
+            .enumerate()
+            .for_each(|(chunk, ((w, out), samples))| {
+                for (k, (o, &(j, _))) in out.iter_mut().zip(samples).enumerate() {
+                    let intensity = w.camera(
+                        data,
+                        j,
+                        side,
+                        n,
+                        &coordinates,
+                        mask,
+                        &input,
+                        derive_seed(spec.seed, &[0x0E9, split, (chunk * per_worker + k) as u64]),
+                    );
+                    *o = Some(expose(&intensity, &regions, &bins));
+                }
+            });
+        out.into_iter()
+            .map(|e| e.expect("every sample exposed"))
+            .collect::<Vec<_>>()
+    };
+    let test_ffm = exposures(test, &test_idx, &phases, 0);
+    let test_flat = exposures(test, &test_idx, &flat, 1);
+    let train_flat = exposures(train, &train_idx, &flat, 2);
+    // the first test sample of each class through the learned mask, for the images
+    let images: Vec<Vec<f32>> = (0..k)
+        .map(|class| {
+            test_idx
+                .iter()
+                .find(|&&(_, c)| c == class)
+                .map_or_else(Vec::new, |&(j, _)| {
+                    workers[0].camera(
+                        test,
+                        j,
+                        side,
+                        n,
+                        &coordinates,
+                        &phases,
+                        &input,
+                        derive_seed(spec.seed, &[0x1A6, class as u64]),
+                    )
                 })
-                .collect::<Vec<_>>()
-        };
-    let test_ffm = exposures(test, &test_idx, &phases, Some(&mut images));
-    let test_flat = exposures(test, &test_idx, &flat, None);
-    let train_flat = exposures(train, &train_idx, &flat, None);
+        })
+        .collect();
     let train_labels: Vec<usize> = train_idx.iter().map(|&(_, c)| c).collect();
     let test_labels: Vec<usize> = test_idx.iter().map(|&(_, c)| c).collect();
     let accuracy_of = |predicted: &mut dyn Iterator<Item = usize>| {
@@ -1231,10 +1315,14 @@ pub fn classify_hidden_objects<S: HiddenScene>(
     let ann_accuracy = ann.accuracy(&clean_test, &test_labels);
     let turning_accuracy = ffm_accuracy.min(ann_accuracy) - 0.01;
     let (region_px, bin_px) = (task.region_px * task.region_px, bin * bin);
-    let mut curves = Vec::with_capacity(NlosSensor::ALL.len());
-    for (s, sensor) in NlosSensor::ALL.into_iter().enumerate() {
-        let (mut ffm, mut ann_curve, mut ann_t) = (Vec::new(), Vec::new(), Vec::new());
-        for (li, &level) in levels.iter().enumerate() {
+    // every (sensor, level) on its own: seeded reads, in parallel, collected in order
+    let points: Vec<(usize, usize)> = (0..NlosSensor::ALL.len())
+        .flat_map(|s| (0..levels.len()).map(move |l| (s, l)))
+        .collect();
+    let measured: Vec<[f64; 3]> = points
+        .par_iter()
+        .map(|&(s, li)| -> Result<[f64; 3], FfmError> {
+            let (sensor, level) = (NlosSensor::ALL[s], levels[li]);
             let seed =
                 |split: u64, i: usize| derive_seed(spec.seed, &[0x4E_4C05, s as u64, li as u64, split, i as u64]);
             let mut right = 0usize;
@@ -1242,7 +1330,6 @@ pub fn classify_hidden_objects<S: HiddenScene>(
                 right +=
                     usize::from(argmax(&read_noisy(sensor, level, e.mean, &e.regions, region_px, seed(0, i))?) == l);
             }
-            ffm.push(right as f64 / test_labels.len() as f64);
             let noisy = |exposures: &[Exposure], split: u64| -> Result<Vec<f64>, FfmError> {
                 let mut out = Vec::with_capacity(exposures.len() * features);
                 for (i, e) in exposures.iter().enumerate() {
@@ -1252,19 +1339,30 @@ pub fn classify_hidden_objects<S: HiddenScene>(
             };
             let noisy_test = noisy(&test_flat, 1)?;
             let noisy_train = noisy(&train_flat, 2)?;
-            ann_curve.push(ann.accuracy(&noisy_test, &test_labels));
-            ann_t.push(fit(&noisy_train).accuracy(&noisy_test, &test_labels));
-        }
-        curves.push(PhotonCurve {
-            sensor,
-            ffm_turning_photons: turning_photons(levels, &ffm, turning_accuracy),
-            ann_turning_photons: turning_photons(levels, &ann_curve, turning_accuracy),
-            ann_noise_trained_turning_photons: turning_photons(levels, &ann_t, turning_accuracy),
-            ffm,
-            ann: ann_curve,
-            ann_noise_trained: ann_t,
-        });
-    }
+            Ok([
+                right as f64 / test_labels.len() as f64,
+                ann.accuracy(&noisy_test, &test_labels),
+                fit(&noisy_train).accuracy(&noisy_test, &test_labels),
+            ])
+        })
+        .collect::<Result<_, _>>()?;
+    let curves: Vec<PhotonCurve> = NlosSensor::ALL
+        .into_iter()
+        .zip(measured.chunks(levels.len().max(1)))
+        .map(|(sensor, rows)| {
+            let column = |c: usize| rows.iter().map(|r| r[c]).collect::<Vec<f64>>();
+            let (ffm, ann_curve, ann_t) = (column(0), column(1), column(2));
+            PhotonCurve {
+                sensor,
+                ffm_turning_photons: turning_photons(levels, &ffm, turning_accuracy),
+                ann_turning_photons: turning_photons(levels, &ann_curve, turning_accuracy),
+                ann_noise_trained_turning_photons: turning_photons(levels, &ann_t, turning_accuracy),
+                ffm,
+                ann: ann_curve,
+                ann_noise_trained: ann_t,
+            }
+        })
+        .collect();
     Ok(NlosTrained {
         result: NlosResult {
             spec: spec.clone(),

@@ -277,7 +277,11 @@ fn small_classification() -> NlosSpec {
 fn the_hidden_object_classifier_learns_and_its_noise_curves_behave() {
     let spec = small_classification();
     let (train, test) = (toy_digits(200, 1), toy_digits(80, 2));
-    let trained = run_nlos(&spec, Some((&train, &test))).unwrap();
+    let trained = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap()
+        .install(|| run_nlos(&spec, Some((&train, &test))).unwrap());
     let r = &trained.result;
     assert_eq!(r.forward_runs, 2 * 120 * 4, "two runs per sample and epoch");
     let NlosOutcome::Classification(o) = &r.outcome else {
@@ -301,8 +305,13 @@ fn the_hidden_object_classifier_learns_and_its_noise_curves_behave() {
         assert!(c.ann[0] < 0.75, "{c:?}");
     }
     assert_eq!(trained.images.len(), 2);
-    // the same spec gives the same result (seeded noise, batches)
-    let again = run_nlos(&spec, Some((&train, &test))).unwrap();
+    // the same result on one thread (one copy of the scene) as on two: seeded noise and
+    // batches, gradients summed in batch order
+    let again = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| run_nlos(&spec, Some((&train, &test))).unwrap());
     assert_eq!(again.phase, trained.phase);
     let (NlosOutcome::Classification(a), NlosOutcome::Classification(b)) = (&again.result.outcome, &r.outcome) else {
         panic!()
