@@ -531,9 +531,9 @@ pub struct NlosTrained {
 /// Runs `spec` on its simulated scene: imaging needs no data; classification reads `data`
 /// (train, test) of a task whose labels include `classes`.
 pub fn run_nlos(spec: &NlosSpec, data: Option<(&Dataset, &Dataset)>) -> Result<NlosTrained, FfmError> {
-    let mut bench = NlosBench::new(&spec.scene)?;
+    let bench = NlosBench::new(&spec.scene)?;
     match (&spec.task, data) {
-        (NlosTask::Imaging(task), _) => image_hidden_letters(&mut bench, spec, task),
+        (NlosTask::Imaging(task), _) => image_hidden_letters(&bench, spec, task),
         (NlosTask::Classification(task), Some((train, test))) => {
             classify_hidden_objects(&bench, spec, task, train, test)
         }
@@ -612,10 +612,11 @@ fn scene_side<S: HiddenScene>(bench: &S, scene: &NlosScene) -> Result<usize, Ffm
     Ok(n)
 }
 
-/// Fig. 4b on `bench`: learns one mask for the nine single-cell scenes by `task.method`, then
-/// images the letters.
-pub fn image_hidden_letters<S: HiddenScene>(
-    bench: &mut S,
+/// Fig. 4b on copies of `bench` (one per rayon thread; the result does not depend on their
+/// number): learns one mask for the nine single-cell scenes by `task.method`, then images the
+/// letters.
+pub fn image_hidden_letters<S: HiddenScene + Clone + Send>(
+    bench: &S,
     spec: &NlosSpec,
     task: &ImagingTask,
 ) -> Result<NlosTrained, FfmError> {
@@ -648,9 +649,6 @@ pub fn image_hidden_letters<S: HiddenScene>(
         .collect();
     let objects: Vec<Vec<Complex32>> = single.iter().map(|c| real_field(&cells_image(&cells, n, c))).collect();
     let targets: Vec<Vec<f32>> = single.iter().map(|c| cells_image(&cells, n, c)).collect();
-    let mut ws = FfmWorkspace::new(1, n2);
-    let mut scratch = vec![Complex32::new(0.0, 0.0); n2];
-    // the mean loss over the nine scenes of a mask, one run per scene
     let squares: Vec<(usize, usize, usize)> = cells.origins().iter().map(|&(r, c)| (r, c, task.cell_px)).collect();
     let scene_objective = |k: usize| match task.loss {
         ImagingLoss::Image => FieldLoss::NormalizedIntensityMse(&targets[k]),
@@ -660,60 +658,84 @@ pub fn image_hidden_letters<S: HiddenScene>(
             label: k,
         },
     };
-    let mut scene_loss = |bench: &mut CountingSystem<&mut S>, phases: &[Vec<f32>], ws: &mut FfmWorkspace<f32>| -> f64 {
-        let mut total = 0.0;
-        for (k, object) in objects.iter().enumerate() {
-            bench.place_object(object);
-            // every run its own shot: a noisy bench's measurements stay independent
-            let shot = bench.count();
-            data_pass(bench, phases, &[], &input, ws, shot);
-            total += scene_objective(k).eval(ws.output(), &mut scratch);
-        }
-        total / 9.0
+    // the nine scenes on copies of the scene, one per thread (as in classification)
+    let counted = CountingSystem::new(bench.clone());
+    let mut workers = scene_workers(&counted, n2);
+    let mut scene_losses = [0.0f64; 9];
+    // the mean loss over the nine scenes of a mask, one run per scene
+    let mut evaluations = 0u64;
+    let mut scene_loss = |workers: &mut [SceneWorker<S>], phases: &[Vec<f32>]| -> f64 {
+        evaluations += 1;
+        let evaluation = evaluations;
+        for_each_scene(workers, &mut scene_losses, |w, k, l| {
+            w.bench.place_object(&objects[k]);
+            let shot = derive_seed(spec.seed, &[0x0E7A, evaluation, k as u64]);
+            data_pass(&mut w.bench, phases, &[], &input, &mut w.ws, shot);
+            *l = scene_objective(k).eval(w.ws.output(), &mut w.object);
+        });
+        scene_losses.iter().fold(0.0, |t, l| t + l) / 9.0
     };
-    let mut bench = CountingSystem::new(bench);
     let started = Instant::now();
     let (phase, mut loss_curve) = match task.method {
         NlosMethod::Ffm { lr } => {
             let mut phases = vec![vec![0.0f32; n2]];
-            let mut grads = vec![vec![0.0f32; n2]];
+            let mut grad = vec![0.0f32; n2];
+            let mut scene_grads: Vec<(Vec<Vec<f32>>, f64)> = (0..9).map(|_| (vec![vec![0.0f32; n2]], 0.0)).collect();
             let mut adam = Adam::new(n2, lr);
             let mut curve = Vec::with_capacity(task.iterations + 1);
             for it in 0..task.iterations {
-                grads[0].iter_mut().for_each(|g| *g = 0.0);
+                let phases_ref: &[Vec<f32>] = &phases;
+                for_each_scene(&mut workers, &mut scene_grads, |w, k, (g, l)| {
+                    w.bench.place_object(&objects[k]);
+                    g[0].fill(0.0);
+                    let shot = derive_seed(spec.seed, &[0x0F7A, it as u64, k as u64]);
+                    *l = ffm_gradient(
+                        &mut w.bench,
+                        phases_ref,
+                        &[],
+                        &input,
+                        &scene_objective(k),
+                        &mut w.ws,
+                        g,
+                        shot,
+                    );
+                });
+                // in scene order: the running sum one bench gives, bit for bit
+                grad.fill(0.0);
                 let mut total = 0.0;
-                for (k, object) in objects.iter().enumerate() {
-                    bench.place_object(object);
-                    let loss = scene_objective(k);
-                    let shot = bench.count();
-                    total += ffm_gradient(&mut bench, &phases, &[], &input, &loss, &mut ws, &mut grads, shot);
+                for (g, l) in &scene_grads {
+                    for (a, v) in grad.iter_mut().zip(&g[0]) {
+                        *a += v;
+                    }
+                    total += l;
                 }
-                diverged("imaging around the corner", it + 1, total, &grads[0])?;
+                diverged("imaging around the corner", it + 1, total, &grad)?;
                 curve.push(total / 9.0);
-                adam.step(&mut phases[0], &grads[0]);
+                adam.step(&mut phases[0], &grad);
             }
             (phases.remove(0), curve)
         }
         NlosMethod::Pso { particles, segments } => {
             let swarm = particle_swarm(n, particles, segments, task.iterations, spec.seed, |mask| {
-                scene_loss(&mut bench, mask, &mut ws)
+                scene_loss(&mut workers, mask)
             });
             (swarm.mask, swarm.curve)
         }
         NlosMethod::Flat => (vec![0.0f32; n2], Vec::new()),
     };
     let train_seconds = started.elapsed().as_secs_f64();
-    let forward_runs = bench.count();
+    let forward_runs = counted.count();
     let phases = vec![phase];
-    loss_curve.push(scene_loss(&mut bench, &phases, &mut ws));
+    loss_curve.push(scene_loss(&mut workers, &phases));
+    let w = &mut workers[0];
     // the letters
     let mut letters = Vec::with_capacity(LETTERS.len());
     let mut images = Vec::with_capacity(LETTERS.len());
-    for (letter, pattern) in LETTERS {
-        bench.place_object(&real_field(&cells_image(&cells, n, &pattern)));
-        let shot = bench.count();
-        data_pass(&mut bench, &phases, &[], &input, &mut ws, shot);
-        let image = intensity_of(ws.output());
+    for (i, (letter, pattern)) in LETTERS.into_iter().enumerate() {
+        w.bench.place_object(&real_field(&cells_image(&cells, n, &pattern)));
+        let shot = derive_seed(spec.seed, &[0x1E77, i as u64]);
+        data_pass(&mut w.bench, &phases, &[], &input, &mut w.ws, shot);
+        let image = intensity_of(w.ws.output());
         letters.push(read_letter(letter, &pattern, &image, &cells, n));
         images.push(image);
     }
@@ -1086,6 +1108,37 @@ impl<S: HiddenScene> SceneWorker<S> {
     }
 }
 
+/// One [`SceneWorker`] per rayon thread, each with a copy of `counted` (sharing its count).
+fn scene_workers<S: HiddenScene + Clone>(counted: &CountingSystem<S>, n2: usize) -> Vec<SceneWorker<S>> {
+    (0..rayon::current_num_threads().max(1))
+        .map(|_| SceneWorker {
+            bench: counted.clone(),
+            ws: FfmWorkspace::new(1, n2),
+            object: vec![Complex32::new(0.0, 0.0); n2],
+        })
+        .collect()
+}
+
+/// `visit(worker, k, &mut out[k])` for every `k` (a scene, a sample), the items split into one
+/// contiguous chunk per worker and run in parallel; what an item gets does not depend on which
+/// worker runs it.
+fn for_each_scene<S: Send, T: Send>(
+    workers: &mut [SceneWorker<S>],
+    out: &mut [T],
+    visit: impl Fn(&mut SceneWorker<S>, usize, &mut T) + Sync,
+) {
+    let per_worker = out.len().div_ceil(workers.len()).max(1);
+    workers
+        .par_iter_mut()
+        .zip(out.par_chunks_mut(per_worker))
+        .enumerate()
+        .for_each(|(chunk, (w, items))| {
+            for (i, item) in items.iter_mut().enumerate() {
+                visit(w, chunk * per_worker + i, item);
+            }
+        });
+}
+
 /// What the camera gave for one sample: summed intensities of the detector squares and of the
 /// electronic baseline's bins, and the mean intensity per pixel.
 struct Exposure {
@@ -1188,18 +1241,12 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
     // samples one after the other on one bench: a sample's gradient does not depend on which
     // copy runs it); the copies share the run count
     let counted = CountingSystem::new(bench.clone());
-    let mut workers: Vec<SceneWorker<S>> = (0..rayon::current_num_threads().max(1))
-        .map(|_| SceneWorker {
-            bench: counted.clone(),
-            ws: FfmWorkspace::new(1, n2),
-            object: vec![Complex32::new(0.0, 0.0); n2],
-        })
-        .collect();
+    let mut workers = scene_workers(&counted, n2);
     let mut phases = vec![vec![0.0f32; n2]];
     let mut grad = vec![0.0f32; n2];
     let largest_batch = task.batch.min(train_idx.len());
-    let mut sample_grads = vec![vec![vec![0.0f32; n2]]; largest_batch];
-    let mut sample_loss = vec![0.0f64; largest_batch];
+    let mut sample_grads: Vec<(Vec<Vec<f32>>, f64)> =
+        (0..largest_batch).map(|_| (vec![vec![0.0f32; n2]], 0.0)).collect();
     let mut adam = Adam::new(n2, task.lr);
     let mut order = Vec::new();
     let mut loss_curve = Vec::with_capacity(task.epochs);
@@ -1209,32 +1256,26 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
         epoch_permutation(train_idx.len(), spec.seed, epoch as u64, &mut order);
         let mut epoch_loss = 0.0;
         for batch in order.chunks(task.batch) {
-            let per_worker = batch.len().div_ceil(workers.len());
             let phases_ref: &[Vec<f32>] = &phases;
-            workers
-                .par_iter_mut()
-                .zip(sample_grads[..batch.len()].par_chunks_mut(per_worker))
-                .zip(sample_loss[..batch.len()].par_chunks_mut(per_worker))
-                .zip(batch.par_chunks(per_worker))
-                .for_each(|(((w, sample_grads), losses), samples)| {
-                    for ((g, l), &i) in sample_grads.iter_mut().zip(losses.iter_mut()).zip(samples) {
-                        let (j, class) = train_idx[i];
-                        phase_object(train, j, side, n, &coordinates, &mut w.object);
-                        w.bench.place_object(&w.object);
-                        g[0].fill(0.0);
-                        let loss = FieldLoss::NormalizedIntensityMse(&targets[class]);
-                        let shot = derive_seed(spec.seed, &[0x5407, step as u64, i as u64]);
-                        *l = ffm_gradient(&mut w.bench, phases_ref, &[], &input, &loss, &mut w.ws, g, shot);
-                    }
-                });
-            // in batch order: the sum the samples run one after the other would give
+            for_each_scene(&mut workers, &mut sample_grads[..batch.len()], |w, b, (g, l)| {
+                let i = batch[b];
+                let (j, class) = train_idx[i];
+                phase_object(train, j, side, n, &coordinates, &mut w.object);
+                w.bench.place_object(&w.object);
+                g[0].fill(0.0);
+                let loss = FieldLoss::NormalizedIntensityMse(&targets[class]);
+                let shot = derive_seed(spec.seed, &[0x5407, step as u64, i as u64]);
+                *l = ffm_gradient(&mut w.bench, phases_ref, &[], &input, &loss, &mut w.ws, g, shot);
+            });
+            // in batch order: the running sum one bench gives, bit for bit
             grad.fill(0.0);
-            for g in &sample_grads[..batch.len()] {
+            let mut total = 0.0;
+            for (g, l) in &sample_grads[..batch.len()] {
                 for (a, v) in grad.iter_mut().zip(&g[0]) {
                     *a += v;
                 }
+                total += l;
             }
-            let total = sample_loss[..batch.len()].iter().fold(0.0, |t, l| t + l);
             step += 1;
             diverged("hidden-object classification", step, total, &grad)?;
             let scale = 1.0 / batch.len() as f32;
@@ -1250,27 +1291,11 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
     let flat = vec![vec![0.0f32; n2]];
     let mut exposures = |data: &Dataset, idx: &[(usize, usize)], mask: &[Vec<f32>], split: u64| {
         let mut out: Vec<Option<Exposure>> = (0..idx.len()).map(|_| None).collect();
-        let per_worker = idx.len().div_ceil(workers.len());
-        workers
-            .par_iter_mut()
-            .zip(out.par_chunks_mut(per_worker))
-            .zip(idx.par_chunks(per_worker))
-            .enumerate()
-            .for_each(|(chunk, ((w, out), samples))| {
-                for (k, (o, &(j, _))) in out.iter_mut().zip(samples).enumerate() {
-                    let intensity = w.camera(
-                        data,
-                        j,
-                        side,
-                        n,
-                        &coordinates,
-                        mask,
-                        &input,
-                        derive_seed(spec.seed, &[0x0E9, split, (chunk * per_worker + k) as u64]),
-                    );
-                    *o = Some(expose(&intensity, &regions, &bins));
-                }
-            });
+        for_each_scene(&mut workers, &mut out, |w, i, o| {
+            let shot = derive_seed(spec.seed, &[0x0E9, split, i as u64]);
+            let intensity = w.camera(data, idx[i].0, side, n, &coordinates, mask, &input, shot);
+            *o = Some(expose(&intensity, &regions, &bins));
+        });
         out.into_iter()
             .map(|e| e.expect("every sample exposed"))
             .collect::<Vec<_>>()
