@@ -11,7 +11,9 @@
 //!
 //! **What the trainer may do** ([`HiddenScene`]): run the system forward and place a hidden
 //! object — the training scenes, as the paper moves its letter plate or shows its data set on
-//! a second modulator in the hidden region. Nothing else: no adjoint, no wall.
+//! a second modulator in the hidden region. Nothing else: no adjoint, no wall. The trainers copy
+//! the scene once per thread and run scenes (samples) on the copies, summing in order: the bits
+//! one bench running them in turn gives.
 //!
 //! **Imaging** ([`NlosTask::Imaging`], Fig. 4b). One mask must send each cell of a 3 × 3 grid
 //! in the hidden plane to its own cell on the camera, for all nine single-cell scenes at once
