@@ -19,10 +19,12 @@
 //! in the hidden plane to its own cell on the camera, for all nine single-cell scenes at once
 //! (the paper's "project all the grids in the object to their target positions
 //! simultaneously"); the loss is SPEC B3's max-normalised intensity MSE against the binary image
-//! of the cell, summed over the nine scenes. Tested on the letters 'T', 'H' and 'U' (several
-//! cells reflecting at once), by the mean SSIM ([`ssim`]) of the camera image against the
-//! letter's binary image and by how many of the nine cells a half-maximum threshold reads
-//! right. Baselines: the flat mask ("Raw") and particle-swarm optimisation (`swarm`).
+//! of the cell, summed over the nine scenes ([`ImagingLoss::CellFraction`]: the detector-fraction
+//! MSE over the nine cells instead). Tested on the letters 'T', 'H' and 'U' (several cells
+//! reflecting at once) by the camera read at the cells ([`LetterImage`]): the SSIM ([`ssim`]) of
+//! that read-out against the letter, the contrast between the dimmest reflecting and the
+//! brightest dark cell, and how many of the nine cells a half-maximum threshold reads right.
+//! Baselines: the flat mask ("Raw") and particle-swarm optimisation (`swarm`).
 //!
 //! **Classification** ([`NlosTask::Classification`], Fig. 4c). Hidden phase objects (MNIST
 //! digits, pixel values mapped to phase 0…π) are classified all-optically: the mask sends each
@@ -33,12 +35,13 @@
 //! classifier (softmax regression on the camera image read in `ann_bins × ann_bins` bins) of
 //! the unshaped (flat-mask) camera image, trained on noise-free images ("ANN") or on images
 //! with the test's noise ("ANN-t"). The turning point is the photon level above which a curve
-//! stays within one point of the best accuracy (the paper's 94.5 %).
+//! stays at or above one point below the lower of FFM's and the ANN's noise-free accuracies
+//! (the paper's 94.5 %, "about 1 % below the best").
 //!
 //! **Readings** (the paper gives the distances, not the geometry): modulator → wall
 //! `0.154 m·n/400`, wall → object `0.04 m·n/400` (Methods: objects 0.04 m from the reflector,
 //! 0.194 m from the modulator; scaled with the grid as in [`crate::focusing`], which keeps the
-//! numerical aperture); aperture half the grid; a wall of amplitude reflectivity 1, height rms
+//! numerical aperture); the whole modulator illuminated; a wall of amplitude reflectivity 1, height rms
 //! `λ` and grain 1 pixel (fully diffuse); the letters' cells and the camera's cells coincide in
 //! position; a hidden object reflects (amplitude 1) only inside its extent (a letter's cells, a
 //! digit's square), phase `π·v` for a digit pixel of value `v ∈ [0, 1]`; the electronic
