@@ -294,8 +294,8 @@ impl Default for ImagingTask {
 
 impl ImagingTask {
     /// Cells of `n/8` pixels, the paper's loss, FFM with lr 0.1 for 300 steps (measured at
-    /// n = 128: every letter read right at half the brightest cell, contrast 2.3–2.8;
-    /// docs/ffm.md §8).
+    /// n = 128: every letter read right at half the brightest cell, mean contrast 1.9–2.0
+    /// over three walls; docs/ffm.md §8).
     pub fn at_grid(n: usize) -> Self {
         Self {
             cell_px: n / 8,
