@@ -1237,8 +1237,26 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
             .map(|b| ((b / task.ann_bins) * bin, (b % task.ann_bins) * bin))
             .collect(),
     )?;
+    if let Some(&c) = task
+        .classes
+        .iter()
+        .find(|&&c| c as usize >= train.num_classes().unwrap_or(0))
+    {
+        return bad(format!(
+            "class {c} is not a class of the data set ({} classes)",
+            train.num_classes().unwrap_or(0)
+        ));
+    }
     let train_idx = first_of_classes(train, &task.classes, task.train_samples, "training")?;
     let test_idx = first_of_classes(test, &task.classes, task.test_samples, "test")?;
+    for (idx, what) in [(&train_idx, "training"), (&test_idx, "test")] {
+        if let Some(c) = (0..k).find(|&c| idx.iter().all(|&(_, class)| class != c)) {
+            return bad(format!(
+                "the {what} samples hold no sample of class {}",
+                task.classes[c]
+            ));
+        }
+    }
     let targets: Vec<Vec<f32>> = (0..k).map(|c| regions.mask(c)).collect::<Result<_, _>>()?;
     let coordinates = resize_coordinates(side, task.object_px);
     let input = spec.scene.input();

@@ -337,6 +337,12 @@ fn bad_specs_and_data_are_refused_with_a_message() {
     assert!(with(&|t| t.train_samples = 250).contains("training split has 200"));
     assert!(with(&|t| t.region_px = 30).contains("do not fit"));
     assert!(with(&|t| t.lr = f32::NAN).contains("lr"));
+    assert!(with(&|t| t.classes = vec![0, 12]).contains("class 12 is not a class"));
+    let absent = with(&|t| {
+        t.classes = vec![0, 3];
+        (t.train_samples, t.test_samples) = (50, 20);
+    });
+    assert!(absent.contains("no sample of class 3"), "{absent}");
     assert!(run_nlos(&spec, None)
         .unwrap_err()
         .to_string()
