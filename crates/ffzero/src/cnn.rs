@@ -720,7 +720,6 @@ fn fc_local_gradient(
 /// Buffers of the exact-gradient passes.
 #[derive(Default)]
 struct AdScratch {
-    input: Vec<f32>,
     cols: [Vec<f32>; 2],
     conv: Vec<f32>,
     convs: [Vec<f32>; 2],
@@ -745,10 +744,8 @@ fn network_gradient(
     grad: &mut [f32],
     par: Par,
 ) -> f64 {
-    s.input.clear();
-    s.input.extend_from_slice(images);
     for (l, shape) in network.shapes.iter().enumerate() {
-        let source = if l == 0 { &s.input } else { &s.pooled[0] };
+        let source = if l == 0 { images } else { &s.pooled[0] };
         im2col(shape, source, count, &mut s.cols[l]);
         let columns = count * shape.out_side().pow(2);
         convolve(
