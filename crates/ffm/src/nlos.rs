@@ -54,7 +54,9 @@ use std::time::Instant;
 
 use insitu_data::{epoch_permutation, Dataset};
 use insitu_linalg::{derive_seed, rng};
-use insitu_optics::{Complex32, DetectorRegions, DiffuseReflector, FreeSpace, Grid, PhotonDetector, PropagationMethod};
+use insitu_optics::{
+    intensity, Complex32, DetectorRegions, DiffuseReflector, FreeSpace, Grid, PhotonDetector, PropagationMethod,
+};
 use insitu_optim::{Adam, StepRule};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -589,7 +591,9 @@ fn real_field(values: &[f32]) -> Vec<Complex32> {
 }
 
 fn intensity_of(field: &[Complex32]) -> Vec<f32> {
-    field.iter().map(|z| z.norm_sqr()).collect()
+    let mut out = vec![0.0; field.len()];
+    intensity(field, &mut out);
+    out
 }
 
 fn diverged(what: &str, step: usize, loss: f64, grads: &[f32]) -> Result<(), FfmError> {

@@ -2,6 +2,9 @@
 //! reference, learning by FF+DD, thread independence, the forward-pass count and refused
 //! specs.
 
+mod common;
+use common::on_threads;
+
 use insitu_data::{default_datasets_dir, load_task_first, Task, TrainTest};
 use insitu_ffzero::cnn::{conv_shapes, KERNEL, PADDING};
 use insitu_ffzero::{train, train_cnn, Cnn, Method, Model, NoProgress, Optimizer, TrainSpec, TrainedCnn};
@@ -105,11 +108,7 @@ fn spec(method: Method, channels: usize) -> TrainSpec {
 
 /// `train_cnn` on a pool of `threads` threads.
 fn at_threads(threads: usize, s: &TrainSpec, data: &TrainTest) -> TrainedCnn {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(|| train_cnn(s, data, &mut NoProgress).unwrap())
+    on_threads(threads, || train_cnn(s, data, &mut NoProgress).unwrap())
 }
 
 #[test]
@@ -129,11 +128,7 @@ fn ff_dd_learns_counts_its_passes_and_does_not_depend_on_the_thread_count() {
     assert_eq!(one.prototypes.len(), 3);
     assert_eq!(one.reductions[1].len(), 4);
     // the generic entry point gives the same result
-    let via_train = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap()
-        .install(|| train(&s, &data, &mut NoProgress).unwrap());
+    let via_train = on_threads(1, || train(&s, &data, &mut NoProgress).unwrap());
     assert_eq!(via_train.test_accuracy, r.test_accuracy);
 }
 

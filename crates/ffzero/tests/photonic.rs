@@ -3,6 +3,9 @@
 //! the thread count, a NaN stops the run where it appears, and options that cannot work are
 //! refused before any work.
 
+mod common;
+use common::on_threads;
+
 use insitu_data::{default_datasets_dir, load_task_first, Task, TrainTest};
 use insitu_ffzero::{
     train, train_depth_sweep, train_network, train_photonic_network, Method, Model, NoProgress, Optimizer, Status,
@@ -29,8 +32,7 @@ fn photonic(method: Method, epochs: usize) -> TrainSpec {
 }
 
 fn with_threads(spec: &TrainSpec, data: &TrainTest, threads: usize) -> TrainResult {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    pool.install(|| train(spec, data, &mut NoProgress).unwrap())
+    on_threads(threads, || train(spec, data, &mut NoProgress).unwrap())
 }
 
 /// The result without its wall time (the one field that is measured, not computed).

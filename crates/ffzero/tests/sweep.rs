@@ -3,7 +3,7 @@
 //! two threads, and runs that diverge.
 
 mod common;
-use common::{blobs, sparse_blobs};
+use common::{blobs, on_threads, sparse_blobs};
 use insitu_data::{Dataset, Targets, TrainTest};
 use insitu_ffzero::{
     train, train_depth_sweep, LocalLoss, Method, NoProgress, Optimizer, TrainError, TrainResult, TrainSpec,
@@ -34,8 +34,7 @@ fn comparable(r: &TrainResult) -> String {
 
 /// Returns how many of the sweep's results diverged.
 fn check(spec: &TrainSpec, depths: &[usize], data: &TrainTest, threads: usize) -> usize {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    pool.install(|| {
+    on_threads(threads, || {
         let sweep = train_depth_sweep(spec, depths, data, &mut NoProgress).unwrap();
         assert_eq!(sweep.results.len(), depths.len());
         for (&d, got) in depths.iter().zip(&sweep.results) {

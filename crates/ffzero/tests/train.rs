@@ -3,7 +3,7 @@
 //! diverging run ends as a result with `status: diverged`, not a crash.
 
 mod common;
-use common::{blobs, sparse_blobs};
+use common::{blobs, on_threads, sparse_blobs};
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
 use insitu_ffzero::{
     train, Difference, DirectionKind, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainResult,
@@ -94,8 +94,7 @@ fn tape_products_on_two_threads_keep_every_number() {
 
 /// `train` inside a rayon pool of `threads` threads.
 fn train_with_threads(spec: &TrainSpec, data: &TrainTest, threads: usize) -> TrainResult {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    pool.install(|| train(spec, data, &mut NoProgress).unwrap())
+    on_threads(threads, || train(spec, data, &mut NoProgress).unwrap())
 }
 
 /// Settings under which every method learns the 3-class blobs within a second (Adam, 20 epochs).

@@ -1,8 +1,18 @@
-//! Fixtures shared by the integration tests.
+//! Fixtures shared by the integration tests (each test file uses some of them).
+#![allow(dead_code)]
 
 use insitu_data::{Dataset, Targets};
 use insitu_linalg::{rng, Mat};
 use rand::Rng;
+
+/// `f` run inside a rayon pool of `threads` threads (the thread-independence tests).
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
 
 /// A small synthetic 3-class problem (Gaussian blobs in 6 features) for fast structural tests.
 pub fn blobs(n: usize, seed: u64) -> Dataset {
