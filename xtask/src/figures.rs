@@ -220,16 +220,21 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
             for (spec, r) in runs {
                 if let RunSpec::Ffzero(s) = spec {
                     let method = method_label(s.method.name());
-                    if s.task == "mnist-regression" {
-                        regression.add("MNIST regression, CNN", &method, s.width as f64, r2(*r));
-                    } else {
-                        acc.add("MNIST, CNN", &method, s.width as f64, accuracy_percent(*r));
+                    match s.task.as_str() {
+                        "mnist-regression" => regression.add("MNIST regression, CNN", &method, s.width as f64, r2(*r)),
+                        "fashion-mnist" => acc.add(
+                            "Fashion-MNIST, CNN (FC 100, dropout 0.1)",
+                            &method,
+                            s.width as f64,
+                            accuracy_percent(*r),
+                        ),
+                        _ => acc.add("MNIST, CNN", &method, s.width as f64, accuracy_percent(*r)),
                     }
                 }
             }
             let mut panels = acc.finish("channels per convolution layer", "test accuracy (%)", (0.0, 100.0));
             panels.extend(regression.finish("channels per convolution layer", "test R²", (-0.5, 1.0)));
-            let columns = panels.len().min(2);
+            let columns = panels.len().min(3);
             (panels, columns)
         }
         "seed002-fig2d" => {

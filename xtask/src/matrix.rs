@@ -90,9 +90,9 @@ pub const FIGURES: [Figure; 10] = [
     },
     Figure {
         id: "seed000-cnn",
-        plot_title: "Seed 000 CNN: accuracy vs channels",
-        title: "Seed 000 Supplementary 5.2: the CNN on MNIST, classification accuracy and regression R² versus channels per convolution layer (BP+AD, BP+DD, FF+AD, FF+DD; SPEC A7)",
-        claim: "BP+DD stays near chance while FF+DD is stable as the number of channels grows (SPEC A8 item 3); in regression FF+DD beats BP+DD as the parameter count grows (item 4). In the R² table a dash is a run that diverged (its stored result says where). The Fashion-MNIST variant (dropout, FC stack) is not implemented.",
+        plot_title: "Seed 000 CNN: accuracy and R² vs channels",
+        title: "Seed 000 Supplementary 5.2: the CNN on MNIST and Fashion-MNIST, classification accuracy and MNIST regression R² versus channels per convolution layer (BP+AD, BP+DD, FF+AD, FF+DD; SPEC A7)",
+        claim: "BP+DD stays near chance while FF+DD is stable as the number of channels grows (SPEC A8 item 3); in regression FF+DD beats BP+DD as the parameter count grows (item 4). Fashion-MNIST's network adds dropout 0.1 after each convolution layer and an FC stack {100, 10} (SPEC A7). In the R² table a dash is a run that diverged (its stored result says where).",
     },
     Figure {
         id: "seed002-fig2d",
@@ -311,6 +311,31 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                         batch: s.batch,
                         train_limit: s.train_limit,
                         test_limit: s.test_limit,
+                        ..TrainSpec::default()
+                    }));
+                }
+            }
+            // SPEC A7: Fashion-MNIST C ∈ {8, …, 64} step 8, dropout 0.1 after each convolution
+            // layer, an FC stack {100, 10} with dropout {0.1, 0}; batch 256 (SPEC's reading)
+            let fashion_channels: Vec<usize> = match profile {
+                Paper => (8..=64).step_by(8).collect(),
+                Quick => vec![8, 16],
+                _ => vec![2],
+            };
+            for &c in &fashion_channels {
+                for method in [Method::BpAd, Method::BpDd, Method::FfAd, Method::FfDd] {
+                    out.push(RunSpec::Ffzero(TrainSpec {
+                        task: "fashion-mnist".into(),
+                        model: Model::Cnn,
+                        width: c,
+                        depth: 2,
+                        method,
+                        epochs: s.epochs,
+                        batch: s.batch,
+                        train_limit: s.train_limit,
+                        test_limit: s.test_limit,
+                        fc_hidden: vec![FASHION_FC_HIDDEN],
+                        dropout: FASHION_DROPOUT,
                         ..TrainSpec::default()
                     }));
                 }
@@ -542,6 +567,10 @@ const PHOTONIC_SECONDS_PER_MZI_FIELD: f64 = 0.62e-9;
 /// Seconds per mode of the electro-optic activation (f64 formula per value): 14.9–15.1 ns
 /// measured on 784 × 128 values (session 21).
 const PHOTONIC_SECONDS_PER_ACTIVATION: f64 = 15e-9;
+/// SPEC A7: the Fashion-MNIST CNN's hidden FC layer (the stack {100, 10}) and its dropout.
+const FASHION_FC_HIDDEN: usize = 100;
+const FASHION_DROPOUT: f32 = 0.1;
+
 /// Fixed cost of a run (data set clone, evaluation), seconds.
 const PER_RUN_SECONDS: f64 = 0.3;
 /// Seconds per layer run of the PIC network (seed 002 Fig. 5; measured: the 45 paper-profile
@@ -570,7 +599,9 @@ pub fn estimated_seconds(spec: &RunSpec) -> f64 {
             // about what the DD methods' two evaluations do
             let n_train = s.train_limit.map_or(50_000, |l| l.min(50_000)) as f64;
             let c = s.width as f64;
-            let work = 36.0 * 729.0 * c + 36.0 * 144.0 * c * c;
+            // (a hidden FC layer adds C·36·h + 10·h multiply-adds: under 1 % of the convolutions)
+            let hidden: usize = s.fc_hidden.iter().sum();
+            let work = 36.0 * 729.0 * c + 36.0 * 144.0 * c * c + (36.0 * c + 10.0) * hidden as f64;
             let per = if s.method.is_local() { 0.65e-9 } else { 0.25e-9 };
             PER_RUN_SECONDS + per * work * n_train * s.epochs as f64 * s.directions as f64
         }
@@ -725,7 +756,7 @@ mod tests {
         assert_eq!(n("seed002-ext1"), 5);
         assert_eq!(n("seed002-fig3"), 3 * 3);
         // 8 channel counts × 4 methods × classification and regression
-        assert_eq!(n("seed000-cnn"), 8 * 4 * 2);
+        assert_eq!(n("seed000-cnn"), 8 * 4 * 2 + 8 * 4);
         // imaging: 4 methods × 3 walls; classification: 1
         assert_eq!(n("seed002-fig4"), 4 * 3 + 1);
         for s in figure_specs("seed002-fig4", Profile::Paper).unwrap() {

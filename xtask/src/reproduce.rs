@@ -70,8 +70,8 @@ pub struct ReproduceArgs {
     /// smoke (minutes, CI), quick (under an hour on 2 cores), paper (the papers' settings).
     #[arg(long, value_enum, default_value = "quick")]
     pub profile: Profile,
-    /// Only this figure (repeatable): seed000-fig4, seed000-fig6, seed000-suppfig1, seed000-photonic, seed000-cnn, seed002-fig2d, seed002-fig3, seed002-fig5, seed002-ext1.
-    #[arg(long, value_name = "FIGURE")]
+    /// Only this figure (repeatable).
+    #[arg(long, value_name = "FIGURE", value_parser = clap::builder::PossibleValuesParser::new(FIGURES.map(|f| f.id)))]
     pub only: Vec<String>,
     /// List what would run, with estimated costs and what is already done; run nothing.
     #[arg(long)]

@@ -97,14 +97,22 @@ impl RunSpec {
     /// A short human label, e.g. `mnist ff-dd w100 d3 P1 e100 seed0`.
     pub fn label(&self) -> String {
         match self {
-            RunSpec::Ffzero(s) if s.model == insitu_ffzero::Model::Cnn => format!(
-                "{} cnn {} C{} P{} e{}",
-                s.task,
-                s.method.name(),
-                s.width,
-                s.directions,
-                s.epochs
-            ),
+            RunSpec::Ffzero(s) if s.model == insitu_ffzero::Model::Cnn => {
+                let fc: String = s.fc_hidden.iter().map(|w| format!(" fc{w}")).collect();
+                let dropout = if s.dropout > 0.0 {
+                    format!(" dropout{}", s.dropout)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} cnn {} C{}{fc}{dropout} P{} e{}",
+                    s.task,
+                    s.method.name(),
+                    s.width,
+                    s.directions,
+                    s.epochs
+                )
+            }
             RunSpec::Ffzero(s) if s.model == insitu_ffzero::Model::Photonic => format!(
                 "{} photonic {} N{} meshes{} P{} e{}",
                 s.task,

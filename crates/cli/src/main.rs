@@ -61,8 +61,8 @@ struct TrainArgs {
     task: String,
     /// Model family: mlp, photonic (SPEC A9: `--depth` MZI meshes of `--width` modes with
     /// the electro-optic activation between them; ff-dd or bp-dd; mnist or fashion-mnist), or
-    /// cnn (SPEC A7: two convolution layers of `--width` channels and a fully connected layer;
-    /// ff-dd or bp-dd; classification).
+    /// cnn (SPEC A7: two convolution layers of `--width` channels and fully connected layers;
+    /// every method; classification and mnist-regression).
     #[arg(long, default_value = "mlp")]
     model: String,
     /// Hidden width [default: 100; photonic: the number of modes, the pooled pixel count
@@ -77,6 +77,15 @@ struct TrainArgs {
     /// 4: 49).
     #[arg(long, default_value_t = 1)]
     pool: usize,
+    /// CNN: widths of hidden fully connected layers before the output layer, comma-separated
+    /// (SPEC A7's Fashion-MNIST network: `--fc-hidden 100 --dropout 0.1`) [default: none, MNIST's
+    /// network].
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
+    fc_hidden: Vec<usize>,
+    /// CNN: dropout probability after each convolution layer and each hidden FC layer while
+    /// training (SPEC A7's Fashion-MNIST network: 0.1).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// FF methods: train these depths (comma-separated, e.g. 1,3,6,10) in one sweep that
     /// trains each shared hidden layer once; every depth's result equals its own run's
     /// (`insitu_ffzero::train_depth_sweep`). The JSON then holds `{train_seconds, results}`.
@@ -277,6 +286,8 @@ fn spec_from_args(a: &TrainArgs) -> Result<TrainSpec, String> {
         train_limit: a.train_limit,
         test_limit: a.test_limit,
         pool: a.pool,
+        fc_hidden: a.fc_hidden.clone(),
+        dropout: a.dropout,
     })
 }
 

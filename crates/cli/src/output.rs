@@ -43,7 +43,15 @@ pub fn summary(r: &TrainResult) -> String {
     let shape = match s.model {
         Model::Mlp => format!("w{} d{}", s.width, s.depth),
         Model::Photonic => format!("photonic {} modes × {} meshes", s.width, s.depth),
-        Model::Cnn => format!("cnn {} channels", s.width),
+        Model::Cnn => {
+            let fc: String = s.fc_hidden.iter().map(|w| format!(", FC {w}")).collect();
+            let dropout = if s.dropout > 0.0 {
+                format!(", dropout {}", s.dropout)
+            } else {
+                String::new()
+            };
+            format!("cnn {} channels{fc}{dropout}", s.width)
+        }
     };
     format!(
         "{} {} {shape} {:?}: {metric}{layers}; {:.1} s training, {} forward passes{status}",

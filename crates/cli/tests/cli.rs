@@ -33,6 +33,14 @@ fn refuses_bad_options_with_a_clear_message() {
             vec!["train", "--method", "ff-ad", "--difference", "forward"],
             "--difference",
         ),
+        (vec!["train", "--dropout", "0.1"], "only the CNN"),
+        (vec!["train", "--fc-hidden", "100"], "only the CNN"),
+        (vec!["train", "--model", "cnn", "--dropout", "1"], "--dropout"),
+        (
+            vec!["train", "--model", "cnn", "--fc-hidden", "100,4"],
+            "cannot hold the task's 10",
+        ),
+        (vec!["train", "--model", "cnn", "--fc-hidden", "x"], "--fc-hidden"),
     ] {
         let out = insitu(&args);
         let err = String::from_utf8_lossy(&out.stderr);

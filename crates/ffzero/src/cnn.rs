@@ -3,7 +3,8 @@
 //!
 //! **The network** (MNIST, SPEC A7). Two convolution layers of `C` channels (`TrainSpec::width`),
 //! kernel 6 × 6, padding 2, stride 1, ReLU, then 2 × 2 max-pooling with stride 2
-//! (28 → 27 → 13 → 12 → 6), then a fully connected layer from `C·6·6` to 10 outputs.
+//! (28 → 27 → 13 → 12 → 6), then a fully connected layer from `C·6·6` to 10 outputs
+//! (Fashion-MNIST's variant below adds a hidden FC layer and dropout).
 //!
 //! **FF+DD.** Each channel of a convolution layer is its own unit: its conv output (after the
 //! ReLU, before pooling: `H_out·W_out` values; **reading**, SPEC says "conv output") is reduced
@@ -37,8 +38,16 @@
 //! MLP's squared-cosine loss); the prediction is the last layer's goodness (SPEC A6). BP: the
 //! FC layer has one output, trained on the MSE. R² on the test split.
 //!
-//! **Not here:** Fashion-MNIST's variant (dropout 0.1 after each convolution, an FC stack
-//! {100, 10}), and the per-layer R² of the convolution layers (the average of their channel
+//! **Fashion-MNIST's variant** (SPEC A7: dropout 0.1 after each convolution layer, an FC
+//! stack {100, 10} with dropout {0.1, 0}): `TrainSpec::fc_hidden = [100]` puts a hidden FC
+//! layer (ReLU) before the output layer and `TrainSpec::dropout = 0.1` masks the pooled output
+//! of each convolution layer and the hidden FC layer's ReLU output while training (inverted
+//! dropout, one mask per site and step: [`DropoutMasks`]' documentation says why). FF trains
+//! the hidden FC layer like an MLP layer (its outputs `z` against 10 prototypes in `R^100`,
+//! ReLU(z) to the next layer) and it votes like one; its frozen prefix runs without dropout
+//! (**reading**: a frozen layer is deployed; SPEC does not say), so the cache stays exact.
+//!
+//! **Not here:** the per-layer R² of the convolution layers (the average of their channel
 //! scores, Supplementary 5.2).
 //!
 //! The two DD methods reach the network only through [`PerturbedObjective`]: forward
@@ -50,9 +59,11 @@ use insitu_autodiff::{loss as lossfn, Tape};
 use insitu_data::{Dataset, Targets, TrainTest};
 use insitu_linalg::{derive_seed, matmul, rng, set_shape, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::{PerturbedObjective, Progress};
+use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::metrics::{accuracy, majority_vote, r_squared};
+use crate::mlp::relu_in_place;
 use crate::objective::{GlobalTarget, LayerTarget};
 use crate::spec::{Model, TrainSpec};
 use crate::train::{
@@ -121,14 +132,17 @@ pub fn conv_shapes(channels: usize) -> [ConvShape; 2] {
 }
 
 /// The CNN: per convolution layer, one chunk of `C_in·36 + 1` parameters per output channel
-/// (its kernel, `[c_in][ky][kx]`, then its bias); the FC layer's 10 × `C·36` weights (row-major)
-/// then its 10 biases.
+/// (its kernel, `[c_in][ky][kx]`, then its bias); then each fully connected layer's
+/// `outputs × inputs` weights (row-major) and its `outputs` biases. MNIST's network has one FC
+/// layer (`C·36 → 10`); Fashion-MNIST's a stack `C·36 → 100 → 10` (SPEC A7), the hidden ones
+/// followed by a ReLU.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cnn {
     shapes: [ConvShape; 2],
     conv: [Vec<f32>; 2],
-    fc: Vec<f32>,
-    outputs: usize,
+    fc: Vec<Vec<f32>>,
+    /// The FC layers' widths: the first one's inputs (`C·6·6`), then each layer's outputs.
+    fc_widths: Vec<usize>,
 }
 
 impl Cnn {
@@ -140,6 +154,14 @@ impl Cnn {
     /// [`Cnn::new`] with `outputs` FC outputs (1: BP's regression head); the draws of the
     /// first `min(outputs, 10)` FC rows are those of a 10-output network.
     pub fn with_outputs(channels: usize, outputs: usize, seed: u64) -> Self {
+        Self::with_fc_stack(channels, &[], outputs, seed)
+    }
+
+    /// [`Cnn::with_outputs`] with hidden fully connected layers of widths `hidden` (each
+    /// followed by a ReLU) before the output layer: `&[100]` is Fashion-MNIST's stack
+    /// {100, 10}. The layers are drawn in order, so with no hidden layer this is
+    /// [`Cnn::with_outputs`].
+    pub fn with_fc_stack(channels: usize, hidden: &[usize], outputs: usize, seed: u64) -> Self {
         let shapes = conv_shapes(channels);
         let mut g = rng(derive_seed(seed, &[0xC0_4E]));
         let mut init = |fan_in: usize, rows: usize, with_bias_last: bool| -> Vec<f32> {
@@ -160,14 +182,22 @@ impl Cnn {
             init(shapes[0].kernel_len(), channels, true),
             init(shapes[1].kernel_len(), channels, true),
         ];
-        let fc_in = channels * shapes[1].pooled_side().pow(2);
-        let mut fc = init(fc_in, outputs, false);
-        fc.extend(std::iter::repeat_n(0.0, outputs));
+        let mut fc_widths = vec![channels * shapes[1].pooled_side().pow(2)];
+        fc_widths.extend_from_slice(hidden);
+        fc_widths.push(outputs);
+        let fc = fc_widths
+            .windows(2)
+            .map(|w| {
+                let mut layer = init(w[0], w[1], false);
+                layer.extend(std::iter::repeat_n(0.0, w[1]));
+                layer
+            })
+            .collect();
         Self {
             shapes,
             conv,
             fc,
-            outputs,
+            fc_widths,
         }
     }
 
@@ -175,20 +205,28 @@ impl Cnn {
     pub fn shapes(&self) -> [ConvShape; 2] {
         self.shapes
     }
-    /// Inputs of the FC layer (`C·6·6`).
+    /// Inputs of the first FC layer (`C·6·6`).
     pub fn fc_inputs(&self) -> usize {
-        self.shapes[1].channels * self.shapes[1].pooled_side().pow(2)
+        self.fc_widths[0]
     }
-    /// Every parameter, conv layers then FC (BP+DD's vector).
+    /// The number of fully connected layers (1 for MNIST's network, 2 for Fashion-MNIST's).
+    pub fn fc_layers(&self) -> usize {
+        self.fc.len()
+    }
+    /// Every parameter, conv layers then the FC layers (BP+DD's vector).
     pub fn params(&self) -> Vec<f32> {
-        [self.conv[0].as_slice(), &self.conv[1], &self.fc].concat()
+        let mut p = [self.conv[0].as_slice(), &self.conv[1]].concat();
+        for layer in &self.fc {
+            p.extend_from_slice(layer);
+        }
+        p
     }
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
-        self.conv[0].len() + self.conv[1].len() + self.fc.len()
+        self.conv[0].len() + self.conv[1].len() + self.fc.iter().map(Vec::len).sum::<usize>()
     }
-    /// The FC layer's outputs (10, or 1 for BP's regression head) for `images` (`784 × B`, one
-    /// 28 × 28 image per column, pixels row-major), `outputs × B`.
+    /// The last FC layer's outputs (10, or 1 for BP's regression head) for `images` (`784 × B`,
+    /// one 28 × 28 image per column, pixels row-major), `outputs × B`; no dropout (inference).
     ///
     /// # Panics
     /// If `images` does not have 784 rows.
@@ -199,6 +237,7 @@ impl Cnn {
             self,
             images.as_slice(),
             images.ncols(),
+            None,
             &mut Scratch::default(),
             &mut out,
             Par::Seq,
@@ -207,29 +246,90 @@ impl Cnn {
     }
 
     /// The parameters of channel `channel` of convolution layer `layer` (its kernel
-    /// `[c_in][ky][kx]`, then its bias) and the FC layer's (`10 × C·36` row-major, then 10
-    /// biases), for inspection or export.
+    /// `[c_in][ky][kx]`, then its bias), for inspection or export.
     pub fn channel_params(&self, layer: usize, channel: usize) -> &[f32] {
         let len = self.shapes[layer].channel_params();
         &self.conv[layer][channel * len..(channel + 1) * len]
     }
 
-    /// The FC layer's weights then biases.
-    pub fn fc_params(&self) -> &[f32] {
-        &self.fc
+    /// FC layer `layer`'s weights (`outputs × inputs`, row-major) then biases.
+    pub fn fc_params(&self, layer: usize) -> &[f32] {
+        &self.fc[layer]
     }
 
-    /// The FC layer's outputs.
+    /// The last FC layer's outputs.
     pub fn outputs(&self) -> usize {
-        self.outputs
+        self.fc_widths[self.fc_widths.len() - 1]
     }
 
     fn set_params(&mut self, p: &[f32]) {
         let (a, rest) = p.split_at(self.conv[0].len());
-        let (b, c) = rest.split_at(self.conv[1].len());
+        let (b, mut rest) = rest.split_at(self.conv[1].len());
         self.conv[0].copy_from_slice(a);
         self.conv[1].copy_from_slice(b);
-        self.fc.copy_from_slice(c);
+        for layer in &mut self.fc {
+            let (here, later) = rest.split_at(layer.len());
+            layer.copy_from_slice(here);
+            rest = later;
+        }
+    }
+}
+
+/// Where the dropout masks of SPEC A7's Fashion-MNIST network act while it trains: site 0 on
+/// the pooled output of convolution layer 1 (the input of layer 2), site 1 on that of layer 2
+/// (the input of the FC stack), site `2 + i` on the ReLU output of hidden FC layer `i`.
+/// Inverted dropout: a value is kept with probability `1 − rate` and scaled by
+/// `1/(1 − rate)`, or zeroed, so inference (no mask) needs no rescaling.
+///
+/// A mask is drawn from `(seed, site, step)` alone, in the batch's layout: every evaluation of
+/// one step — the DD methods' perturbed runs — sees the same mask (the physical procedure: the
+/// ± runs of a step share their input), the channels of a layer, trained one after the other,
+/// see at step `s` the mask they would see trained together, and the draws do not depend on
+/// the thread count.
+fn dropout_mask(seed: u64, site: usize, step: u64, rate: f32, len: usize, mask: &mut Vec<f32>) {
+    let mut g = rng(derive_seed(seed, &[0x0D80_90A7, site as u64, step]));
+    let keep = 1.0 / (1.0 - rate);
+    mask.clear();
+    mask.extend((0..len).map(|_| if g.random::<f32>() < rate { 0.0 } else { keep }));
+}
+
+/// `values ← values ⊙ mask` (a dropout mask, or its own backward pass on a gradient).
+fn apply_mask(values: &mut [f32], mask: &[f32]) {
+    debug_assert_eq!(values.len(), mask.len());
+    for (v, m) in values.iter_mut().zip(mask) {
+        *v *= m;
+    }
+}
+
+/// One training step's dropout masks at every site of the network ([`dropout_mask`]); empty
+/// when the rate is 0 (MNIST's network: no draws at all).
+#[derive(Default)]
+struct DropoutMasks {
+    sites: Vec<Vec<f32>>,
+}
+
+impl DropoutMasks {
+    /// The masks of step `step` for a batch of `count` images through `network`.
+    fn draw(&mut self, spec: &TrainSpec, network: &Cnn, step: u64, count: usize) {
+        if spec.dropout == 0.0 {
+            self.sites.clear();
+            return;
+        }
+        let per_image: Vec<usize> = network
+            .shapes
+            .iter()
+            .map(|s| s.channels * s.pooled_side().pow(2))
+            .chain(network.fc_widths[1..network.fc_widths.len() - 1].iter().copied())
+            .collect();
+        self.sites.resize_with(per_image.len(), Vec::new);
+        for (site, (mask, per)) in self.sites.iter_mut().zip(per_image).enumerate() {
+            dropout_mask(spec.seed, site, step, spec.dropout, count * per, mask);
+        }
+    }
+
+    /// Site `site`'s mask, if dropout is on.
+    fn at(&self, site: usize) -> Option<&[f32]> {
+        self.sites.get(site).map(Vec::as_slice)
     }
 }
 
@@ -346,6 +446,7 @@ struct Scratch {
     conv: Vec<f32>,
     pooled: Vec<f32>,
     reduced: Mat,
+    hidden: Mat,
     logits: Mat,
     goodness: Mat,
     labels: Vec<u32>,
@@ -451,12 +552,22 @@ struct NetworkObjective<'a> {
     images: &'a [f32],
     count: usize,
     target: GlobalTarget<'a>,
+    masks: &'a DropoutMasks,
     scratch: &'a mut Scratch,
     par: Par,
 }
 
-/// The FC outputs of `network` for `count` images (784 values each) into `logits`.
-fn network_logits(network: &Cnn, images: &[f32], count: usize, scratch: &mut Scratch, logits: &mut Mat, par: Par) {
+/// The last FC layer's outputs of `network` for `count` images (784 values each) into
+/// `logits`, with a training step's dropout `masks` (none: inference).
+fn network_logits(
+    network: &Cnn,
+    images: &[f32],
+    count: usize,
+    masks: Option<&DropoutMasks>,
+    scratch: &mut Scratch,
+    logits: &mut Mat,
+    par: Par,
+) {
     scratch.input.clear();
     scratch.input.extend_from_slice(images);
     for (l, shape) in network.shapes.iter().enumerate() {
@@ -471,9 +582,26 @@ fn network_logits(network: &Cnn, images: &[f32], count: usize, scratch: &mut Scr
             par,
         );
         pool(shape, &scratch.conv, count, &mut scratch.pooled);
+        if let Some(mask) = masks.and_then(|m| m.at(l)) {
+            apply_mask(&mut scratch.pooled, mask);
+        }
         std::mem::swap(&mut scratch.input, &mut scratch.pooled);
     }
-    fc_forward(&network.fc, network.fc_inputs(), &scratch.input, count, logits, par);
+    let last = network.fc.len() - 1;
+    for (i, params) in network.fc.iter().enumerate() {
+        let features = network.fc_widths[i];
+        if i == last {
+            fc_forward(params, features, &scratch.input, count, logits, par);
+            break;
+        }
+        fc_forward(params, features, &scratch.input, count, &mut scratch.hidden, par);
+        relu_in_place(scratch.hidden.as_mut_slice());
+        if let Some(mask) = masks.and_then(|m| m.at(2 + i)) {
+            apply_mask(scratch.hidden.as_mut_slice(), mask);
+        }
+        scratch.input.clear();
+        scratch.input.extend_from_slice(scratch.hidden.as_slice());
+    }
 }
 
 impl PerturbedObjective for NetworkObjective<'_> {
@@ -491,6 +619,7 @@ impl PerturbedObjective for NetworkObjective<'_> {
                 self.network,
                 self.images,
                 self.count,
+                Some(self.masks),
                 self.scratch,
                 &mut logits,
                 self.par,
@@ -724,6 +853,10 @@ struct AdScratch {
     conv: Vec<f32>,
     convs: [Vec<f32>; 2],
     pooled: [Vec<f32>; 2],
+    /// BP+AD: the hidden FC layers' pre-activations and the inputs of the FC layers after the
+    /// first (ReLU, then dropout).
+    fc_pre: Vec<Mat>,
+    fc_in: Vec<Vec<f32>>,
     reduced: Mat,
     d_reduced: Mat,
     d_conv: Vec<f32>,
@@ -731,19 +864,24 @@ struct AdScratch {
     d_pooled: Vec<f32>,
 }
 
-/// BP+AD: the exact gradient of the FC outputs' global loss (softmax cross-entropy, or MSE of
-/// the regression head) with respect to every parameter of `network` (`grad`, the layout of [`Cnn::params`]), by back-propagation through
-/// the FC layer, the poolings, ReLUs and convolutions. Returns the loss.
+/// BP+AD: the exact gradient of the last FC layer's global loss (softmax cross-entropy, or
+/// MSE of the regression head) with respect to every parameter of `network` (`grad`, the
+/// layout of [`Cnn::params`]), by back-propagation through the FC layers, the dropout `masks`
+/// of the step (a mask is its own adjoint), the poolings, ReLUs and convolutions. Returns the
+/// loss.
+#[allow(clippy::too_many_arguments)]
 fn network_gradient(
     network: &Cnn,
     images: &[f32],
     count: usize,
+    masks: Option<&DropoutMasks>,
     target: GlobalTarget<'_>,
     tape: &mut Tape,
     s: &mut AdScratch,
     grad: &mut [f32],
     par: Par,
 ) -> f64 {
+    let mask = |site: usize| masks.and_then(|m| m.at(site));
     for (l, shape) in network.shapes.iter().enumerate() {
         let source = if l == 0 { images } else { &s.pooled[0] };
         im2col(shape, source, count, &mut s.cols[l]);
@@ -757,26 +895,71 @@ fn network_gradient(
             par,
         );
         pool(shape, &s.convs[l], count, &mut s.pooled[l]);
+        if let Some(m) = mask(l) {
+            apply_mask(&mut s.pooled[l], m);
+        }
     }
-    let features = network.fc_inputs();
-    fc_forward(&network.fc, features, &s.pooled[1], count, &mut s.reduced, par);
+    let layers = network.fc.len();
+    s.fc_pre.resize_with(layers - 1, Mat::default);
+    s.fc_in.resize_with(layers, Vec::new);
+    for i in 0..layers {
+        let input = if i == 0 { &s.pooled[1] } else { &s.fc_in[i] };
+        let features = network.fc_widths[i];
+        if i + 1 == layers {
+            fc_forward(&network.fc[i], features, input, count, &mut s.reduced, par);
+            break;
+        }
+        fc_forward(&network.fc[i], features, input, count, &mut s.fc_pre[i], par);
+        let next = &mut s.fc_in[i + 1];
+        next.clear();
+        next.extend_from_slice(s.fc_pre[i].as_slice());
+        relu_in_place(next);
+        if let Some(m) = mask(2 + i) {
+            apply_mask(next, m);
+        }
+    }
     tape.reset();
     let v = tape.param(&s.reduced);
     let loss = target.on_tape(tape, v);
     let value = tape.scalar(loss);
     tape.backward(loss);
     s.d_reduced.clone_from(tape.grad(v).expect("gradient of a parameter"));
-    let (conv_grads, fc_grad) = grad.split_at_mut(network.conv[0].len() + network.conv[1].len());
+    let (conv_grads, mut fc_grads) = grad.split_at_mut(network.conv[0].len() + network.conv[1].len());
     let (grad0, grad1) = conv_grads.split_at_mut(network.conv[0].len());
-    fc_backward(
-        &network.fc,
-        features,
-        &s.pooled[1],
-        &s.d_reduced,
-        fc_grad,
-        Some(&mut s.d_pooled),
-        par,
-    );
+    let mut fc_grad: Vec<&mut [f32]> = Vec::with_capacity(layers);
+    for layer in &network.fc {
+        let (here, later) = std::mem::take(&mut fc_grads).split_at_mut(layer.len());
+        fc_grad.push(here);
+        fc_grads = later;
+    }
+    // d_reduced: the gradient at the outputs of FC layer i, walking down
+    let mut d_out = std::mem::take(&mut s.d_reduced);
+    for i in (0..layers).rev() {
+        let input = if i == 0 { &s.pooled[1] } else { &s.fc_in[i] };
+        fc_backward(
+            &network.fc[i],
+            network.fc_widths[i],
+            input,
+            &d_out,
+            fc_grad[i],
+            Some(&mut s.d_pooled),
+            par,
+        );
+        if let Some(m) = mask(1 + i) {
+            apply_mask(&mut s.d_pooled, m);
+        }
+        if i > 0 {
+            // through hidden layer i − 1's ReLU
+            for (d, &z) in s.d_pooled.iter_mut().zip(s.fc_pre[i - 1].as_slice()) {
+                if z <= 0.0 {
+                    *d = 0.0;
+                }
+            }
+            set_shape(&mut d_out, network.fc_widths[i], count);
+            d_out.as_mut_slice().copy_from_slice(&s.d_pooled);
+        }
+    }
+    s.d_reduced = d_out;
     for (l, g) in [(1, grad1), (0, grad0)] {
         let shape = &network.shapes[l];
         pool_backward(shape, &s.convs[l], &s.d_pooled, count, &mut s.d_conv);
@@ -793,6 +976,9 @@ fn network_gradient(
         );
         if l == 1 {
             col2im(shape, &s.d_cols, count, &mut s.d_pooled);
+            if let Some(m) = mask(0) {
+                apply_mask(&mut s.d_pooled, m);
+            }
         }
     }
     value
@@ -805,8 +991,9 @@ pub struct TrainedCnn {
     pub result: TrainResult,
     /// The trained network.
     pub network: Cnn,
-    /// FF: the prototypes of conv layer 1, conv layer 2 and the FC layer (`10 × 10` each; in
-    /// regression the upper prototype `ξ^u` as a `10 × 1` column); empty for BP.
+    /// FF: the prototypes of conv layer 1, conv layer 2 and each FC layer (`width × 10`: in
+    /// `R^10` for the convolutions and the output layer, in `R^100` for Fashion-MNIST's hidden
+    /// FC layer; in regression the upper prototype `ξ^u` as a `width × 1` column); empty for BP.
     pub prototypes: Vec<Mat>,
     /// FF: each convolution channel's reduction matrix, per layer; empty for BP.
     pub reductions: Vec<Vec<Mat>>,
@@ -853,7 +1040,7 @@ pub fn train_cnn(spec: &TrainSpec, data: &TrainTest, progress: &mut dyn Progress
     }
     let train_set = limited(&data.train, spec.train_limit);
     let test_set = limited(&data.test, spec.test_limit);
-    let mut network = Cnn::with_outputs(spec.width, outputs, spec.seed);
+    let mut network = Cnn::with_fc_stack(spec.width, &spec.fc_hidden, outputs, spec.seed);
     let par = Par::of_current_pool();
     let started = Instant::now();
     let (prototypes, reductions_used, outcome, curve) = par.with_polling_workers(|| {
@@ -921,12 +1108,22 @@ impl<'a> Supervision<'a> {
     }
 }
 
-/// A unit's prototypes: the `10 × 10` class prototypes, or regression's upper prototype `ξ^u`
-/// as a `10 × 1` column (drawn from the seed and the unit like the MLP's).
-fn unit_prototypes(seed: u64, unit: usize, kind: Kind) -> Mat {
-    match layer_prototypes(seed, unit, REDUCED, kind) {
+/// A unit's prototypes in `R^dim` (10 for a channel's reduction and the output layer, the
+/// width of a hidden FC layer): the `dim × 10` class prototypes, or regression's upper
+/// prototype `ξ^u` as a `dim × 1` column (drawn from the seed and the unit like the MLP's).
+fn unit_prototypes(seed: u64, unit: usize, dim: usize, kind: Kind) -> Mat {
+    match layer_prototypes(seed, unit, dim, kind) {
         LayerPrototypes::Classes(p) => p,
-        LayerPrototypes::Regression(u) => Mat::from_column_slice(REDUCED, 1, &u),
+        LayerPrototypes::Regression(u) => Mat::from_column_slice(dim, 1, &u),
+    }
+}
+
+/// Dropout on a training batch's input to the layer behind `site` ([`dropout_mask`]); nothing
+/// when the spec's rate is 0.
+fn drop_batch_input(spec: &TrainSpec, site: usize, step: u64, input: &mut [f32], mask: &mut Vec<f32>) {
+    if spec.dropout > 0.0 {
+        dropout_mask(spec.seed, site, step, spec.dropout, input.len(), mask);
+        apply_mask(input, mask);
     }
 }
 
@@ -944,7 +1141,11 @@ fn local_target<'a>(spec: &TrainSpec, prototypes: &'a Mat, labels: &'a [u32], ta
 
 type LocalOutcome = (Vec<Mat>, Vec<Vec<Mat>>, UnitOutcome, Vec<EpochLoss>);
 
-/// FF+DD: conv layer 1 channel by channel, conv layer 2 channel by channel, then the FC layer.
+/// FF+DD and FF+AD: conv layer 1 channel by channel, conv layer 2 channel by channel, then the
+/// FC layers in order, each from the cached output of the frozen layers below it. With
+/// dropout, a layer's batch input gets the step's mask of the site in front of it; the frozen
+/// layers run as at inference (**reading**: a frozen layer is a deployed one; this keeps the
+/// cache exact).
 fn train_local(
     spec: &TrainSpec,
     network: &mut Cnn,
@@ -961,6 +1162,7 @@ fn train_local(
     // the frozen-layer cache: every sample's input to the layer being trained
     let mut cache: Vec<f32> = train.inputs.as_slice().to_vec();
     let mut scratch = Scratch::default();
+    let mut mask = Vec::new();
     let mut perturbed = Vec::new();
     let mut direction = Vec::new();
     let mut prototypes = Vec::new();
@@ -968,9 +1170,20 @@ fn train_local(
     let mut curve = Vec::new();
     let mut passes = 0u64;
     let channels = spec.width;
+    let finish = |prototypes, all_reductions, divergence, passes, curve| {
+        (
+            prototypes,
+            all_reductions,
+            UnitOutcome {
+                divergence,
+                forward_passes: passes,
+            },
+            curve,
+        )
+    };
     for l in 0..2 {
         let shape = network.shapes[l];
-        let protos = unit_prototypes(spec.seed, l, supervision.kind());
+        let protos = unit_prototypes(spec.seed, l, REDUCED, supervision.kind());
         let reductions = reductions(spec.seed, l, &shape);
         let per_image = shape.in_channels * shape.in_side * shape.in_side;
         let k = shape.kernel_len();
@@ -1009,6 +1222,9 @@ fn train_local(
                         ..
                     } = &mut scratch;
                     gather(&cache, per_image, idx, input);
+                    if l > 0 {
+                        drop_batch_input(spec, l - 1, step_index, input, &mut mask);
+                    }
                     im2col(&shape, input, idx.len(), cols);
                     supervision.gather(idx, batch_labels, targets, targets_mat);
                     let target = local_target(spec, &protos, batch_labels, targets);
@@ -1055,15 +1271,7 @@ fn train_local(
             if outcome.divergence.is_some() {
                 prototypes.push(protos);
                 all_reductions.push(reductions);
-                return (
-                    prototypes,
-                    all_reductions,
-                    UnitOutcome {
-                        divergence: outcome.divergence,
-                        forward_passes: passes,
-                    },
-                    curve,
-                );
+                return finish(prototypes, all_reductions, outcome.divergence, passes, curve);
             }
         }
         prototypes.push(protos);
@@ -1091,85 +1299,109 @@ fn train_local(
         }
         cache = next;
     }
-    // the FC layer
-    let features = network.fc_inputs();
-    let protos = unit_prototypes(spec.seed, 2, supervision.kind());
-    let mut params = network.fc.clone();
-    let mut rule = step_rule(spec, params.len());
-    direction.resize(params.len(), 0.0);
-    progress.phase("fc", spec.epochs, samples.div_ceil(spec.batch));
-    let outcome = optimise(
-        &mut params,
-        &mut rule,
-        samples,
-        spec,
-        batch_order_seed(spec.seed, Some(2)),
-        Some(2),
-        par,
-        progress,
-        &mut curve,
-        |step_index, idx, params, grad| {
-            let Scratch {
-                input,
-                logits,
-                goodness,
-                labels: batch_labels,
-                targets,
-                targets_mat,
-                ..
-            } = &mut scratch;
-            gather(&cache, features, idx, input);
-            supervision.gather(idx, batch_labels, targets, targets_mat);
-            let target = local_target(spec, &protos, batch_labels, targets);
-            let GradientSource::Directional(dd) = &source else {
-                let loss = fc_local_gradient(
-                    params,
-                    features,
+    // the FC layers: layer i is unit 2 + i, after the i + 2 layers below it
+    let layers = network.fc.len();
+    let mut divergence = None;
+    for i in 0..layers {
+        let (features, width) = (network.fc_widths[i], network.fc_widths[i + 1]);
+        let protos = unit_prototypes(spec.seed, 2 + i, width, supervision.kind());
+        let mut params = network.fc[i].clone();
+        let mut rule = step_rule(spec, params.len());
+        direction.resize(params.len(), 0.0);
+        let name = if layers == 1 {
+            "fc".to_string()
+        } else {
+            format!("fc {}/{layers}", i + 1)
+        };
+        progress.phase(&name, spec.epochs, samples.div_ceil(spec.batch));
+        let traversed = 3 + i as u64;
+        let outcome = optimise(
+            &mut params,
+            &mut rule,
+            samples,
+            spec,
+            batch_order_seed(spec.seed, Some(2 + i)),
+            Some(2 + i),
+            par,
+            progress,
+            &mut curve,
+            |step_index, idx, params, grad| {
+                let Scratch {
                     input,
-                    idx.len(),
+                    logits,
+                    goodness,
+                    labels: batch_labels,
+                    targets,
+                    targets_mat,
+                    ..
+                } = &mut scratch;
+                gather(&cache, features, idx, input);
+                drop_batch_input(spec, 1 + i, step_index, input, &mut mask);
+                supervision.gather(idx, batch_labels, targets, targets_mat);
+                let target = local_target(spec, &protos, batch_labels, targets);
+                let GradientSource::Directional(dd) = &source else {
+                    let loss = fc_local_gradient(
+                        params,
+                        features,
+                        input,
+                        idx.len(),
+                        target,
+                        &mut tape,
+                        &mut ad,
+                        grad,
+                        par,
+                    );
+                    return (loss, idx.len() as u64 * traversed);
+                };
+                let mut objective = FcObjective {
+                    params,
+                    perturbed: &mut perturbed,
+                    inputs: input,
+                    features,
+                    images: idx.len(),
+                    logits,
+                    goodness,
                     target,
-                    &mut tape,
-                    &mut ad,
-                    grad,
                     par,
+                };
+                let e = dd.estimate(
+                    &mut objective,
+                    direction_seed(spec.seed, Some(2 * channels + i), step_index),
+                    grad,
+                    &mut direction,
                 );
-                return (loss, idx.len() as u64 * 3);
-            };
-            let mut objective = FcObjective {
-                params,
-                perturbed: &mut perturbed,
-                inputs: input,
+                (e.mean_loss, e.evaluations as u64 * idx.len() as u64 * traversed)
+            },
+        );
+        network.fc[i].copy_from_slice(&params);
+        passes += outcome.forward_passes;
+        prototypes.push(protos);
+        if outcome.divergence.is_some() || i + 1 == layers {
+            divergence = outcome.divergence;
+            break;
+        }
+        // freeze hidden layer i: the next layer's input is ReLU(W·x + b)
+        let mut next = Vec::with_capacity(samples * width);
+        for start in (0..samples).step_by(IMAGE_BLOCK) {
+            let count = IMAGE_BLOCK.min(samples - start);
+            fc_forward(
+                &network.fc[i],
                 features,
-                images: idx.len(),
-                logits,
-                goodness,
-                target,
+                &cache[start * features..(start + count) * features],
+                count,
+                &mut scratch.hidden,
                 par,
-            };
-            let e = dd.estimate(
-                &mut objective,
-                direction_seed(spec.seed, Some(2 * channels), step_index),
-                grad,
-                &mut direction,
             );
-            (e.mean_loss, e.evaluations as u64 * idx.len() as u64 * 3)
-        },
-    );
-    network.fc.copy_from_slice(&params);
-    passes += outcome.forward_passes;
-    prototypes.push(protos);
-    (
-        prototypes,
-        all_reductions,
-        UnitOutcome {
-            divergence: outcome.divergence,
-            forward_passes: passes,
-        },
-        curve,
-    )
+            relu_in_place(scratch.hidden.as_mut_slice());
+            next.extend_from_slice(scratch.hidden.as_slice());
+        }
+        cache = next;
+    }
+    finish(prototypes, all_reductions, divergence, passes, curve)
 }
 
-/// BP+DD: every parameter at once on the FC outputs' cross-entropy.
+/// BP+DD and BP+AD: every parameter at once on the last FC layer's cross-entropy (or MSE),
+/// with one set of dropout masks per step.
 fn train_global(
     spec: &TrainSpec,
     network: &mut Cnn,
@@ -1193,7 +1425,10 @@ fn train_global(
     let mut scratch = Scratch::default();
     let (mut batch, mut batch_labels, mut batch_targets) = (Vec::new(), Vec::new(), Vec::new());
     let mut targets_mat = Mat::zeros(0, 0);
+    let mut masks = DropoutMasks::default();
     let mut curve = Vec::new();
+    // one forward pass through every layer per sample and evaluation
+    let traversed = 2 + network.fc.len() as u64;
     progress.phase("network", spec.epochs, samples.div_ceil(spec.batch));
     let outcome = optimise(
         &mut params,
@@ -1212,19 +1447,21 @@ fn train_global(
                 Supervision::Classes(_) => GlobalTarget::Classes(&batch_labels),
                 Supervision::Values(_) => GlobalTarget::Regression(&targets_mat),
             };
+            masks.draw(spec, &perturbed_network, step_index, idx.len());
             let GradientSource::Directional(dd) = &source else {
                 perturbed_network.set_params(params);
                 let loss = network_gradient(
                     &perturbed_network,
                     &batch,
                     idx.len(),
+                    Some(&masks),
                     target,
                     &mut tape,
                     &mut ad,
                     grad,
                     par,
                 );
-                return (loss, idx.len() as u64 * 3);
+                return (loss, idx.len() as u64 * traversed);
             };
             let mut objective = NetworkObjective {
                 params,
@@ -1233,6 +1470,7 @@ fn train_global(
                 images: &batch,
                 count: idx.len(),
                 target,
+                masks: &masks,
                 scratch: &mut scratch,
                 par,
             };
@@ -1242,24 +1480,29 @@ fn train_global(
                 grad,
                 &mut direction,
             );
-            (e.mean_loss, e.evaluations as u64 * idx.len() as u64 * 3)
+            (e.mean_loss, e.evaluations as u64 * idx.len() as u64 * traversed)
         },
     );
     network.set_params(&params);
     (outcome, curve)
 }
 
-/// Test metrics (SPEC A6). Classification: FF by majority vote over conv 1 (goodness summed
-/// over channels), conv 2 and the FC layer, with per-layer accuracies; BP by the argmax of the
-/// FC outputs. Regression: R² of the last layer's prediction — FF the FC outputs' cosine with
-/// `ξ^u` (the last layer's goodness), BP the regression head's output.
+/// Test metrics (SPEC A6), without dropout. Classification: FF by majority vote over conv 1
+/// (goodness summed over channels), conv 2 and each FC layer, with per-layer accuracies; BP by
+/// the argmax of the last FC layer's outputs. Regression: R² of the last layer's prediction —
+/// FF the last FC layer's cosine with `ξ^u` (its goodness), BP the regression head's output.
+///
+/// # Panics
+/// If `prototypes` and `reductions` are not those [`TrainedCnn`] holds for `network` (FF), or
+/// not both empty (BP).
 pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], test: &Dataset) -> Evaluation {
     let local = !prototypes.is_empty();
     let samples = test.len();
     let par = Par::of_current_pool();
     let pixels = IMAGE_SIDE * IMAGE_SIDE;
     let regression = matches!(test.targets, Targets::Values(_));
-    let mut votes: Vec<Vec<u32>> = vec![Vec::with_capacity(samples); if local { 3 } else { 1 }];
+    let voters = if local { 2 + network.fc.len() } else { 1 };
+    let mut votes: Vec<Vec<u32>> = vec![Vec::with_capacity(samples); voters];
     let mut predictions: Vec<f64> = Vec::new();
     let mut scratch = Scratch::default();
     let mut logits = Mat::zeros(0, 0);
@@ -1278,7 +1521,7 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
         let count = IMAGE_BLOCK.min(samples - start);
         let images = &test.inputs.as_slice()[start * pixels..(start + count) * pixels];
         if !local {
-            network_logits(network, images, count, &mut scratch, &mut logits, par);
+            network_logits(network, images, count, None, &mut scratch, &mut logits, par);
             if regression {
                 predictions.extend(logits.row(0).iter().map(|&v| f64::from(v)));
             } else {
@@ -1318,20 +1561,27 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
             pool(shape, &scratch.conv, count, &mut scratch.pooled);
             std::mem::swap(&mut scratch.input, &mut scratch.pooled);
         }
-        fc_forward(
-            &network.fc,
-            network.fc_inputs(),
-            &scratch.input,
-            count,
-            &mut logits,
-            par,
-        );
-        if regression {
-            predictions.extend((0..count).map(|j| cosine(&logits, j, prototypes[2].as_slice())));
-        } else {
-            set_shape(&mut scratch.goodness, CLASSES, count);
-            lossfn::cosine_goodness(&logits, &prototypes[2], &mut scratch.goodness);
-            votes[2].extend((0..count).map(|j| argmax(&scratch.goodness, j)));
+        // each FC layer votes by the goodness of its outputs `z` (an MLP layer's, SPEC A6);
+        // a hidden layer's ReLU(z) feeds the next
+        let last = network.fc.len() - 1;
+        for (i, params) in network.fc.iter().enumerate() {
+            fc_forward(params, network.fc_widths[i], &scratch.input, count, &mut logits, par);
+            let unit = 2 + i;
+            if regression {
+                if i == last {
+                    predictions.extend((0..count).map(|j| cosine(&logits, j, prototypes[unit].as_slice())));
+                }
+            } else {
+                set_shape(&mut scratch.goodness, CLASSES, count);
+                lossfn::cosine_goodness(&logits, &prototypes[unit], &mut scratch.goodness);
+                votes[unit].extend((0..count).map(|j| argmax(&scratch.goodness, j)));
+            }
+            if i < last {
+                scratch.input.clear();
+                scratch
+                    .input
+                    .extend(logits.as_slice().iter().map(|&z| insitu_linalg::relu(z)));
+            }
         }
     }
     match &test.targets {
@@ -1417,36 +1667,62 @@ mod tests {
         let x = random(images * 784, 6, 1.0).iter().map(|v| v.abs()).collect::<Vec<_>>();
         let labels = [3u32, 7, 1];
         let targets = Mat::from_row_slice(1, images, &[0.3, -0.8, 0.5]);
-        // classification (10 outputs, cross-entropy) and regression (1 output, MSE)
-        for (outputs, target) in [
-            (CLASSES, GlobalTarget::Classes(&labels)),
-            (1, GlobalTarget::Regression(&targets)),
+        // classification (10 outputs, cross-entropy) and regression (1 output, MSE); MNIST's
+        // network and a Fashion-MNIST-like one (a hidden FC layer of 7, dropout 0.3 at every site)
+        let with_dropout = TrainSpec {
+            dropout: 0.3,
+            seed: 1,
+            ..TrainSpec::default()
+        };
+        for (hidden, outputs, target) in [
+            (&[][..], CLASSES, GlobalTarget::Classes(&labels)),
+            (&[][..], 1, GlobalTarget::Regression(&targets)),
+            (&[7][..], CLASSES, GlobalTarget::Classes(&labels)),
+            (&[7][..], 1, GlobalTarget::Regression(&targets)),
         ] {
-            let network = Cnn::with_outputs(channels, outputs, 5);
+            let network = Cnn::with_fc_stack(channels, hidden, outputs, 5);
+            let mut masks = DropoutMasks::default();
+            if !hidden.is_empty() {
+                masks.draw(&with_dropout, &network, 4, images);
+                assert_eq!(masks.sites.len(), 3);
+                let dropped = masks.sites.iter().flatten().filter(|&&m| m == 0.0).count();
+                let all = masks.sites.iter().map(Vec::len).sum::<usize>();
+                assert!(
+                    (0.2..0.4).contains(&(dropped as f64 / all as f64)),
+                    "{dropped} of {all} dropped"
+                );
+            }
             let mut tape = Tape::new();
             let mut grad = vec![0.0f32; network.num_params()];
             let mut ad = AdScratch::default();
-            let value = network_gradient(&network, &x, images, target, &mut tape, &mut ad, &mut grad, Par::Seq);
+            let value = network_gradient(
+                &network,
+                &x,
+                images,
+                Some(&masks),
+                target,
+                &mut tape,
+                &mut ad,
+                &mut grad,
+                Par::Seq,
+            );
             let params = network.params();
             let mut probe = network.clone();
             let mut scratch = Scratch::default();
             let mut logits = Mat::zeros(0, 0);
             let mut loss = |p: &[f32]| {
                 probe.set_params(p);
-                network_logits(&probe, &x, images, &mut scratch, &mut logits, Par::Seq);
+                network_logits(&probe, &x, images, Some(&masks), &mut scratch, &mut logits, Par::Seq);
                 target.loss(&logits)
             };
             assert!((loss(&params) - value).abs() < 1e-9);
-            let (a, b) = (network.conv[0].len(), network.conv[1].len());
-            check(&params, &grad, 0..a, 8, &mut loss);
-            check(&params, &grad, a..a + b, 8, &mut loss);
-            check(
-                &params,
-                &grad,
-                a + b..params.len(),
-                8.min(params.len() - a - b),
-                &mut loss,
-            );
+            let mut start = 0;
+            let blocks = network.conv.iter().map(Vec::len).chain(network.fc.iter().map(Vec::len));
+            for len in blocks {
+                check(&params, &grad, start..start + len, 8.min(len), &mut loss);
+                start += len;
+            }
+            assert_eq!(start, params.len());
         }
     }
 
@@ -1464,7 +1740,7 @@ mod tests {
         let values = [0.5f32, -0.2, 0.9, -0.7];
         let spec = TrainSpec::default();
         for kind in [Kind::Classes(CLASSES), Kind::Regression] {
-            let protos = unit_prototypes(9, 1, kind);
+            let protos = unit_prototypes(9, 1, REDUCED, kind);
             let target = local_target(&spec, &protos, &labels, &values);
             let mut tape = Tape::new();
             let mut ad = AdScratch::default();

@@ -159,6 +159,20 @@ pub struct TrainSpec {
     /// Left out of the JSON when 1, so MLP specs and their hashes are unchanged.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub pool: usize,
+    /// CNN: the widths of the hidden fully connected layers between the convolutions and the
+    /// output layer (SPEC A7: Fashion-MNIST's FC stack {100, 10} is `[100]`; MNIST's network
+    /// has none). Left out of the JSON when empty, so earlier specs and hashes are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fc_hidden: Vec<usize>,
+    /// CNN: the dropout probability after each convolution layer and each hidden FC layer
+    /// while training (SPEC A7: 0.1 for Fashion-MNIST; [`crate::cnn`] says where the masks
+    /// act). Left out of the JSON when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropout: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 fn one() -> usize {
@@ -193,6 +207,8 @@ impl Default for TrainSpec {
             train_limit: None,
             test_limit: None,
             pool: 1,
+            fc_hidden: Vec::new(),
+            dropout: 0.0,
         }
     }
 }
@@ -220,6 +236,11 @@ pub enum SpecError {
         /// the valid names
         valid: &'static str,
     },
+}
+
+/// `[a, b, c]` as the CLI takes it: `a,b,c`.
+fn list(values: &[usize]) -> String {
+    values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
 }
 
 fn out_of_range(option: &'static str, value: impl ToString, reason: impl Into<String>) -> SpecError {
@@ -288,8 +309,43 @@ impl TrainSpec {
         if self.test_limit == Some(0) {
             return Err(out_of_range("--test-limit", 0, "must be at least 1"));
         }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return Err(out_of_range("--dropout", self.dropout, "must be in [0, 1)"));
+        }
+        if self.model != Model::Cnn {
+            if !self.fc_hidden.is_empty() {
+                return Err(out_of_range(
+                    "--fc-hidden",
+                    list(&self.fc_hidden),
+                    "only the CNN has hidden fully connected layers (the MLP's are --width and --depth)",
+                ));
+            }
+            if self.dropout != 0.0 {
+                return Err(out_of_range("--dropout", self.dropout, "only the CNN applies dropout"));
+            }
+        }
         match self.model {
             Model::Cnn => {
+                if self.fc_hidden.contains(&0) {
+                    return Err(out_of_range(
+                        "--fc-hidden",
+                        list(&self.fc_hidden),
+                        "a hidden layer needs at least one unit",
+                    ));
+                }
+                if self.method.is_local() {
+                    // a hidden FC layer is scored against prototypes in R^width, like an MLP layer
+                    let least = num_classes.unwrap_or(2);
+                    if let Some(&w) = self.fc_hidden.iter().find(|&&w| w < least) {
+                        return Err(out_of_range(
+                            "--fc-hidden",
+                            list(&self.fc_hidden),
+                            format!(
+                                "an FF layer of width {w} cannot hold the task's {least} maximally separated prototypes"
+                            ),
+                        ));
+                    }
+                }
                 if self.pool != 1 {
                     return Err(out_of_range(
                         "--pool",
