@@ -11,11 +11,14 @@
 //! by its own fixed Gaussian matrix `A^(i) ∈ R^{10 × H_out W_out}` (variance `1/(H_out W_out)`),
 //! scored by the cosine goodness against simplex prototypes in `R^10` and trained on the margin
 //! loss (eq. 16) or eq. 5 from directional derivatives over that channel's kernel and bias only
-//! (`n = C_in·36 + 1`). A channel's goodness depends on its own kernel only, so training the
-//! channels one after the other — each for `epochs` epochs on the layer's batch order, with its
-//! own directions — gives exactly what updating them all in each step would. The layers train
-//! in sequence (SPEC A3), each from the cached pooled output of the frozen layer below (an exact
-//! shortcut; the forward-pass count charges the physical re-runs). The fully connected layer
+//! (`n = C_in·36 + 1`). A channel's goodness depends on its own kernel only, so updating all
+//! channels of a layer in each step — each with its own directions, on the layer's batch order —
+//! gives what training them one after the other would; we do the former, because then one
+//! im2col of the batch serves every channel and all their perturbed kernels run as one product
+//! (`StackedChannel`; the same estimates up to the product's f32 rounding, tested). The layers
+//! train in sequence (SPEC A3), each from the cached pooled output of the frozen layer below (an
+//! exact shortcut; the forward-pass count charges the physical re-runs: every channel's
+//! evaluations, as if each ran on its own). The fully connected layer
 //! trains like an MLP layer (its 10 outputs against prototypes in `R^10`).
 //! Prediction (SPEC A6): a convolution layer votes the argmax of its goodness summed over
 //! channels, the FC layer the argmax of its own; the network takes the majority (ties to the
@@ -24,8 +27,8 @@
 //! **BP+DD.** One directional-derivative estimate over every parameter of the network, on the
 //! softmax cross-entropy of the FC layer's 10 outputs; prediction by their argmax.
 //!
-//! **The AD baselines** (SPEC A8). FF+AD trains exactly like FF+DD, channel by channel and
-//! layer by layer on the same local losses, with each unit's exact gradient in place of the
+//! **The AD baselines** (SPEC A8). FF+AD trains exactly like FF+DD, all channels of a layer
+//! together and layer by layer on the same local losses, with each unit's exact gradient in place of the
 //! directional derivative; BP+AD trains every parameter on the cross-entropy with the exact
 //! gradient. The gradients are back-propagated by hand through the FC layer, the poolings
 //! (to the first maximum of each 2 × 2 window), the ReLUs and the convolutions (`col2im`, the
@@ -58,7 +61,7 @@ use std::time::Instant;
 use insitu_autodiff::{loss as lossfn, Tape};
 use insitu_data::{Dataset, Targets, TrainTest};
 use insitu_linalg::{derive_seed, matmul, rng, set_shape, Accum, Mat, MatMut, MatRef, Par};
-use insitu_optim::{PerturbedObjective, Progress};
+use insitu_optim::{DirectionalDerivative, PerturbedObjective, Progress};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -283,9 +286,9 @@ impl Cnn {
 ///
 /// A mask is drawn from `(seed, site, step)` alone, in the batch's layout: every evaluation of
 /// one step — the DD methods' perturbed runs — sees the same mask (the physical procedure: the
-/// ± runs of a step share their input), the channels of a layer, trained one after the other,
-/// see at step `s` the mask they would see trained together, and the draws do not depend on
-/// the thread count.
+/// ± runs of a step share their input), the channels of a layer, trained together, see the
+/// masks they would trained one after the other, and the draws do not depend on the thread
+/// count.
 fn dropout_mask(seed: u64, site: usize, step: u64, rate: f32, len: usize, mask: &mut Vec<f32>) {
     let mut g = rng(derive_seed(seed, &[0x0D80_90A7, site as u64, step]));
     let keep = 1.0 / (1.0 - rate);
@@ -454,37 +457,127 @@ struct Scratch {
     targets_mat: Mat,
 }
 
-/// FF+DD's view of one convolution channel: its reduced outputs' local loss at perturbed kernel
-/// and bias, on a batch whose im2col is precomputed.
-struct ChannelObjective<'a> {
-    params: &'a [f32],
-    perturbed: &'a mut Vec<f32>,
-    k: usize,
-    cols: &'a [f32],
-    images: usize,
-    reduction: &'a Mat,
-    conv: &'a mut Vec<f32>,
-    reduced: &'a mut Mat,
-    goodness: &'a mut Mat,
-    target: LayerTarget<'a>,
-    par: Par,
+/// One convolution channel's side of an FF+DD step in which all channels of a layer are
+/// evaluated in one product (an exact shortcut: a channel's loss depends on its own kernel
+/// only). The estimator runs twice per channel on the same seed, so it draws the same
+/// directions both times: first `Record` notes every perturbed kernel it asks for as a row of
+/// the layer's stack (answering 0, which the estimator's order of requests does not depend
+/// on); once the stack has been run forward, `Replay` answers the same requests with their
+/// losses, in order, and the estimate is the one the channel's own evaluations give.
+enum StackedChannel<'a> {
+    Record { params: &'a [f32], stack: &'a mut Vec<f32> },
+    Replay { dim: usize, losses: &'a [f64], next: usize },
 }
 
-impl PerturbedObjective for ChannelObjective<'_> {
+impl PerturbedObjective for StackedChannel<'_> {
     fn dim(&self) -> usize {
-        self.params.len()
-    }
-    fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]) {
-        let columns = self.cols.len() / self.k;
-        for (o, &step) in out.iter_mut().zip(steps) {
-            self.perturbed.clear();
-            self.perturbed
-                .extend(self.params.iter().zip(direction).map(|(p, d)| p + step * d));
-            convolve(self.perturbed, self.k, self.cols, columns, self.conv, self.par);
-            reduce(self.reduction, self.conv, self.images, self.reduced, self.par);
-            *o = self.target.loss_with_goodness(self.reduced, self.goodness);
+        match self {
+            StackedChannel::Record { params, .. } => params.len(),
+            StackedChannel::Replay { dim, .. } => *dim,
         }
     }
+    fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]) {
+        match self {
+            StackedChannel::Record { params, stack } => {
+                for &step in steps {
+                    stack.extend(params.iter().zip(direction).map(|(p, d)| p + step * d));
+                }
+                out.fill(0.0);
+            }
+            StackedChannel::Replay { losses, next, .. } => {
+                out.copy_from_slice(&losses[*next..*next + out.len()]);
+                *next += out.len();
+            }
+        }
+    }
+}
+
+/// Channels whose perturbed kernels share one product ([`StackedChannel`]): 8 channels are 16
+/// rows at P = 1, enough to make the product compute-bound, while the output of conv 1 at
+/// batch 256 (16 × 186,624 values) stays at 12 MB.
+const STACKED_CHANNELS: usize = 8;
+
+/// FF+DD: one step of every channel of a convolution layer (`params`: the layer's chunks of
+/// `K + 1`; `grad` likewise) on a batch whose im2col is `cols`, each channel with its own
+/// directions (`unit_seed(c)`). Returns the mean over channels of their estimates' losses and
+/// the evaluations made.
+#[allow(clippy::too_many_arguments)]
+fn layer_directional_step(
+    dd: &DirectionalDerivative,
+    params: &[f32],
+    k: usize,
+    cols: &[f32],
+    images: usize,
+    reductions: &[Mat],
+    target: LayerTarget<'_>,
+    unit_seed: impl Fn(usize) -> u64,
+    s: &mut StackScratch,
+    grad: &mut [f32],
+    par: Par,
+) -> (f64, usize) {
+    let chunk = k + 1;
+    let channels = params.len() / chunk;
+    let columns = cols.len() / k;
+    s.direction.resize(chunk, 0.0);
+    let (mut loss_sum, mut evaluations) = (0.0, 0);
+    for group in (0..channels).step_by(STACKED_CHANNELS) {
+        let group = group..channels.min(group + STACKED_CHANNELS);
+        s.stack.clear();
+        s.rows.clear();
+        for c in group.clone() {
+            let before = s.stack.len();
+            let mut record = StackedChannel::Record {
+                params: &params[c * chunk..(c + 1) * chunk],
+                stack: &mut s.stack,
+            };
+            dd.estimate(
+                &mut record,
+                unit_seed(c),
+                &mut grad[c * chunk..(c + 1) * chunk],
+                &mut s.direction,
+            );
+            s.rows.push((s.stack.len() - before) / chunk);
+        }
+        convolve(&s.stack, k, cols, columns, &mut s.conv, par);
+        s.losses.clear();
+        let mut outputs = s.conv.chunks_exact(columns);
+        for (c, &rows) in group.clone().zip(&s.rows) {
+            for row in outputs.by_ref().take(rows) {
+                reduce(&reductions[c], row, images, &mut s.reduced, par);
+                s.losses.push(target.loss_with_goodness(&s.reduced, &mut s.goodness));
+            }
+        }
+        let mut next = 0;
+        for (c, &rows) in group.clone().zip(&s.rows) {
+            let mut replay = StackedChannel::Replay {
+                dim: chunk,
+                losses: &s.losses[next..next + rows],
+                next: 0,
+            };
+            let e = dd.estimate(
+                &mut replay,
+                unit_seed(c),
+                &mut grad[c * chunk..(c + 1) * chunk],
+                &mut s.direction,
+            );
+            next += rows;
+            loss_sum += e.mean_loss;
+            evaluations += e.evaluations;
+        }
+    }
+    (loss_sum / channels as f64, evaluations)
+}
+
+/// Buffers of [`layer_directional_step`].
+#[derive(Default)]
+struct StackScratch {
+    direction: Vec<f32>,
+    stack: Vec<f32>,
+    rows: Vec<usize>,
+    conv: Vec<f32>,
+    losses: Vec<f64>,
+    reduced: Mat,
+    goodness: Mat,
 }
 
 /// FF+DD's view of the FC layer (outputs against prototypes in `R^10`).
@@ -791,15 +884,18 @@ fn local_loss_gradient(tape: &mut Tape, target: LayerTarget<'_>, z: &Mat, dz: &m
     value
 }
 
-/// FF+AD: the exact gradient of one channel's local loss with respect to its kernel and bias
-/// (`grad`, `K + 1` values), on a batch whose im2col is `cols`. Returns the loss.
+/// FF+AD: the exact gradient of each channel's local loss with respect to its own kernel and
+/// bias, for every channel of a layer at once (`params`, `grad`: the layer's chunks of
+/// `K + 1`), on a batch whose im2col is `cols`: one forward product for all channels, each
+/// channel's loss through its reduction, one backward product. Returns the mean of the
+/// channels' losses.
 #[allow(clippy::too_many_arguments)]
-fn channel_gradient(
+fn layer_local_gradient(
     params: &[f32],
     k: usize,
     cols: &[f32],
     images: usize,
-    reduction: &Mat,
+    reductions: &[Mat],
     target: LayerTarget<'_>,
     tape: &mut Tape,
     scratch: &mut AdScratch,
@@ -807,23 +903,28 @@ fn channel_gradient(
     par: Par,
 ) -> f64 {
     let columns = cols.len() / k;
+    let channels = params.len() / (k + 1);
     convolve(params, k, cols, columns, &mut scratch.conv, par);
-    reduce(reduction, &scratch.conv, images, &mut scratch.reduced, par);
-    let loss = local_loss_gradient(tape, target, &scratch.reduced, &mut scratch.d_reduced);
-    // dH (out² × B, column-major: the channel's row of outputs) = Aᵀ·dz
-    let plane = reduction.ncols();
     scratch.d_conv.clear();
-    scratch.d_conv.resize(columns, 0.0);
-    matmul(
-        MatMut::from_col_major(&mut scratch.d_conv, plane, images),
-        Accum::Replace,
-        MatRef::from(reduction).t(),
-        MatRef::from(&scratch.d_reduced),
-        1.0,
-        par,
-    );
+    scratch.d_conv.resize(channels * columns, 0.0);
+    let mut loss = 0.0;
+    for (c, reduction) in reductions.iter().enumerate().take(channels) {
+        let outputs = &scratch.conv[c * columns..(c + 1) * columns];
+        reduce(reduction, outputs, images, &mut scratch.reduced, par);
+        loss += local_loss_gradient(tape, target, &scratch.reduced, &mut scratch.d_reduced);
+        // dH (out² × B, column-major: the channel's row of outputs) = Aᵀ·dz
+        let plane = reduction.ncols();
+        matmul(
+            MatMut::from_col_major(&mut scratch.d_conv[c * columns..(c + 1) * columns], plane, images),
+            Accum::Replace,
+            MatRef::from(reduction).t(),
+            MatRef::from(&scratch.d_reduced),
+            1.0,
+            par,
+        );
+    }
     convolve_backward(params, k, cols, &scratch.conv, &mut scratch.d_conv, grad, None, par);
-    loss
+    loss / channels as f64
 }
 
 /// FF+AD: the exact gradient of the FC layer's local loss with respect to its weights and
@@ -1141,8 +1242,8 @@ fn local_target<'a>(spec: &TrainSpec, prototypes: &'a Mat, labels: &'a [u32], ta
 
 type LocalOutcome = (Vec<Mat>, Vec<Vec<Mat>>, UnitOutcome, Vec<EpochLoss>);
 
-/// FF+DD and FF+AD: conv layer 1 channel by channel, conv layer 2 channel by channel, then the
-/// FC layers in order, each from the cached output of the frozen layers below it. With
+/// FF+DD and FF+AD: conv layer 1 (all its channels, each on its own loss), conv layer 2, then
+/// the FC layers in order, each from the cached output of the frozen layers below it. With
 /// dropout, a layer's batch input gets the step's mask of the site in front of it; the frozen
 /// layers run as at inference (**reading**: a frozen layer is a deployed one; this keeps the
 /// cache exact).
@@ -1162,6 +1263,7 @@ fn train_local(
     // the frozen-layer cache: every sample's input to the layer being trained
     let mut cache: Vec<f32> = train.inputs.as_slice().to_vec();
     let mut scratch = Scratch::default();
+    let mut stacked = StackScratch::default();
     let mut mask = Vec::new();
     let mut perturbed = Vec::new();
     let mut direction = Vec::new();
@@ -1187,92 +1289,79 @@ fn train_local(
         let reductions = reductions(spec.seed, l, &shape);
         let per_image = shape.in_channels * shape.in_side * shape.in_side;
         let k = shape.kernel_len();
-        let order_seed = batch_order_seed(spec.seed, Some(l));
-        for c in 0..channels {
-            let unit = l * channels + c;
-            let chunk = c * (k + 1)..(c + 1) * (k + 1);
-            let mut params = network.conv[l][chunk.clone()].to_vec();
-            let mut rule = step_rule(spec, params.len());
-            direction.resize(params.len(), 0.0);
-            progress.phase(
-                &format!("conv {} channel {}/{channels}", l + 1, c + 1),
-                spec.epochs,
-                samples.div_ceil(spec.batch),
-            );
-            let outcome = optimise(
-                &mut params,
-                &mut rule,
-                samples,
-                spec,
-                order_seed,
-                Some(l),
-                par,
-                progress,
-                &mut curve,
-                |step_index, idx, params, grad| {
-                    let Scratch {
-                        input,
-                        cols,
-                        conv,
-                        reduced,
-                        goodness,
-                        labels: batch_labels,
-                        targets,
-                        targets_mat,
-                        ..
-                    } = &mut scratch;
-                    gather(&cache, per_image, idx, input);
-                    if l > 0 {
-                        drop_batch_input(spec, l - 1, step_index, input, &mut mask);
-                    }
-                    im2col(&shape, input, idx.len(), cols);
-                    supervision.gather(idx, batch_labels, targets, targets_mat);
-                    let target = local_target(spec, &protos, batch_labels, targets);
-                    let passes_per_evaluation = idx.len() as u64 * (l as u64 + 1);
-                    let GradientSource::Directional(dd) = &source else {
-                        let loss = channel_gradient(
-                            params,
-                            k,
-                            cols,
-                            idx.len(),
-                            &reductions[c],
-                            target,
-                            &mut tape,
-                            &mut ad,
-                            grad,
-                            par,
-                        );
-                        return (loss, passes_per_evaluation);
-                    };
-                    let mut objective = ChannelObjective {
+        // every channel of the layer steps on each batch (see the module documentation)
+        let mut params = network.conv[l].clone();
+        let mut rule = step_rule(spec, params.len());
+        progress.phase(
+            &format!("conv {} ({channels} channels)", l + 1),
+            spec.epochs,
+            samples.div_ceil(spec.batch),
+        );
+        let outcome = optimise(
+            &mut params,
+            &mut rule,
+            samples,
+            spec,
+            batch_order_seed(spec.seed, Some(l)),
+            Some(l),
+            par,
+            progress,
+            &mut curve,
+            |step_index, idx, params, grad| {
+                let Scratch {
+                    input,
+                    cols,
+                    labels: batch_labels,
+                    targets,
+                    targets_mat,
+                    ..
+                } = &mut scratch;
+                gather(&cache, per_image, idx, input);
+                if l > 0 {
+                    drop_batch_input(spec, l - 1, step_index, input, &mut mask);
+                }
+                im2col(&shape, input, idx.len(), cols);
+                supervision.gather(idx, batch_labels, targets, targets_mat);
+                let target = local_target(spec, &protos, batch_labels, targets);
+                // an evaluation of one channel sends the batch through l + 1 layers
+                let passes_per_evaluation = idx.len() as u64 * (l as u64 + 1);
+                let GradientSource::Directional(dd) = &source else {
+                    let loss = layer_local_gradient(
                         params,
-                        perturbed: &mut perturbed,
                         k,
                         cols,
-                        images: idx.len(),
-                        reduction: &reductions[c],
-                        conv,
-                        reduced,
-                        goodness,
+                        idx.len(),
+                        &reductions,
                         target,
-                        par,
-                    };
-                    let e = dd.estimate(
-                        &mut objective,
-                        direction_seed(spec.seed, Some(unit), step_index),
+                        &mut tape,
+                        &mut ad,
                         grad,
-                        &mut direction,
+                        par,
                     );
-                    (e.mean_loss, e.evaluations as u64 * passes_per_evaluation)
-                },
-            );
-            network.conv[l][chunk].copy_from_slice(&params);
-            passes += outcome.forward_passes;
-            if outcome.divergence.is_some() {
-                prototypes.push(protos);
-                all_reductions.push(reductions);
-                return finish(prototypes, all_reductions, outcome.divergence, passes, curve);
-            }
+                    return (loss, channels as u64 * passes_per_evaluation);
+                };
+                let (loss, evaluations) = layer_directional_step(
+                    dd,
+                    params,
+                    k,
+                    cols,
+                    idx.len(),
+                    &reductions,
+                    target,
+                    |c| direction_seed(spec.seed, Some(l * channels + c), step_index),
+                    &mut stacked,
+                    grad,
+                    par,
+                );
+                (loss, evaluations as u64 * passes_per_evaluation)
+            },
+        );
+        network.conv[l].copy_from_slice(&params);
+        passes += outcome.forward_passes;
+        if outcome.divergence.is_some() {
+            prototypes.push(protos);
+            all_reductions.push(reductions);
+            return finish(prototypes, all_reductions, outcome.divergence, passes, curve);
         }
         prototypes.push(protos);
         all_reductions.push(reductions);
@@ -1613,6 +1702,7 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use insitu_optim::Difference;
     use rand::Rng;
 
     fn random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -1726,6 +1816,96 @@ mod tests {
         }
     }
 
+    /// One channel's local loss at perturbed kernels, each evaluated on its own (the
+    /// procedure [`layer_directional_step`] stacks).
+    struct OneChannel<'a> {
+        params: &'a [f32],
+        k: usize,
+        cols: &'a [f32],
+        images: usize,
+        reduction: &'a Mat,
+        target: LayerTarget<'a>,
+    }
+
+    impl PerturbedObjective for OneChannel<'_> {
+        fn dim(&self) -> usize {
+            self.params.len()
+        }
+        fn losses_along(&mut self, direction: &[f32], steps: &[f32], out: &mut [f64]) {
+            let (mut conv, mut reduced) = (Vec::new(), Mat::zeros(0, 0));
+            for (o, &step) in out.iter_mut().zip(steps) {
+                let p: Vec<f32> = self.params.iter().zip(direction).map(|(p, d)| p + step * d).collect();
+                convolve(&p, self.k, self.cols, self.cols.len() / self.k, &mut conv, Par::Seq);
+                reduce(self.reduction, &conv, self.images, &mut reduced, Par::Seq);
+                *o = self.target.loss(&reduced);
+            }
+        }
+    }
+
+    #[test]
+    fn the_stacked_directional_step_is_each_channels_own_estimate() {
+        let images = 3;
+        let shape = conv_shapes(2)[1];
+        let k = shape.kernel_len();
+        let x = random(images * shape.in_channels * shape.in_side.pow(2), 12, 1.0);
+        let mut cols = Vec::new();
+        im2col(&shape, &x, images, &mut cols);
+        // 11 channels: a full stack of 8 and one of 3
+        let channels = STACKED_CHANNELS + 3;
+        let params = random(channels * (k + 1), 13, 0.3);
+        let layer_reductions = reductions(14, 1, &ConvShape { channels, ..shape });
+        let labels = [1u32, 5, 8];
+        let spec = TrainSpec::default();
+        let protos = unit_prototypes(9, 1, REDUCED, Kind::Classes(CLASSES));
+        let target = local_target(&spec, &protos, &labels, &[]);
+        let seed = |c: usize| derive_seed(15, &[c as u64]);
+        for (directions, difference) in [(1, Difference::Central), (2, Difference::Forward)] {
+            let dd = DirectionalDerivative {
+                directions,
+                eps: 1e-2,
+                difference,
+                ..DirectionalDerivative::default()
+            };
+            let mut grad = vec![0.0f32; params.len()];
+            let (loss, evaluations) = layer_directional_step(
+                &dd,
+                &params,
+                k,
+                &cols,
+                images,
+                &layer_reductions,
+                target,
+                seed,
+                &mut StackScratch::default(),
+                &mut grad,
+                Par::Seq,
+            );
+            let mut expected = vec![0.0f32; params.len()];
+            let (mut loss_sum, mut expected_evaluations) = (0.0, 0);
+            let mut direction = vec![0.0f32; k + 1];
+            for c in 0..channels {
+                let chunk = c * (k + 1)..(c + 1) * (k + 1);
+                let mut own = OneChannel {
+                    params: &params[chunk.clone()],
+                    k,
+                    cols: &cols,
+                    images,
+                    reduction: &layer_reductions[c],
+                    target,
+                };
+                let e = dd.estimate(&mut own, seed(c), &mut expected[chunk], &mut direction);
+                loss_sum += e.mean_loss;
+                expected_evaluations += e.evaluations;
+            }
+            assert_eq!(evaluations, expected_evaluations);
+            assert!((loss - loss_sum / channels as f64).abs() < 1e-6 * loss.abs());
+            let scale = expected.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+            for (i, (g, e)) in grad.iter().zip(&expected).enumerate() {
+                assert!((g - e).abs() <= 1e-3 * scale, "{difference:?} entry {i}: {g} vs {e}");
+            }
+        }
+    }
+
     #[test]
     fn the_local_gradients_of_a_channel_and_the_fc_layer_match_central_differences() {
         let images = 4;
@@ -1734,8 +1914,10 @@ mod tests {
         let x = random(images * shape.in_channels * shape.in_side.pow(2), 7, 1.0);
         let mut cols = Vec::new();
         im2col(&shape, &x, images, &mut cols);
-        let params = random(k + 1, 8, 0.3);
-        let reduction = &reductions(9, 1, &shape)[0];
+        // the layer's three channels at once: each channel's gradient is that of its own loss
+        let channels = 3;
+        let params = random(channels * (k + 1), 8, 0.3);
+        let layer_reductions = reductions(9, 1, &shape);
         let labels = [0u32, 4, 9, 2];
         let values = [0.5f32, -0.2, 0.9, -0.7];
         let spec = TrainSpec::default();
@@ -1744,13 +1926,13 @@ mod tests {
             let target = local_target(&spec, &protos, &labels, &values);
             let mut tape = Tape::new();
             let mut ad = AdScratch::default();
-            let mut grad = vec![0.0f32; k + 1];
-            let value = channel_gradient(
+            let mut grad = vec![0.0f32; params.len()];
+            let value = layer_local_gradient(
                 &params,
                 k,
                 &cols,
                 images,
-                reduction,
+                &layer_reductions,
                 target,
                 &mut tape,
                 &mut ad,
@@ -1758,13 +1940,20 @@ mod tests {
                 Par::Seq,
             );
             let (mut conv, mut reduced) = (Vec::new(), Mat::zeros(0, 0));
-            let mut loss = |p: &[f32]| {
+            let mut channel_loss = |c: usize, p: &[f32]| {
                 convolve(p, k, &cols, cols.len() / k, &mut conv, Par::Seq);
-                reduce(reduction, &conv, images, &mut reduced, Par::Seq);
+                reduce(&layer_reductions[c], &conv, images, &mut reduced, Par::Seq);
                 target.loss(&reduced)
             };
-            assert!((loss(&params) - value).abs() < 1e-9);
-            check(&params, &grad, 0..k + 1, 12, &mut loss);
+            let chunk = |c: usize| c * (k + 1)..(c + 1) * (k + 1);
+            let mean = (0..channels).map(|c| channel_loss(c, &params[chunk(c)])).sum::<f64>() / channels as f64;
+            // one product for the three channels rounds differently from three of one row
+            assert!((mean - value).abs() < 1e-6 * mean.abs(), "{mean} vs {value}");
+            for c in 0..channels {
+                check(&params[chunk(c)], &grad[chunk(c)], 0..k + 1, 12, &mut |p: &[f32]| {
+                    channel_loss(c, p)
+                });
+            }
             // the FC layer on random features
             let features = 3 * 36;
             let inputs = random(features * images, 10, 1.0);
