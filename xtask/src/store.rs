@@ -271,6 +271,7 @@ mod tests {
                 test_accuracy: Some(0.5),
                 test_r2: None,
                 per_layer_test_accuracy: None,
+                per_layer_test_r2: None,
                 train_seconds: 1.0,
                 forward_passes: 10,
                 status: Status::Ok,

@@ -38,8 +38,10 @@
 //! **Regression** (MNIST regression, SPEC A7 "MLP and CNN"; Supplementary 5.2). FF: every
 //! unit is scored by the cosine of its output (a channel's reduction, the FC's 10 outputs) with
 //! the upper prototype `ξ^u` of an antipodal pair, against the target in [-1, 1] (eq. 7–8, the
-//! MLP's squared-cosine loss); the prediction is the last layer's goodness (SPEC A6). BP: the
-//! FC layer has one output, trained on the MSE. R² on the test split.
+//! MLP's squared-cosine loss); the prediction is the last layer's goodness (SPEC A6), and each
+//! layer's own R² is reported too (a convolution layer predicts by the mean of its channels'
+//! scores, Supplementary 5.2). BP: the FC layer has one output, trained on the MSE. R² on the
+//! test split.
 //!
 //! **Fashion-MNIST's variant** (SPEC A7: dropout 0.1 after each convolution layer, an FC
 //! stack {100, 10} with dropout {0.1, 0}): `TrainSpec::fc_hidden = [100]` puts a hidden FC
@@ -50,9 +52,6 @@
 //! ReLU(z) to the next layer) and it votes like one; its frozen prefix runs without dropout
 //! (**reading**: a frozen layer is deployed; SPEC does not say), so the cache stays exact.
 //!
-//! **Not here:** the per-layer R² of the convolution layers (the average of their channel
-//! scores, Supplementary 5.2).
-//!
 //! The two DD methods reach the network only through [`PerturbedObjective`]: forward
 //! evaluations at perturbed parameters.
 
@@ -60,12 +59,12 @@ use std::time::Instant;
 
 use insitu_autodiff::{loss as lossfn, Tape};
 use insitu_data::{Dataset, Targets, TrainTest};
-use insitu_linalg::{derive_seed, matmul, rng, set_shape, Accum, Mat, MatMut, MatRef, Par};
+use insitu_linalg::{derive_seed, matmul, relu, rng, set_shape, Accum, Mat, MatMut, MatRef, Par};
 use insitu_optim::{DirectionalDerivative, PerturbedObjective, Progress};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::metrics::{accuracy, majority_vote, r_squared};
+use crate::metrics::{accuracy, cosine_score, majority_vote, r_squared};
 use crate::mlp::relu_in_place;
 use crate::objective::{GlobalTarget, LayerTarget};
 use crate::spec::{Model, TrainSpec};
@@ -385,7 +384,8 @@ fn convolve(kernels: &[f32], k: usize, cols: &[f32], columns: usize, out: &mut V
     for (r, row) in out.chunks_exact_mut(columns).enumerate() {
         let bias = kernels[r * (k + 1) + k];
         for v in row.iter_mut() {
-            *v = (*v + bias).max(0.0);
+            // insitu_linalg::relu lets a NaN through to the loss (f32::max would hide it)
+            *v = relu(*v + bias);
         }
     }
 }
@@ -403,10 +403,21 @@ fn pool(shape: &ConvShape, conv: &[f32], images: usize, out: &mut Vec<f32>) {
             for y in 0..p {
                 for x in 0..p {
                     let i = 2 * y * o + 2 * x;
-                    dst[y * p + x] = plane[i].max(plane[i + 1]).max(plane[i + o]).max(plane[i + o + 1]);
+                    dst[y * p + x] = max_of_four(plane[i], plane[i + 1], plane[i + o], plane[i + o + 1]);
                 }
             }
         }
+    }
+}
+
+/// The largest of a pooling window's four values, or NaN if one is NaN (as PyTorch's
+/// `max_pool2d`: `f32::max` would drop a NaN and hide a diverged value from the loss).
+fn max_of_four(a: f32, b: f32, c: f32, d: f32) -> f32 {
+    let max = a.max(b).max(c).max(d);
+    if a.is_nan() || b.is_nan() || c.is_nan() || d.is_nan() {
+        f32::NAN
+    } else {
+        max
     }
 }
 
@@ -1590,22 +1601,14 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
     let par = Par::of_current_pool();
     let pixels = IMAGE_SIDE * IMAGE_SIDE;
     let regression = matches!(test.targets, Targets::Values(_));
-    let voters = if local { 2 + network.fc.len() } else { 1 };
+    // FF: the units that trained (all of them, unless the run diverged) vote or predict
+    let voters = if local { prototypes.len() } else { 1 };
     let mut votes: Vec<Vec<u32>> = vec![Vec::with_capacity(samples); voters];
+    let mut scores: Vec<Vec<f64>> = vec![Vec::with_capacity(samples); voters];
     let mut predictions: Vec<f64> = Vec::new();
     let mut scratch = Scratch::default();
     let mut logits = Mat::zeros(0, 0);
     let argmax = |m: &Mat, j: usize| (0..m.nrows()).fold(0, |b, i| if m[(i, j)] > m[(b, j)] { i } else { b }) as u32;
-    let cosine = |m: &Mat, j: usize, u: &[f32]| {
-        let col = m.column(j);
-        let norm = col.norm() as f64;
-        let dot: f64 = col.iter().zip(u).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-        if norm > 0.0 {
-            dot / norm
-        } else {
-            0.0
-        }
-    };
     for start in (0..samples).step_by(IMAGE_BLOCK) {
         let count = IMAGE_BLOCK.min(samples - start);
         let images = &test.inputs.as_slice()[start * pixels..(start + count) * pixels];
@@ -1620,7 +1623,7 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
         }
         scratch.input.clear();
         scratch.input.extend_from_slice(images);
-        for (l, shape) in network.shapes.iter().enumerate() {
+        for (l, shape) in network.shapes.iter().enumerate().take(voters) {
             im2col(shape, &scratch.input, count, &mut scratch.cols);
             let plane = shape.out_side().pow(2);
             convolve(
@@ -1631,20 +1634,32 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
                 &mut scratch.conv,
                 par,
             );
-            if !regression {
-                let mut total = Mat::zeros(CLASSES, count);
-                for (c, a) in reductions[l].iter().enumerate() {
-                    reduce(
-                        a,
-                        &scratch.conv[c * count * plane..(c + 1) * count * plane],
-                        count,
-                        &mut scratch.reduced,
-                        par,
-                    );
+            // classification: the goodness summed over channels; regression: the mean of the
+            // channels' scores (Supplementary 5.2)
+            let mut total = Mat::zeros(CLASSES, count);
+            let mut score = vec![0.0f64; count];
+            for (c, a) in reductions[l].iter().enumerate() {
+                reduce(
+                    a,
+                    &scratch.conv[c * count * plane..(c + 1) * count * plane],
+                    count,
+                    &mut scratch.reduced,
+                    par,
+                );
+                if regression {
+                    for (j, s) in score.iter_mut().enumerate() {
+                        *s += cosine_score(&scratch.reduced, j, prototypes[l].as_slice());
+                    }
+                } else {
                     set_shape(&mut scratch.goodness, CLASSES, count);
                     lossfn::cosine_goodness(&scratch.reduced, &prototypes[l], &mut scratch.goodness);
                     total += &scratch.goodness;
                 }
+            }
+            if regression {
+                let channels = reductions[l].len() as f64;
+                scores[l].extend(score.iter().map(|s| s / channels));
+            } else {
                 votes[l].extend((0..count).map(|j| argmax(&total, j)));
             }
             pool(shape, &scratch.conv, count, &mut scratch.pooled);
@@ -1652,34 +1667,35 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
         }
         // each FC layer votes by the goodness of its outputs `z` (an MLP layer's, SPEC A6);
         // a hidden layer's ReLU(z) feeds the next
-        let last = network.fc.len() - 1;
-        for (i, params) in network.fc.iter().enumerate() {
+        for (i, params) in network.fc.iter().enumerate().take(voters.saturating_sub(2)) {
             fc_forward(params, network.fc_widths[i], &scratch.input, count, &mut logits, par);
             let unit = 2 + i;
             if regression {
-                if i == last {
-                    predictions.extend((0..count).map(|j| cosine(&logits, j, prototypes[unit].as_slice())));
-                }
+                scores[unit].extend((0..count).map(|j| cosine_score(&logits, j, prototypes[unit].as_slice())));
             } else {
                 set_shape(&mut scratch.goodness, CLASSES, count);
                 lossfn::cosine_goodness(&logits, &prototypes[unit], &mut scratch.goodness);
                 votes[unit].extend((0..count).map(|j| argmax(&scratch.goodness, j)));
             }
-            if i < last {
-                scratch.input.clear();
-                scratch
-                    .input
-                    .extend(logits.as_slice().iter().map(|&z| insitu_linalg::relu(z)));
-            }
+            scratch.input.clear();
+            scratch.input.extend(logits.as_slice().iter().map(|&z| relu(z)));
         }
     }
     match &test.targets {
         Targets::Values(v) => {
             let y: Vec<f64> = v.row(0).iter().map(|&t| f64::from(t)).collect();
+            if !local {
+                return Evaluation {
+                    test_r2: Some(r_squared(&predictions, &y)),
+                    ..Evaluation::default()
+                };
+            }
+            // the prediction is the last layer's goodness (SPEC A6): none if it never trained
+            let last_trained = voters == 2 + network.fc.len();
             Evaluation {
-                test_accuracy: None,
-                per_layer_test_accuracy: None,
-                test_r2: Some(r_squared(&predictions, &y)),
+                test_r2: last_trained.then(|| r_squared(&scores[voters - 1], &y)),
+                per_layer_test_r2: Some(scores.iter().map(|s| r_squared(s, &y)).collect()),
+                ..Evaluation::default()
             }
         }
         Targets::Classes { labels, .. } if local => {
@@ -1688,13 +1704,12 @@ pub fn evaluate_cnn(network: &Cnn, prototypes: &[Mat], reductions: &[Vec<Mat>], 
             Evaluation {
                 test_accuracy: Some(accuracy(&vote, labels)),
                 per_layer_test_accuracy: Some(votes.iter().map(|v| accuracy(v, labels)).collect()),
-                test_r2: None,
+                ..Evaluation::default()
             }
         }
         Targets::Classes { labels, .. } => Evaluation {
             test_accuracy: Some(accuracy(&votes[0], labels)),
-            per_layer_test_accuracy: None,
-            test_r2: None,
+            ..Evaluation::default()
         },
     }
 }

@@ -1,4 +1,6 @@
-//! Metrics: accuracy, the layer vote of SPEC A6, and R².
+//! Metrics: accuracy, the layer vote of SPEC A6, the regression score and R².
+
+use insitu_linalg::Mat;
 
 /// Fraction of `predictions` equal to `labels`.
 pub fn accuracy(predictions: &[u32], labels: &[u32]) -> f64 {
@@ -34,6 +36,20 @@ pub fn majority_vote(per_layer: &[&Vec<u32>], n: usize) -> Vec<u32> {
         out.push(winner);
     }
     out
+}
+
+/// An FF regression unit's prediction for sample `j` (SPEC A6; seed 000 eq. 7–8): the cosine
+/// of its output column `z[:, j]` with the upper prototype `ξ^u` (`u`, unit length), in f64; 0
+/// for a zero output.
+pub fn cosine_score(z: &Mat, j: usize, u: &[f32]) -> f64 {
+    let col = z.column(j);
+    let norm = col.norm() as f64;
+    let dot: f64 = col.iter().zip(u).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+    if norm > 0.0 {
+        dot / norm
+    } else {
+        0.0
+    }
 }
 
 /// Coefficient of determination `1 − Σ(y − ŷ)² / Σ(y − ȳ)²`, in f64.

@@ -679,13 +679,12 @@ fn evaluate_pooled(network: &PhotonicNetwork, prototypes: &[Mat], classes: usize
         Evaluation {
             test_accuracy: Some(accuracy(&majority_vote(&trained, samples), labels)),
             per_layer_test_accuracy: Some(trained.iter().map(|p| accuracy(p, labels)).collect()),
-            test_r2: None,
+            ..Evaluation::default()
         }
     } else {
         Evaluation {
             test_accuracy: Some(accuracy(&output, labels)),
-            per_layer_test_accuracy: None,
-            test_r2: None,
+            ..Evaluation::default()
         }
     }
 }

@@ -16,7 +16,7 @@ use insitu_proto::{antipodal_pair, simplex_prototypes};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{accuracy, majority_vote, r_squared};
+use crate::metrics::{accuracy, cosine_score, majority_vote, r_squared};
 use crate::mlp::{layer_forward_into, relu_in_place, DenseShape, LayerInput, Mlp};
 use crate::objective::{
     layer_gradient_autodiff, network_gradient_autodiff, GlobalTarget, LayerObjective, LayerScratch, LayerTarget,
@@ -46,7 +46,8 @@ pub struct Divergence {
     pub step: usize,
 }
 
-/// Mean training loss of one epoch of one unit (a layer in FF, the network in BP).
+/// Mean training loss of one epoch of one unit (a layer in FF — for a CNN convolution layer the
+/// mean over its channels' local losses — the network in BP).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochLoss {
     /// The layer trained (FF) or `None` (BP).
@@ -68,6 +69,10 @@ pub struct TrainResult {
     pub test_r2: Option<f64>,
     /// Accuracy of each layer's own vote on the test set (FF classification).
     pub per_layer_test_accuracy: Option<Vec<f64>>,
+    /// R² of each layer's own prediction on the test set (FF regression; [`Evaluation`]). Left
+    /// out of the JSON when absent, so results from before it existed read back unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_layer_test_r2: Option<Vec<f64>>,
     /// Wall time of training alone: data loading, data preparation (the inputs' conversion to
     /// sparse columns, [`SPARSE_INPUT_MAX_DENSITY`]) and evaluation excluded.
     pub train_seconds: f64,
@@ -452,6 +457,7 @@ impl TrainResult {
             test_accuracy: None,
             test_r2: None,
             per_layer_test_accuracy: None,
+            per_layer_test_r2: None,
             train_seconds,
             forward_passes: outcome.forward_passes,
             status: if outcome.divergence.is_some() {
@@ -1049,7 +1055,7 @@ fn train_global(
 
 /// A trained network's test metrics (SPEC A6): what [`TrainResult`] reports, computed again
 /// from the parameters alone ([`evaluate_network`], [`crate::photonic::evaluate_photonic_network`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// Classification accuracy (FF: the layers' majority vote).
     pub test_accuracy: Option<f64>,
@@ -1057,6 +1063,10 @@ pub struct Evaluation {
     pub per_layer_test_accuracy: Option<Vec<f64>>,
     /// Regression: R² on the test targets.
     pub test_r2: Option<f64>,
+    /// FF regression: the R² of each layer's own prediction (SPEC A6: its goodness against
+    /// `ξ^u`; a CNN convolution layer's, the mean over its channels, Supplementary 5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_layer_test_r2: Option<Vec<f64>>,
 }
 
 /// The test metrics of `mlp` on `test`, as training reports them: with `prototypes` (one per
@@ -1074,6 +1084,7 @@ pub fn evaluate_network(mlp: &Mlp, prototypes: &[LayerPrototypes], test: &Datase
     let mut per_layer_preds: Vec<Vec<u32>> = vec![Vec::with_capacity(n); layers];
     let mut output_preds: Vec<u32> = Vec::with_capacity(n);
     let mut regression_preds: Vec<f64> = Vec::with_capacity(n);
+    let mut per_layer_scores: Vec<Vec<f64>> = vec![Vec::new(); layers];
     let mut scratch = vec![0u32; chunk];
     for start in (0..n).step_by(chunk) {
         let len = chunk.min(n - start);
@@ -1087,12 +1098,8 @@ pub fn evaluate_network(mlp: &Mlp, prototypes: &[LayerPrototypes], test: &Datase
                         lossfn::predict_classes(&goodness, &mut scratch[..len]);
                         per_layer_preds[l].extend_from_slice(&scratch[..len]);
                     }
-                    Some(LayerPrototypes::Regression(u)) if l + 1 == layers => {
-                        for col in z.column_iter() {
-                            let norm = col.norm() as f64;
-                            let dot: f64 = col.iter().zip(u).map(|(a, b)| *a as f64 * *b as f64).sum();
-                            regression_preds.push(if norm > 0.0 { dot / norm } else { 0.0 });
-                        }
+                    Some(LayerPrototypes::Regression(u)) => {
+                        per_layer_scores[l].extend((0..len).map(|j| cosine_score(z, j, u)));
                     }
                     _ => {}
                 }
@@ -1107,11 +1114,7 @@ pub fn evaluate_network(mlp: &Mlp, prototypes: &[LayerPrototypes], test: &Datase
             }
         });
     }
-    let mut e = Evaluation {
-        test_accuracy: None,
-        per_layer_test_accuracy: None,
-        test_r2: None,
-    };
+    let mut e = Evaluation::default();
     match &test.targets {
         Targets::Classes { labels, .. } => {
             if local {
@@ -1126,8 +1129,21 @@ pub fn evaluate_network(mlp: &Mlp, prototypes: &[LayerPrototypes], test: &Datase
             }
         }
         Targets::Values(v) => {
+            let y: Vec<f64> = v.row(0).iter().map(|&t| t as f64).collect();
+            if local {
+                // FF: the last layer's goodness is the prediction; layers that never trained
+                // (divergence) have no prototype and no score
+                if per_layer_scores[layers - 1].len() == n {
+                    regression_preds = per_layer_scores[layers - 1].clone();
+                }
+                let scored: Vec<f64> = per_layer_scores
+                    .iter()
+                    .filter(|s| s.len() == n)
+                    .map(|s| r_squared(s, &y))
+                    .collect();
+                e.per_layer_test_r2 = Some(scored);
+            }
             if regression_preds.len() == n {
-                let y: Vec<f64> = v.row(0).iter().map(|&t| t as f64).collect();
                 e.test_r2 = Some(r_squared(&regression_preds, &y));
             }
         }
@@ -1141,6 +1157,7 @@ impl TrainResult {
         self.test_accuracy = e.test_accuracy;
         self.per_layer_test_accuracy = e.per_layer_test_accuracy;
         self.test_r2 = e.test_r2;
+        self.per_layer_test_r2 = e.per_layer_test_r2;
     }
 }
 

@@ -7,7 +7,7 @@ use common::on_threads;
 
 use insitu_data::{default_datasets_dir, load_task_first, Task, TrainTest};
 use insitu_ffzero::cnn::{conv_shapes, KERNEL, PADDING};
-use insitu_ffzero::{train, train_cnn, Cnn, Method, Model, NoProgress, Optimizer, TrainSpec, TrainedCnn};
+use insitu_ffzero::{train, train_cnn, Cnn, Method, Model, NoProgress, Optimizer, Status, TrainSpec, TrainedCnn};
 use insitu_linalg::{rng, Mat};
 use rand::Rng;
 
@@ -252,6 +252,15 @@ fn the_cnn_regresses_the_digit_with_every_method() {
         if method.is_local() {
             assert_eq!(t.prototypes.len(), 3);
             assert_eq!(t.prototypes[2].shape(), (10, 1), "regression: ξ^u as a column");
+            // each layer's own R² (a convolution layer's: the mean of its channel scores); the
+            // last layer's is the network's
+            let layers = t.result.per_layer_test_r2.clone().unwrap();
+            eprintln!("{method:?}: per-layer R² {layers:?}");
+            assert_eq!(layers.len(), 3);
+            assert_eq!(layers[2], r2);
+            assert!(layers.iter().all(|v| v.is_finite()));
+        } else {
+            assert!(t.result.per_layer_test_r2.is_none());
         }
     }
 }
@@ -373,4 +382,26 @@ fn fc_stack_and_dropout_options_the_networks_cannot_take_are_refused() {
         ..spec(Method::BpAd, 2)
     };
     assert!(train(&narrow, &data, &mut NoProgress).is_ok());
+}
+
+#[test]
+fn an_ff_run_that_diverges_in_a_convolution_layer_is_a_result_voted_by_the_layers_that_trained() {
+    // a NaN pixel reaches conv 1's loss at the step whose batch holds it; the run stops there
+    // and is evaluated on the layer that trained (it used to index the untrained layers' missing
+    // reductions and panic)
+    let mut data = mnist(600);
+    data.train.inputs[(300, 17)] = f32::NAN;
+    for method in [Method::FfDd, Method::FfAd] {
+        let s = TrainSpec {
+            epochs: 1,
+            train_limit: Some(600),
+            ..spec(method, 2)
+        };
+        let t = train_cnn(&s, &data, &mut NoProgress).unwrap();
+        let r = &t.result;
+        assert_eq!(r.status, Status::Diverged, "{method:?}");
+        assert_eq!(r.divergence.as_ref().unwrap().layer, Some(0), "{method:?}");
+        assert_eq!(r.per_layer_test_accuracy.as_ref().unwrap().len(), 1, "{method:?}");
+        assert!(r.test_accuracy.is_some());
+    }
 }

@@ -3,26 +3,11 @@
 //! two threads, and runs that diverge.
 
 mod common;
-use common::{blobs, on_threads, sparse_blobs};
-use insitu_data::{Dataset, Targets, TrainTest};
+use common::{blobs, on_threads, regression, sparse_blobs};
+use insitu_data::TrainTest;
 use insitu_ffzero::{
     train, train_depth_sweep, LocalLoss, Method, NoProgress, Optimizer, TrainError, TrainResult, TrainSpec,
 };
-use insitu_linalg::{rng, Mat};
-use rand::Rng;
-
-/// y = sin(x₀) + x₁x₂ / 2, scaled into [−1, 1].
-fn regression(n: usize, seed: u64) -> Dataset {
-    let mut g = rng(seed);
-    let inputs = Mat::from_fn(4, n, |_, _| g.random_range(-1.0f32..1.0));
-    let targets = Mat::from_fn(1, n, |_, c| {
-        (inputs[(0, c)].sin() + inputs[(1, c)] * inputs[(2, c)] / 2.0) / 1.5
-    });
-    Dataset {
-        inputs,
-        targets: Targets::Values(targets),
-    }
-}
 
 /// The result without its wall time (the one field that is measured, not computed).
 fn comparable(r: &TrainResult) -> String {

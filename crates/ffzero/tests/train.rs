@@ -3,7 +3,7 @@
 //! diverging run ends as a result with `status: diverged`, not a crash.
 
 mod common;
-use common::{blobs, on_threads, sparse_blobs};
+use common::{blobs, on_threads, regression, sparse_blobs};
 use insitu_data::{default_datasets_dir, load_task, Task, TrainTest};
 use insitu_ffzero::{
     train, Difference, DirectionKind, Method, NoProgress, Optimizer, SpecError, Status, TrainError, TrainResult,
@@ -350,5 +350,42 @@ fn sparse_inputs_learn_and_do_not_depend_on_the_thread_count() {
         let (a, b) = (train_with_threads(&spec, &data, 1), train_with_threads(&spec, &data, 2));
         assert_eq!(a.loss_curve, b.loss_curve, "{method:?}");
         assert_eq!(a.test_accuracy, b.test_accuracy, "{method:?}");
+    }
+}
+
+#[test]
+fn ff_regression_reports_each_layers_r2_and_the_last_is_the_networks() {
+    let data = TrainTest {
+        train: regression(600, 7),
+        test: regression(200, 8),
+    };
+    for method in [Method::FfAd, Method::FfDd, Method::BpAd] {
+        let spec = TrainSpec {
+            method,
+            width: 8,
+            depth: 2,
+            epochs: 5,
+            batch: 30,
+            lr: 0.01,
+            optimizer: Optimizer::Adam,
+            ..Default::default()
+        };
+        let r = train(&spec, &data, &mut NoProgress).unwrap();
+        let r2 = r.test_r2.unwrap();
+        match r.per_layer_test_r2 {
+            // SPEC A6: each layer predicts by its goodness; the last layer's is the network's
+            Some(layers) => {
+                assert!(method.is_local());
+                assert_eq!(layers.len(), 3, "{method:?}: two hidden layers and the output layer");
+                assert_eq!(layers[2], r2, "{method:?}");
+                eprintln!("{method:?}: per-layer R² {layers:?}");
+                assert!(layers.iter().all(|v| v.is_finite()));
+            }
+            None => assert!(!method.is_local(), "{method:?}: FF reports its layers' R²"),
+        }
+        // measured FF+AD 0.88 / 0.89 / 0.83 per layer, FF+DD 0.58 / 0.28 / 0.05
+        if method == Method::FfAd {
+            assert!(r2 > 0.5, "FF+AD R² {r2}");
+        }
     }
 }

@@ -47,3 +47,16 @@ pub fn sparse_blobs(n: usize, seed: u64) -> Dataset {
         targets: Targets::Classes { labels, num_classes: 3 },
     }
 }
+
+/// y = sin(x₀) + x₁x₂ / 2, scaled into [−1, 1].
+pub fn regression(n: usize, seed: u64) -> Dataset {
+    let mut g = rng(seed);
+    let inputs = Mat::from_fn(4, n, |_, _| g.random_range(-1.0f32..1.0));
+    let targets = Mat::from_fn(1, n, |_, c| {
+        (inputs[(0, c)].sin() + inputs[(1, c)] * inputs[(2, c)] / 2.0) / 1.5
+    });
+    Dataset {
+        inputs,
+        targets: Targets::Values(targets),
+    }
+}
