@@ -151,7 +151,10 @@ struct TrainArgs {
     /// +1), L = 1, 2, …. Layer L computes z = W·a + b; ReLU(z) is the next layer's input a.
     /// Photonic model: DIR/meshL.phases.npy (θ of every MZI, then φ, then the input screen γ,
     /// as trained, unwrapped; insitu_optics::RectangularMesh's layout) and, for ff-dd,
-    /// DIR/meshL.prototypes.npy (classes × modes).
+    /// DIR/meshL.prototypes.npy (classes × modes). CNN: DIR/convL.weight.npy (C × C_in × 6 × 6,
+    /// as nn.Conv2d), convL.bias.npy, fcL.weight.npy, fcL.bias.npy and, for ff-dd and ff-ad,
+    /// each unit's convL / fcL.prototypes.npy and each channel's fixed reduction
+    /// convL.reductions.npy (C × 10 × H_out·W_out).
     #[arg(long, value_name = "DIR", conflicts_with = "depths")]
     weights: Option<PathBuf>,
 }
@@ -159,7 +162,7 @@ struct TrainArgs {
 #[derive(Args)]
 struct EvaluateArgs {
     /// The directory `insitu train --weights` wrote (layerL.*.npy for an MLP, meshL.*.npy for
-    /// the photonic network).
+    /// the photonic network, convL.*.npy and fcL.*.npy for the CNN).
     #[arg(long, value_name = "DIR")]
     weights: PathBuf,
     /// mnist, fashion-mnist, mnist-regression, synthetic-f1, synthetic-f2 (photonic: mnist or
@@ -202,6 +205,41 @@ fn run_evaluate(a: &EvaluateArgs) -> Result<insitu_ffzero::Evaluation, String> {
         }
         output::Exported::Photonic(network, prototypes) => {
             insitu_ffzero::evaluate_photonic_network(&network, &prototypes, &data.test).map_err(|e| e.to_string())
+        }
+        output::Exported::Cnn(network, prototypes, reductions) => {
+            let pixels = insitu_ffzero::cnn::IMAGE_SIDE.pow(2);
+            if data.test.features() != pixels {
+                return Err(format!(
+                    "the CNN in {} reads 28 × 28 images; {} has {} features",
+                    a.weights.display(),
+                    task.name(),
+                    data.test.features()
+                ));
+            }
+            let regression = matches!(data.test.targets, insitu_data::Targets::Values(_));
+            let outputs = network.outputs();
+            let fits = match (prototypes.is_empty(), regression) {
+                // BP: 10 logits, or the one-output regression head
+                (true, false) => outputs == 10,
+                (true, true) => outputs == 1,
+                // FF: prototypes of the 10 classes, or ξ^u
+                (false, false) => prototypes.iter().all(|p| p.ncols() == 10),
+                (false, true) => prototypes.iter().all(|p| p.ncols() == 1),
+            };
+            if !fits {
+                return Err(format!(
+                    "the CNN in {} was not trained for {} ({})",
+                    a.weights.display(),
+                    task.name(),
+                    if regression { "a regression task" } else { "10 classes" }
+                ));
+            }
+            Ok(insitu_ffzero::evaluate_cnn(
+                &network,
+                &prototypes,
+                &reductions,
+                &data.test,
+            ))
         }
     }
 }
@@ -391,12 +429,13 @@ fn with_data_and_pool<T: Send>(
 fn run_train(a: &TrainArgs) -> Result<TrainResult, String> {
     let spec = spec_from_args(a)?;
     if spec.model == Model::Cnn {
-        if a.weights.is_some() {
-            return Err("--weights is not implemented for --model cnn".into());
+        let trained = with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
+            insitu_ffzero::train_cnn(&spec, data, bars)
+        })?;
+        if let Some(dir) = &a.weights {
+            output::write_cnn(dir, &trained)?;
         }
-        return with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {
-            insitu_ffzero::train_cnn(&spec, data, bars).map(|t| t.result)
-        });
+        return Ok(trained.result);
     }
     if spec.model == Model::Photonic {
         let trained = with_data_and_pool(a, &spec, &[spec.depth], |data, bars| {

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use insitu_data::Mat;
 use insitu_data::{decode_npy_f32, encode_npy_f32, write_atomically};
+use insitu_ffzero::cnn::{KERNEL, REDUCED};
 use insitu_ffzero::{
-    split_dense, DepthSweep, Evaluation, LayerPrototypes, Mlp, Model, PhotonicNetwork, Status, TrainResult,
-    TrainedNetwork, TrainedPhotonic,
+    split_dense, Cnn, DepthSweep, Evaluation, LayerPrototypes, Mlp, Model, PhotonicNetwork, Status, TrainResult,
+    TrainedCnn, TrainedNetwork, TrainedPhotonic,
 };
 use insitu_optics::RectangularMesh;
 
@@ -141,12 +142,176 @@ pub fn write_photonic(dir: &Path, trained: &TrainedPhotonic) -> Result<(), Strin
     Ok(())
 }
 
-/// A network read back from the files [`write_network`] or [`write_photonic`] wrote.
+/// `insitu train --model cnn --weights DIR`, in PyTorch's layouts: `convL.weight.npy`
+/// (`C × C_in × 6 × 6`), `convL.bias.npy`, `fcL.weight.npy` (outputs × inputs, row-major),
+/// `fcL.bias.npy`, L = 1, 2, …; for the FF methods each unit's prototypes (`convL` / `fcL`
+/// `.prototypes.npy`: classes × width, or the width-vector `ξ^u` in regression) and each
+/// convolution channel's fixed reduction (`convL.reductions.npy`: `C × 10 × H_out·W_out`).
+pub fn write_cnn(dir: &Path, trained: &TrainedCnn) -> Result<(), String> {
+    let net = &trained.network;
+    for (l, shape) in net.shapes().iter().enumerate() {
+        let k = shape.kernel_len();
+        let (kernels, biases): (Vec<&[f32]>, Vec<f32>) = (0..shape.channels)
+            .map(|c| {
+                let p = net.channel_params(l, c);
+                (&p[..k], p[k])
+            })
+            .unzip();
+        write_npy(
+            dir,
+            format!("conv{}.weight.npy", l + 1),
+            &[shape.channels, shape.in_channels, KERNEL, KERNEL],
+            &kernels.concat(),
+        )?;
+        write_npy(dir, format!("conv{}.bias.npy", l + 1), &[shape.channels], &biases)?;
+    }
+    let mut inputs = net.fc_inputs();
+    for i in 0..net.fc_layers() {
+        let p = net.fc_params(i);
+        let outputs = p.len() / (inputs + 1);
+        let (w, b) = p.split_at(outputs * inputs);
+        write_npy(dir, format!("fc{}.weight.npy", i + 1), &[outputs, inputs], w)?;
+        write_npy(dir, format!("fc{}.bias.npy", i + 1), &[outputs], b)?;
+        inputs = outputs;
+    }
+    for (unit, p) in trained.prototypes.iter().enumerate() {
+        let name = match unit {
+            0 | 1 => format!("conv{}.prototypes.npy", unit + 1),
+            _ => format!("fc{}.prototypes.npy", unit - 1),
+        };
+        if p.ncols() == 1 {
+            write_npy(dir, name, &[p.nrows()], p.as_slice())?;
+        } else {
+            // one column per class, stored by columns: row-major classes × width
+            write_npy(dir, name, &[p.ncols(), p.nrows()], p.as_slice())?;
+        }
+    }
+    for (l, reductions) in trained.reductions.iter().enumerate() {
+        let plane = reductions.first().map_or(0, |a| a.ncols());
+        let rows: Vec<f32> = reductions
+            .iter()
+            .flat_map(|a| (0..a.nrows()).flat_map(move |r| (0..a.ncols()).map(move |j| a[(r, j)])))
+            .collect();
+        write_npy(
+            dir,
+            format!("conv{}.reductions.npy", l + 1),
+            &[reductions.len(), REDUCED, plane],
+            &rows,
+        )?;
+    }
+    Ok(())
+}
+
+/// A network read back from the files [`write_network`], [`write_photonic`] or [`write_cnn`]
+/// wrote.
 pub enum Exported {
     /// The MLP and, for FF methods, each layer's prototypes.
     Mlp(Mlp, Vec<LayerPrototypes>),
     /// The photonic network and, for FF+DD, each mesh's prototypes (modes × classes).
     Photonic(PhotonicNetwork, Vec<Mat>),
+    /// The CNN and, for the FF methods, each unit's prototypes and each convolution layer's
+    /// reductions ([`insitu_ffzero::evaluate_cnn`]'s arguments).
+    Cnn(Cnn, Vec<Mat>, Vec<Vec<Mat>>),
+}
+
+/// `name` in `dir`, which must exist.
+fn required_npy(dir: &Path, name: &str) -> Result<NpyArray, String> {
+    read_npy(dir, name)?.ok_or_else(|| format!("{} is missing", dir.join(name).display()))
+}
+
+/// Reads what [`write_cnn`] wrote, checking every size against the network's.
+fn read_cnn(dir: &Path) -> Result<Exported, String> {
+    let at = |name: &str| format!("{}: {name}", dir.display());
+    let mut conv = Vec::new();
+    for l in 1..=2 {
+        let (shape, w) = required_npy(dir, &format!("conv{l}.weight.npy"))?;
+        if shape.len() != 4 || shape[2] != KERNEL || shape[3] != KERNEL {
+            return Err(format!(
+                "{}: shape {shape:?}, expected (channels, input channels, {KERNEL}, {KERNEL})",
+                at(&format!("conv{l}.weight.npy"))
+            ));
+        }
+        let (_, b) = required_npy(dir, &format!("conv{l}.bias.npy"))?;
+        conv.push((w, b));
+    }
+    let mut fc = Vec::new();
+    for i in 1.. {
+        let name = format!("fc{i}.weight.npy");
+        let Some((shape, w)) = read_npy(dir, &name)? else { break };
+        if shape.len() != 2 {
+            return Err(format!("{}: shape {shape:?}, expected (outputs, inputs)", at(&name)));
+        }
+        let (_, b) = required_npy(dir, &format!("fc{i}.bias.npy"))?;
+        fc.push((w, b));
+    }
+    let fc_refs: Vec<(&[f32], &[f32])> = fc.iter().map(|(w, b)| (w.as_slice(), b.as_slice())).collect();
+    let network = Cnn::from_parts([(&conv[0].0, &conv[0].1), (&conv[1].0, &conv[1].1)], &fc_refs)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    // FF: prototypes of conv 1, conv 2 and each FC layer, and the reductions
+    let mut widths = vec![REDUCED, REDUCED];
+    widths.extend((0..network.fc_layers()).map(|i| network.fc_params(i).len()).scan(
+        network.fc_inputs(),
+        |inputs, len| {
+            let outputs = len / (*inputs + 1);
+            *inputs = outputs;
+            Some(outputs)
+        },
+    ));
+    let names: Vec<String> = (0..widths.len())
+        .map(|u| match u {
+            0 | 1 => format!("conv{}.prototypes.npy", u + 1),
+            _ => format!("fc{}.prototypes.npy", u - 1),
+        })
+        .collect();
+    let mut prototypes = Vec::new();
+    for (name, &width) in names.iter().zip(&widths) {
+        let Some((shape, values)) = read_npy(dir, name)? else {
+            break;
+        };
+        let p = match shape[..] {
+            [w] => Mat::from_column_slice(w, 1, &values),
+            _ => prototypes_of(&shape, &values, name)?,
+        };
+        if p.nrows() != width {
+            return Err(format!(
+                "{}: prototypes in R^{}, the unit has {width} outputs",
+                at(name),
+                p.nrows()
+            ));
+        }
+        prototypes.push(p);
+    }
+    if prototypes.is_empty() {
+        return Ok(Exported::Cnn(network, prototypes, Vec::new()));
+    }
+    if prototypes.len() != widths.len() {
+        return Err(format!(
+            "{}: {} prototypes files for {} units (a run that diverged exports only the units that trained; insitu evaluate needs them all)",
+            dir.display(),
+            prototypes.len(),
+            widths.len()
+        ));
+    }
+    let mut reductions = Vec::new();
+    for (l, shape) in network.shapes().iter().enumerate() {
+        let name = format!("conv{}.reductions.npy", l + 1);
+        let (dims, values) = required_npy(dir, &name)?;
+        let plane = shape.out_side().pow(2);
+        if dims != [shape.channels, REDUCED, plane] {
+            return Err(format!(
+                "{}: shape {dims:?}, expected ({}, {REDUCED}, {plane})",
+                at(&name),
+                shape.channels
+            ));
+        }
+        reductions.push(
+            values
+                .chunks_exact(REDUCED * plane)
+                .map(|a| Mat::from_row_slice(REDUCED, plane, a))
+                .collect(),
+        );
+    }
+    Ok(Exported::Cnn(network, prototypes, reductions))
 }
 
 /// An `.npy` array: its shape and its values in C order.
@@ -172,9 +337,13 @@ fn prototypes_of(shape: &[usize], values: &[f32], name: &str) -> Result<Mat, Str
     }
 }
 
-/// Reads what `insitu train --weights DIR` wrote: `layer1.weight.npy`, … (an MLP) or
-/// `mesh1.phases.npy`, … (the photonic network), with the prototypes files when they exist.
+/// Reads what `insitu train --weights DIR` wrote: `layer1.weight.npy`, … (an MLP),
+/// `mesh1.phases.npy`, … (the photonic network) or `conv1.weight.npy`, … (the CNN), with the
+/// prototypes files when they exist.
 pub fn read_exported(dir: &Path) -> Result<Exported, String> {
+    if read_npy(dir, "conv1.weight.npy")?.is_some() {
+        return read_cnn(dir);
+    }
     if read_npy(dir, "mesh1.phases.npy")?.is_some() {
         let mut meshes = Vec::new();
         let mut prototypes = Vec::new();
@@ -233,7 +402,7 @@ pub fn read_exported(dir: &Path) -> Result<Exported, String> {
     }
     if layers.is_empty() {
         return Err(format!(
-            "{} holds neither layer1.weight.npy nor mesh1.phases.npy (what insitu train --weights writes)",
+            "{} holds none of layer1.weight.npy, mesh1.phases.npy and conv1.weight.npy (what insitu train --weights writes)",
             dir.display()
         ));
     }

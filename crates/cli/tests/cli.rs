@@ -404,7 +404,11 @@ fn evaluate_refuses_missing_and_damaged_exports() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(needle), "expected '{needle}' in: {err}");
     };
-    refused(&w, &[], "neither layer1.weight.npy nor mesh1.phases.npy");
+    refused(
+        &w,
+        &[],
+        "holds none of layer1.weight.npy, mesh1.phases.npy and conv1.weight.npy",
+    );
     let npy = |shape: &[usize], n: usize| insitu_data::encode_npy_f32(shape, &vec![0.5; n]);
     std::fs::write(w.join("layer1.weight.npy"), npy(&[10, 784], 7840)).unwrap();
     refused(&w, &[], "layer1.bias.npy is missing");
@@ -419,4 +423,111 @@ fn evaluate_refuses_missing_and_damaged_exports() {
     std::fs::create_dir(&m).unwrap();
     std::fs::write(m.join("mesh1.phases.npy"), npy(&[50], 50)).unwrap();
     refused(&m, &[], "not those of a Clements mesh");
+    // a CNN export: conv 2's kernels must read conv 1's channels, the FC layer their pooled values
+    let c = dir.path().join("c");
+    std::fs::create_dir(&c).unwrap();
+    std::fs::write(c.join("conv1.weight.npy"), npy(&[3, 1, 6, 6], 108)).unwrap();
+    std::fs::write(c.join("conv1.bias.npy"), npy(&[3], 3)).unwrap();
+    refused(&c, &[], "conv2.weight.npy is missing");
+    std::fs::write(c.join("conv2.weight.npy"), npy(&[3, 2, 6, 6], 216)).unwrap();
+    std::fs::write(c.join("conv2.bias.npy"), npy(&[3], 3)).unwrap();
+    std::fs::write(c.join("fc1.weight.npy"), npy(&[10, 108], 1080)).unwrap();
+    std::fs::write(c.join("fc1.bias.npy"), npy(&[10], 10)).unwrap();
+    refused(&c, &[], "conv 2: 216 kernel values");
+    std::fs::write(c.join("conv2.weight.npy"), npy(&[3, 3, 6, 6], 324)).unwrap();
+    std::fs::write(c.join("fc1.weight.npy"), npy(&[10, 100], 1000)).unwrap();
+    refused(&c, &[], "it reads 108 values");
+    std::fs::write(c.join("fc1.weight.npy"), npy(&[10, 108], 1080)).unwrap();
+    refused(
+        &c,
+        &["--task", "mnist-regression"],
+        "was not trained for mnist-regression",
+    );
+    std::fs::write(c.join("conv1.prototypes.npy"), npy(&[10, 9], 90)).unwrap();
+    refused(&c, &[], "prototypes in R^9");
+}
+
+/// `--model cnn --weights` writes PyTorch-shaped arrays (and, for FF, the prototypes and the
+/// reductions); `insitu evaluate` reads them back into the network and gives the run's metrics
+/// exactly: MNIST's network by FF+DD, Fashion-MNIST's (FC 100, dropout) by BP+AD, and FF
+/// regression.
+#[test]
+fn exported_cnn_gives_back_the_run_metrics() {
+    use insitu_data::decode_npy_f32;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        ("ff", &["--task", "mnist", "--method", "ff-dd"][..]),
+        (
+            "bp",
+            &[
+                "--task",
+                "fashion-mnist",
+                "--method",
+                "bp-ad",
+                "--fc-hidden",
+                "12",
+                "--dropout",
+                "0.1",
+            ][..],
+        ),
+        ("reg", &["--task", "mnist-regression", "--method", "ff-ad"][..]),
+    ] {
+        let (json, weights, metrics) = (
+            dir.path().join(format!("{name}.json")),
+            dir.path().join(name),
+            dir.path().join(format!("{name}-eval.json")),
+        );
+        let mut args = vec![
+            "train",
+            "--model",
+            "cnn",
+            "--width",
+            "3",
+            "--epochs",
+            "1",
+            "--batch",
+            "50",
+            "--train-limit",
+            "400",
+            "--test-limit",
+            "200",
+            "--json",
+            json.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = insitu(&args);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let bytes = std::fs::read(weights.join("conv2.weight.npy")).unwrap();
+        let (shape, _) = decode_npy_f32(&bytes, "conv2.weight.npy").unwrap();
+        assert_eq!(shape, [3, 3, 6, 6], "{name}: PyTorch's Conv2d layout");
+        assert_eq!(weights.join("conv1.reductions.npy").exists(), name != "bp");
+        let task = extra[1];
+        let out = insitu(&[
+            "evaluate",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--task",
+            task,
+            "--test-limit",
+            "200",
+            "--json",
+            metrics.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let read = |p: &std::path::Path| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+        };
+        let (run, again) = (read(&json), read(&metrics));
+        for field in [
+            "test_accuracy",
+            "per_layer_test_accuracy",
+            "test_r2",
+            "per_layer_test_r2",
+        ] {
+            assert_eq!(run[field], again[field], "{name}: {field}");
+        }
+        assert!(!run["test_accuracy"].is_null() || !run["test_r2"].is_null());
+    }
 }

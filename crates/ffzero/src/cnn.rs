@@ -203,6 +203,68 @@ impl Cnn {
         }
     }
 
+    /// A CNN from its parameters (an export read back): for each convolution layer its
+    /// kernels, `C × C_in·36` values in PyTorch's `Conv2d.weight` order `[out][in][ky][kx]`, and
+    /// its `C` biases; for each FC layer its `outputs × inputs` weights (row-major, PyTorch's
+    /// `Linear.weight`) and its `outputs` biases, the first FC layer reading the `C·6·6` pooled
+    /// values channel by channel (PyTorch's `flatten` of `C × 6 × 6`).
+    ///
+    /// # Errors
+    /// Sizes that do not make SPEC A7's network: `C` from conv 1's biases, conv 1 with one input
+    /// channel, conv 2 with `C`, each FC layer reading what the one before gives.
+    pub fn from_parts(conv: [(&[f32], &[f32]); 2], fc: &[(&[f32], &[f32])]) -> Result<Self, TrainError> {
+        let bad = |what: String| Err(TrainError::Data(what));
+        let channels = conv[0].1.len();
+        if channels == 0 {
+            return bad("conv 1 has no channels".into());
+        }
+        let shapes = conv_shapes(channels);
+        let mut layers = [Vec::new(), Vec::new()];
+        for (l, ((weights, biases), shape)) in conv.iter().zip(&shapes).enumerate() {
+            let k = shape.kernel_len();
+            if biases.len() != channels || weights.len() != channels * k {
+                return bad(format!(
+                    "conv {}: {} kernel values and {} biases; a layer of {channels} channels on {} input channel(s) has {} and {channels}",
+                    l + 1,
+                    weights.len(),
+                    biases.len(),
+                    shape.in_channels,
+                    channels * k
+                ));
+            }
+            for (kernel, bias) in weights.chunks_exact(k).zip(*biases) {
+                layers[l].extend_from_slice(kernel);
+                layers[l].push(*bias);
+            }
+        }
+        if fc.is_empty() {
+            return bad("no fully connected layer".into());
+        }
+        let mut fc_widths = vec![channels * shapes[1].pooled_side().pow(2)];
+        let mut fc_layers = Vec::new();
+        for (i, (weights, biases)) in fc.iter().enumerate() {
+            let inputs = fc_widths[i];
+            let outputs = biases.len();
+            if outputs == 0 || weights.len() != outputs * inputs {
+                return bad(format!(
+                    "fc {}: {} weights for {outputs} outputs; after {} it reads {inputs} values, so it needs {}",
+                    i + 1,
+                    weights.len(),
+                    if i == 0 { "the convolutions" } else { "the layer before" },
+                    outputs * inputs
+                ));
+            }
+            fc_layers.push([*weights, *biases].concat());
+            fc_widths.push(outputs);
+        }
+        Ok(Self {
+            shapes,
+            conv: layers,
+            fc: fc_layers,
+            fc_widths,
+        })
+    }
+
     /// The two convolution layers' shapes.
     pub fn shapes(&self) -> [ConvShape; 2] {
         self.shapes
