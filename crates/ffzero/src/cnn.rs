@@ -47,7 +47,7 @@
 //! stack {100, 10} with dropout {0.1, 0}): `TrainSpec::fc_hidden = [100]` puts a hidden FC
 //! layer (ReLU) before the output layer and `TrainSpec::dropout = 0.1` masks the pooled output
 //! of each convolution layer and the hidden FC layer's ReLU output while training (inverted
-//! dropout, one mask per site and step: [`DropoutMasks`]' documentation says why). FF trains
+//! dropout, one mask per site and step: the private `dropout_mask` says why). FF trains
 //! the hidden FC layer like an MLP layer (its outputs `z` against 10 prototypes in `R^100`,
 //! ReLU(z) to the next layer) and it votes like one; its frozen prefix runs without dropout
 //! (**reading**: a frozen layer is deployed; SPEC does not say), so the cache stays exact.
