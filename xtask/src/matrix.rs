@@ -295,26 +295,6 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                 Smoke => vec![2],
                 Tiny => return Ok(out),
             };
-            // SPEC A7: MNIST classification, and MNIST regression ("MLP and CNN")
-            for (task, &c) in ["mnist", "mnist-regression"]
-                .into_iter()
-                .flat_map(|t| channels.iter().map(move |c| (t, c)))
-            {
-                for method in [Method::BpAd, Method::BpDd, Method::FfAd, Method::FfDd] {
-                    out.push(RunSpec::Ffzero(TrainSpec {
-                        task: task.into(),
-                        model: Model::Cnn,
-                        width: c,
-                        depth: 2,
-                        method,
-                        epochs: s.epochs,
-                        batch: s.batch,
-                        train_limit: s.train_limit,
-                        test_limit: s.test_limit,
-                        ..TrainSpec::default()
-                    }));
-                }
-            }
             // SPEC A7: Fashion-MNIST C ∈ {8, …, 64} step 8, dropout 0.1 after each convolution
             // layer, an FC stack {100, 10} with dropout {0.1, 0}; batch 256 (SPEC's reading)
             let fashion_channels: Vec<usize> = match profile {
@@ -322,22 +302,34 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                 Quick => vec![8, 16],
                 _ => vec![2],
             };
-            for &c in &fashion_channels {
-                for method in [Method::BpAd, Method::BpDd, Method::FfAd, Method::FfDd] {
-                    out.push(RunSpec::Ffzero(TrainSpec {
-                        task: "fashion-mnist".into(),
-                        model: Model::Cnn,
-                        width: c,
-                        depth: 2,
-                        method,
-                        epochs: s.epochs,
-                        batch: s.batch,
-                        train_limit: s.train_limit,
-                        test_limit: s.test_limit,
-                        fc_hidden: vec![FASHION_FC_HIDDEN],
-                        dropout: FASHION_DROPOUT,
-                        ..TrainSpec::default()
-                    }));
+            let run = |task: &str, width: usize, method: Method| {
+                let fashion = task == "fashion-mnist";
+                RunSpec::Ffzero(TrainSpec {
+                    task: task.into(),
+                    model: Model::Cnn,
+                    width,
+                    depth: 2,
+                    method,
+                    epochs: s.epochs,
+                    batch: s.batch,
+                    train_limit: s.train_limit,
+                    test_limit: s.test_limit,
+                    fc_hidden: if fashion { vec![FASHION_FC_HIDDEN] } else { Vec::new() },
+                    dropout: if fashion { FASHION_DROPOUT } else { 0.0 },
+                    ..TrainSpec::default()
+                })
+            };
+            // SPEC A7: MNIST classification, MNIST regression ("MLP and CNN"), Fashion-MNIST
+            let tasks = [
+                ("mnist", &channels),
+                ("mnist-regression", &channels),
+                ("fashion-mnist", &fashion_channels),
+            ];
+            for (task, widths) in tasks {
+                for &c in widths {
+                    for method in [Method::BpAd, Method::BpDd, Method::FfAd, Method::FfDd] {
+                        out.push(run(task, c, method));
+                    }
                 }
             }
         }
