@@ -383,6 +383,39 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
             panels.extend(photons.finish("log10 photons per pixel", "test accuracy (%)", (40.0, 100.0)));
             (panels, 2)
         }
+        "seed002-ext4" => {
+            use insitu_ffm::nlos::{NlosOutcome, NlosTask};
+            for (spec, r) in runs {
+                let (RunSpec::Nlos(n), Some(stored)) = (spec, r) else {
+                    continue;
+                };
+                let (NlosTask::Drift(t), RunResult::Nlos(result)) = (&n.task, &stored.result) else {
+                    continue;
+                };
+                let NlosOutcome::Drift(o) = &result.outcome else {
+                    continue;
+                };
+                let panel = format!(
+                    "wall turning {}°/iteration (grain {} px, {} λ rms): accuracy (%)",
+                    t.degrees_per_iteration, n.scene.wall_grain_px, n.scene.wall_roughness
+                );
+                for (i, &it) in o.iterations.iter().enumerate() {
+                    acc.add(
+                        &panel,
+                        "FFM (mask learned in situ)",
+                        it as f64,
+                        Some(100.0 * o.ffm_accuracy[i]),
+                    );
+                    acc.add(
+                        &panel,
+                        "electronic (softmax on the flat-mask camera)",
+                        it as f64,
+                        Some(100.0 * o.ann_accuracy[i]),
+                    );
+                }
+            }
+            (acc.finish("iteration", "test accuracy (%)", (0.0, 100.0)), 2)
+        }
         "seed002-ext1" => {
             // every 5th step: the report's tables stay readable
             let (mut contrast, mut half_sum) = (Acc::new(), Acc::new());

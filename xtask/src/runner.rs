@@ -173,7 +173,7 @@ pub fn run_spec(
         RunSpec::Nlos(n) => {
             let trained = match &n.task {
                 insitu_ffm::nlos::NlosTask::Imaging(_) => insitu_ffm::nlos::run_nlos(n, None),
-                insitu_ffm::nlos::NlosTask::Classification(_) => {
+                insitu_ffm::nlos::NlosTask::Classification(_) | insitu_ffm::nlos::NlosTask::Drift(_) => {
                     let tt = data.get(spec.task(), n.seed)?;
                     insitu_ffm::nlos::run_nlos(n, Some((&tt.train, &tt.test)))
                 }

@@ -89,7 +89,9 @@ impl RunSpec {
             RunSpec::Ffzero(s) => &s.task,
             RunSpec::Ffm(f) => f.task.data_task().name(),
             RunSpec::Pic(_) => insitu_data::Task::Iris.name(),
-            RunSpec::Nlos(n) if matches!(n.task, NlosTask::Classification(_)) => insitu_data::Task::Mnist.name(),
+            RunSpec::Nlos(n) if matches!(n.task, NlosTask::Classification(_) | NlosTask::Drift(_)) => {
+                insitu_data::Task::Mnist.name()
+            }
             RunSpec::Exceptional(_) | RunSpec::Focus(_) | RunSpec::Nlos(_) => "none",
         }
     }
@@ -148,6 +150,15 @@ impl RunSpec {
                 NlosTask::Classification(t) => format!(
                     "nlos classification {:?} n{} wall{} e{} train{}",
                     t.classes, n.scene.grid_n, n.scene.wall_seed, t.epochs, t.train_samples
+                ),
+                NlosTask::Drift(t) => format!(
+                    "nlos turning wall {}°/it {:?} n{} wall{} grain{} it{}",
+                    t.degrees_per_iteration,
+                    t.classification.classes,
+                    n.scene.grid_n,
+                    n.scene.wall_seed,
+                    n.scene.wall_grain_px,
+                    t.iterations
                 ),
             },
             RunSpec::Exceptional(e) => format!(

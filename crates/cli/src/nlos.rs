@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use insitu_data::{default_datasets_dir, load_task, Task};
 use insitu_ffm::nlos::{
-    run_nlos, ClassificationTask, ImagingLoss, ImagingTask, NlosMethod, NlosOutcome, NlosResult, NlosScene, NlosSpec,
-    NlosTask,
+    run_nlos, ClassificationTask, DriftTask, ImagingLoss, ImagingTask, NlosMethod, NlosOutcome, NlosResult, NlosScene,
+    NlosSpec, NlosTask,
 };
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -16,6 +16,9 @@ pub enum TaskKind {
     Imaging,
     /// Fig. 4c: hidden phase digits told apart all-optically under photon-limited detection.
     Classification,
+    /// Extended Data Fig. 4b: the same classification learned online while the wall turns by
+    /// --degrees-per-iteration, FFM against the electronic classifier.
+    Drift,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,6 +54,9 @@ pub struct NlosArgs {
     /// The wall's surface correlation length (pixels).
     #[arg(long, default_value_t = NlosScene::default().wall_grain_px)]
     wall_grain: f64,
+    /// The wall's surface height rms, in wavelengths (1: fully diffuse).
+    #[arg(long, default_value_t = NlosScene::default().wall_roughness)]
+    wall_roughness: f64,
     /// Imaging: how the mask is found.
     #[arg(long, value_enum, default_value = "ffm")]
     method: Method,
@@ -60,10 +66,11 @@ pub struct NlosArgs {
     /// Imaging: side of a grid cell (pixels; default: the grid's eighth).
     #[arg(long)]
     cell: Option<usize>,
-    /// Imaging: FFM steps or PSO generations.
+    /// Imaging: FFM steps or PSO generations; drift: mini-batch iterations.
     #[arg(long, default_value_t = ImagingTask::default().iterations)]
     iterations: usize,
-    /// Adam learning rate (radians; default 0.1 for imaging, 0.05 for classification).
+    /// Adam learning rate (radians; default 0.1 for imaging, 0.05 for classification, 0.5 for
+    /// drift).
     #[arg(long)]
     lr: Option<f32>,
     /// Imaging, PSO: swarm size.
@@ -90,6 +97,12 @@ pub struct NlosArgs {
     /// Classification: mean photons per camera pixel to test at (comma-separated, ascending).
     #[arg(long, value_delimiter = ',')]
     photons: Option<Vec<f64>>,
+    /// Drift: how far the wall turns between iterations (degrees; the paper's 1.0 and 2.5).
+    #[arg(long, default_value_t = DriftTask::default().degrees_per_iteration)]
+    degrees_per_iteration: f64,
+    /// Drift: test both learners every this many iterations.
+    #[arg(long, default_value_t = DriftTask::default().eval_every)]
+    eval_every: usize,
     /// Seed of the swarm, the batch order and the detection noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -113,7 +126,7 @@ pub fn run(a: &NlosArgs) -> Result<NlosResult, String> {
     let spec = spec_of(a)?;
     let trained = match &spec.task {
         NlosTask::Imaging(_) => run_nlos(&spec, None),
-        NlosTask::Classification(_) => {
+        NlosTask::Classification(_) | NlosTask::Drift(_) => {
             let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
             let data = load_task(Task::Mnist, &dir, spec.seed).map_err(|e| e.to_string())?;
             run_nlos(&spec, Some((&data.train, &data.test)))
@@ -140,6 +153,7 @@ fn spec_of(a: &NlosArgs) -> Result<NlosSpec, String> {
     let scene = NlosScene {
         wall_seed: a.wall_seed,
         wall_grain_px: a.wall_grain,
+        wall_roughness: a.wall_roughness,
         ..NlosScene::at_grid(a.grid)
     };
     let task = match a.task {
@@ -161,12 +175,15 @@ fn spec_of(a: &NlosArgs) -> Result<NlosSpec, String> {
             },
             iterations: a.iterations,
         }),
-        TaskKind::Classification => {
+        TaskKind::Classification | TaskKind::Drift => {
             if !matches!(a.method, Method::Ffm) {
                 return Err("--method pso/flat is for --task imaging; classification trains by FFM".into());
             }
-            let base = ClassificationTask::at_grid(a.grid);
-            NlosTask::Classification(ClassificationTask {
+            let base = match a.task {
+                TaskKind::Drift => DriftTask::at_grid(a.grid).classification,
+                _ => ClassificationTask::at_grid(a.grid),
+            };
+            let classification = ClassificationTask {
                 classes: a.classes.clone(),
                 train_samples: a.train,
                 test_samples: a.test,
@@ -175,7 +192,18 @@ fn spec_of(a: &NlosArgs) -> Result<NlosSpec, String> {
                 lr: a.lr.unwrap_or(base.lr),
                 photons_per_pixel: a.photons.clone().unwrap_or(base.photons_per_pixel.clone()),
                 ..base
-            })
+            };
+            if matches!(a.task, TaskKind::Classification) {
+                NlosTask::Classification(classification)
+            } else {
+                NlosTask::Drift(DriftTask {
+                    classification,
+                    degrees_per_iteration: a.degrees_per_iteration,
+                    iterations: a.iterations,
+                    eval_every: a.eval_every,
+                    ..DriftTask::at_grid(a.grid)
+                })
+            }
         }
     };
     Ok(NlosSpec {
@@ -235,6 +263,21 @@ pub fn summary(r: &NlosResult) -> String {
                     photons(c.ffm_turning_photons),
                     photons(c.ann_turning_photons),
                     photons(c.ann_noise_trained_turning_photons)
+                ));
+            }
+            lines.join("\n")
+        }
+        NlosOutcome::Drift(o) => {
+            let mut lines = vec![format!(
+                "classification while the wall turns ({head}): test accuracy FFM / electronic at iteration (wall angle)"
+            )];
+            for i in 0..o.iterations.len() {
+                lines.push(format!(
+                    "  {:>5} ({:>6.1}°): FFM {:>7}, electronic {:>7}",
+                    o.iterations[i],
+                    o.wall_degrees[i],
+                    percent(o.ffm_accuracy[i]),
+                    percent(o.ann_accuracy[i])
                 ));
             }
             lines.join("\n")

@@ -38,6 +38,10 @@
 //! stays at or above one point below the lower of FFM's and the ANN's noise-free accuracies
 //! (the paper's 94.5 %, "about 1 % below the best").
 //!
+//! **While the wall turns** ([`NlosTask::Drift`], Extended Data Fig. 4b; [`drift`]): the same
+//! classification learned online by FFM and by the electronic classifier while the experiment
+//! turns the wall ([`TurningWall`]) between iterations.
+//!
 //! **Readings** (the paper gives the distances, not the geometry): modulator → wall
 //! `0.154 m·n/400`, wall → object `0.04 m·n/400` (Methods: objects 0.04 m from the reflector,
 //! 0.194 m from the modulator; scaled with the grid as in [`crate::focusing`], which keeps the
@@ -52,10 +56,14 @@
 
 use std::time::Instant;
 
+pub mod drift;
+pub use drift::{classify_while_the_wall_turns, DriftOutcome, DriftTask};
+
 use insitu_data::{epoch_permutation, Dataset};
 use insitu_linalg::{derive_seed, rng};
 use insitu_optics::{
-    intensity, Complex32, DetectorRegions, DiffuseReflector, FreeSpace, Grid, PhotonDetector, PropagationMethod,
+    correlated_noise, intensity, rotate_periodic, Complex32, DetectorRegions, DiffuseReflector, FreeSpace, Grid,
+    PhotonDetector, PropagationMethod,
 };
 use insitu_optim::{Adam, StepRule};
 use rayon::prelude::*;
@@ -152,6 +160,27 @@ impl NlosScene {
         centred_aperture(self.grid_n, self.aperture_px())
     }
 
+    /// The wall's surface: heights in units of its rms (`n × n`, row-major), drawn from
+    /// `wall_seed`.
+    pub fn wall_heights(&self) -> Result<Vec<f64>, FfmError> {
+        Ok(correlated_noise(
+            self.grid_n,
+            self.wall_grain_px,
+            &mut rng(derive_seed(self.wall_seed, &[0x0005_7A11])),
+        )?)
+    }
+
+    /// The wall's reflection for the surface `unit_heights` ([`NlosScene::wall_heights`], or
+    /// those turned: [`TurningWall`]).
+    pub fn wall_reflection(&self, unit_heights: &[f64]) -> Result<Vec<Complex32>, FfmError> {
+        Ok(DiffuseReflector {
+            reflectivity: self.wall_reflectivity,
+            height_rms: self.wall_roughness * self.wavelength,
+            correlation_length: self.wall_grain_px,
+        }
+        .reflection_of(unit_heights, self.wavelength)?)
+    }
+
     /// The path `T_w R T_o O T_o R T_w` with nothing hidden (`O = 0`; screens: wall, object,
     /// wall).
     pub fn path(&self) -> Result<ScreenPath, FfmError> {
@@ -160,16 +189,7 @@ impl NlosScene {
         let method = PropagationMethod::BandLimitedAngularSpectrum;
         let to_wall = FreeSpace::new(grid, self.wavelength, self.wall_distance, method, self.padding)?;
         let to_object = FreeSpace::new(grid, self.wavelength, self.object_distance, method, self.padding)?;
-        let wall = DiffuseReflector {
-            reflectivity: self.wall_reflectivity,
-            height_rms: self.wall_roughness * self.wavelength,
-            correlation_length: self.wall_grain_px,
-        }
-        .reflection(
-            self.grid_n,
-            self.wavelength,
-            &mut rng(derive_seed(self.wall_seed, &[0x0005_7A11])),
-        )?;
+        let wall = self.wall_reflection(&self.wall_heights()?)?;
         let nothing = vec![Complex32::new(0.0, 0.0); grid.len()];
         ScreenPath::new(
             vec![to_wall.clone(), to_object.clone(), to_object, to_wall],
@@ -204,13 +224,20 @@ impl<S: HiddenScene> HiddenScene for CountingSystem<S> {
 #[derive(Clone, Debug)]
 pub struct NlosBench {
     chain: DigitalChain<ScreenPath, f32>,
+    scene: NlosScene,
+    /// The wall's surface as drawn (turned copies of it replace the wall's screens).
+    wall_heights: Vec<f64>,
 }
 
 impl NlosBench {
     /// The bench of `scene`, nothing hidden yet.
     pub fn new(scene: &NlosScene) -> Result<Self, FfmError> {
         let chain = DigitalChain::new(vec![scene.path()?]).ok_or_else(|| FfmError::InvalidSpec("no path".into()))?;
-        Ok(Self { chain })
+        Ok(Self {
+            chain,
+            scene: scene.clone(),
+            wall_heights: scene.wall_heights()?,
+        })
     }
 
     /// The digital model (for the reverse-mode baseline in tests, never for a trainer).
@@ -236,6 +263,32 @@ impl HiddenScene for NlosBench {
         self.chain.propagations_mut()[0]
             .set_screen(1, reflectance)
             .expect("a hidden object of n × n values");
+    }
+}
+
+/// A scene whose wall turns about its centre (seed 002 Extended Data Fig. 4b, Supplementary
+/// Fig. 14: the scattering phase rotated between iterations). What the *world* does between a
+/// learner's iterations, not something a learner may call: the experiment
+/// ([`drift::classify_while_the_wall_turns`]) turns the wall, the learners only run the scene.
+pub trait TurningWall {
+    /// Sets the wall to its drawn surface turned by `degrees` ([`insitu_optics::rotate_periodic`]).
+    fn turn_wall_to(&mut self, degrees: f64) -> Result<(), FfmError>;
+}
+
+impl TurningWall for NlosBench {
+    fn turn_wall_to(&mut self, degrees: f64) -> Result<(), FfmError> {
+        let heights = rotate_periodic(&self.wall_heights, self.scene.grid_n, degrees);
+        let wall = self.scene.wall_reflection(&heights)?;
+        let path = &mut self.chain.propagations_mut()[0];
+        // the light meets the wall twice, on the way in and on the way out
+        path.set_screen(0, &wall)?;
+        path.set_screen(2, &wall)
+    }
+}
+
+impl<S: TurningWall> TurningWall for CountingSystem<S> {
+    fn turn_wall_to(&mut self, degrees: f64) -> Result<(), FfmError> {
+        self.inner_mut().turn_wall_to(degrees)
     }
 }
 
@@ -371,6 +424,8 @@ pub enum NlosTask {
     /// Fig. 4c: all-optical classification of hidden phase objects under photon-limited
     /// detection.
     Classification(ClassificationTask),
+    /// Extended Data Fig. 4b: the same classification learned while the wall turns.
+    Drift(DriftTask),
 }
 
 /// Everything that defines a run around the corner (serialisable; part of the result).
@@ -508,6 +563,8 @@ pub enum NlosOutcome {
     Imaging(ImagingOutcome),
     /// Fig. 4c.
     Classification(ClassificationOutcome),
+    /// Extended Data Fig. 4b.
+    Drift(DriftOutcome),
 }
 
 /// Outcome of a run (serialisable).
@@ -544,7 +601,8 @@ pub fn run_nlos(spec: &NlosSpec, data: Option<(&Dataset, &Dataset)>) -> Result<N
         (NlosTask::Classification(task), Some((train, test))) => {
             classify_hidden_objects(&bench, spec, task, train, test)
         }
-        (NlosTask::Classification(_), None) => Err(FfmError::InvalidSpec(
+        (NlosTask::Drift(task), Some((train, test))) => classify_while_the_wall_turns(&bench, spec, task, train, test),
+        (NlosTask::Classification(_) | NlosTask::Drift(_), None) => Err(FfmError::InvalidSpec(
             "hidden-object classification needs a data set".into(),
         )),
     }
@@ -951,6 +1009,25 @@ impl SoftmaxRegression {
             samples * features,
             "SoftmaxRegression::fit: x is not samples × features"
         );
+        let mut model = Self::untrained(x, features, classes);
+        let z = model.standardised(x);
+        let mut adam = Adam::new(model.weights.len(), lr);
+        let mut grad = vec![0.0f64; model.weights.len()];
+        let mut grad32 = vec![0.0f32; model.weights.len()];
+        for _ in 0..steps {
+            model.loss_and_gradient(&z, labels, l2, &mut grad);
+            for (g32, g) in grad32.iter_mut().zip(&grad) {
+                *g32 = *g as f32;
+            }
+            adam.step(&mut model.weights, &grad32);
+        }
+        model
+    }
+
+    /// Zero weights, standardising features with the mean and deviation of the rows of `x`
+    /// (`features` values each, row-major).
+    pub fn untrained(x: &[f64], features: usize, classes: usize) -> Self {
+        let samples = x.len() / features.max(1);
         let mut mean = vec![0.0; features];
         let mut scale = vec![0.0; features];
         for row in x.chunks_exact(features) {
@@ -966,28 +1043,20 @@ impl SoftmaxRegression {
         for s in &mut scale {
             *s = if *s > 1e-24 { 1.0 / s.sqrt() } else { 0.0 };
         }
-        let mut model = Self {
+        Self {
             features,
             classes,
             mean,
             scale,
             weights: vec![0.0; classes * (features + 1)],
-        };
-        let z: Vec<f64> = x
-            .chunks_exact(features)
-            .flat_map(|row| model.standardise(row))
-            .collect();
-        let mut adam = Adam::new(model.weights.len(), lr);
-        let mut grad = vec![0.0f64; model.weights.len()];
-        let mut grad32 = vec![0.0f32; model.weights.len()];
-        for _ in 0..steps {
-            model.loss_and_gradient(&z, labels, l2, &mut grad);
-            for (g32, g) in grad32.iter_mut().zip(&grad) {
-                *g32 = *g as f32;
-            }
-            adam.step(&mut model.weights, &grad32);
         }
-        model
+    }
+
+    /// The rows of `x` standardised (what [`SoftmaxRegression::loss_and_gradient`] takes).
+    pub fn standardised(&self, x: &[f64]) -> Vec<f64> {
+        x.chunks_exact(self.features)
+            .flat_map(|row| self.standardise(row))
+            .collect()
     }
 
     /// The weights, `classes × (features + 1)` row-major, each row's bias last.
@@ -1186,6 +1255,111 @@ fn read_noisy(
     Ok(dn.iter().map(|&d| f64::from(detector.to_intensity(d)) / mean).collect())
 }
 
+/// What a classification of hidden digits (Fig. 4c, Extended Data Fig. 4b) is set up with,
+/// every option checked.
+struct HiddenDigits {
+    /// Grid side.
+    n: usize,
+    /// Side of the data set's square images.
+    side: usize,
+    /// One detector square per class.
+    regions: DetectorRegions,
+    /// The electronic baseline's bins, and their side.
+    bins: DetectorRegions,
+    bin: usize,
+    /// `(column, class index)` of the training and test samples.
+    train_idx: Vec<(usize, usize)>,
+    test_idx: Vec<(usize, usize)>,
+    /// Each class's detector square as a target image.
+    targets: Vec<Vec<f32>>,
+    /// The resize of an image onto the hidden digit's square.
+    coordinates: Vec<(usize, usize, f32)>,
+    /// The illumination.
+    input: Vec<Complex32>,
+}
+
+impl HiddenDigits {
+    fn new<S: HiddenScene>(
+        bench: &S,
+        spec: &NlosSpec,
+        task: &ClassificationTask,
+        train: &Dataset,
+        test: &Dataset,
+    ) -> Result<Self, FfmError> {
+        let n = scene_side(bench, &spec.scene)?;
+        let bad = |m: String| Err(FfmError::InvalidSpec(m));
+        let k = task.classes.len();
+        if k < 2 || (1..k).any(|i| task.classes[..i].contains(&task.classes[i])) {
+            return bad(format!(
+                "classification needs ≥ 2 distinct classes, got {:?}",
+                task.classes
+            ));
+        }
+        if task.train_samples == 0 || task.test_samples == 0 || task.batch == 0 {
+            return bad("train_samples, test_samples and batch must be ≥ 1".into());
+        }
+        if !(task.lr.is_finite() && task.lr > 0.0) {
+            return bad(format!("lr must be > 0, got {}", task.lr));
+        }
+        if task.object_px == 0 || task.object_px > n {
+            return bad(format!("object_px must be in 1..={n}, got {}", task.object_px));
+        }
+        if task.ann_bins == 0 || !n.is_multiple_of(task.ann_bins) {
+            return bad(format!("ann_bins ({}) must divide the grid side ({n})", task.ann_bins));
+        }
+        let side = (train.features() as f64).sqrt() as usize;
+        if side * side != train.features() || test.features() != train.features() {
+            return bad(format!(
+                "hidden objects need square images; the splits have {} and {} features",
+                train.features(),
+                test.features()
+            ));
+        }
+        let regions = class_regions(n, task.region_px, k)?;
+        let bin = n / task.ann_bins;
+        let bins = DetectorRegions::new(
+            n,
+            bin,
+            (0..task.ann_bins * task.ann_bins)
+                .map(|b| ((b / task.ann_bins) * bin, (b % task.ann_bins) * bin))
+                .collect(),
+        )?;
+        if let Some(&c) = task
+            .classes
+            .iter()
+            .find(|&&c| c as usize >= train.num_classes().unwrap_or(0))
+        {
+            return bad(format!(
+                "class {c} is not a class of the data set ({} classes)",
+                train.num_classes().unwrap_or(0)
+            ));
+        }
+        let train_idx = first_of_classes(train, &task.classes, task.train_samples, "training")?;
+        let test_idx = first_of_classes(test, &task.classes, task.test_samples, "test")?;
+        for (idx, what) in [(&train_idx, "training"), (&test_idx, "test")] {
+            if let Some(c) = (0..k).find(|&c| idx.iter().all(|&(_, class)| class != c)) {
+                return bad(format!(
+                    "the {what} samples hold no sample of class {}",
+                    task.classes[c]
+                ));
+            }
+        }
+        let targets: Vec<Vec<f32>> = (0..k).map(|c| regions.mask(c)).collect::<Result<_, _>>()?;
+        Ok(Self {
+            n,
+            side,
+            regions,
+            bins,
+            bin,
+            train_idx,
+            test_idx,
+            targets,
+            coordinates: resize_coordinates(side, task.object_px),
+            input: spec.scene.input(),
+        })
+    }
+}
+
 /// Fig. 4c on copies of `bench` (one per rayon thread; the result does not depend on their
 /// number): FFM-trains the mask on the hidden phase objects of `train`, then tests on `test`,
 /// noise-free and at each light level, against the electronic baseline.
@@ -1196,74 +1370,29 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
     train: &Dataset,
     test: &Dataset,
 ) -> Result<NlosTrained, FfmError> {
-    let n = scene_side(bench, &spec.scene)?;
-    let n2 = n * n;
-    let bad = |m: String| Err(FfmError::InvalidSpec(m));
-    let k = task.classes.len();
-    if k < 2 || (1..k).any(|i| task.classes[..i].contains(&task.classes[i])) {
-        return bad(format!(
-            "classification needs ≥ 2 distinct classes, got {:?}",
-            task.classes
-        ));
-    }
-    if task.train_samples == 0 || task.test_samples == 0 || task.epochs == 0 || task.batch == 0 {
-        return bad("train_samples, test_samples, epochs and batch must be ≥ 1".into());
-    }
-    if !(task.lr.is_finite() && task.lr > 0.0) {
-        return bad(format!("lr must be > 0, got {}", task.lr));
-    }
-    if task.object_px == 0 || task.object_px > n {
-        return bad(format!("object_px must be in 1..={n}, got {}", task.object_px));
-    }
-    if task.ann_bins == 0 || !n.is_multiple_of(task.ann_bins) {
-        return bad(format!("ann_bins ({}) must divide the grid side ({n})", task.ann_bins));
-    }
     let levels = &task.photons_per_pixel;
+    if task.epochs == 0 {
+        return Err(FfmError::InvalidSpec("epochs must be ≥ 1".into()));
+    }
     if levels.iter().any(|l| !(l.is_finite() && *l > 0.0)) || levels.windows(2).any(|w| w[0] >= w[1]) {
-        return bad(format!(
+        return Err(FfmError::InvalidSpec(format!(
             "photons_per_pixel must be positive and ascending, got {levels:?}"
-        ));
+        )));
     }
-    let side = (train.features() as f64).sqrt() as usize;
-    if side * side != train.features() || test.features() != train.features() {
-        return bad(format!(
-            "hidden objects need square images; the splits have {} and {} features",
-            train.features(),
-            test.features()
-        ));
-    }
-    let regions = class_regions(n, task.region_px, k)?;
-    let bin = n / task.ann_bins;
-    let bins = DetectorRegions::new(
+    let HiddenDigits {
         n,
+        side,
+        regions,
+        bins,
         bin,
-        (0..task.ann_bins * task.ann_bins)
-            .map(|b| ((b / task.ann_bins) * bin, (b % task.ann_bins) * bin))
-            .collect(),
-    )?;
-    if let Some(&c) = task
-        .classes
-        .iter()
-        .find(|&&c| c as usize >= train.num_classes().unwrap_or(0))
-    {
-        return bad(format!(
-            "class {c} is not a class of the data set ({} classes)",
-            train.num_classes().unwrap_or(0)
-        ));
-    }
-    let train_idx = first_of_classes(train, &task.classes, task.train_samples, "training")?;
-    let test_idx = first_of_classes(test, &task.classes, task.test_samples, "test")?;
-    for (idx, what) in [(&train_idx, "training"), (&test_idx, "test")] {
-        if let Some(c) = (0..k).find(|&c| idx.iter().all(|&(_, class)| class != c)) {
-            return bad(format!(
-                "the {what} samples hold no sample of class {}",
-                task.classes[c]
-            ));
-        }
-    }
-    let targets: Vec<Vec<f32>> = (0..k).map(|c| regions.mask(c)).collect::<Result<_, _>>()?;
-    let coordinates = resize_coordinates(side, task.object_px);
-    let input = spec.scene.input();
+        train_idx,
+        test_idx,
+        targets,
+        coordinates,
+        input,
+    } = HiddenDigits::new(bench, spec, task, train, test)?;
+    let n2 = n * n;
+    let k = task.classes.len();
     // one copy of the scene and its buffers per thread (an exact shortcut of running the
     // samples one after the other on one bench: a sample's gradient does not depend on which
     // copy runs it); the copies share the run count

@@ -469,3 +469,88 @@ fn the_softmax_baseline_gradient_matches_finite_differences_and_it_separates_sep
         );
     }
 }
+
+/// Extended Data Fig. 4b on the toy digits: at 0° per iteration the online learners are
+/// Fig. 4c's; with the wall turning, FFM keeps learning on the scene as it is.
+fn drift(degrees_per_iteration: f64) -> NlosSpec {
+    let NlosTask::Classification(c) = small_classification().task else {
+        unreachable!()
+    };
+    NlosSpec {
+        task: NlosTask::Drift(DriftTask {
+            classification: c,
+            degrees_per_iteration,
+            iterations: 60,
+            eval_every: 10,
+            ann_lr: 0.05,
+        }),
+        ..small_classification()
+    }
+}
+
+#[test]
+fn the_turning_wall_experiment_tests_both_learners_on_the_scene_as_it_is() {
+    let (train, test) = (toy_digits(200, 1), toy_digits(80, 2));
+    let run = |spec: &NlosSpec, threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run_nlos(spec, Some((&train, &test))).unwrap())
+    };
+    let mut masks = Vec::new();
+    for v in [0.0, 2.5] {
+        let spec = drift(v);
+        let trained = run(&spec, 2);
+        let NlosOutcome::Drift(o) = &trained.result.outcome else {
+            panic!("not the drift task")
+        };
+        eprintln!(
+            "v = {v}°/iteration: FFM {:?}\n  electronic {:?}",
+            o.ffm_accuracy, o.ann_accuracy
+        );
+        assert_eq!(o.iterations, [0, 10, 20, 30, 40, 50, 60]);
+        assert_eq!(o.wall_degrees[6], 60.0 * v);
+        assert_eq!(o.loss_curve.len(), 60);
+        // learning runs only: FFM's data and error run and the electronic learner's image per
+        // sample and iteration (the tests' exposures are not learning)
+        assert_eq!(trained.result.forward_runs, 3 * 60 * 10);
+        if v == 0.0 {
+            // a still wall: Fig. 4c's learners, online (measured: both 100 % from iteration 30)
+            assert!(o.ffm_accuracy[6] >= 0.9 && o.ann_accuracy[6] >= 0.9, "{o:?}");
+        }
+        let again = run(&spec, 1);
+        assert_eq!(again.phase, trained.phase, "v = {v}: thread count changed the mask");
+        assert_eq!(again.result.outcome, trained.result.outcome);
+        masks.push(trained.phase);
+    }
+    assert_ne!(masks[0], masks[1], "the turning wall changed nothing");
+}
+
+#[test]
+fn turning_the_wall_by_a_full_turn_gives_the_scene_back_and_a_quarter_turn_does_not() {
+    let scene = NlosScene::at_grid(32);
+    let n2 = 32 * 32;
+    let object = random_field(n2, 4);
+    let camera = |bench: &mut NlosBench| {
+        bench.place_object(&object);
+        let mut field = random_field(n2, 5);
+        bench.run(None, 0, &mut field, 0);
+        field
+    };
+    let mut bench = NlosBench::new(&scene).unwrap();
+    let still = camera(&mut bench);
+    bench.turn_wall_to(0.0).unwrap();
+    assert_eq!(camera(&mut bench), still, "0° is the drawn wall, bit for bit");
+    bench.turn_wall_to(360.0).unwrap();
+    let full = camera(&mut bench);
+    let diff = |a: &[Complex32], b: &[Complex32]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).norm_sqr()).sum::<f32>() / b.iter().map(|y| y.norm_sqr()).sum::<f32>()
+    };
+    assert!(diff(&full, &still) < 1e-8, "360°: {}", diff(&full, &still));
+    bench.turn_wall_to(90.0).unwrap();
+    assert!(
+        diff(&camera(&mut bench), &still) > 0.5,
+        "a quarter turn is another wall"
+    );
+}

@@ -251,13 +251,23 @@ pub struct DiffuseReflector {
 }
 
 impl DiffuseReflector {
-    /// Draws the complex reflection coefficient (`n·n`) for `wavelength`.
+    /// Draws the complex reflection coefficient (`n·n`) for `wavelength`:
+    /// [`DiffuseReflector::reflection_of`] the surface [`correlated_noise`] draws.
     pub fn reflection<R: Rng + ?Sized>(
         &self,
         n: usize,
         wavelength: f64,
         rng: &mut R,
     ) -> Result<Vec<Complex32>, OpticsError> {
+        positive("wavelength", wavelength)?;
+        let h = correlated_noise(n, self.correlation_length, rng)?;
+        self.reflection_of(&h, wavelength)
+    }
+
+    /// The reflection coefficient `r·exp(i·4π·h·height_rms/λ)` of a surface whose heights, in
+    /// units of `height_rms`, are `unit_heights` (e.g. [`correlated_noise`]'s field, or that
+    /// field turned by [`rotate_periodic`]).
+    pub fn reflection_of(&self, unit_heights: &[f64], wavelength: f64) -> Result<Vec<Complex32>, OpticsError> {
         positive("wavelength", wavelength)?;
         if !(0.0..=1.0).contains(&self.reflectivity) {
             return Err(OpticsError::OutOfRange {
@@ -266,9 +276,9 @@ impl DiffuseReflector {
                 range: "[0, 1]",
             });
         }
-        let h = correlated_noise(n, self.correlation_length, rng)?;
-        Ok(h.into_iter()
-            .map(|v| {
+        Ok(unit_heights
+            .iter()
+            .map(|&v| {
                 let ph = (4.0 * PI * v * self.height_rms / wavelength).rem_euclid(2.0 * PI);
                 Complex32::new(
                     (ph.cos() as f32) * self.reflectivity,
@@ -277,6 +287,37 @@ impl DiffuseReflector {
             })
             .collect())
     }
+}
+
+/// The `n × n` periodic field `values` (row-major) turned by `degrees` about the grid's centre
+/// `c = ((n − 1)/2, (n − 1)/2)`, from +x (columns) towards +y (rows; clockwise as displayed
+/// with rows downward): `out(p) = values(R₋θ (p − c) + c)`, read by
+/// bilinear interpolation with the grid wrapped around (a surface turning under a fixed
+/// window; seed 002 Extended Data Fig. 4b's rotating diffuser). A multiple of 90° moves grid
+/// points onto grid points, so it permutes the values exactly.
+pub fn rotate_periodic(values: &[f64], n: usize, degrees: f64) -> Vec<f64> {
+    assert_eq!(values.len(), n * n, "rotate_periodic: an n × n field");
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let c = (n as f64 - 1.0) / 2.0;
+    let at = |r: isize, col: isize| values[r.rem_euclid(n as isize) as usize * n + col.rem_euclid(n as isize) as usize];
+    let mut out = Vec::with_capacity(n * n);
+    for r in 0..n {
+        for col in 0..n {
+            let (x, y) = (col as f64 - c, r as f64 - c);
+            // the source point: the output point turned back by θ
+            let (sx, sy) = (cos * x + sin * y + c, -sin * x + cos * y + c);
+            // snap what rounding left a hair off a grid point (multiples of 90°)
+            let snap = |v: f64| if (v - v.round()).abs() < 1e-9 { v.round() } else { v };
+            let (sx, sy) = (snap(sx), snap(sy));
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as isize, y0 as isize);
+            let top = at(y0, x0) * (1.0 - fx) + at(y0, x0 + 1) * fx;
+            let bottom = at(y0 + 1, x0) * (1.0 - fx) + at(y0 + 1, x0 + 1) * fx;
+            out.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    out
 }
 
 /// A modulator's phase-response error: the phase actually imparted for a programmed phase φ is
@@ -427,6 +468,36 @@ mod tests {
         }
         .apply(n, &mask, &mut out)
         .is_err());
+    }
+
+    #[test]
+    fn a_quarter_turn_permutes_the_field_and_small_turns_keep_the_centre() {
+        let n = 9;
+        let field: Vec<f64> = (0..n * n).map(|i| i as f64 * 0.37).collect();
+        assert_eq!(rotate_periodic(&field, n, 0.0), field);
+        let quarter = rotate_periodic(&field, n, 90.0);
+        // from +x towards +y (clockwise as displayed, rows down): out(r, c) = in(n − 1 − c, r)
+        for r in 0..n {
+            for c in 0..n {
+                assert_eq!(quarter[r * n + c], field[(n - 1 - c) * n + r], "({r}, {c})");
+            }
+        }
+        let full: Vec<f64> = (0..4).fold(field.clone(), |f, _| rotate_periodic(&f, n, 90.0));
+        assert_eq!(full, field);
+        // the centre pixel does not move; a small turn moves the rim more than the middle
+        let turned = rotate_periodic(&field, n, 3.0);
+        let centre = (n / 2) * n + n / 2;
+        assert!((turned[centre] - field[centre]).abs() < 1e-12);
+        // bilinear: a linear ramp turns into the turned ramp, away from the wrap
+        let ramp: Vec<f64> = (0..n * n).map(|i| (i % n) as f64).collect();
+        let t = rotate_periodic(&ramp, n, 10.0);
+        let (s, co) = 10f64.to_radians().sin_cos();
+        let c0 = (n as f64 - 1.0) / 2.0;
+        for (r, col) in [(4, 4), (3, 5), (5, 3)] {
+            let (x, y) = (col as f64 - c0, r as f64 - c0);
+            let expected = co * x + s * y + c0;
+            assert!((t[r * n + col] - expected).abs() < 1e-9, "({r}, {col})");
+        }
     }
 
     #[test]

@@ -81,8 +81,8 @@ pub use error::OpticsError;
 pub use fft::Fft2;
 pub use freespace::{fft_frequency, transfer_function, FreeSpace, Grid, PropagationMethod, MAX_PADDED_SIDE};
 pub use imperfections::{
-    correlated_noise, BeamsplitterError, DiffuseReflector, DistanceError, MaskShift, ModulatorResponse,
-    RandomPhaseScatterer, SmoothRandomPhase, ZernikeAberration,
+    correlated_noise, rotate_periodic, BeamsplitterError, DiffuseReflector, DistanceError, MaskShift,
+    ModulatorResponse, RandomPhaseScatterer, SmoothRandomPhase, ZernikeAberration,
 };
 pub use mzi::{clements_decomposition, mzi_transfer, MeshPhases64, MeshTransfer, RectangularMesh};
 pub use num_complex::{Complex32, Complex64};
