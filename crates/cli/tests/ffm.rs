@@ -623,7 +623,38 @@ fn ffm_nlos_images_the_letters_classifies_hidden_digits_and_refuses_bad_options(
         out.contains("sCMOS: photons per pixel") && out.contains("  CMOS: photons per pixel"),
         "{out}"
     );
+    // Extended Data Fig. 4b: the same digits while the wall turns
+    let (code, out, err) = run(&[
+        "ffm",
+        "nlos",
+        "--task",
+        "drift",
+        "--grid",
+        "32",
+        "--train",
+        "40",
+        "--test",
+        "10",
+        "--batch",
+        "10",
+        "--iterations",
+        "4",
+        "--eval-every",
+        "2",
+        "--degrees-per-iteration",
+        "2.5",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("classification while the wall turns (120 forward runs"),
+        "{out}"
+    );
+    assert!(out.contains("4 (  10.0°): FFM"), "{out}");
     refused(&[
+        (
+            vec!["ffm", "nlos", "--task", "drift", "--eval-every", "0"],
+            "eval_every",
+        ),
         (vec!["ffm", "nlos", "--grid", "32", "--cell", "12"], "does not fit"),
         (vec!["ffm", "nlos", "--method", "pso", "--segments", "5"], "divide"),
         (
