@@ -1360,6 +1360,77 @@ impl HiddenDigits {
     }
 }
 
+/// FFM's learner of the class mask (Fig. 4c, Extended Data Fig. 4b): the mask, its Adam and
+/// the buffers of one mini-batch.
+struct MaskLearner {
+    phases: Vec<Vec<f32>>,
+    grad: Vec<f32>,
+    sample_grads: Vec<(Vec<Vec<f32>>, f64)>,
+    adam: Adam,
+}
+
+impl MaskLearner {
+    fn new(n2: usize, largest_batch: usize, lr: f32) -> Self {
+        Self {
+            phases: vec![vec![0.0f32; n2]],
+            grad: vec![0.0f32; n2],
+            sample_grads: (0..largest_batch).map(|_| (vec![vec![0.0f32; n2]], 0.0)).collect(),
+            adam: Adam::new(n2, lr),
+        }
+    }
+
+    /// One Adam step on the mini-batch `rows` (indices into `digits`' training samples): each
+    /// sample's FFM gradient from a data and an error run of its scene, on the workers' copies,
+    /// summed in batch order (the bits one bench running them in turn gives); `shot(b, row)`
+    /// seeds the runs of the batch's `b`-th sample. Returns the summed loss; a non-finite loss
+    /// or gradient is an error naming `what` and `step`.
+    #[allow(clippy::too_many_arguments)]
+    fn step<S: HiddenScene + Send>(
+        &mut self,
+        workers: &mut [SceneWorker<S>],
+        digits: &HiddenDigits,
+        train: &Dataset,
+        rows: &[usize],
+        shot: impl Fn(usize, usize) -> u64 + Sync,
+        what: &str,
+        step: usize,
+    ) -> Result<f64, FfmError> {
+        let d = digits;
+        let phases: &[Vec<f32>] = &self.phases;
+        for_each_scene(workers, &mut self.sample_grads[..rows.len()], |w, b, (g, l)| {
+            let (j, class) = d.train_idx[rows[b]];
+            phase_object(train, j, d.side, d.n, &d.coordinates, &mut w.object);
+            w.bench.place_object(&w.object);
+            g[0].fill(0.0);
+            let loss = FieldLoss::NormalizedIntensityMse(&d.targets[class]);
+            *l = ffm_gradient(
+                &mut w.bench,
+                phases,
+                &[],
+                &d.input,
+                &loss,
+                &mut w.ws,
+                g,
+                shot(b, rows[b]),
+            );
+        });
+        // in batch order: the running sum one bench gives, bit for bit
+        self.grad.fill(0.0);
+        let mut total = 0.0;
+        for (g, l) in &self.sample_grads[..rows.len()] {
+            for (a, v) in self.grad.iter_mut().zip(&g[0]) {
+                *a += v;
+            }
+            total += l;
+        }
+        diverged(what, step, total, &self.grad)?;
+        let scale = 1.0 / rows.len() as f32;
+        self.grad.iter_mut().for_each(|g| *g *= scale);
+        self.adam.step(&mut self.phases[0], &self.grad);
+        Ok(total)
+    }
+}
+
 /// Fig. 4c on copies of `bench` (one per rayon thread; the result does not depend on their
 /// number): FFM-trains the mask on the hidden phase objects of `train`, then tests on `test`,
 /// noise-free and at each light level, against the electronic baseline.
@@ -1379,18 +1450,19 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
             "photons_per_pixel must be positive and ascending, got {levels:?}"
         )));
     }
+    let digits = HiddenDigits::new(bench, spec, task, train, test)?;
     let HiddenDigits {
         n,
         side,
-        regions,
-        bins,
+        ref regions,
+        ref bins,
         bin,
-        train_idx,
-        test_idx,
-        targets,
-        coordinates,
-        input,
-    } = HiddenDigits::new(bench, spec, task, train, test)?;
+        ref train_idx,
+        ref test_idx,
+        ref coordinates,
+        ref input,
+        ..
+    } = digits;
     let n2 = n * n;
     let k = task.classes.len();
     // one copy of the scene and its buffers per thread (an exact shortcut of running the
@@ -1398,12 +1470,7 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
     // copy runs it); the copies share the run count
     let counted = CountingSystem::new(bench.clone());
     let mut workers = scene_workers(&counted, n2);
-    let mut phases = vec![vec![0.0f32; n2]];
-    let mut grad = vec![0.0f32; n2];
-    let largest_batch = task.batch.min(train_idx.len());
-    let mut sample_grads: Vec<(Vec<Vec<f32>>, f64)> =
-        (0..largest_batch).map(|_| (vec![vec![0.0f32; n2]], 0.0)).collect();
-    let mut adam = Adam::new(n2, task.lr);
+    let mut learner = MaskLearner::new(n2, task.batch.min(train_idx.len()), task.lr);
     let mut order = Vec::new();
     let mut loss_curve = Vec::with_capacity(task.epochs);
     let started = Instant::now();
@@ -1412,31 +1479,17 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
         epoch_permutation(train_idx.len(), spec.seed, epoch as u64, &mut order);
         let mut epoch_loss = 0.0;
         for batch in order.chunks(task.batch) {
-            let phases_ref: &[Vec<f32>] = &phases;
-            for_each_scene(&mut workers, &mut sample_grads[..batch.len()], |w, b, (g, l)| {
-                let i = batch[b];
-                let (j, class) = train_idx[i];
-                phase_object(train, j, side, n, &coordinates, &mut w.object);
-                w.bench.place_object(&w.object);
-                g[0].fill(0.0);
-                let loss = FieldLoss::NormalizedIntensityMse(&targets[class]);
-                let shot = derive_seed(spec.seed, &[0x5407, step as u64, i as u64]);
-                *l = ffm_gradient(&mut w.bench, phases_ref, &[], &input, &loss, &mut w.ws, g, shot);
-            });
-            // in batch order: the running sum one bench gives, bit for bit
-            grad.fill(0.0);
-            let mut total = 0.0;
-            for (g, l) in &sample_grads[..batch.len()] {
-                for (a, v) in grad.iter_mut().zip(&g[0]) {
-                    *a += v;
-                }
-                total += l;
-            }
+            let shot = |_: usize, i: usize| derive_seed(spec.seed, &[0x5407, step as u64, i as u64]);
+            let total = learner.step(
+                &mut workers,
+                &digits,
+                train,
+                batch,
+                shot,
+                "hidden-object classification",
+                step + 1,
+            )?;
             step += 1;
-            diverged("hidden-object classification", step, total, &grad)?;
-            let scale = 1.0 / batch.len() as f32;
-            grad.iter_mut().for_each(|g| *g *= scale);
-            adam.step(&mut phases[0], &grad);
             epoch_loss += total;
         }
         loss_curve.push(epoch_loss / train_idx.len() as f64);
@@ -1449,16 +1502,17 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
         let mut out: Vec<Option<Exposure>> = (0..idx.len()).map(|_| None).collect();
         for_each_scene(&mut workers, &mut out, |w, i, o| {
             let shot = derive_seed(spec.seed, &[0x0E9, split, i as u64]);
-            let intensity = w.camera(data, idx[i].0, side, n, &coordinates, mask, &input, shot);
-            *o = Some(expose(&intensity, &regions, &bins));
+            let intensity = w.camera(data, idx[i].0, side, n, coordinates, mask, input, shot);
+            *o = Some(expose(&intensity, regions, bins));
         });
         out.into_iter()
             .map(|e| e.expect("every sample exposed"))
             .collect::<Vec<_>>()
     };
-    let test_ffm = exposures(test, &test_idx, &phases, 0);
-    let test_flat = exposures(test, &test_idx, &flat, 1);
-    let train_flat = exposures(train, &train_idx, &flat, 2);
+    let mut phases = learner.phases;
+    let test_ffm = exposures(test, test_idx, &phases, 0);
+    let test_flat = exposures(test, test_idx, &flat, 1);
+    let train_flat = exposures(train, train_idx, &flat, 2);
     // the first test sample of each class through the learned mask, for the images
     let images: Vec<Vec<f32>> = (0..k)
         .map(|class| {
@@ -1471,9 +1525,9 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
                         j,
                         side,
                         n,
-                        &coordinates,
+                        coordinates,
                         &phases,
-                        &input,
+                        input,
                         derive_seed(spec.seed, &[0x1A6, class as u64]),
                     )
                 })

@@ -26,12 +26,10 @@ use insitu_optim::{Adam, StepRule};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    argmax, diverged, expose, for_each_scene, phase_object, scene_workers, ClassificationTask, Exposure, HiddenDigits,
-    HiddenScene, NlosOutcome, NlosResult, NlosSpec, NlosTrained, SoftmaxRegression, TurningWall,
+    argmax, expose, for_each_scene, scene_workers, ClassificationTask, Exposure, HiddenDigits, HiddenScene,
+    MaskLearner, NlosOutcome, NlosResult, NlosSpec, NlosTrained, SoftmaxRegression, TurningWall,
 };
 use crate::bench::CountingSystem;
-use crate::gradient::ffm_gradient;
-use crate::loss::FieldLoss;
 use crate::FfmError;
 
 /// Extended Data Fig. 4b's task.
@@ -124,7 +122,6 @@ pub fn classify_while_the_wall_turns<S: HiddenScene + TurningWall + Clone + Send
         ref bins,
         ref train_idx,
         ref test_idx,
-        ref targets,
         ref coordinates,
         ref input,
         ..
@@ -133,12 +130,9 @@ pub fn classify_while_the_wall_turns<S: HiddenScene + TurningWall + Clone + Send
     let k = task.classification.classes.len();
     let counted = CountingSystem::new(bench.clone());
     let mut workers = scene_workers(&counted, n2);
-    let mut phases = vec![vec![0.0f32; n2]];
     let flat = vec![vec![0.0f32; n2]];
-    let mut grad = vec![0.0f32; n2];
     let batch = task.classification.batch.min(train_idx.len());
-    let mut sample_grads: Vec<(Vec<Vec<f32>>, f64)> = (0..batch).map(|_| (vec![vec![0.0f32; n2]], 0.0)).collect();
-    let mut adam = Adam::new(n2, task.classification.lr);
+    let mut learner = MaskLearner::new(n2, batch, task.classification.lr);
     let features = bins.len();
     let mut ann: Option<SoftmaxRegression> = None;
     let mut ann_adam = Adam::new(k * (features + 1), task.ann_lr);
@@ -176,7 +170,7 @@ pub fn classify_while_the_wall_turns<S: HiddenScene + TurningWall + Clone + Send
                     .collect::<Vec<_>>()
             };
             let before = counted.count();
-            let through_mask = exposures(&phases, 0, &mut workers);
+            let through_mask = exposures(&learner.phases, 0, &mut workers);
             let through_flat = exposures(&flat, 1, &mut workers);
             test_runs += counted.count() - before;
             let right = |predicted: &mut dyn Iterator<Item = usize>| {
@@ -205,28 +199,16 @@ pub fn classify_while_the_wall_turns<S: HiddenScene + TurningWall + Clone + Send
         let rows = &order[cursor..cursor + batch];
         cursor += batch;
         // FFM: one step on the batch's gradient, measured on this iteration's scene
-        let phases_ref: &[Vec<f32>] = &phases;
-        for_each_scene(&mut workers, &mut sample_grads[..batch], |w, b, (g, l)| {
-            let (j, class) = train_idx[rows[b]];
-            phase_object(train, j, side, n, coordinates, &mut w.object);
-            w.bench.place_object(&w.object);
-            g[0].fill(0.0);
-            let loss = FieldLoss::NormalizedIntensityMse(&targets[class]);
-            let shot = derive_seed(spec.seed, &[0x0D21F7, 2, t as u64, b as u64]);
-            *l = ffm_gradient(&mut w.bench, phases_ref, &[], input, &loss, &mut w.ws, g, shot);
-        });
-        grad.fill(0.0);
-        let mut total = 0.0;
-        for (g, l) in &sample_grads[..batch] {
-            for (a, v) in grad.iter_mut().zip(&g[0]) {
-                *a += v;
-            }
-            total += l;
-        }
-        diverged("classification under a turning wall", t + 1, total, &grad)?;
-        let scale = 1.0 / batch as f32;
-        grad.iter_mut().for_each(|g| *g *= scale);
-        adam.step(&mut phases[0], &grad);
+        let shot = |b: usize, _: usize| derive_seed(spec.seed, &[0x0D21F7, 2, t as u64, b as u64]);
+        let total = learner.step(
+            &mut workers,
+            &digits,
+            train,
+            rows,
+            shot,
+            "classification under a turning wall",
+            t + 1,
+        )?;
         outcome.loss_curve.push(total / batch as f64);
         // the electronic classifier: one step on the same batch's flat-mask images
         let mut seen: Vec<Option<Exposure>> = (0..batch).map(|_| None).collect();
@@ -256,7 +238,7 @@ pub fn classify_while_the_wall_turns<S: HiddenScene + TurningWall + Clone + Send
             forward_runs: counted.count() - test_runs,
             train_seconds: started.elapsed().as_secs_f64(),
         },
-        phase: phases.remove(0),
+        phase: learner.phases.remove(0),
         images: Vec::new(),
     })
 }
