@@ -165,20 +165,14 @@ pub fn write_cnn(dir: &Path, trained: &TrainedCnn) -> Result<(), String> {
         )?;
         write_npy(dir, format!("conv{}.bias.npy", l + 1), &[shape.channels], &biases)?;
     }
-    let mut inputs = net.fc_inputs();
-    for i in 0..net.fc_layers() {
-        let p = net.fc_params(i);
-        let outputs = p.len() / (inputs + 1);
-        let (w, b) = p.split_at(outputs * inputs);
+    for (i, w) in net.fc_widths().windows(2).enumerate() {
+        let (inputs, outputs) = (w[0], w[1]);
+        let (w, b) = net.fc_params(i).split_at(outputs * inputs);
         write_npy(dir, format!("fc{}.weight.npy", i + 1), &[outputs, inputs], w)?;
         write_npy(dir, format!("fc{}.bias.npy", i + 1), &[outputs], b)?;
-        inputs = outputs;
     }
     for (unit, p) in trained.prototypes.iter().enumerate() {
-        let name = match unit {
-            0 | 1 => format!("conv{}.prototypes.npy", unit + 1),
-            _ => format!("fc{}.prototypes.npy", unit - 1),
-        };
+        let name = cnn_prototypes_file(unit);
         if p.ncols() == 1 {
             write_npy(dir, name, &[p.nrows()], p.as_slice())?;
         } else {
@@ -214,6 +208,14 @@ pub enum Exported {
     Cnn(Cnn, Vec<Mat>, Vec<Vec<Mat>>),
 }
 
+/// The prototypes file of CNN unit `unit` (conv 1, conv 2, then the FC layers).
+fn cnn_prototypes_file(unit: usize) -> String {
+    match unit {
+        0 | 1 => format!("conv{}.prototypes.npy", unit + 1),
+        _ => format!("fc{}.prototypes.npy", unit - 1),
+    }
+}
+
 /// `name` in `dir`, which must exist.
 fn required_npy(dir: &Path, name: &str) -> Result<NpyArray, String> {
     read_npy(dir, name)?.ok_or_else(|| format!("{} is missing", dir.join(name).display()))
@@ -247,24 +249,13 @@ fn read_cnn(dir: &Path) -> Result<Exported, String> {
     let fc_refs: Vec<(&[f32], &[f32])> = fc.iter().map(|(w, b)| (w.as_slice(), b.as_slice())).collect();
     let network = Cnn::from_parts([(&conv[0].0, &conv[0].1), (&conv[1].0, &conv[1].1)], &fc_refs)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
-    // FF: prototypes of conv 1, conv 2 and each FC layer, and the reductions
+    // FF: prototypes of conv 1, conv 2 (in R^10) and each FC layer (in R^its outputs), and
+    // the reductions
     let mut widths = vec![REDUCED, REDUCED];
-    widths.extend((0..network.fc_layers()).map(|i| network.fc_params(i).len()).scan(
-        network.fc_inputs(),
-        |inputs, len| {
-            let outputs = len / (*inputs + 1);
-            *inputs = outputs;
-            Some(outputs)
-        },
-    ));
-    let names: Vec<String> = (0..widths.len())
-        .map(|u| match u {
-            0 | 1 => format!("conv{}.prototypes.npy", u + 1),
-            _ => format!("fc{}.prototypes.npy", u - 1),
-        })
-        .collect();
+    widths.extend_from_slice(&network.fc_widths()[1..]);
     let mut prototypes = Vec::new();
-    for (name, &width) in names.iter().zip(&widths) {
+    for (unit, &width) in widths.iter().enumerate() {
+        let name = &cnn_prototypes_file(unit);
         let Some((shape, values)) = read_npy(dir, name)? else {
             break;
         };

@@ -273,6 +273,10 @@ impl Cnn {
     pub fn fc_inputs(&self) -> usize {
         self.fc_widths[0]
     }
+    /// The FC layers' widths: the first one's inputs (`C·6·6`), then each layer's outputs.
+    pub fn fc_widths(&self) -> &[usize] {
+        &self.fc_widths
+    }
     /// The number of fully connected layers (1 for MNIST's network, 2 for Fashion-MNIST's).
     pub fn fc_layers(&self) -> usize {
         self.fc.len()
@@ -379,13 +383,13 @@ impl DropoutMasks {
             self.sites.clear();
             return;
         }
-        let per_image: Vec<usize> = network
+        // per image: each convolution layer's pooled values, then each hidden FC layer's width
+        let per_image = network
             .shapes
             .iter()
             .map(|s| s.channels * s.pooled_side().pow(2))
-            .chain(network.fc_widths[1..network.fc_widths.len() - 1].iter().copied())
-            .collect();
-        self.sites.resize_with(per_image.len(), Vec::new);
+            .chain(network.fc_widths[1..network.fc_widths.len() - 1].iter().copied());
+        self.sites.resize_with(2 + network.fc.len() - 1, Vec::new);
         for (site, (mask, per)) in self.sites.iter_mut().zip(per_image).enumerate() {
             dropout_mask(spec.seed, site, step, spec.dropout, count * per, mask);
         }
