@@ -385,18 +385,35 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
         }
         "seed002-ext4" => {
             use insitu_ffm::nlos::{NlosOutcome, NlosTask};
+            let mut similarity = Acc::new();
             for (spec, r) in runs {
                 let (RunSpec::Nlos(n), Some(stored)) = (spec, r) else {
                     continue;
                 };
-                let (NlosTask::Drift(t), RunResult::Nlos(result)) = (&n.task, &stored.result) else {
+                let RunResult::Nlos(result) = &stored.result else {
                     continue;
                 };
-                let NlosOutcome::Drift(o) = &result.outcome else {
+                if let (NlosTask::PhaseImaging(t), NlosOutcome::PhaseImaging(o)) = (&n.task, &result.outcome) {
+                    for (set, c) in [("learned", &o.learned), ("unseen", &o.unseen)] {
+                        let panel = format!("4a: {} learned per digit, SSIM on the {set}", t.learned_per_digit);
+                        for (i, &snr) in o.snr_db.iter().enumerate() {
+                            similarity.add(&panel, "FFM (mask learned in situ)", snr, Some(c.ffm[i]));
+                            similarity.add(&panel, "ANN (ridge, flat-mask camera)", snr, Some(c.ann[i]));
+                            similarity.add(
+                                &panel,
+                                "ANN-t (trained on noisy images)",
+                                snr,
+                                Some(c.ann_noise_trained[i]),
+                            );
+                        }
+                    }
+                    continue;
+                }
+                let (NlosTask::Drift(t), NlosOutcome::Drift(o)) = (&n.task, &result.outcome) else {
                     continue;
                 };
                 let panel = format!(
-                    "wall turning {}°/iteration (grain {} px, {} λ rms): accuracy (%)",
+                    "4b: wall turning {}°/it (grain {} px, {} λ)",
                     t.degrees_per_iteration, n.scene.wall_grain_px, n.scene.wall_roughness
                 );
                 for (i, &it) in o.iterations.iter().enumerate() {
@@ -414,7 +431,9 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
                     );
                 }
             }
-            (acc.finish("iteration", "test accuracy (%)", (0.0, 100.0)), 2)
+            let mut panels = similarity.finish("camera SNR (dB)", "SSIM against the binarised digit", (0.0, 1.0));
+            panels.extend(acc.finish("iteration", "test accuracy (%)", (0.0, 100.0)));
+            (panels, 2)
         }
         "seed002-ext1" => {
             // every 5th step: the report's tables stay readable

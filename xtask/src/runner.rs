@@ -171,12 +171,11 @@ pub fn run_spec(
             .map(|t| RunResult::Focus(t.result))
             .map_err(|e| e.to_string()),
         RunSpec::Nlos(n) => {
-            let trained = match &n.task {
-                insitu_ffm::nlos::NlosTask::Imaging(_) => insitu_ffm::nlos::run_nlos(n, None),
-                insitu_ffm::nlos::NlosTask::Classification(_) | insitu_ffm::nlos::NlosTask::Drift(_) => {
-                    let tt = data.get(spec.task(), n.seed)?;
-                    insitu_ffm::nlos::run_nlos(n, Some((&tt.train, &tt.test)))
-                }
+            let trained = if n.task.needs_data() {
+                let tt = data.get(spec.task(), n.seed)?;
+                insitu_ffm::nlos::run_nlos(n, Some((&tt.train, &tt.test)))
+            } else {
+                insitu_ffm::nlos::run_nlos(n, None)
             };
             trained.map(|t| RunResult::Nlos(t.result)).map_err(|e| e.to_string())
         }

@@ -89,9 +89,7 @@ impl RunSpec {
             RunSpec::Ffzero(s) => &s.task,
             RunSpec::Ffm(f) => f.task.data_task().name(),
             RunSpec::Pic(_) => insitu_data::Task::Iris.name(),
-            RunSpec::Nlos(n) if matches!(n.task, NlosTask::Classification(_) | NlosTask::Drift(_)) => {
-                insitu_data::Task::Mnist.name()
-            }
+            RunSpec::Nlos(n) if n.task.needs_data() => insitu_data::Task::Mnist.name(),
             RunSpec::Exceptional(_) | RunSpec::Focus(_) | RunSpec::Nlos(_) => "none",
         }
     }
@@ -159,6 +157,10 @@ impl RunSpec {
                     n.scene.wall_seed,
                     n.scene.wall_grain_px,
                     t.iterations
+                ),
+                NlosTask::PhaseImaging(t) => format!(
+                    "nlos phase imaging {:?}×{} n{} wall{} it{}",
+                    t.digits, t.learned_per_digit, n.scene.grid_n, n.scene.wall_seed, t.iterations
                 ),
             },
             RunSpec::Exceptional(e) => format!(

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use insitu_data::{default_datasets_dir, load_task, Task};
 use insitu_ffm::nlos::{
     run_nlos, ClassificationTask, DriftTask, ImagingLoss, ImagingTask, NlosMethod, NlosOutcome, NlosResult, NlosScene,
-    NlosSpec, NlosTask,
+    NlosSpec, NlosTask, PhaseImagingTask,
 };
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -19,6 +19,9 @@ pub enum TaskKind {
     /// Extended Data Fig. 4b: the same classification learned online while the wall turns by
     /// --degrees-per-iteration, FFM against the electronic classifier.
     Drift,
+    /// Extended Data Fig. 4a: hidden phase digits (0, 2, 7, 9) imaged as intensity images on the
+    /// camera, FFM against an electronic reconstruction, at each camera SNR.
+    PhaseImaging,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,11 +69,11 @@ pub struct NlosArgs {
     /// Imaging: side of a grid cell (pixels; default: the grid's eighth).
     #[arg(long)]
     cell: Option<usize>,
-    /// Imaging: FFM steps or PSO generations; drift: mini-batch iterations.
+    /// Imaging and phase imaging: FFM steps (or PSO generations); drift: mini-batch iterations.
     #[arg(long, default_value_t = ImagingTask::default().iterations)]
     iterations: usize,
-    /// Adam learning rate (radians; default 0.1 for imaging, 0.05 for classification, 0.5 for
-    /// drift).
+    /// Adam learning rate (radians; default 0.1 for imaging and phase imaging, 0.05 for
+    /// classification, 0.5 for drift).
     #[arg(long)]
     lr: Option<f32>,
     /// Imaging, PSO: swarm size.
@@ -103,17 +106,30 @@ pub struct NlosArgs {
     /// Drift: test both learners every this many iterations.
     #[arg(long, default_value_t = DriftTask::default().eval_every)]
     eval_every: usize,
+    /// Phase imaging: the digits (comma-separated; the paper: 0,2,7,9).
+    #[arg(long, value_delimiter = ',', default_value = "0,2,7,9")]
+    digits: Vec<u32>,
+    /// Phase imaging: learned images of each digit (the first ones of the training split).
+    #[arg(long, default_value_t = PhaseImagingTask::default().learned_per_digit)]
+    learned: usize,
+    /// Phase imaging: unseen images of each digit (the first ones of the test split).
+    #[arg(long, default_value_t = PhaseImagingTask::default().unseen_per_digit)]
+    unseen: usize,
+    /// Phase imaging: camera signal-to-noise ratios to read at (dB, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    snr: Option<Vec<f64>>,
     /// Seed of the swarm, the batch order and the detection noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Run exactly this `NlosSpec` JSON instead of the options above.
     #[arg(long)]
     spec: Option<PathBuf>,
-    /// Where the datasets live (classification).
+    /// Where the datasets live (the hidden digits).
     #[arg(long)]
     datasets: Option<PathBuf>,
     /// Write the learned mask to DIR/mask.npy (float32, n × n) and the camera's images to
-    /// DIR/images.npy (float32, k × n × n: the letters T, H, U, or one test sample per class).
+    /// DIR/images.npy (float32, k × n × n: the letters T, H, U; one test sample per class; or
+    /// the learned then the unseen digits).
     #[arg(long, value_name = "DIR")]
     arrays: Option<PathBuf>,
     /// Write the result JSON here (atomically).
@@ -124,13 +140,12 @@ pub struct NlosArgs {
 /// Builds the spec, runs it, writes the arrays if asked.
 pub fn run(a: &NlosArgs) -> Result<NlosResult, String> {
     let spec = spec_of(a)?;
-    let trained = match &spec.task {
-        NlosTask::Imaging(_) => run_nlos(&spec, None),
-        NlosTask::Classification(_) | NlosTask::Drift(_) => {
-            let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
-            let data = load_task(Task::Mnist, &dir, spec.seed).map_err(|e| e.to_string())?;
-            run_nlos(&spec, Some((&data.train, &data.test)))
-        }
+    let trained = if spec.task.needs_data() {
+        let dir = a.datasets.clone().unwrap_or_else(default_datasets_dir);
+        let data = load_task(Task::Mnist, &dir, spec.seed).map_err(|e| e.to_string())?;
+        run_nlos(&spec, Some((&data.train, &data.test)))
+    } else {
+        run_nlos(&spec, None)
     }
     .map_err(|e| e.to_string())?;
     if let Some(dir) = &a.arrays {
@@ -175,6 +190,24 @@ fn spec_of(a: &NlosArgs) -> Result<NlosSpec, String> {
             },
             iterations: a.iterations,
         }),
+        TaskKind::PhaseImaging => {
+            if !matches!(a.method, Method::Ffm) {
+                return Err(
+                    "--method pso/flat is for --task imaging; phase imaging trains by FFM (and reports the flat mask)"
+                        .into(),
+                );
+            }
+            let base = PhaseImagingTask::at_grid(a.grid);
+            NlosTask::PhaseImaging(PhaseImagingTask {
+                digits: a.digits.clone(),
+                learned_per_digit: a.learned,
+                unseen_per_digit: a.unseen,
+                iterations: a.iterations,
+                lr: a.lr.unwrap_or(base.lr),
+                snr_db: a.snr.clone().unwrap_or(base.snr_db.clone()),
+                ..base
+            })
+        }
         TaskKind::Classification | TaskKind::Drift => {
             if !matches!(a.method, Method::Ffm) {
                 return Err("--method pso/flat is for --task imaging; classification trains by FFM".into());
@@ -279,6 +312,26 @@ pub fn summary(r: &NlosResult) -> String {
                     percent(o.ffm_accuracy[i]),
                     percent(o.ann_accuracy[i])
                 ));
+            }
+            lines.join("\n")
+        }
+        NlosOutcome::PhaseImaging(o) => {
+            let mut lines = vec![format!(
+                "imaging hidden phase digits ({head}): loss {:.3} → {:.3}; SSIM against the binarised digit",
+                o.loss_curve[0],
+                o.loss_curve[o.loss_curve.len() - 1]
+            )];
+            for (name, c) in [("learned", &o.learned), ("unseen", &o.unseen)] {
+                lines.push(format!(
+                    "  {name} ({} images), noise-free: FFM {:.3}, electronic {:.3}, flat mask {:.3}",
+                    c.images, c.ffm_noise_free, c.ann_noise_free, c.flat_noise_free
+                ));
+                for (i, snr) in o.snr_db.iter().enumerate() {
+                    lines.push(format!(
+                        "    {snr:>5.1} dB: FFM {:.3}, ANN {:.3}, ANN-t {:.3}",
+                        c.ffm[i], c.ann[i], c.ann_noise_trained[i]
+                    ));
+                }
             }
             lines.join("\n")
         }

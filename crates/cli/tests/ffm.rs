@@ -650,7 +650,35 @@ fn ffm_nlos_images_the_letters_classifies_hidden_digits_and_refuses_bad_options(
         "{out}"
     );
     assert!(out.contains("4 (  10.0°): FFM"), "{out}");
+    // Extended Data Fig. 4a: hidden phase digits imaged, read at two SNRs
+    let (code, out, err) = run(&[
+        "ffm",
+        "nlos",
+        "--task",
+        "phase-imaging",
+        "--grid",
+        "32",
+        "--iterations",
+        "3",
+        "--unseen",
+        "1",
+        "--snr=-10,15",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("imaging hidden phase digits (24 forward runs"), "{out}");
+    assert!(
+        out.contains("unseen (4 images), noise-free: FFM") && out.contains("-10.0 dB: FFM"),
+        "{out}"
+    );
     refused(&[
+        (
+            vec!["ffm", "nlos", "--task", "phase-imaging", "--method", "flat"],
+            "trains by FFM",
+        ),
+        (
+            vec!["ffm", "nlos", "--task", "phase-imaging", "--digits", "0,0"],
+            "distinct digit",
+        ),
         (
             vec!["ffm", "nlos", "--task", "drift", "--eval-every", "0"],
             "eval_every",

@@ -42,6 +42,11 @@
 //! classification learned online by FFM and by the electronic classifier while the experiment
 //! turns the wall ([`TurningWall`]) between iterations.
 //!
+//! **Imaging hidden phase digits** ([`NlosTask::PhaseImaging`], Extended Data Fig. 4a;
+//! [`phase_imaging`]): one mask, learned on a few digits, must turn each hidden phase digit into
+//! its binarised intensity image on the camera; read at the camera's SNR against an electronic
+//! reconstruction of the flat-mask camera ([`RidgeReconstruction`]).
+//!
 //! **Readings** (the paper gives the distances, not the geometry): modulator → wall
 //! `0.154 m·n/400`, wall → object `0.04 m·n/400` (Methods: objects 0.04 m from the reflector,
 //! 0.194 m from the modulator; scaled with the grid as in [`crate::focusing`], which keeps the
@@ -57,7 +62,12 @@
 use std::time::Instant;
 
 pub mod drift;
+pub mod phase_imaging;
 pub use drift::{classify_while_the_wall_turns, DriftOutcome, DriftTask};
+pub use phase_imaging::{
+    image_hidden_phase_objects, with_camera_noise, PhaseImagingOutcome, PhaseImagingTask, RidgeReconstruction,
+    SsimCurves,
+};
 
 use insitu_data::{epoch_permutation, Dataset};
 use insitu_linalg::{derive_seed, rng};
@@ -426,6 +436,15 @@ pub enum NlosTask {
     Classification(ClassificationTask),
     /// Extended Data Fig. 4b: the same classification learned while the wall turns.
     Drift(DriftTask),
+    /// Extended Data Fig. 4a: hidden phase digits imaged as intensity images on the camera.
+    PhaseImaging(PhaseImagingTask),
+}
+
+impl NlosTask {
+    /// Whether the task reads a data set (the hidden digits); imaging the letters does not.
+    pub fn needs_data(&self) -> bool {
+        !matches!(self, NlosTask::Imaging(_))
+    }
 }
 
 /// Everything that defines a run around the corner (serialisable; part of the result).
@@ -565,6 +584,8 @@ pub enum NlosOutcome {
     Classification(ClassificationOutcome),
     /// Extended Data Fig. 4b.
     Drift(DriftOutcome),
+    /// Extended Data Fig. 4a.
+    PhaseImaging(PhaseImagingOutcome),
 }
 
 /// Outcome of a run (serialisable).
@@ -588,12 +609,14 @@ pub struct NlosTrained {
     /// The learned phase mask (n × n, radians).
     pub phase: Vec<f32>,
     /// Imaging: the camera's intensity for 'T', 'H' and 'U' (n × n each); classification: for
-    /// the first test sample of each class.
+    /// the first test sample of each class; phase imaging: for the learned digits, then the
+    /// unseen ones; drift: none.
     pub images: Vec<Vec<f32>>,
 }
 
-/// Runs `spec` on its simulated scene: imaging needs no data; classification reads `data`
-/// (train, test) of a task whose labels include `classes`.
+/// Runs `spec` on its simulated scene: imaging the letters needs no data; the hidden digits
+/// (classification, drift, phase imaging) read `data` (train, test) of a task whose labels
+/// include their classes.
 pub fn run_nlos(spec: &NlosSpec, data: Option<(&Dataset, &Dataset)>) -> Result<NlosTrained, FfmError> {
     let bench = NlosBench::new(&spec.scene)?;
     match (&spec.task, data) {
@@ -602,9 +625,12 @@ pub fn run_nlos(spec: &NlosSpec, data: Option<(&Dataset, &Dataset)>) -> Result<N
             classify_hidden_objects(&bench, spec, task, train, test)
         }
         (NlosTask::Drift(task), Some((train, test))) => classify_while_the_wall_turns(&bench, spec, task, train, test),
-        (NlosTask::Classification(_) | NlosTask::Drift(_), None) => Err(FfmError::InvalidSpec(
-            "hidden-object classification needs a data set".into(),
-        )),
+        (NlosTask::PhaseImaging(task), Some((train, test))) => {
+            image_hidden_phase_objects(&bench, spec, task, train, test)
+        }
+        (NlosTask::Classification(_) | NlosTask::Drift(_) | NlosTask::PhaseImaging(_), None) => {
+            Err(FfmError::InvalidSpec("a task of hidden digits needs a data set".into()))
+        }
     }
 }
 
@@ -1360,6 +1386,22 @@ impl HiddenDigits {
     }
 }
 
+impl HiddenDigits {
+    /// Places the training sample `row` (an index into `train_idx`) in `w`'s copy of the scene
+    /// and gives its loss: SPEC B3's against its class's detector square.
+    fn place_training_object<S: HiddenScene>(
+        &self,
+        w: &mut SceneWorker<S>,
+        train: &Dataset,
+        row: usize,
+    ) -> FieldLoss<'_, f32> {
+        let (j, class) = self.train_idx[row];
+        phase_object(train, j, self.side, self.n, &self.coordinates, &mut w.object);
+        w.bench.place_object(&w.object);
+        FieldLoss::NormalizedIntensityMse(&self.targets[class])
+    }
+}
+
 /// FFM's learner of the class mask (Fig. 4c, Extended Data Fig. 4b): the mask, its Adam and
 /// the buffers of one mini-batch.
 struct MaskLearner {
@@ -1379,52 +1421,39 @@ impl MaskLearner {
         }
     }
 
-    /// One Adam step on the mini-batch `rows` (indices into `digits`' training samples): each
-    /// sample's FFM gradient from a data and an error run of its scene, on the workers' copies,
-    /// summed in batch order (the bits one bench running them in turn gives); `shot(b, row)`
-    /// seeds the runs of the batch's `b`-th sample. Returns the summed loss; a non-finite loss
-    /// or gradient is an error naming `what` and `step`.
-    #[allow(clippy::too_many_arguments)]
-    fn step<S: HiddenScene + Send>(
+    /// One Adam step on a mini-batch of `count` scenes lit by `input`: `scene(worker, b)` places the batch's
+    /// `b`-th hidden object in the worker's copy of the scene and gives its loss; each scene's
+    /// FFM gradient comes from a data and an error run, on the workers' copies, summed in batch
+    /// order (the bits one bench running them in turn gives), and averaged; `shot(b)` seeds the
+    /// runs of the batch's `b`-th scene. Returns the summed loss; a non-finite loss or gradient
+    /// is an error naming `what` and `step`.
+    fn step<'t, S: HiddenScene + Send>(
         &mut self,
         workers: &mut [SceneWorker<S>],
-        digits: &HiddenDigits,
-        train: &Dataset,
-        rows: &[usize],
-        shot: impl Fn(usize, usize) -> u64 + Sync,
+        input: &[Complex32],
+        count: usize,
+        scene: impl Fn(&mut SceneWorker<S>, usize) -> FieldLoss<'t, f32> + Sync,
+        shot: impl Fn(usize) -> u64 + Sync,
         what: &str,
         step: usize,
     ) -> Result<f64, FfmError> {
-        let d = digits;
         let phases: &[Vec<f32>] = &self.phases;
-        for_each_scene(workers, &mut self.sample_grads[..rows.len()], |w, b, (g, l)| {
-            let (j, class) = d.train_idx[rows[b]];
-            phase_object(train, j, d.side, d.n, &d.coordinates, &mut w.object);
-            w.bench.place_object(&w.object);
+        for_each_scene(workers, &mut self.sample_grads[..count], |w, b, (g, l)| {
+            let loss = scene(w, b);
             g[0].fill(0.0);
-            let loss = FieldLoss::NormalizedIntensityMse(&d.targets[class]);
-            *l = ffm_gradient(
-                &mut w.bench,
-                phases,
-                &[],
-                &d.input,
-                &loss,
-                &mut w.ws,
-                g,
-                shot(b, rows[b]),
-            );
+            *l = ffm_gradient(&mut w.bench, phases, &[], input, &loss, &mut w.ws, g, shot(b));
         });
         // in batch order: the running sum one bench gives, bit for bit
         self.grad.fill(0.0);
         let mut total = 0.0;
-        for (g, l) in &self.sample_grads[..rows.len()] {
+        for (g, l) in &self.sample_grads[..count] {
             for (a, v) in self.grad.iter_mut().zip(&g[0]) {
                 *a += v;
             }
             total += l;
         }
         diverged(what, step, total, &self.grad)?;
-        let scale = 1.0 / rows.len() as f32;
+        let scale = 1.0 / count as f32;
         self.grad.iter_mut().for_each(|g| *g *= scale);
         self.adam.step(&mut self.phases[0], &self.grad);
         Ok(total)
@@ -1479,12 +1508,12 @@ pub fn classify_hidden_objects<S: HiddenScene + Clone + Send>(
         epoch_permutation(train_idx.len(), spec.seed, epoch as u64, &mut order);
         let mut epoch_loss = 0.0;
         for batch in order.chunks(task.batch) {
-            let shot = |_: usize, i: usize| derive_seed(spec.seed, &[0x5407, step as u64, i as u64]);
+            let shot = |b: usize| derive_seed(spec.seed, &[0x5407, step as u64, batch[b] as u64]);
             let total = learner.step(
                 &mut workers,
-                &digits,
-                train,
-                batch,
+                input,
+                batch.len(),
+                |w, b| digits.place_training_object(w, train, batch[b]),
                 shot,
                 "hidden-object classification",
                 step + 1,

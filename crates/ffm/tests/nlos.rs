@@ -554,3 +554,150 @@ fn turning_the_wall_by_a_full_turn_gives_the_scene_back_and_a_quarter_turn_does_
         "a quarter turn is another wall"
     );
 }
+
+fn small_phase_imaging() -> NlosSpec {
+    NlosSpec {
+        scene: NlosScene::at_grid(64),
+        task: NlosTask::PhaseImaging(PhaseImagingTask {
+            digits: vec![0, 7],
+            learned_per_digit: 1,
+            unseen_per_digit: 3,
+            object_px: 28,
+            iterations: 150,
+            lr: 0.1,
+            snr_db: vec![-20.0, 0.0, 40.0],
+            noise_draws: 3,
+            ann_bins: 8,
+            ann_ridge: 1e-3,
+        }),
+        seed: 0,
+    }
+}
+
+#[test]
+fn ffm_images_hidden_phase_digits_and_the_reads_degrade_with_noise() {
+    let spec = small_phase_imaging();
+    let (train, test) = (toy_digits(40, 1), toy_digits(40, 2));
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run_nlos(&spec, Some((&train, &test))).unwrap())
+    };
+    let trained = run(2);
+    let NlosOutcome::PhaseImaging(o) = &trained.result.outcome else {
+        panic!("not phase imaging")
+    };
+    eprintln!("{o:?}");
+    // learning runs only: a data and an error run per learned digit and step
+    assert_eq!(trained.result.forward_runs, 2 * 150 * 2);
+    assert_eq!(o.loss_curve.len(), 151);
+    assert!(o.loss_curve[150] < 0.5 * o.loss_curve[0], "{:?}", o.loss_curve);
+    assert_eq!((o.learned.images, o.unseen.images), (2, 6));
+    assert_eq!(trained.images.len(), 8);
+    let c = &o.learned;
+    assert_eq!((c.ffm.len(), c.ann.len(), c.ann_noise_trained.len()), (3, 3, 3));
+    // the mask images the learned digits; the flat mask's speckle does not
+    assert!(c.ffm_noise_free > 0.4 && c.flat_noise_free < 0.15, "{c:?}");
+    // a ridge read-out of two learned images reproduces them without noise
+    assert!(c.ann_noise_free > 0.95, "{c:?}");
+    // 40 dB: the noise-free image within a little; −20 dB: much worse
+    assert!((c.ffm[2] - c.ffm_noise_free).abs() < 0.02, "{c:?}");
+    assert!(c.ffm[0] < c.ffm_noise_free - 0.1, "{c:?}");
+    assert!(c.ann[0] < c.ann[2], "{c:?}");
+    // the same mask and reads on one thread as on two
+    let again = run(1);
+    assert_eq!(again.phase, trained.phase);
+    assert_eq!(again.result.outcome, trained.result.outcome);
+}
+
+#[test]
+fn phase_imaging_refuses_bad_specs_with_a_message() {
+    let spec = small_phase_imaging();
+    let (train, test) = (toy_digits(40, 1), toy_digits(40, 2));
+    let with = |f: &dyn Fn(&mut PhaseImagingTask)| {
+        let mut s = spec.clone();
+        if let NlosTask::PhaseImaging(t) = &mut s.task {
+            f(t);
+        }
+        run_nlos(&s, Some((&train, &test))).map(|_| ()).unwrap_err().to_string()
+    };
+    assert!(with(&|t| t.object_px = 30).contains("multiple of the images' side"));
+    assert!(with(&|t| t.object_px = 70).contains("object_px"));
+    assert!(with(&|t| t.digits = vec![0, 0]).contains("distinct digit"));
+    assert!(with(&|t| t.digits = vec![0, 3]).contains("0 images of digit 3"));
+    assert!(with(&|t| t.learned_per_digit = 30).contains("training split has 20 images of digit 0"));
+    assert!(with(&|t| t.ann_bins = 5).contains("ann_bins"));
+    assert!(with(&|t| t.noise_draws = 0).contains("noise_draws"));
+    assert!(with(&|t| t.snr_db = vec![f64::NAN]).contains("snr_db"));
+    assert!(with(&|t| t.ann_ridge = 0.0).contains("ridge"));
+    assert!(run_nlos(&spec, None)
+        .unwrap_err()
+        .to_string()
+        .contains("needs a data set"));
+}
+
+#[test]
+fn ridge_reconstruction_equals_the_primal_ridge_solution_and_interpolates_at_small_penalty() {
+    // the dual (kernel) form against the primal normal equations (X_cᵀX_c + λI) W = X_cᵀY_c,
+    // solved by LU: the same minimiser by another route
+    let mut r = rng(7);
+    let (m, d, p) = (6, 4, 3);
+    let x: Vec<Vec<f64>> = (0..m)
+        .map(|_| (0..d).map(|_| r.random_range(-1.0..1.0)).collect())
+        .collect();
+    let y: Vec<Vec<f64>> = (0..m)
+        .map(|_| (0..p).map(|_| r.random_range(-1.0..1.0)).collect())
+        .collect();
+    let ridge = 0.3;
+    let model = RidgeReconstruction::fit(&x, &y, ridge).unwrap();
+    let mean = |rows: &[Vec<f64>], k: usize| rows.iter().map(|row| row[k]).sum::<f64>() / m as f64;
+    let xc = nalgebra::DMatrix::from_fn(m, d, |i, k| x[i][k] - mean(&x, k));
+    let yc = nalgebra::DMatrix::from_fn(m, p, |i, k| y[i][k] - mean(&y, k));
+    let lambda = ridge * (&xc * xc.transpose()).trace() / m as f64;
+    let a = xc.transpose() * &xc + nalgebra::DMatrix::identity(d, d) * lambda;
+    let w = a.lu().solve(&(xc.transpose() * &yc)).unwrap();
+    let probe: Vec<f64> = (0..d).map(|_| r.random_range(-1.0..1.0)).collect();
+    let got = model.predict(&probe);
+    for k in 0..p {
+        let want = mean(&y, k) + (0..d).map(|j| (probe[j] - mean(&x, j)) * w[(j, k)]).sum::<f64>();
+        assert!((got[k] - want).abs() < 1e-10, "output {k}: {} against {want}", got[k]);
+    }
+    // more features than pairs and a tiny penalty: the training images come back
+    let wide: Vec<Vec<f64>> = (0..4)
+        .map(|_| (0..50).map(|_| r.random_range(0.0..1.0)).collect())
+        .collect();
+    let images: Vec<Vec<f64>> = (0..4)
+        .map(|i| (0..9).map(|k| f64::from((i + k) % 2 == 0)).collect())
+        .collect();
+    let fit = RidgeReconstruction::fit(&wide, &images, 1e-9).unwrap();
+    for (xi, yi) in wide.iter().zip(&images) {
+        for (a, b) in fit.predict(xi).iter().zip(yi) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+    assert!(RidgeReconstruction::fit(&x, &y[..3], 0.1).is_err());
+    assert!(RidgeReconstruction::fit(&x, &y, -1.0).is_err());
+    assert!(RidgeReconstruction::fit(&[vec![1.0], vec![1.0, 2.0]], &y[..2], 0.1).is_err());
+}
+
+#[test]
+fn camera_noise_has_the_asked_signal_to_noise_ratio_and_its_seed() {
+    let mut r = rng(3);
+    let frame: Vec<f32> = (0..200_000).map(|_| r.random_range(0.0..2.0f32)).collect();
+    let power = frame.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / frame.len() as f64;
+    for snr in [-10.0, 0.0, 15.0] {
+        let noisy = with_camera_noise(&frame, snr, 11);
+        let noise = noisy
+            .iter()
+            .zip(&frame)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            / frame.len() as f64;
+        let measured = 10.0 * (power / noise).log10();
+        assert!((measured - snr).abs() < 0.05, "asked {snr} dB, measured {measured}");
+        assert_eq!(noisy, with_camera_noise(&frame, snr, 11));
+        assert_ne!(noisy, with_camera_noise(&frame, snr, 12));
+    }
+}

@@ -199,12 +199,12 @@ pub fn classify_while_the_wall_turns<S: HiddenScene + TurningWall + Clone + Send
         let rows = &order[cursor..cursor + batch];
         cursor += batch;
         // FFM: one step on the batch's gradient, measured on this iteration's scene
-        let shot = |b: usize, _: usize| derive_seed(spec.seed, &[0x0D21F7, 2, t as u64, b as u64]);
+        let shot = |b: usize| derive_seed(spec.seed, &[0x0D21F7, 2, t as u64, b as u64]);
         let total = learner.step(
             &mut workers,
-            &digits,
-            train,
-            rows,
+            input,
+            batch,
+            |w, b| digits.place_training_object(w, train, rows[b]),
             shot,
             "classification under a turning wall",
             t + 1,
