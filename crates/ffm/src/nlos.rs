@@ -964,6 +964,34 @@ pub fn class_regions(n: usize, size: usize, classes: usize) -> Result<DetectorRe
     Ok(DetectorRegions::new(n, size, origins)?)
 }
 
+/// The electronic baselines' `bins × bins` bins of an `n × n` camera, row by row.
+fn camera_bins(n: usize, bins: usize) -> Result<DetectorRegions, FfmError> {
+    if bins == 0 || !n.is_multiple_of(bins) {
+        return Err(FfmError::InvalidSpec(format!(
+            "ann_bins ({bins}) must divide the grid side ({n})"
+        )));
+    }
+    let bin = n / bins;
+    Ok(DetectorRegions::new(
+        n,
+        bin,
+        (0..bins * bins).map(|b| ((b / bins) * bin, (b % bins) * bin)).collect(),
+    )?)
+}
+
+/// The side of the splits' square images (the hidden digits).
+fn image_side(train: &Dataset, test: &Dataset) -> Result<usize, FfmError> {
+    let side = (train.features() as f64).sqrt() as usize;
+    if side * side != train.features() || test.features() != train.features() {
+        return Err(FfmError::InvalidSpec(format!(
+            "hidden objects need square images; the splits have {} and {} features",
+            train.features(),
+            test.features()
+        )));
+    }
+    Ok(side)
+}
+
 /// The first `count` samples of `data` whose label is one of `classes`: `(column, class
 /// index)`.
 fn first_of_classes(
@@ -1330,26 +1358,10 @@ impl HiddenDigits {
         if task.object_px == 0 || task.object_px > n {
             return bad(format!("object_px must be in 1..={n}, got {}", task.object_px));
         }
-        if task.ann_bins == 0 || !n.is_multiple_of(task.ann_bins) {
-            return bad(format!("ann_bins ({}) must divide the grid side ({n})", task.ann_bins));
-        }
-        let side = (train.features() as f64).sqrt() as usize;
-        if side * side != train.features() || test.features() != train.features() {
-            return bad(format!(
-                "hidden objects need square images; the splits have {} and {} features",
-                train.features(),
-                test.features()
-            ));
-        }
+        let bins = camera_bins(n, task.ann_bins)?;
+        let bin = bins.size();
+        let side = image_side(train, test)?;
         let regions = class_regions(n, task.region_px, k)?;
-        let bin = n / task.ann_bins;
-        let bins = DetectorRegions::new(
-            n,
-            bin,
-            (0..task.ann_bins * task.ann_bins)
-                .map(|b| ((b / task.ann_bins) * bin, (b % task.ann_bins) * bin))
-                .collect(),
-        )?;
         if let Some(&c) = task
             .classes
             .iter()

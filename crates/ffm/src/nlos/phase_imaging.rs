@@ -32,7 +32,6 @@ use std::time::Instant;
 
 use insitu_data::Dataset;
 use insitu_linalg::{derive_seed, rng};
-use insitu_optics::DetectorRegions;
 use nalgebra::DMatrix;
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -40,8 +39,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    for_each_scene, intensity_of, phase_object, scene_side, scene_workers, ssim, HiddenScene, MaskLearner, NlosOutcome,
-    NlosResult, NlosSpec, NlosTrained, SceneWorker,
+    camera_bins, for_each_scene, image_side, intensity_of, phase_object, scene_side, scene_workers, ssim, HiddenScene,
+    MaskLearner, NlosOutcome, NlosResult, NlosSpec, NlosTrained, SceneWorker,
 };
 use crate::bench::CountingSystem;
 use crate::classifier::resize_coordinates;
@@ -325,20 +324,11 @@ pub fn image_hidden_phase_objects<S: HiddenScene + Clone + Send>(
     if task.object_px == 0 || task.object_px > n {
         return bad(format!("object_px must be in 1..={n}, got {}", task.object_px));
     }
-    if task.ann_bins == 0 || !n.is_multiple_of(task.ann_bins) {
-        return bad(format!("ann_bins ({}) must divide the grid side ({n})", task.ann_bins));
-    }
     if task.snr_db.iter().any(|s| !s.is_finite()) {
         return bad(format!("snr_db must be finite, got {:?}", task.snr_db));
     }
-    let side = (train.features() as f64).sqrt() as usize;
-    if side * side != train.features() || test.features() != train.features() {
-        return bad(format!(
-            "hidden objects need square images; the splits have {} and {} features",
-            train.features(),
-            test.features()
-        ));
-    }
+    let bins = camera_bins(n, task.ann_bins)?;
+    let side = image_side(train, test)?;
     if side < 7 || !task.object_px.is_multiple_of(side) {
         return bad(format!(
             "object_px ({}) must be a multiple of the images' side ({side}, at least 7: the similarity window)",
@@ -350,14 +340,6 @@ pub fn image_hidden_phase_objects<S: HiddenScene + Clone + Send>(
     let unseen_idx = first_of_each(test, &task.digits, task.unseen_per_digit, "test")?;
     let coordinates = resize_coordinates(side, task.object_px);
     let input = spec.scene.input();
-    let bin = n / task.ann_bins;
-    let bins = DetectorRegions::new(
-        n,
-        bin,
-        (0..task.ann_bins * task.ann_bins)
-            .map(|b| ((b / task.ann_bins) * bin, (b % task.ann_bins) * bin))
-            .collect(),
-    )?;
     // the binarised image of column `j`, and on the camera: the hidden digit's square, each
     // pixel a block
     let truth_of = |data: &Dataset, j: usize| -> Vec<f32> {
