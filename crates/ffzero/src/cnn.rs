@@ -425,16 +425,27 @@ fn im2col(shape: &ConvShape, input: &[f32], images: usize, cols: &mut Vec<f32>) 
                 for ci in 0..shape.in_channels {
                     for ky in 0..KERNEL {
                         let dst = (ci * KERNEL + ky) * KERNEL;
-                        let window = &mut col[dst..dst + KERNEL];
+                        // fixed-length windows: slices of a run-time length were copied and
+                        // cleared by calls to memmove and memset, 18 % of an FF+DD step
+                        let window: &mut [f32; KERNEL] =
+                            (&mut col[dst..dst + KERNEL]).try_into().expect("a kernel row");
                         let iy = (y + ky) as isize - PADDING as isize;
                         if iy < 0 || iy >= side as isize {
-                            window.fill(0.0);
+                            *window = [0.0; KERNEL];
                             continue;
                         }
                         let row = ci * plane + iy as usize * side;
-                        window[..kx0].fill(0.0);
-                        window[kx0..kx1].copy_from_slice(&image[row + ix0..row + ix0 + (kx1 - kx0)]);
-                        window[kx1..].fill(0.0);
+                        if kx0 == 0 && kx1 == KERNEL {
+                            *window = image[row + ix0..row + ix0 + KERNEL].try_into().expect("a kernel row");
+                        } else {
+                            for (kx, w) in window.iter_mut().enumerate() {
+                                *w = if (kx0..kx1).contains(&kx) {
+                                    image[row + ix0 + kx - kx0]
+                                } else {
+                                    0.0
+                                };
+                            }
+                        }
                     }
                 }
             }
@@ -838,6 +849,17 @@ fn col2im(shape: &ConvShape, d_cols: &[f32], images: usize, d_input: &mut Vec<f3
                         }
                         let row = ci * plane + iy as usize * side;
                         let src = (ci * KERNEL + ky) * KERNEL;
+                        if kx0 == 0 && kx1 == KERNEL {
+                            // a fixed length, as in im2col
+                            let d: &mut [f32; KERNEL] = (&mut image[row + ix0..row + ix0 + KERNEL])
+                                .try_into()
+                                .expect("a kernel row");
+                            let g: &[f32; KERNEL] = col[src..src + KERNEL].try_into().expect("a kernel row");
+                            for (d, &g) in d.iter_mut().zip(g) {
+                                *d += g;
+                            }
+                            continue;
+                        }
                         for (d, &g) in image[row + ix0..row + ix0 + (kx1 - kx0)]
                             .iter_mut()
                             .zip(&col[src + kx0..src + kx1])
@@ -866,9 +888,20 @@ fn pool_backward(shape: &ConvShape, conv: &[f32], d_pooled: &[f32], images: usiz
             for y in 0..p {
                 for x in 0..p {
                     let i = 2 * y * o + 2 * x;
-                    let four = [i, i + 1, i + o, i + o + 1];
-                    let max = four.iter().fold(f32::NEG_INFINITY, |m, &j| m.max(plane[j]));
-                    let at = four.into_iter().find(|&j| plane[j] == max).unwrap_or(i);
+                    let (a, b, c, d) = (plane[i], plane[i + 1], plane[i + o], plane[i + o + 1]);
+                    // the first of the four that holds the maximum (NaNs skipped; none: the first)
+                    let max = f32::NEG_INFINITY.max(a).max(b).max(c).max(d);
+                    let at = if a == max {
+                        i
+                    } else if b == max {
+                        i + 1
+                    } else if c == max {
+                        i + o
+                    } else if d == max {
+                        i + o + 1
+                    } else {
+                        i
+                    };
                     d_plane[at] += src[y * p + x];
                 }
             }
@@ -905,9 +938,7 @@ fn convolve_backward(
         1.0,
         par,
     );
-    for (r, row) in d_out.chunks_exact(columns).enumerate() {
-        grad[r * (k + 1) + k] = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
-    }
+    row_sums(d_out, rows, columns, |r, sum| grad[r * (k + 1) + k] = sum as f32);
     if let Some(d_cols) = d_cols {
         d_cols.clear();
         d_cols.resize(k * columns, 0.0);
@@ -919,6 +950,37 @@ fn convolve_backward(
             1.0,
             par,
         );
+    }
+}
+
+/// `sum(r, Σ_j values[r·columns + j])` for each of `rows` rows (row-major), each row summed
+/// in f64 from its first column to its last. Eight rows advance together: eight independent
+/// chains of additions instead of one (a row's sum was bound by the latency of its additions),
+/// each row's sum in the same order, so the same bits.
+fn row_sums(values: &[f32], rows: usize, columns: usize, mut sum: impl FnMut(usize, f64)) {
+    const BLOCK: usize = 8;
+    // the start of `Iterator::sum` for f64 (−0.0 on recent toolchains): an all-zero row keeps
+    // its sign of zero as before
+    let start: f64 = std::iter::empty::<f64>().sum();
+    let mut r = 0;
+    while r + BLOCK <= rows {
+        let block = &values[r * columns..(r + BLOCK) * columns];
+        let mut acc = [start; BLOCK];
+        for j in 0..columns {
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a += f64::from(block[i * columns + j]);
+            }
+        }
+        for (i, a) in acc.into_iter().enumerate() {
+            sum(r + i, a);
+        }
+        r += BLOCK;
+    }
+    for (i, row) in values[r * columns..rows * columns]
+        .chunks_exact(columns.max(1))
+        .enumerate()
+    {
+        sum(r + i, row.iter().map(|&v| f64::from(v)).sum::<f64>());
     }
 }
 
@@ -1815,6 +1877,60 @@ mod tests {
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from(*p) * f64::from(*q)).sum::<f64>();
             let (l, r) = (dot(&cols, &c), dot(&x, &back));
             assert!((l - r).abs() < 1e-5 * l.abs().max(1.0), "{l} vs {r}");
+        }
+    }
+
+    #[test]
+    fn im2col_equals_the_definition_of_a_padded_window() {
+        for (shape, images) in conv_shapes(3).into_iter().zip([2, 3]) {
+            let (side, out, k) = (shape.in_side, shape.out_side(), shape.kernel_len());
+            let x = random(images * shape.in_channels * side * side, 3, 1.0);
+            let mut cols = vec![f32::NAN; 7];
+            im2col(&shape, &x, images, &mut cols);
+            assert_eq!(cols.len(), k * images * out * out);
+            for b in 0..images {
+                for (y, xo) in (0..out).flat_map(|y| (0..out).map(move |xo| (y, xo))) {
+                    for (ci, ky, kx) in (0..shape.in_channels)
+                        .flat_map(|ci| (0..KERNEL).flat_map(move |ky| (0..KERNEL).map(move |kx| (ci, ky, kx))))
+                    {
+                        let (iy, ix) = (
+                            (y + ky) as isize - PADDING as isize,
+                            (xo + kx) as isize - PADDING as isize,
+                        );
+                        let inside = (0..side as isize).contains(&iy) && (0..side as isize).contains(&ix);
+                        let want = if inside {
+                            x[((b * shape.in_channels + ci) * side + iy as usize) * side + ix as usize]
+                        } else {
+                            0.0
+                        };
+                        let got = cols[((b * out + y) * out + xo) * k + (ci * KERNEL + ky) * KERNEL + kx];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "image {b} at ({y}, {xo}), ({ci}, {ky}, {kx})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_sums_are_each_rows_sum_in_order_bit_for_bit() {
+        for rows in [0, 1, 7, 8, 9, 17] {
+            for columns in [1, 33] {
+                let mut values = random(rows * columns, 4, 1e3);
+                // one all-negative-zero row: its sum keeps the sign `Iterator::sum` gives it
+                if rows > 2 {
+                    values[2 * columns..3 * columns].fill(-0.0);
+                }
+                let mut got = vec![f64::NAN; rows];
+                row_sums(&values, rows, columns, |r, v| got[r] = v);
+                for (r, row) in values.chunks_exact(columns).enumerate() {
+                    let want: f64 = row.iter().map(|&v| f64::from(v)).sum();
+                    assert_eq!(got[r].to_bits(), want.to_bits(), "{rows} × {columns}, row {r}");
+                }
+            }
         }
     }
 
