@@ -630,6 +630,7 @@ fn phase_imaging_refuses_bad_specs_with_a_message() {
     assert!(with(&|t| t.learned_per_digit = 30).contains("training split has 20 images of digit 0"));
     assert!(with(&|t| t.ann_bins = 5).contains("ann_bins"));
     assert!(with(&|t| t.noise_draws = 0).contains("noise_draws"));
+    assert!(with(&|t| t.unseen_per_digit = 0).contains("unseen_per_digit"));
     assert!(with(&|t| t.snr_db = vec![f64::NAN]).contains("snr_db"));
     assert!(with(&|t| t.ann_ridge = 0.0).contains("ridge"));
     assert!(run_nlos(&spec, None)

@@ -315,8 +315,8 @@ pub fn image_hidden_phase_objects<S: HiddenScene + Clone + Send>(
     if k == 0 || (1..k).any(|i| task.digits[..i].contains(&task.digits[i])) {
         return bad(format!("phase imaging needs ≥ 1 distinct digit, got {:?}", task.digits));
     }
-    if task.learned_per_digit == 0 || task.noise_draws == 0 {
-        return bad("learned_per_digit and noise_draws must be ≥ 1".into());
+    if task.learned_per_digit == 0 || task.unseen_per_digit == 0 || task.noise_draws == 0 {
+        return bad("learned_per_digit, unseen_per_digit and noise_draws must be ≥ 1".into());
     }
     if !(task.lr.is_finite() && task.lr > 0.0) {
         return bad(format!("lr must be > 0, got {}", task.lr));
