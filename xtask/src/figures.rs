@@ -432,7 +432,7 @@ pub fn panels(id: &str, runs: &[(RunSpec, Option<&StoredResult>)]) -> (Vec<Panel
                 }
             }
             let mut panels = similarity.finish("camera SNR (dB)", "SSIM against the binarised digit", (0.0, 1.0));
-            panels.extend(acc.finish("iteration", "test accuracy (%)", (0.0, 100.0)));
+            panels.extend(acc.finish("iteration", "test accuracy (%), mean over walls", (0.0, 100.0)));
             (panels, 2)
         }
         "seed002-ext1" => {

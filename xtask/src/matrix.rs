@@ -528,6 +528,21 @@ pub fn figure_specs(id: &str, profile: Profile) -> Result<Vec<RunSpec>, String> 
                     seed: 0,
                 }));
             }
+            // two more smooth walls at each speed: one wall is one draw of the speckle
+            if profile != Smoke {
+                for wall_seed in 1..3 {
+                    for v in [0.0, 1.0, 2.5] {
+                        out.push(RunSpec::Nlos(NlosSpec {
+                            scene: NlosScene {
+                                wall_seed,
+                                ..smooth.clone()
+                            },
+                            task: task(v),
+                            seed: 0,
+                        }));
+                    }
+                }
+            }
             // Extended Data Fig. 4a on Fig. 4's wall: the paper's four learned digits, and 25
             // of each (does a mask learned on more digits image unseen ones?)
             let imaging = PhaseImagingTask::at_grid(n);
@@ -842,8 +857,9 @@ mod tests {
         assert_eq!(n("seed000-photonic"), 3 * 2);
         assert_eq!(n("seed002-fig5"), 3 * 3 * 5);
         assert_eq!(n("seed002-ext1"), 5);
-        // 4 turning walls (4b) and phase imaging with 1 and 25 learned digits each (4a)
-        assert_eq!(n("seed002-ext4"), 4 + 2);
+        // 4b: the smooth wall at 3 speeds × 3 walls and the diffuse wall at v₁; 4a: phase
+        // imaging with 1 and 25 learned digits each
+        assert_eq!(n("seed002-ext4"), 3 * 3 + 1 + 2);
         assert_eq!(n("seed002-fig3"), 3 * 3);
         // 8 channel counts × 4 methods × classification and regression
         assert_eq!(n("seed000-cnn"), 8 * 4 * 2 + 8 * 4);
