@@ -25,8 +25,10 @@
 //! * a phase mask learned to focus through a scattering medium, FFM against particle-swarm
 //!   optimisation (seed 002 Fig. 3; SPEC B4) — [`focusing`];
 //! * objects hidden around a corner imaged and classified through a diffuse wall, the latter
-//!   under photon-limited detection against an electronic classifier (seed 002 Fig. 4; SPEC B4)
-//!   — [`nlos`]; both on a [`ScreenPath`] of propagations through diagonal screens.
+//!   under photon-limited detection against an electronic classifier (seed 002 Fig. 4; SPEC B4),
+//!   classified while the wall turns (Extended Data Fig. 4b) and hidden phase digits imaged onto
+//!   the camera (Extended Data Fig. 4a) — [`nlos`]; both on a [`ScreenPath`] of propagations
+//!   through diagonal screens.
 //!
 //! The derivations (sign conventions, why `e_l = conj(∂L/∂ū_l)` needs `T = Tᵀ`, the activation
 //! rule, the max-normalisation) are in `docs/ffm.md`.
